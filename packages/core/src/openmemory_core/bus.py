@@ -1,0 +1,259 @@
+"""The NATS bus: JetStream topology, durable commands, request/reply queries, results.
+
+Every service talks to every other only through this module, with the names in `contracts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ValidationError
+
+from openmemory_core import contracts as c
+from openmemory_core.errors import InvalidInput, OpenMemoryError, Unavailable, error_from_code
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+QueryHandler = Callable[[dict[str, Any]], Awaitable[BaseModel]]
+
+
+class Bus:
+    """One NATS connection with the JetStream context and the project's topology on it."""
+
+    def __init__(self, nc: NATS, partitions: int) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.partitions = partitions
+        self._subscriptions: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def connect(cls, url: str, name: str, partitions: int, connect_timeout: float = 5.0) -> Bus:
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                connect_timeout=connect_timeout,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+                drain_timeout=5,
+            )
+        except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+            raise Unavailable(f"cannot reach NATS at {url}: {exc}") from exc
+        bus = cls(nc, partitions)
+        await bus.ensure_topology()
+        return bus
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def ensure_topology(self) -> None:
+        """Create the streams and buckets every service relies on; harmless when they exist."""
+        await self._ensure_stream(
+            StreamConfig(
+                name=c.COMMANDS_STREAM,
+                subjects=[f"{c.COMMANDS_SUBJECT_PREFIX}.>"],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.WORK_QUEUE,
+                duplicate_window=600.0,
+            )
+        )
+        await self._ensure_stream(
+            StreamConfig(
+                name=c.EVENTS_STREAM,
+                subjects=[f"{c.EVENTS_SUBJECT_PREFIX}.>"],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS,
+                duplicate_window=600.0,
+            )
+        )
+        await self._ensure_stream(
+            StreamConfig(
+                name=c.DEAD_LETTER_STREAM,
+                subjects=[c.DEAD_LETTER_SUBJECT],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS,
+            )
+        )
+        await self.keys_bucket()
+
+    async def _ensure_stream(self, config: StreamConfig) -> None:
+        assert config.name is not None
+        try:
+            await self.js.stream_info(config.name)
+        except nats.js.errors.NotFoundError:
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # created by a sibling meanwhile
+                await self.js.add_stream(config)
+
+    async def keys_bucket(self) -> KeyValue:
+        try:
+            return await self.js.key_value(c.KEYS_BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            return await self.js.create_key_value(
+                KeyValueConfig(bucket=c.KEYS_BUCKET, history=5, storage=StorageType.FILE)
+            )
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    async def publish_command(self, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand) -> bool:
+        """Store a command durably; returns False when JetStream saw this request id already."""
+        payload = c.CommandEnvelope(command=command).model_dump_json().encode()
+        subject = c.command_subject(command.user_id, self.partitions)
+        try:
+            ack = await self.js.publish(
+                subject, payload, headers={"Nats-Msg-Id": command.request_id}, timeout=5.0
+            )
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
+            raise Unavailable(f"the command bus did not confirm the request: {exc}") from exc
+        return not ack.duplicate
+
+    async def ensure_ingest_consumer(self, partition: int, ack_wait: float) -> Subscription:
+        durable = c.ingest_durable(partition)
+        config = ConsumerConfig(
+            durable_name=durable,
+            filter_subject=c.partition_subject(partition),
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            # One command in flight per partition: a user's commands are applied in order,
+            # whatever the number of ingest workers pulling from it.
+            max_ack_pending=1,
+            ack_wait=ack_wait,
+        )
+        try:
+            await self.js.consumer_info(c.COMMANDS_STREAM, durable)
+        except nats.js.errors.NotFoundError:
+            with contextlib.suppress(nats.js.errors.BadRequestError):
+                await self.js.add_consumer(c.COMMANDS_STREAM, config)
+        return await self.js.pull_subscribe_bind(durable=durable, stream=c.COMMANDS_STREAM)
+
+    async def publish_event(self, event: c.MemoryEvent) -> None:
+        await self.js.publish(
+            c.event_subject(event.user_id),
+            event.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": f"{event.request_id}:{event.memory_id}:{event.change.value}"},
+            timeout=5.0,
+        )
+
+    async def publish_dead_letter(self, letter: c.DeadLetter) -> None:
+        await self.js.publish(
+            c.DEAD_LETTER_SUBJECT,
+            letter.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": f"dlq:{letter.request_id}"},
+            timeout=5.0,
+        )
+
+    async def publish_result(self, result: c.CommandResult) -> None:
+        # Core NATS: a waiting gateway hears it; nobody waiting is fine, the events are the record.
+        await self.nc.publish(c.result_subject(result.request_id), result.model_dump_json().encode())
+
+    @contextlib.asynccontextmanager
+    async def result_waiter(self, request_id: str) -> AsyncIterator[asyncio.Future[c.CommandResult]]:
+        """Subscribe to a request's result before publishing it, so the answer cannot be missed."""
+        future: asyncio.Future[c.CommandResult] = asyncio.get_running_loop().create_future()
+
+        async def on_result(msg: Msg) -> None:
+            if not future.done():
+                try:
+                    future.set_result(c.CommandResult.model_validate_json(msg.data))
+                except ValidationError as exc:
+                    future.set_exception(exc)
+
+        sub = await self.nc.subscribe(c.result_subject(request_id), cb=on_result)
+        try:
+            yield future
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    async def query(self, query: c.Query, request: BaseModel, response: type[M], timeout: float) -> M:
+        try:
+            msg = await self.nc.request(query.subject, request.model_dump_json().encode(), timeout=timeout)
+        except nats.errors.NoRespondersError as exc:
+            raise Unavailable("the search service is not running") from exc
+        except nats.errors.TimeoutError as exc:
+            raise Unavailable(f"the search service did not answer within {timeout:.0f}s") from exc
+        reply = c.Reply.model_validate_json(msg.data)
+        if not reply.ok:
+            raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")
+        return response.model_validate(reply.result or {})
+
+    async def serve_query(self, query: c.Query, handler: QueryHandler, concurrency: int = 16) -> None:
+        """Answer one query kind in the search queue group; every error becomes an error reply."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def answer(msg: Msg) -> None:
+            async with limit:
+                try:
+                    result = await handler(_json(msg.data))
+                    reply = c.Reply(ok=True, result=result.model_dump(mode="json"))
+                except ValidationError as exc:
+                    reply = c.Reply(ok=False, error_code=InvalidInput.code, error=_validation_message(exc))
+                except OpenMemoryError as exc:
+                    reply = c.Reply(ok=False, error_code=exc.code, error=exc.message)
+                except Exception as exc:
+                    log.exception("query %s failed", query.value)
+                    reply = c.Reply(ok=False, error_code="internal", error=f"search failed: {exc}")
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.respond(reply.model_dump_json().encode())
+
+        async def dispatch(msg: Msg) -> None:
+            task = asyncio.create_task(answer(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        sub = await self.nc.subscribe(query.subject, queue=c.SEARCH_QUEUE_GROUP, cb=dispatch)
+        self._subscriptions.append(sub)
+
+    async def close(self) -> None:
+        for sub in self._subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        with contextlib.suppress(nats.errors.Error):
+            await self.nc.drain()
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise InvalidInput("the query is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("the query must be a JSON object")
+    return value
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "input"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

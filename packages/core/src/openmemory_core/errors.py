@@ -1,0 +1,67 @@
+"""One exception hierarchy for every service, mapped once to HTTP statuses and MCP tool errors."""
+
+from __future__ import annotations
+
+
+class OpenMemoryError(Exception):
+    """Base of every error this system raises on purpose. `code` travels over NATS."""
+
+    code = "internal"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(OpenMemoryError):
+    """The request itself is wrong; retrying it unchanged will fail again."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class NotFound(OpenMemoryError):
+    """The thing asked for does not exist for this user."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Unauthorized(OpenMemoryError):
+    """No credentials, or credentials that are not valid."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(OpenMemoryError):
+    """Valid credentials that do not allow this action."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class Unavailable(OpenMemoryError):
+    """A dependency is down or too slow; the same request may succeed later."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class ConfigurationError(OpenMemoryError):
+    """The process was started with settings that cannot work together."""
+
+    code = "configuration"
+    http_status = 500
+
+
+_BY_CODE: dict[str, type[OpenMemoryError]] = {
+    cls.code: cls
+    for cls in (OpenMemoryError, InvalidInput, NotFound, Unauthorized, Forbidden, Unavailable, ConfigurationError)
+}
+
+
+def error_from_code(code: str, message: str) -> OpenMemoryError:
+    """Rebuild an error that crossed the bus as (code, message)."""
+    return _BY_CODE.get(code, OpenMemoryError)(message)

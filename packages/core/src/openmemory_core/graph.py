@@ -1,0 +1,142 @@
+"""The graph store: memories, the entities they mention, per user.
+
+`GraphStore` is the interface ingest and search use. `FalkorDBGraphStore` speaks to FalkorDB (the
+embedded default) with its own client. All Cypher is parameterised and portable to Neo4j.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from openmemory_core.contracts import Memory
+from openmemory_core.errors import ConfigurationError, Unavailable
+
+GRAPH_NAME = "openmemory"
+
+
+def entity_key(name: str) -> str:
+    """Entities are merged per user by their normalised name."""
+    return " ".join(name.split()).casefold()
+
+
+class GraphStore(Protocol):
+    async def ensure_schema(self) -> None: ...
+    async def add_memory(self, memory: Memory) -> None: ...
+    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None: ...
+    async def entities_of(self, user_id: str, memory_id: str) -> list[str]: ...
+    async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+ADD_MEMORY = """
+MERGE (m:Memory {id: $id})
+SET m.user_id = $user_id, m.app = $app, m.created_at = $created_at
+WITH m
+UNWIND $entities AS entity
+MERGE (e:Entity {user_id: $user_id, key: entity.key})
+ON CREATE SET e.name = entity.name, e.created_at = $created_at
+MERGE (m)-[:MENTIONS]->(e)
+"""
+
+DELETE_MEMORIES = """
+MATCH (m:Memory {user_id: $user_id})
+WHERE m.id IN $ids
+OPTIONAL MATCH (m)-[:MENTIONS]->(e:Entity)
+WITH m, collect(e) AS entities
+DETACH DELETE m
+WITH entities
+UNWIND entities AS e
+WITH DISTINCT e
+OPTIONAL MATCH (e)<-[r:MENTIONS]-(:Memory)
+WITH e, count(r) AS uses
+WHERE uses = 0
+DETACH DELETE e
+"""
+
+ENTITIES_OF = """
+MATCH (m:Memory {id: $id, user_id: $user_id})-[:MENTIONS]->(e:Entity)
+RETURN e.name ORDER BY e.name
+"""
+
+MEMORIES_MENTIONING = """
+MATCH (e:Entity {user_id: $user_id})<-[:MENTIONS]-(m:Memory)
+WHERE e.key IN $keys
+RETURN m.id, count(e) AS matched ORDER BY matched DESC LIMIT $limit
+"""
+
+
+class FalkorDBGraphStore:
+    """`GraphStore` on FalkorDB through its own asyncio client."""
+
+    def __init__(self, host: str, port: int, password: str | None = None) -> None:
+        from falkordb.asyncio import FalkorDB
+
+        self._db = FalkorDB(host=host, port=port, password=password, socket_timeout=10)
+        self._graph = self._db.select_graph(GRAPH_NAME)
+
+    @classmethod
+    def from_url(cls, url: str) -> FalkorDBGraphStore:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("falkordb", "redis"):
+            raise ConfigurationError(
+                f"graph URL {url!r} is not supported here: use falkordb://host:port "
+                "(a Neo4j adapter is planned)"
+            )
+        return cls(parsed.hostname or "127.0.0.1", parsed.port or 6379, parsed.password)
+
+    async def _query(self, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
+        try:
+            result = await self._graph.query(cypher, params)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"the graph store is not reachable: {exc}") from exc
+        rows: list[list[Any]] = result.result_set
+        return rows
+
+    async def ensure_schema(self) -> None:
+        for label, prop in (("Memory", "id"), ("Memory", "user_id"), ("Entity", "user_id"), ("Entity", "key")):
+            try:
+                await self._graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+            except Exception as exc:  # FalkorDB answers an error when the index exists already
+                if "already indexed" not in str(exc) and "already exists" not in str(exc):
+                    raise Unavailable(f"the graph store refused its schema: {exc}") from exc
+
+    async def add_memory(self, memory: Memory) -> None:
+        entities = [{"key": entity_key(n), "name": n} for n in memory.entities if entity_key(n)]
+        params = {
+            "id": memory.id,
+            "user_id": memory.user_id,
+            "app": memory.app,
+            "created_at": memory.created_at.isoformat(),
+            "entities": entities,
+        }
+        if entities:
+            await self._query(ADD_MEMORY, params)
+        else:
+            await self._query(ADD_MEMORY.split("WITH m")[0], params)
+
+    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None:
+        if memory_ids:
+            await self._query(DELETE_MEMORIES, {"user_id": user_id, "ids": memory_ids})
+
+    async def entities_of(self, user_id: str, memory_id: str) -> list[str]:
+        rows = await self._query(ENTITIES_OF, {"id": memory_id, "user_id": user_id})
+        return [str(r[0]) for r in rows]
+
+    async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]:
+        keys = [entity_key(n) for n in names if entity_key(n)]
+        if not keys:
+            return []
+        rows = await self._query(MEMORIES_MENTIONING, {"user_id": user_id, "keys": keys, "limit": limit})
+        return [str(r[0]) for r in rows]
+
+    async def ping(self) -> bool:
+        try:
+            await self._graph.query("RETURN 1")
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._db.aclose()

@@ -1,0 +1,112 @@
+"""API keys: random, shown once, stored hashed in a NATS KV bucket, identified by a short prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from openmemory_core.contracts import ANY_APP, ID_NAME_PATTERN, ApiKeyRecord, Principal, now
+from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+
+KEY_PREFIX = "om_"
+_KEY_SHAPE = re.compile(r"^om_[0-9a-f]{8}_[A-Za-z0-9_-]{32,64}$")
+_NAME = re.compile(ID_NAME_PATTERN)
+SCOPES = ("read", "write", "admin")
+
+
+def key_id(token: str) -> str:
+    """The KV key of a token: its SHA-256. Keys carry 256 random bits, so a fast hash is enough."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_name(kind: str, value: str) -> str:
+    if not _NAME.match(value):
+        raise InvalidInput(
+            f"{kind} {value!r} is not valid: use 1-128 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+async def create_key(
+    kv: KeyValue, user_id: str, app: str = ANY_APP, scopes: tuple[str, ...] = ("read", "write"), label: str = ""
+) -> tuple[str, ApiKeyRecord]:
+    """Mint a key; the token is returned once and never stored."""
+    validate_name("user", user_id)
+    if app != ANY_APP:
+        validate_name("app", app)
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise InvalidInput(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+    prefix = secrets.token_hex(4)
+    token = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    record = ApiKeyRecord(
+        key_id=key_id(token), prefix=prefix, user_id=user_id, app=app, scopes=list(scopes), label=label
+    )
+    await kv.create(record.key_id, record.model_dump_json().encode())
+    return token, record
+
+
+async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None = None) -> Principal:
+    """Turn a presented token into the principal it stands for, or refuse it.
+
+    `requested_app` is the client name from an OpenMemory-style URL: it becomes the app when the key
+    is not bound to one app; a key bound to another app is refused.
+    """
+    if not token:
+        raise Unauthorized("an API key is required: send it as 'Authorization: Bearer <key>'")
+    if not _KEY_SHAPE.match(token):
+        raise Unauthorized("the API key is not valid")
+    try:
+        entry = await kv.get(key_id(token))
+    except nats.js.errors.KeyNotFoundError as exc:
+        raise Unauthorized("the API key is not valid") from exc
+    if entry.value is None:
+        raise Unauthorized("the API key is not valid")
+    record = ApiKeyRecord.model_validate_json(entry.value)
+    if record.revoked:
+        raise Unauthorized("the API key was revoked")
+    if record.expires_at is not None and record.expires_at <= now():
+        raise Unauthorized("the API key has expired")
+    app = record.app
+    if requested_app is not None:
+        if not _NAME.match(requested_app):
+            raise InvalidInput(f"client name {requested_app!r} in the URL is not valid")
+        if app not in (ANY_APP, requested_app):
+            raise Forbidden(f"this API key is for app {app!r}, not {requested_app!r}")
+        app = requested_app
+    if app == ANY_APP:
+        app = "default"
+    return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
+
+
+async def list_keys(kv: KeyValue, user_id: str | None = None) -> list[ApiKeyRecord]:
+    try:
+        names = await kv.keys()
+    except nats.js.errors.NoKeysError:
+        return []
+    records = []
+    for name in names:
+        try:
+            entry = await kv.get(name)
+        except nats.js.errors.KeyNotFoundError:
+            continue
+        if entry.value:
+            record = ApiKeyRecord.model_validate_json(entry.value)
+            if user_id is None or record.user_id == user_id:
+                records.append(record)
+    return sorted(records, key=lambda r: r.created_at)
+
+
+async def revoke_key(kv: KeyValue, prefix: str) -> ApiKeyRecord:
+    """Revoke by the short prefix shown in listings (the part after `om_`)."""
+    matches = [r for r in await list_keys(kv) if r.prefix == prefix and not r.revoked]
+    if not matches:
+        raise NotFound(f"no active key with prefix {prefix!r}")
+    record = matches[0].model_copy(update={"revoked": True})
+    await kv.put(record.key_id, record.model_dump_json().encode())
+    return record

@@ -1,0 +1,78 @@
+"""Keyword (sparse) vectors for BM25-style matching.
+
+A document's vector holds, per term, BM25's saturated term frequency; Qdrant's IDF modifier supplies
+the inverse document frequency at query time, so together they score like BM25.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself yourselves i'm i've i'd i'll it's that's
+    what's don't didn't doesn't""".split()
+)
+
+K1 = 1.2
+B = 0.75
+AVERAGE_LENGTH = 12.0  # terms in a typical memory; BM25's length normalisation needs a reference
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased word terms without stopwords, with a light plural/possessive strip."""
+    out = []
+    for token in _TOKEN.findall(text.casefold()):
+        token = token.replace("’", "'")
+        if token in STOPWORDS:
+            continue
+        if token.endswith("'s"):
+            token = token[:-2]
+        if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+            token = token[:-1]
+        if token:
+            out.append(token)
+    return out
+
+
+def term_index(term: str) -> int:
+    return zlib.crc32(term.encode()) & 0x7FFFFFFF
+
+
+def _merge(weights: dict[int, float]) -> SparseVector:
+    ordered = sorted(weights.items())
+    return SparseVector([i for i, _ in ordered], [v for _, v in ordered])
+
+
+def document_vector(text: str) -> SparseVector:
+    counts = Counter(terms(text))
+    length = sum(counts.values())
+    weights: dict[int, float] = {}
+    for term, tf in counts.items():
+        score = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / AVERAGE_LENGTH))
+        index = term_index(term)
+        weights[index] = weights.get(index, 0.0) + score
+    return _merge(weights)
+
+
+def query_vector(text: str) -> SparseVector:
+    weights: dict[int, float] = {}
+    for term in set(terms(text)):
+        weights[term_index(term)] = 1.0
+    return _merge(weights)

@@ -1,0 +1,356 @@
+"""The single-binary runtime: one registry of components, any subset of them per process.
+
+Components are found through the `openmemory.components` entry point group (each service
+registers its own), so this package never imports a service. `--target all` is the composition
+of every registered component; `--target ingest,search` runs two of them, and so on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp
+
+from openmemory_core.bus import Bus
+from openmemory_core.embedded import SupervisedProcess, embedded_falkordb, embedded_nats
+from openmemory_core.embeddings import Embedder, MiniLMEmbedder
+from openmemory_core.errors import ConfigurationError
+from openmemory_core.extraction import Extractor, SentenceExtractor
+from openmemory_core.graph import FalkorDBGraphStore, GraphStore
+from openmemory_core.settings import Settings
+from openmemory_core.vectors import QdrantVectorStore, VectorStore
+
+log = logging.getLogger(__name__)
+
+BUS, VECTORS, GRAPH, EMBEDDER = "bus", "vectors", "graph", "embedder"
+
+
+class Running(Protocol):
+    """A started component; `stop` drains its in-flight work."""
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    uses: frozenset[str]
+    start: Callable[[Runtime], Awaitable[Running]]
+    order: int = 50  # lower starts first; readers and writers before the doors
+
+
+def registered_components() -> dict[str, Component]:
+    found: dict[str, Component] = {}
+    for ep in entry_points(group="openmemory.components"):
+        component = ep.load()
+        if not isinstance(component, Component):
+            raise ConfigurationError(f"entry point {ep.name!r} is not an openmemory Component")
+        found[component.name] = component
+    return found
+
+
+def resolve_targets(target: str, registry: dict[str, Component]) -> list[Component]:
+    names = [n.strip() for n in target.split(",") if n.strip()]
+    if not names:
+        raise ConfigurationError("--target is empty")
+    if "all" in names:
+        names = list(registry)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown target {', '.join(unknown)}; choose from all, {', '.join(sorted(registry))}"
+        )
+    return sorted((registry[n] for n in dict.fromkeys(names)), key=lambda c: (c.order, c.name))
+
+
+@dataclass
+class HttpService:
+    name: str
+    app: ASGIApp
+    host: str
+    port: int
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The runtime owns signals for every server and component in the process.
+        yield
+
+
+class Health:
+    """What `/healthz` and `/readyz` report: every component this process started."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.checks: dict[str, Callable[[], Awaitable[bool]]] = {}
+
+    async def readiness(self) -> dict[str, bool]:
+        results = {}
+        for name, check in self.checks.items():
+            try:
+                results[name] = await asyncio.wait_for(check(), 2.0)
+            except Exception:
+                results[name] = False
+        return results
+
+    def add_routes(self, app: Any) -> None:
+        """Mount `/healthz` (the process is up and every component started) and `/readyz`."""
+
+        async def healthz(_: Request) -> JSONResponse:
+            return JSONResponse({"status": "ok" if self.started else "starting"}, 200 if self.started else 503)
+
+        async def readyz(_: Request) -> JSONResponse:
+            checks = await self.readiness()
+            ready = self.started and all(checks.values())
+            return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+        app.add_route("/healthz", healthz, methods=["GET"])
+        app.add_route("/readyz", readyz, methods=["GET"])
+
+
+@dataclass
+class Runtime:
+    """The process: its settings, the shared resources its components use, its HTTP services."""
+
+    settings: Settings
+    components: list[Component]
+    health: Health = field(default_factory=Health)
+    http: list[HttpService] = field(default_factory=list)
+    nats_url: str | None = None
+    graph_url: str | None = None
+    _bus: Bus | None = None
+    _vectors: VectorStore | None = None
+    _graph: GraphStore | None = None
+    _embedder: Embedder | None = None
+    _extractor: Extractor | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.core.data_dir
+
+    @property
+    def names(self) -> set[str]:
+        return {c.name for c in self.components}
+
+    def serve_http(self, name: str, app: ASGIApp, host: str, port: int) -> None:
+        self.http.append(HttpService(name, app, host, port))
+
+    async def bus(self) -> Bus:
+        async with self._lock:
+            if self._bus is None:
+                assert self.nats_url is not None
+                name = "openmemory-" + "-".join(sorted(self.names))
+                self._bus = await Bus.connect(self.nats_url, name, self.settings.core.partitions)
+                bus = self._bus
+                self.health.checks["nats"] = lambda: _true(bus.connected)
+            return self._bus
+
+    async def embedder(self) -> Embedder:
+        async with self._lock:
+            if self._embedder is None:
+                self._embedder = await asyncio.to_thread(MiniLMEmbedder)
+            return self._embedder
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Inject an embedder (tests, or another provider) before components start."""
+        self._embedder = embedder
+
+    async def extractor(self) -> Extractor:
+        if self._extractor is None:
+            self._extractor = SentenceExtractor()
+        return self._extractor
+
+    async def vectors(self) -> VectorStore:
+        embedder = await self.embedder()
+        async with self._lock:
+            if self._vectors is None:
+                core = self.settings.core
+                key = core.qdrant_api_key.get_secret_value() if core.qdrant_api_key else None
+                store = QdrantVectorStore.open(
+                    embedder.model_tag, embedder.dimension, core.qdrant_url, self.data_dir / "qdrant", key
+                )
+                await store.ensure_collection()
+                self._vectors = store
+            return self._vectors
+
+    async def graph(self) -> GraphStore:
+        async with self._lock:
+            if self._graph is None:
+                assert self.graph_url is not None
+                store = FalkorDBGraphStore.from_url(self.graph_url)
+                await store.ensure_schema()
+                self._graph = store
+                self.health.checks["graph"] = store.ping
+            return self._graph
+
+    async def close(self) -> None:
+        for closer in (self._bus, self._vectors, self._graph):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def embedded_plan(settings: Settings, chosen: list[Component], registry: dict[str, Component]) -> set[str]:
+    """Which embedded stores this process must start, or a clear error when it cannot.
+
+    An embedded store serves one process, so it is used only when every component that needs it
+    runs here; otherwise its URL must be configured.
+    """
+    here = {c.name for c in chosen}
+    plan: set[str] = set()
+    configured = {
+        BUS: settings.core.nats_url,
+        VECTORS: settings.core.qdrant_url,
+        GRAPH: settings.core.graph_url,
+    }
+    env = {BUS: "OPENMEMORY_NATS_URL", VECTORS: "OPENMEMORY_QDRANT_URL", GRAPH: "OPENMEMORY_GRAPH_URL"}
+    for resource, url in configured.items():
+        needed_here = any(resource in c.uses for c in chosen)
+        if url or not needed_here:
+            continue
+        users = {c.name for c in registry.values() if resource in c.uses}
+        if users <= here:
+            plan.add(resource)
+        else:
+            raise ConfigurationError(
+                f"target {','.join(sorted(here))} needs {env[resource]}: the embedded {resource} store "
+                f"serves one process, and {', '.join(sorted(users - here))} would run elsewhere"
+            )
+    return plan
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
+    run_dir = data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = (run_dir / "lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise ConfigurationError(
+            f"another OpenMemory process is running on {data_dir}; stop it or choose another --data-dir"
+        ) from exc
+    try:
+        yield handle
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def endpoints_file(data_dir: Path) -> Path:
+    return data_dir / "run" / "endpoints.json"
+
+
+def read_endpoints(data_dir: Path) -> dict[str, Any] | None:
+    """The running process's endpoints, for the CLI; None when nothing runs on this data dir."""
+    from openmemory_core.embedded import pid_alive
+
+    path = endpoints_file(data_dir)
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if pid_alive(int(info.get("pid", 0))) else None
+
+
+async def run(settings: Settings, target: str, on_ready: Callable[[Runtime], Awaitable[None]] | None = None) -> None:
+    """Start the chosen components and everything they need; run until SIGINT or SIGTERM."""
+    registry = registered_components()
+    chosen = resolve_targets(target, registry)
+    plan = embedded_plan(settings, chosen, registry)
+    runtime = Runtime(settings, chosen, nats_url=settings.core.nats_url, graph_url=settings.core.graph_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    supervised: list[SupervisedProcess] = []
+    running: list[Running] = []
+    servers: list[tuple[_Server, asyncio.Task[None]]] = []
+    with contextlib.ExitStack() as exits:
+        settings.core.data_dir.mkdir(parents=True, exist_ok=True)
+        if plan:
+            exits.enter_context(data_dir_lock(settings.core.data_dir))
+        try:
+            if BUS in plan:
+                nats_proc, runtime.nats_url = embedded_nats(settings.core.data_dir)
+                await nats_proc.start()
+                supervised.append(nats_proc)
+            if GRAPH in plan:
+                graph_proc, runtime.graph_url = embedded_falkordb(settings.core.data_dir)
+                await graph_proc.start()
+                supervised.append(graph_proc)
+            for component in chosen:
+                log.info("starting %s", component.name)
+                running.append(await component.start(runtime))
+            if not runtime.http:
+                from starlette.applications import Starlette
+
+                runtime.serve_http("ops", Starlette(), settings.ops.host, settings.ops.port)
+            for service in runtime.http:
+                runtime.health.add_routes(service.app)
+                server = _Server(
+                    uvicorn.Config(
+                        service.app, host=service.host, port=service.port, log_level="warning", lifespan="on"
+                    )
+                )
+                servers.append((server, asyncio.create_task(server.serve(), name=f"http-{service.name}")))
+            for server, task in servers:
+                while not server.started and not task.done():
+                    await asyncio.sleep(0.02)
+                if task.done():
+                    raise ConfigurationError(f"an HTTP server could not start: {task.exception()}")
+            runtime.health.started = True
+            if plan:
+                _write_endpoints(runtime)
+            if on_ready is not None:
+                await on_ready(runtime)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            runtime.health.started = False
+            for server, _ in servers:
+                server.should_exit = True
+            for _, task in servers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 10.0)
+            for handle in reversed(running):
+                with contextlib.suppress(Exception):
+                    await handle.stop()
+            await runtime.close()
+            for proc in reversed(supervised):
+                await proc.stop()
+            if plan:
+                endpoints_file(settings.core.data_dir).unlink(missing_ok=True)
+
+
+def _write_endpoints(runtime: Runtime) -> None:
+    info = {
+        "pid": os.getpid(),
+        "nats_url": runtime.nats_url,
+        "graph_url": runtime.graph_url,
+        "http": {s.name: f"http://{s.host}:{s.port}" for s in runtime.http},
+    }
+    path = endpoints_file(runtime.data_dir)
+    path.write_text(json.dumps(info, indent=2))

@@ -1,0 +1,107 @@
+"""Settings: one pydantic-settings class per service, each with its own env prefix, nested in one root.
+
+A configured URL always wins over an embedded default. Nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from openmemory_core.contracts import DEFAULT_PARTITIONS, MAX_TEXT_CHARS
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".openmemory"
+
+
+class CoreSettings(BaseSettings):
+    """Where data lives and which stores to use (env prefix `OPENMEMORY_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    nats_url: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    graph_url: str | None = Field(
+        default=None, description="falkordb://host:port or redis://host:port for FalkorDB"
+    )
+    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=256)
+    default_user: str = "default"
+    log_level: str = "INFO"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+class GatewaySettings(BaseSettings):
+    """The MCP gateway (env prefix `OPENMEMORY_GATEWAY_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    add_wait_seconds: float = Field(default=5.0, ge=0, le=60)
+    query_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1)
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        description="Host headers the MCP endpoint accepts (DNS-rebinding protection)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    )
+
+
+class AdminSettings(BaseSettings):
+    """The admin service and dashboard (env prefix `OPENMEMORY_ADMIN_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_ADMIN_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+
+
+class IngestSettings(BaseSettings):
+    """The ingest worker (env prefix `OPENMEMORY_INGEST_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_INGEST_", extra="ignore")
+
+    ack_wait_seconds: float = Field(default=60.0, gt=0)
+    max_deliver: int = Field(default=5, ge=1)
+    retry_backoff_seconds: float = Field(default=1.0, ge=0)
+
+
+class SearchSettings(BaseSettings):
+    """The search service (env prefix `OPENMEMORY_SEARCH_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_SEARCH_", extra="ignore")
+
+    candidates: int = Field(default=50, ge=1, le=1000)
+
+
+class OpsSettings(BaseSettings):
+    """Health and metrics for processes that serve no other HTTP (env prefix `OPENMEMORY_OPS_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_OPS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8766
+
+
+class Settings(BaseSettings):
+    """The root: every service's settings, for `--target all` or any split."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_ROOT_", extra="ignore")
+
+    core: CoreSettings = Field(default_factory=CoreSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)

@@ -1,0 +1,190 @@
+"""The vector store: one Qdrant point per memory (dense + keyword vectors, the memory as payload).
+
+`VectorStore` is the small interface ingest and search use. `QdrantVectorStore` runs on
+`qdrant-client`, either against a Qdrant server (a URL) or in local mode inside this process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from openmemory_core.contracts import Memory, MemoryState
+from openmemory_core.errors import Unavailable
+from openmemory_core.keywords import SparseVector
+
+DENSE = "dense"
+KEYWORDS = "keywords"
+
+
+@dataclass(frozen=True)
+class VectorRecord:
+    memory: Memory
+    dense: list[float]
+    sparse: SparseVector
+
+
+@dataclass(frozen=True)
+class Hit:
+    memory: Memory
+    rank: int
+    score: float
+
+
+class VectorStore(Protocol):
+    async def ensure_collection(self) -> None: ...
+    async def upsert(self, records: list[VectorRecord]) -> None: ...
+    async def get(self, user_id: str, memory_ids: list[str]) -> list[Memory]: ...
+    async def find_by_hash(self, user_id: str, content_hash: str) -> Memory | None: ...
+    async def delete(self, user_id: str, memory_ids: list[str]) -> None: ...
+    async def list(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]: ...
+    async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]: ...
+    async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]: ...
+    async def close(self) -> None: ...
+
+
+def collection_name(model_tag: str) -> str:
+    """Collections are per embedding model and dimension, so switching models never mixes vectors."""
+    return f"memories_{model_tag}"
+
+
+def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
+    must: list[models.Condition] = [
+        models.FieldCondition(key="user_id", match=models.MatchValue(value=user_id))
+    ]
+    if active_only:
+        must.append(models.FieldCondition(key="state", match=models.MatchValue(value=MemoryState.ACTIVE)))
+    return models.Filter(must=must)
+
+
+def _payload(memory: Memory) -> dict[str, Any]:
+    payload = memory.model_dump(mode="json")
+    payload["created_ts"] = memory.created_at.timestamp()  # numeric, for ordering
+    return payload
+
+
+def _memory(payload: dict[str, Any] | None) -> Memory:
+    return Memory.model_validate({k: v for k, v in (payload or {}).items() if k != "created_ts"})
+
+
+class QdrantVectorStore:
+    """`VectorStore` on qdrant-client: a server at `url`, or local mode under `path`."""
+
+    def __init__(self, client: AsyncQdrantClient, model_tag: str, dimension: int, local: bool) -> None:
+        self._client = client
+        self.collection = collection_name(model_tag)
+        self._dimension = dimension
+        self.local = local
+
+    @classmethod
+    def open(
+        cls, model_tag: str, dimension: int, url: str | None, path: Path | None, api_key: str | None = None
+    ) -> QdrantVectorStore:
+        if url:
+            return cls(AsyncQdrantClient(url=url, api_key=api_key, timeout=10), model_tag, dimension, False)
+        assert path is not None
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = AsyncQdrantClient(path=str(path))
+        except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
+            raise Unavailable(
+                f"the embedded vector store at {path} is in use by another process; "
+                "run one OpenMemory process per data dir, or set OPENMEMORY_QDRANT_URL"
+            ) from exc
+        return cls(client, model_tag, dimension, True)
+
+    async def ensure_collection(self) -> None:
+        try:
+            if await self._client.collection_exists(self.collection):
+                return
+            await self._client.create_collection(
+                self.collection,
+                vectors_config={DENSE: models.VectorParams(size=self._dimension, distance=models.Distance.COSINE)},
+                sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            )
+            for field, schema in (
+                ("user_id", models.PayloadSchemaType.KEYWORD),
+                ("state", models.PayloadSchemaType.KEYWORD),
+                ("content_hash", models.PayloadSchemaType.KEYWORD),
+                ("created_ts", models.PayloadSchemaType.FLOAT),
+            ):
+                if not self.local:  # local mode ignores payload indexes (and warns)
+                    await self._client.create_payload_index(self.collection, field, schema)
+        except (ResponseHandlingException, UnexpectedResponse) as exc:
+            raise Unavailable(f"the vector store is not reachable: {exc}") from exc
+
+    async def upsert(self, records: list[VectorRecord]) -> None:
+        points = [
+            models.PointStruct(
+                id=r.memory.id,
+                vector={
+                    DENSE: r.dense,
+                    KEYWORDS: models.SparseVector(indices=r.sparse.indices, values=r.sparse.values),
+                },
+                payload=_payload(r.memory),
+            )
+            for r in records
+        ]
+        if points:
+            await self._client.upsert(self.collection, points=points, wait=True)
+
+    async def get(self, user_id: str, memory_ids: list[str]) -> list[Memory]:
+        if not memory_ids:
+            return []
+        points = await self._client.retrieve(self.collection, ids=memory_ids, with_payload=True)
+        found = [_memory(p.payload) for p in points]
+        return [m for m in found if m.user_id == user_id and m.state != MemoryState.DELETED]
+
+    async def find_by_hash(self, user_id: str, content_hash: str) -> Memory | None:
+        flt = _user_filter(user_id)
+        flt.must = [
+            *(flt.must if isinstance(flt.must, list) else []),
+            models.FieldCondition(key="content_hash", match=models.MatchValue(value=content_hash)),
+        ]
+        points, _ = await self._client.scroll(self.collection, scroll_filter=flt, limit=1, with_payload=True)
+        return _memory(points[0].payload) if points else None
+
+    async def delete(self, user_id: str, memory_ids: list[str]) -> None:
+        if not memory_ids:
+            return
+        flt = _user_filter(user_id, active_only=False)
+        flt.must = [
+            *(flt.must if isinstance(flt.must, list) else []),
+            models.HasIdCondition(has_id=list(memory_ids)),
+        ]
+        await self._client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+
+    async def list(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
+        points, _ = await self._client.scroll(
+            self.collection,
+            scroll_filter=_user_filter(user_id, active_only),
+            limit=limit,
+            with_payload=True,
+            order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
+        )
+        return [_memory(p.payload) for p in points]
+
+    async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]:
+        response = await self._client.query_points(
+            self.collection, query=vector, using=DENSE, query_filter=_user_filter(user_id), limit=limit
+        )
+        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
+
+    async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]:
+        if not vector.indices:
+            return []
+        response = await self._client.query_points(
+            self.collection,
+            query=models.SparseVector(indices=vector.indices, values=vector.values),
+            using=KEYWORDS,
+            query_filter=_user_filter(user_id),
+            limit=limit,
+        )
+        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
+
+    async def close(self) -> None:
+        await self._client.close()

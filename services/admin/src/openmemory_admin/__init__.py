@@ -1,0 +1,1 @@
+"""The admin service: REST API and web dashboard for people."""

@@ -1,0 +1,1 @@
+"""The MCP gateway: the only door for MCP clients. Authenticates, then speaks NATS."""

@@ -1,0 +1,135 @@
+"""The gateway's HTTP front: authentication, and the MCP endpoints under every URL form.
+
+- `/mcp` — streamable HTTP (stateless, so replicas need no session affinity).
+- `/sse` + `/messages/` — legacy SSE.
+- `/mcp/{client}/http/{user}` and `/mcp/{client}/sse/{user}` (+ `/mcp/{client}/messages/`) —
+  OpenMemory's forms. The key decides the user; the path's client becomes the app if the key allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from mcp.server.transport_security import TransportSecuritySettings
+from nats.js.kv import KeyValue
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from openmemory_core.errors import OpenMemoryError
+from openmemory_core.keys import verify_key
+from openmemory_core.settings import GatewaySettings
+
+from openmemory_gateway.service import MemoryGateway
+from openmemory_gateway.tools import build_mcp
+
+_OPENMEMORY_FORM = re.compile(r"^/mcp/(?P<client>[^/]+)/(?P<kind>sse|http|messages)(?:/(?P<user>[^/]*))?/?$")
+
+
+@dataclass(frozen=True)
+class McpRoute:
+    kind: str  # "http", "sse" or "messages"
+    client: str | None
+    root_path: str
+
+
+def route_of(path: str) -> McpRoute | None:
+    """Which MCP endpoint a path is, in any of the supported forms; None for other paths."""
+    if path in ("/mcp", "/mcp/"):
+        return McpRoute("http", None, "")
+    if path == "/sse":
+        return McpRoute("sse", None, "")
+    if path.startswith("/messages"):
+        return McpRoute("messages", None, "")
+    match = _OPENMEMORY_FORM.match(path)
+    if match is None:
+        return None
+    kind, client = match["kind"], match["client"]
+    if kind == "messages" and match["user"]:
+        return None
+    return McpRoute(kind, client, f"/mcp/{client}")
+
+
+def _bearer(scope: Scope) -> str | None:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return headers.get("x-api-key") or None
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="OpenMemory"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GatewayFront:
+    """ASGI entry: MCP paths are authenticated and routed; everything else goes to the FastAPI app."""
+
+    def __init__(self, api: FastAPI, streamable: ASGIApp, sse: ASGIApp, keys: KeyValue) -> None:
+        self.api = api
+        self.streamable = streamable
+        self.sse = sse
+        self.keys = keys
+
+    def add_route(self, path: str, endpoint: Any, methods: list[str] | None = None) -> None:
+        """Non-MCP routes (health, metrics) belong to the FastAPI app."""
+        self.api.add_route(path, endpoint, methods=methods)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = route_of(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            await self.api(scope, receive, send)
+            return
+        try:
+            principal = await verify_key(self.keys, _bearer(scope), route.client)
+        except OpenMemoryError as exc:
+            await _refuse(send, exc.http_status, exc.message)
+            return
+        scope = dict(scope)
+        scope["state"] = {**scope.get("state", {}), "principal": principal}
+        if route.kind == "http":
+            await self.streamable({**scope, "path": "/mcp", "raw_path": b"/mcp"}, receive, send)
+            return
+        # SSE: the transport tells the client where to post messages as root_path + "/messages/",
+        # so an OpenMemory-form session posts back under its own client path.
+        scope["root_path"] = route.root_path
+        if route.kind == "sse":
+            scope["path"] = route.root_path + "/sse"
+        await self.sse(scope, receive, send)
+
+
+def create_app(gateway: MemoryGateway, keys: KeyValue, settings: GatewaySettings) -> GatewayFront:
+    mcp = build_mcp(gateway)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
+    streamable = mcp.streamable_http_app(
+        streamable_http_path="/mcp", stateless_http=True, transport_security=security
+    )
+    sse = mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A mounted app's lifespan never runs: the host enters the session manager itself.
+        async with mcp.session_manager.run():
+            yield
+
+    api = FastAPI(title="OpenMemory gateway", version="0.1.0", lifespan=lifespan)
+
+    @api.get("/")
+    async def index() -> dict[str, str]:
+        """Where to connect."""
+        return {"service": "openmemory-gateway", "mcp": "/mcp", "sse": "/sse"}
+
+    return GatewayFront(api, streamable, sse, keys)

@@ -1,0 +1,25 @@
+"""Registers the gateway component with the runtime."""
+
+from __future__ import annotations
+
+from openmemory_core.runtime import BUS, Component, Running, Runtime
+
+from openmemory_gateway.app import create_app
+from openmemory_gateway.service import MemoryGateway
+
+
+class _Gateway:
+    async def stop(self) -> None:
+        # HTTP is stopped by the runtime first; commands already published are durable.
+        return None
+
+
+async def start(runtime: Runtime) -> Running:
+    settings = runtime.settings.gateway
+    bus = await runtime.bus()
+    app = create_app(MemoryGateway(bus, settings), await bus.keys_bucket(), settings)
+    runtime.serve_http("gateway", app, settings.host, settings.port)
+    return _Gateway()
+
+
+component = Component(name="gateway", uses=frozenset({BUS}), start=start, order=30)

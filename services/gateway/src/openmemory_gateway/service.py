@@ -1,0 +1,111 @@
+"""What the MCP tools do, in domain terms: commands out over JetStream, queries to search."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from pydantic import BaseModel
+
+from openmemory_core import contracts as c
+from openmemory_core.bus import Bus
+from openmemory_core.errors import Forbidden, InvalidInput, OpenMemoryError
+from openmemory_core.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+class Accepted(BaseModel):
+    """A command that is stored durably but was not applied within the wait."""
+
+    request_id: str
+    status: str = "accepted"
+
+
+class MemoryGateway:
+    def __init__(self, bus: Bus, settings: GatewaySettings) -> None:
+        self.bus = bus
+        self.settings = settings
+
+    def _require(self, principal: c.Principal, scope: str) -> None:
+        if not principal.can(scope):
+            raise Forbidden(f"this API key does not have the {scope!r} scope")
+
+    async def _submit(
+        self, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand
+    ) -> c.CommandResult | Accepted:
+        """Publish durably, then wait a short while for ingest to apply it."""
+        async with self.bus.result_waiter(command.request_id) as result:
+            await self.bus.publish_command(command)
+            try:
+                done = await asyncio.wait_for(asyncio.shield(result), self.settings.add_wait_seconds)
+            except TimeoutError:
+                return Accepted(request_id=command.request_id)
+        if not done.ok:
+            raise OpenMemoryError(
+                f"the request {command.request_id} could not be applied and was set aside: {done.error}"
+            )
+        return done
+
+    async def add(self, principal: c.Principal, text: str, infer: bool) -> c.CommandResult | Accepted:
+        self._require(principal, "write")
+        if not text.strip():
+            raise InvalidInput("text is empty: give the memory to add")
+        if len(text) > self.settings.max_text_chars:
+            raise InvalidInput(
+                f"text is {len(text)} characters; the limit is {self.settings.max_text_chars}"
+            )
+        command = c.AddCommand(user_id=principal.user_id, app=principal.app, text=text, infer=infer)
+        return await self._submit(command)
+
+    async def search(self, principal: c.Principal, query: str, limit: int) -> c.SearchResponse:
+        self._require(principal, "read")
+        if not query.strip():
+            raise InvalidInput("query is empty: say what to look for")
+        if len(query) > c.MAX_QUERY_CHARS:
+            raise InvalidInput(f"query is longer than {c.MAX_QUERY_CHARS} characters")
+        request = c.SearchRequest(user_id=principal.user_id, query=query, limit=limit)
+        return await self.bus.query(
+            c.Query.SEARCH, request, c.SearchResponse, self.settings.query_timeout_seconds
+        )
+
+    async def list(self, principal: c.Principal, limit: int) -> c.ListResponse:
+        self._require(principal, "read")
+        request = c.ListRequest(user_id=principal.user_id, limit=limit)
+        return await self.bus.query(c.Query.LIST, request, c.ListResponse, self.settings.query_timeout_seconds)
+
+    async def get(self, principal: c.Principal, memory_ids: list[str]) -> c.GetResponse:
+        self._require(principal, "read")
+        request = c.GetRequest(user_id=principal.user_id, memory_ids=memory_ids)
+        return await self.bus.query(c.Query.GET, request, c.GetResponse, self.settings.query_timeout_seconds)
+
+    async def delete(self, principal: c.Principal, memory_ids: list[str]) -> c.CommandResult | Accepted:
+        """Delete the given memories; refuses the whole request if any id is not one of the user's."""
+        self._require(principal, "write")
+        if not memory_ids:
+            raise InvalidInput("memory_ids is empty: give the ids of the memories to delete")
+        if len(memory_ids) > c.MAX_IDS_PER_REQUEST:
+            raise InvalidInput(f"at most {c.MAX_IDS_PER_REQUEST} ids per request")
+        malformed = [i for i in memory_ids if not _is_uuid(i)]
+        if malformed:
+            raise InvalidInput(f"not memory ids: {', '.join(map(repr, malformed[:10]))}")
+        ids = list(dict.fromkeys(str(uuid.UUID(i)) for i in memory_ids))
+        found = await self.get(principal, ids)
+        if found.missing:
+            raise InvalidInput(f"no such memories: {', '.join(found.missing[:10])}; nothing was deleted")
+        command = c.DeleteCommand(user_id=principal.user_id, app=principal.app, memory_ids=ids)
+        return await self._submit(command)
+
+    async def delete_all(self, principal: c.Principal) -> c.CommandResult | Accepted:
+        self._require(principal, "write")
+        command = c.DeleteAllCommand(user_id=principal.user_id, app=principal.app)
+        return await self._submit(command)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True

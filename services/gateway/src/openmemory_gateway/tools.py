@@ -1,0 +1,121 @@
+"""The MCP tools, with OpenMemory's names. Their docstrings are what the client's model reads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from openmemory_core import contracts as c
+from openmemory_core.errors import OpenMemoryError
+
+from openmemory_gateway.service import Accepted, MemoryGateway
+
+INSTRUCTIONS = (
+    "OpenMemory is the user's private, long-term memory, shared by all their AI tools. "
+    "Search it before answering questions about the user, their preferences, projects or past "
+    "conversations; add to it whenever the user shares something worth remembering."
+)
+
+
+def principal_of(ctx: Context) -> c.Principal:
+    """The caller, as authenticated by the gateway for this very HTTP request."""
+    request = ctx.request_context.request
+    principal = getattr(getattr(request, "state", None), "principal", None)
+    if not isinstance(principal, c.Principal):
+        raise ToolError("not authenticated: connect with an OpenMemory API key")
+    return principal
+
+
+def _memory_view(memory: c.Memory) -> dict[str, Any]:
+    return {
+        "id": memory.id,
+        "memory": memory.text,
+        "app": memory.app,
+        "categories": memory.categories,
+        "created_at": memory.created_at.isoformat(),
+        "updated_at": memory.updated_at.isoformat(),
+    }
+
+
+def _changes(outcome: c.CommandResult | Accepted) -> dict[str, Any]:
+    if isinstance(outcome, Accepted):
+        return {
+            "status": "accepted",
+            "request_id": outcome.request_id,
+            "message": "Accepted and stored durably; it will be searchable once processed.",
+        }
+    return {
+        "status": "done",
+        "request_id": outcome.request_id,
+        "results": [r.model_dump(mode="json") for r in outcome.results],
+    }
+
+
+def build_mcp(gateway: MemoryGateway) -> MCPServer:
+    mcp = MCPServer(name="openmemory", instructions=INSTRUCTIONS, version="0.1.0")
+
+    @mcp.tool()
+    async def add_memories(
+        text: Annotated[str, Field(description="What to remember, in the user's words")],
+        ctx: Context,
+        infer: Annotated[
+            bool, Field(description="Split into separate facts (true) or store the text verbatim (false)")
+        ] = True,
+    ) -> dict[str, Any]:
+        """Add new memories. Call this whenever the user tells you something about themselves, their
+        preferences, their work or anything they may want recalled later, in any tool. Answers with
+        each memory created (id, memory, event) or, if processing takes longer, that it was accepted."""
+        try:
+            return _changes(await gateway.add(principal_of(ctx), text, infer))
+        except OpenMemoryError as exc:
+            raise ToolError(exc.message) from exc
+
+    @mcp.tool()
+    async def search_memory(
+        query: Annotated[str, Field(description="What to look for, in natural language")],
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=100, description="How many memories at most")] = 10,
+    ) -> dict[str, Any]:
+        """Search the user's memories. Call this for every question where what you know about the user
+        could help: preferences, facts, people, projects, earlier conversations. Best matches first."""
+        try:
+            found = await gateway.search(principal_of(ctx), query, limit)
+        except OpenMemoryError as exc:
+            raise ToolError(exc.message) from exc
+        return {
+            "results": [
+                {**_memory_view(h.memory), "score": h.score, "signals": h.signals} for h in found.hits
+            ]
+        }
+
+    @mcp.tool()
+    async def list_memories(ctx: Context) -> dict[str, Any]:
+        """List all of the user's memories, newest first."""
+        try:
+            listed = await gateway.list(principal_of(ctx), 1000)
+        except OpenMemoryError as exc:
+            raise ToolError(exc.message) from exc
+        return {"results": [_memory_view(m) for m in listed.memories]}
+
+    @mcp.tool()
+    async def delete_memories(
+        memory_ids: Annotated[list[str], Field(description="Ids of the memories to delete")], ctx: Context
+    ) -> dict[str, Any]:
+        """Delete the given memories. Every id must be one of the user's memories, or nothing is deleted."""
+        try:
+            return _changes(await gateway.delete(principal_of(ctx), memory_ids))
+        except OpenMemoryError as exc:
+            raise ToolError(exc.message) from exc
+
+    @mcp.tool()
+    async def delete_all_memories(ctx: Context) -> dict[str, Any]:
+        """Delete every memory of the user. Only when the user clearly asks for it."""
+        try:
+            return _changes(await gateway.delete_all(principal_of(ctx)))
+        except OpenMemoryError as exc:
+            raise ToolError(exc.message) from exc
+
+    return mcp

@@ -1,0 +1,112 @@
+"""Applying commands: extract, embed, write vectors and graph, and say what changed.
+
+Every write is idempotent: memory ids derive from the command's request id, and a memory's times
+come from the command, so applying a redelivered command again changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from openmemory_core import contracts as c
+from openmemory_core.embeddings import Embedder
+from openmemory_core.extraction import Extractor
+from openmemory_core.graph import GraphStore
+from openmemory_core.keywords import document_vector
+from openmemory_core.vectors import VectorRecord, VectorStore
+
+DELETE_BATCH = 256
+
+
+@dataclass
+class Applied:
+    """What applying one command did: events to publish and the summary for the caller."""
+
+    events: list[c.MemoryEvent] = field(default_factory=list)
+    summary: list[c.ChangeSummary] = field(default_factory=list)
+
+    def record(self, command: c.CommandBase, change: c.ChangeKind, memory: c.Memory, before: bool) -> None:
+        self.summary.append(c.ChangeSummary(id=memory.id, memory=memory.text, event=change))
+        if change is c.ChangeKind.NONE:
+            return
+        self.events.append(
+            c.MemoryEvent(
+                request_id=command.request_id,
+                user_id=command.user_id,
+                app=command.app,
+                memory_id=memory.id,
+                change=change,
+                before=memory if before else None,
+                after=None if before else memory,
+            )
+        )
+
+
+class IngestService:
+    def __init__(self, vectors: VectorStore, graph: GraphStore, embedder: Embedder, extractor: Extractor) -> None:
+        self.vectors = vectors
+        self.graph = graph
+        self.embedder = embedder
+        self.extractor = extractor
+
+    async def apply(self, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand) -> Applied:
+        if isinstance(command, c.AddCommand):
+            return await self.add(command)
+        if isinstance(command, c.DeleteCommand):
+            return await self.delete(command, command.memory_ids)
+        return await self.delete_all(command)
+
+    async def add(self, command: c.AddCommand) -> Applied:
+        applied = Applied()
+        facts = await self.extractor.extract(command.text, command.infer)
+        if not facts:
+            return applied
+        dense = await self.embedder.embed([f.text for f in facts])
+        records: list[VectorRecord] = []
+        for index, (fact, vector) in enumerate(zip(facts, dense, strict=True)):
+            memory_id = c.memory_id_for(command.request_id, index)
+            digest = c.content_hash(command.user_id, fact.text)
+            existing = await self.vectors.find_by_hash(command.user_id, digest)
+            if existing is not None and existing.id != memory_id:
+                applied.record(command, c.ChangeKind.NONE, existing, before=False)
+                continue
+            memory = c.Memory(
+                id=memory_id,
+                user_id=command.user_id,
+                app=command.app,
+                text=fact.text,
+                categories=fact.categories,
+                entities=fact.entities,
+                created_at=command.issued_at,
+                updated_at=command.issued_at,
+                occurred_at=command.occurred_at,
+                metadata=command.metadata,
+                content_hash=digest,
+                request_id=command.request_id,
+            )
+            records.append(VectorRecord(memory, vector, document_vector(fact.text)))
+            applied.record(command, c.ChangeKind.ADD, memory, before=False)
+        await self.vectors.upsert(records)
+        for record in records:
+            await self.graph.add_memory(record.memory)
+        return applied
+
+    async def delete(self, command: c.CommandBase, memory_ids: list[str]) -> Applied:
+        applied = Applied()
+        memories = await self.vectors.get(command.user_id, memory_ids)
+        ids = [m.id for m in memories]
+        await self.vectors.delete(command.user_id, ids)
+        await self.graph.delete_memories(command.user_id, ids)
+        for memory in memories:
+            applied.record(command, c.ChangeKind.DELETE, memory, before=True)
+        return applied
+
+    async def delete_all(self, command: c.DeleteAllCommand) -> Applied:
+        applied = Applied()
+        while True:
+            batch = await self.vectors.list(command.user_id, DELETE_BATCH, active_only=False)
+            if not batch:
+                return applied
+            done = await self.delete(command, [m.id for m in batch])
+            applied.events.extend(done.events)
+            applied.summary.extend(done.summary)

@@ -1,0 +1,1 @@
+"""The search service: the read side. Answers search, list and get over NATS request/reply."""
