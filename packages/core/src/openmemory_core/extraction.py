@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from openmemory_core.keywords import STOPWORDS
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _NAME = re.compile(r"\b([A-Z][\w'’-]*(?:\s+(?:of|de|van|von|da|del|la)?\s*[A-Z][\w'’-]*)*)")
@@ -17,8 +19,9 @@ _NOT_NAMES = frozenset(
     """I I'm I've I'd I'll Im The A An My Our Your His Her Their This That These Those It Its We You
     He She They Me Us Them And But Or So If When While Yesterday Today Tomorrow Also Then There Here
     Please Thanks Thank Yes No Ok Okay Hi Hello Hey What Where Who Why How Which Monday Tuesday
-    Wednesday Thursday Friday Saturday Sunday""".split()
+    Wednesday Thursday Friday Saturday Sunday One Two Three Four Five Six Seven Eight Nine Ten""".split()
 )
+_POSSESSIVE = re.compile(r"['’]s$")
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,14 @@ def split_facts(text: str) -> list[str]:
     return facts
 
 
-def find_entities(sentence: str) -> list[str]:
-    """Capitalised names; the first word counts only if it is not a common sentence opener."""
+def find_entities(text: str) -> list[str]:
+    """Capitalised names; a leading word counts only if it is not a common sentence opener."""
     found: list[str] = []
-    for match in _NAME.finditer(sentence):
+    for match in _NAME.finditer(text):
         words = match.group(1).split()
-        while words and words[0].strip("'’") in _NOT_NAMES:
+        while words and (words[0].strip("'’") in _NOT_NAMES or words[0].casefold() in STOPWORDS):
             words = words[1:]
-        name = " ".join(words).rstrip("'’s").strip(" -'’")
+        name = _POSSESSIVE.sub("", " ".join(words)).strip(" -'’")
         if len(name) >= 2 and name not in found:
             found.append(name)
     return found

@@ -1,0 +1,206 @@
+"""A pytest plugin with real servers for every test suite of the workspace.
+
+`nats-server` and FalkorDB run as real processes on free loopback ports with temporary data,
+once per test session; tests isolate themselves with random user ids and names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from openmemory_core.bus import Bus
+from openmemory_core.embedded import embedded_falkordb, embedded_nats, free_port
+from openmemory_core.embeddings import MiniLMEmbedder
+from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.vectors import QdrantVectorStore
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    proc, url = embedded_nats(tmp_path_factory.mktemp("nats"))
+    await proc.start()
+    yield url
+    await proc.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def graph_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    proc, url = embedded_falkordb(tmp_path_factory.mktemp("falkordb"))
+    await proc.start()
+    yield url
+    await proc.stop()
+
+
+@pytest_asyncio.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    connected = await Bus.connect(nats_url, "test", partitions=4)
+    yield connected
+    await connected.close()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> MiniLMEmbedder:
+    return MiniLMEmbedder()
+
+
+@pytest_asyncio.fixture
+async def graph(graph_url: str) -> AsyncIterator[FalkorDBGraphStore]:
+    store = FalkorDBGraphStore.from_url(graph_url)
+    await store.ensure_schema()
+    yield store
+    await store.close()
+
+
+@dataclass
+class RunningSystem:
+    """An `openmemory run` subprocess and where to reach it."""
+
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    gateway_url: str
+    admin_url: str
+    log_path: Path
+    env: dict[str, str]
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.gateway_url}/mcp"
+
+    def first_key(self) -> str:
+        return (self.data_dir / "first-api-key").read_text().strip()
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [openmemory_command(), *args, "--data-dir", str(self.data_dir)],
+            capture_output=True, text=True, env=self.env, timeout=60, check=check,
+        )  # fmt: skip
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def openmemory_command() -> str:
+    return str(Path(sys.executable).parent / "openmemory")
+
+
+def start_system(
+    data_dir: Path,
+    target: str = "all",
+    extra_env: dict[str, str] | None = None,
+    gateway_port: int | None = None,
+    admin_port: int | None = None,
+    ready_path: str = "/healthz",
+    timeout: float = 90,
+) -> RunningSystem:
+    """Start `openmemory run` and wait until its health endpoint answers 200."""
+    gateway_port = gateway_port or free_port()
+    admin_port = admin_port or free_port()
+    ops_port = free_port()
+    env = {**os.environ, **(extra_env or {})}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}-{target.replace(',', '_')}-{gateway_port}.log"
+    argv = [
+        openmemory_command(), "run", "--target", target, "--data-dir", str(data_dir),
+        "--gateway-port", str(gateway_port), "--admin-port", str(admin_port), "--ops-port", str(ops_port),
+    ]  # fmt: skip
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    names = set(target.split(","))
+    health_port = gateway_port if names & {"gateway", "all"} else admin_port if "admin" in names else ops_port
+    system = RunningSystem(
+        process, data_dir, f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{admin_port}", log_path, env
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"openmemory exited with {process.returncode}:\n{system.log()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{health_port}{ready_path}", timeout=1).status_code == 200:
+                return system
+        time.sleep(0.1)
+    system.stop()
+    raise RuntimeError(f"openmemory was not healthy within {timeout}s:\n{system.log()[-3000:]}")
+
+
+@pytest.fixture
+def system_factory(tmp_path: Path) -> Iterator[list[RunningSystem]]:
+    """Collects started systems and stops every one of them at the end of the test."""
+    started: list[RunningSystem] = []
+    yield started
+    for system in started:
+        system.stop()
+
+
+async def eventually(check: object, timeout: float = 10.0, interval: float = 0.1) -> object:
+    """Await `check()` until it returns something truthy, or fail after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: object = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()  # type: ignore[operator]
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+
+@pytest.fixture(scope="session")
+def qdrant_server_url() -> Iterator[str]:
+    """A Qdrant server in a container, where a Docker engine runs."""
+    try:
+        from testcontainers.qdrant import QdrantContainer
+
+        container = QdrantContainer("qdrant/qdrant:v1.15.4")
+        container.start()
+    except Exception as exc:  # docker.errors.DockerException where no engine runs
+        pytest.skip(f"Qdrant server tests need a Docker engine (testcontainers): {type(exc).__name__}: {exc}")
+    try:
+        yield f"http://{container.get_container_host_ip()}:{container.exposed_rest_port}"
+    finally:
+        container.stop()
+
+
+@pytest_asyncio.fixture(params=["local", "server"])
+async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QdrantVectorStore]:
+    """The same behaviour tests run on qdrant-client's local mode and on a Qdrant server."""
+    tag = f"test{tmp_path.name[-8:].replace('-', '')}-8"
+    if request.param == "local":
+        store = QdrantVectorStore.open(tag, 8, None, tmp_path / "qdrant")
+    else:
+        url = request.getfixturevalue("qdrant_server_url")
+        store = QdrantVectorStore.open(tag, 8, url, None)
+    await store.ensure_collection()
+    yield store
+    await store.close()
+
+
+def at(minutes: int) -> datetime:
+    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)

@@ -1,0 +1,21 @@
+import numpy as np
+
+from openmemory_core.embeddings import MiniLMEmbedder
+
+
+async def test_embeddings_are_normalised_and_semantic(embedder: MiniLMEmbedder) -> None:
+    a, b, c = await embedder.embed(
+        ["I am allergic to peanuts", "Peanuts give me an allergic reaction", "The train leaves at noon"]
+    )
+    assert len(a) == embedder.dimension == 384
+    assert abs(float(np.linalg.norm(a)) - 1.0) < 1e-3
+    assert float(np.dot(a, b)) > float(np.dot(a, c)) + 0.3
+
+
+async def test_batching_does_not_change_vectors(embedder: MiniLMEmbedder) -> None:
+    texts = [f"memory number {i} about {'cats' if i % 2 else 'the sea'}" for i in range(40)]
+    batched = await embedder.embed(texts)
+    single = [(await embedder.embed([t]))[0] for t in texts[:3]]
+    for x, y in zip(batched[:3], single, strict=True):
+        assert float(np.dot(x, y)) > 0.999
+    assert await embedder.embed([]) == []

@@ -1,0 +1,48 @@
+import uuid
+
+from openmemory_core.testing import at
+
+from openmemory_core import contracts as c
+from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.testing import unique
+
+
+def memory(user: str, entities: list[str]) -> c.Memory:
+    return c.Memory(
+        id=str(uuid.uuid4()), user_id=user, app="t", text=" ".join(entities), entities=entities,
+        created_at=at(0), updated_at=at(0), content_hash="h", request_id="r",
+    )  # fmt: skip
+
+
+async def test_entities_merge_per_user_by_normalised_name(graph: FalkorDBGraphStore) -> None:
+    user, other = unique(), unique()
+    first, second = memory(user, ["Anna", "Vienna"]), memory(user, ["anna ", "Berlin"])
+    await graph.add_memory(first)
+    await graph.add_memory(second)
+    await graph.add_memory(memory(other, ["Anna"]))
+    assert await graph.entities_of(user, first.id) == ["Anna", "Vienna"]
+    assert await graph.entities_of(user, second.id) == ["Anna", "Berlin"]  # merged: first spelling kept
+    mentioning = await graph.memories_mentioning(user, ["ANNA"], 10)
+    assert sorted(mentioning) == sorted([first.id, second.id])
+    assert await graph.memories_mentioning(user, ["Nobody"], 10) == []
+
+
+async def test_delete_removes_only_what_the_memory_alone_supported(graph: FalkorDBGraphStore) -> None:
+    user = unique()
+    first, second = memory(user, ["Anna", "Vienna"]), memory(user, ["Anna"])
+    await graph.add_memory(first)
+    await graph.add_memory(second)
+    await graph.add_memory(memory(user, []))  # a memory without entities is fine too
+    await graph.delete_memories(user, [first.id])
+    assert await graph.memories_mentioning(user, ["Anna"], 10) == [second.id]
+    assert await graph.memories_mentioning(user, ["Vienna"], 10) == []
+    await graph.delete_memories(unique(), [second.id])  # another user cannot delete it
+    assert await graph.memories_mentioning(user, ["Anna"], 10) == [second.id]
+
+
+async def test_names_are_parameters_not_cypher(graph: FalkorDBGraphStore) -> None:
+    user = unique()
+    tricky = memory(user, ["O'Brien", "x'}) DETACH DELETE (n) //"])
+    await graph.add_memory(tricky)
+    assert await graph.entities_of(user, tricky.id) == ["O'Brien", "x'}) DETACH DELETE (n) //"]
+    assert await graph.ping()

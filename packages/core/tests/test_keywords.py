@@ -1,0 +1,18 @@
+from openmemory_core.keywords import document_vector, query_vector, term_index, terms
+
+
+def test_terms_drop_stopwords_and_fold_plurals() -> None:
+    assert terms("I love the mountains and my dog's toys") == ["love", "mountain", "dog", "toy"]
+
+
+def test_document_vector_weights_repeated_terms_higher() -> None:
+    vec = document_vector("tea tea coffee")
+    weights = dict(zip(vec.indices, vec.values, strict=True))
+    assert weights[term_index("tea")] > weights[term_index("coffee")] > 0
+    assert vec.indices == sorted(vec.indices)
+
+
+def test_query_vector_is_binary_and_empty_for_stopwords() -> None:
+    vec = query_vector("where is my tea tea")
+    assert vec.values == [1.0] and vec.indices == [term_index("tea")]
+    assert query_vector("what is it").indices == []

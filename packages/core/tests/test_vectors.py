@@ -1,0 +1,69 @@
+import uuid
+
+from openmemory_core.testing import at
+
+from openmemory_core import contracts as c
+from openmemory_core.keywords import document_vector, query_vector
+from openmemory_core.vectors import QdrantVectorStore, VectorRecord
+
+
+def record(user: str, text: str, dense: list[float], minute: int = 0) -> VectorRecord:
+    memory = c.Memory(
+        id=str(uuid.uuid4()), user_id=user, app="test", text=text,
+        created_at=at(minute), updated_at=at(minute),
+        content_hash=c.content_hash(user, text), request_id="r",
+    )  # fmt: skip
+    return VectorRecord(memory, dense, document_vector(text))
+
+
+def axis(i: int) -> list[float]:
+    return [1.0 if j == i else 0.0 for j in range(8)]
+
+
+async def test_user_isolation_on_every_read(vector_store: QdrantVectorStore) -> None:
+    mine = record("alice", "green tea in the morning", axis(0))
+    theirs = record("bob", "green tea in the evening", axis(0))
+    await vector_store.upsert([mine, theirs])
+    assert [m.id for m in await vector_store.list("alice", 10)] == [mine.memory.id]
+    assert await vector_store.get("alice", [theirs.memory.id]) == []
+    dense = await vector_store.dense_search("alice", axis(0), 10)
+    keyword = await vector_store.keyword_search("alice", query_vector("tea"), 10)
+    assert [h.memory.id for h in dense] == [mine.memory.id] == [h.memory.id for h in keyword]
+    await vector_store.delete("alice", [theirs.memory.id])  # not alice's: nothing happens
+    assert [m.id for m in await vector_store.list("bob", 10)] == [theirs.memory.id]
+
+
+async def test_search_ranks_by_each_signal(vector_store: QdrantVectorStore) -> None:
+    a = record("u", "I play the violin every Sunday", axis(1), 1)
+    b = record("u", "my cat is called Pixel", axis(2), 2)
+    await vector_store.upsert([a, b])
+    dense = await vector_store.dense_search("u", axis(2), 2)
+    assert [h.memory.id for h in dense] == [b.memory.id, a.memory.id]
+    keyword = await vector_store.keyword_search("u", query_vector("violin lessons"), 5)
+    assert [h.memory.id for h in keyword] == [a.memory.id]
+    assert await vector_store.keyword_search("u", query_vector("the of"), 5) == []
+
+
+async def test_list_is_newest_first_and_hash_lookup_finds_exact_duplicates(
+    vector_store: QdrantVectorStore,
+) -> None:
+    old, new = record("u", "old fact", axis(3), 1), record("u", "new fact", axis(4), 5)
+    await vector_store.upsert([old, new])
+    assert [m.text for m in await vector_store.list("u", 10)] == ["new fact", "old fact"]
+    found = await vector_store.find_by_hash("u", c.content_hash("u", "OLD   fact"))
+    assert found is not None and found.id == old.memory.id
+    assert await vector_store.find_by_hash("other", c.content_hash("u", "old fact")) is None
+
+
+async def test_upsert_is_idempotent_and_delete_removes(vector_store: QdrantVectorStore) -> None:
+    a = record("u", "same point", axis(5))
+    await vector_store.upsert([a])
+    await vector_store.upsert([a])
+    assert len(await vector_store.list("u", 10)) == 1
+    await vector_store.delete("u", [a.memory.id])
+    assert await vector_store.list("u", 10) == []
+    assert await vector_store.get("u", [a.memory.id]) == []
+
+
+async def test_collection_name_carries_the_model(vector_store: QdrantVectorStore) -> None:
+    assert vector_store.collection.startswith("memories_") and vector_store.collection.endswith("-8")
