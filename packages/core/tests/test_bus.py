@@ -2,7 +2,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, NotFound, Unavailable
@@ -20,7 +19,9 @@ async def test_a_repeated_request_id_is_stored_once(bus: Bus) -> None:
     assert info.state.messages >= 1
 
 
-async def test_query_without_a_search_service_is_unavailable(tmp_path_factory: pytest.TempPathFactory) -> None:
+async def test_query_without_a_search_service_is_unavailable(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     from openmemory_core.embedded import embedded_nats
 
     # A server of its own, so that no search service from another test answers.
@@ -39,6 +40,7 @@ async def test_served_queries_map_errors_back(nats_url: str) -> None:
     server = await Bus.connect(nats_url, "server", partitions=4)
     client = await Bus.connect(nats_url, "client", partitions=4)
     try:
+
         async def handler(data: dict[str, Any]) -> c.GetResponse:
             request = c.GetRequest.model_validate(data)
             if request.memory_ids == ["missing"]:
@@ -50,7 +52,9 @@ async def test_served_queries_map_errors_back(nats_url: str) -> None:
         ok = await client.query(c.Query.GET, c.GetRequest(user_id="u", memory_ids=["a"]), c.GetResponse, 2)
         assert ok.missing == ["a"]
         with pytest.raises(NotFound, match="no such memory"):
-            await client.query(c.Query.GET, c.GetRequest(user_id="u", memory_ids=["missing"]), c.GetResponse, 2)
+            await client.query(
+                c.Query.GET, c.GetRequest(user_id="u", memory_ids=["missing"]), c.GetResponse, 2
+            )
         with pytest.raises(InvalidInput, match="memory_ids"):
             await client.query(c.Query.GET, c.ListRequest(user_id="u"), c.GetResponse, 2)
     finally:

@@ -1,7 +1,6 @@
 import pytest
-from pydantic import ValidationError
-
 from openmemory_core import contracts as c
+from pydantic import ValidationError
 
 
 def test_partition_is_stable_and_in_range() -> None:

@@ -4,7 +4,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_nats
 from openmemory_core.errors import ConfigurationError
@@ -35,8 +34,11 @@ async def test_a_killed_nats_server_is_restarted_with_its_data(tmp_path: Path) -
 
 
 def test_one_process_per_data_dir(tmp_path: Path) -> None:
-    with data_dir_lock(tmp_path), pytest.raises(ConfigurationError, match="another OpenMemory"):
-        with data_dir_lock(tmp_path):
-            pass
+    with (
+        data_dir_lock(tmp_path),
+        pytest.raises(ConfigurationError, match="another OpenMemory"),
+        data_dir_lock(tmp_path),
+    ):
+        pass
     with data_dir_lock(tmp_path):  # released
         pass

@@ -1,5 +1,4 @@
 import numpy as np
-
 from openmemory_core.embeddings import MiniLMEmbedder
 
 

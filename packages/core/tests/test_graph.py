@@ -1,10 +1,8 @@
 import uuid
 
-from openmemory_core.testing import at
-
 from openmemory_core import contracts as c
 from openmemory_core.graph import FalkorDBGraphStore
-from openmemory_core.testing import unique
+from openmemory_core.testing import at, unique
 
 
 def memory(user: str, entities: list[str]) -> c.Memory:

@@ -1,9 +1,8 @@
 import uuid
 
-from openmemory_core.testing import at
-
 from openmemory_core import contracts as c
 from openmemory_core.keywords import document_vector, query_vector
+from openmemory_core.testing import at
 from openmemory_core.vectors import QdrantVectorStore, VectorRecord
 
 
@@ -24,13 +23,13 @@ async def test_user_isolation_on_every_read(vector_store: QdrantVectorStore) -> 
     mine = record("alice", "green tea in the morning", axis(0))
     theirs = record("bob", "green tea in the evening", axis(0))
     await vector_store.upsert([mine, theirs])
-    assert [m.id for m in await vector_store.list("alice", 10)] == [mine.memory.id]
+    assert [m.id for m in await vector_store.list_memories("alice", 10)] == [mine.memory.id]
     assert await vector_store.get("alice", [theirs.memory.id]) == []
     dense = await vector_store.dense_search("alice", axis(0), 10)
     keyword = await vector_store.keyword_search("alice", query_vector("tea"), 10)
     assert [h.memory.id for h in dense] == [mine.memory.id] == [h.memory.id for h in keyword]
     await vector_store.delete("alice", [theirs.memory.id])  # not alice's: nothing happens
-    assert [m.id for m in await vector_store.list("bob", 10)] == [theirs.memory.id]
+    assert [m.id for m in await vector_store.list_memories("bob", 10)] == [theirs.memory.id]
 
 
 async def test_search_ranks_by_each_signal(vector_store: QdrantVectorStore) -> None:
@@ -49,7 +48,7 @@ async def test_list_is_newest_first_and_hash_lookup_finds_exact_duplicates(
 ) -> None:
     old, new = record("u", "old fact", axis(3), 1), record("u", "new fact", axis(4), 5)
     await vector_store.upsert([old, new])
-    assert [m.text for m in await vector_store.list("u", 10)] == ["new fact", "old fact"]
+    assert [m.text for m in await vector_store.list_memories("u", 10)] == ["new fact", "old fact"]
     found = await vector_store.find_by_hash("u", c.content_hash("u", "OLD   fact"))
     assert found is not None and found.id == old.memory.id
     assert await vector_store.find_by_hash("other", c.content_hash("u", "old fact")) is None
@@ -59,9 +58,9 @@ async def test_upsert_is_idempotent_and_delete_removes(vector_store: QdrantVecto
     a = record("u", "same point", axis(5))
     await vector_store.upsert([a])
     await vector_store.upsert([a])
-    assert len(await vector_store.list("u", 10)) == 1
+    assert len(await vector_store.list_memories("u", 10)) == 1
     await vector_store.delete("u", [a.memory.id])
-    assert await vector_store.list("u", 10) == []
+    assert await vector_store.list_memories("u", 10) == []
     assert await vector_store.get("u", [a.memory.id]) == []
 
 

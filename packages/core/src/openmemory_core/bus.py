@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import nats
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -43,7 +43,7 @@ QueryHandler = Callable[[dict[str, Any]], Awaitable[BaseModel]]
 class Bus:
     """One NATS connection with the JetStream context and the project's topology on it."""
 
-    def __init__(self, nc: NATS, partitions: int) -> None:
+    def __init__(self, nc: NatsClient, partitions: int) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.partitions = partitions
@@ -132,7 +132,9 @@ class Bus:
             raise Unavailable(f"the command bus did not confirm the request: {exc}") from exc
         return not ack.duplicate
 
-    async def ensure_ingest_consumer(self, partition: int, ack_wait: float) -> Subscription:
+    async def ensure_ingest_consumer(
+        self, partition: int, ack_wait: float
+    ) -> JetStreamContext.PullSubscription:
         durable = c.ingest_durable(partition)
         config = ConsumerConfig(
             durable_name=durable,
@@ -192,13 +194,13 @@ class Bus:
 
     # ---- queries -------------------------------------------------------------------------------
 
-    async def query(self, query: c.Query, request: BaseModel, response: type[M], timeout: float) -> M:
+    async def query(self, query: c.Query, request: BaseModel, response: type[M], wait: float) -> M:
         try:
-            msg = await self.nc.request(query.subject, request.model_dump_json().encode(), timeout=timeout)
+            msg = await self.nc.request(query.subject, request.model_dump_json().encode(), timeout=wait)
         except nats.errors.NoRespondersError as exc:
             raise Unavailable("the search service is not running") from exc
         except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"the search service did not answer within {timeout:.0f}s") from exc
+            raise Unavailable(f"the search service did not answer within {wait:.0f}s") from exc
         reply = c.Reply.model_validate_json(msg.data)
         if not reply.ok:
             raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")
@@ -237,8 +239,12 @@ class Bus:
                 await sub.unsubscribe()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
+        # In-flight replies were awaited above; flush what is buffered, then close. (A drain would
+        # also wait on the pull subscriptions' inboxes, which never empty.)
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self.nc.flush(timeout=2)
         with contextlib.suppress(nats.errors.Error):
-            await self.nc.drain()
+            await self.nc.close()
 
 
 def _json(data: bytes) -> dict[str, Any]:

@@ -70,8 +70,10 @@ async def _first_key_lines(runtime: Runtime) -> list[str]:
     try:
         principal = await keys.verify_key(kv, token)
     except OpenMemoryError as exc:
-        return [f"  API key:    the first key in {path} is not usable ({exc.message});",
-                "              make one with: .venv/bin/openmemory keys create --user USER --app APP"]
+        return [
+            f"  API key:    the first key in {path} is not usable ({exc.message});",
+            "              make one with: .venv/bin/openmemory keys create --user USER --app APP",
+        ]
     return [f"  API key:    {token}", f"              (user {principal.user_id!r}, any app; kept in {path})"]
 
 

@@ -58,7 +58,15 @@ class ConfigurationError(OpenMemoryError):
 
 _BY_CODE: dict[str, type[OpenMemoryError]] = {
     cls.code: cls
-    for cls in (OpenMemoryError, InvalidInput, NotFound, Unauthorized, Forbidden, Unavailable, ConfigurationError)
+    for cls in (
+        OpenMemoryError,
+        InvalidInput,
+        NotFound,
+        Unauthorized,
+        Forbidden,
+        Unavailable,
+        ConfigurationError,
+    )
 }
 
 

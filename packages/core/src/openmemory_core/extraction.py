@@ -17,9 +17,10 @@ _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _NAME = re.compile(r"\b([A-Z][\w'’-]*(?:\s+(?:of|de|van|von|da|del|la)?\s*[A-Z][\w'’-]*)*)")
 _NOT_NAMES = frozenset(
     """I I'm I've I'd I'll Im The A An My Our Your His Her Their This That These Those It Its We You
-    He She They Me Us Them And But Or So If When While Yesterday Today Tomorrow Also Then There Here
-    Please Thanks Thank Yes No Ok Okay Hi Hello Hey What Where Who Why How Which Monday Tuesday
-    Wednesday Thursday Friday Saturday Sunday One Two Three Four Five Six Seven Eight Nine Ten""".split()
+    He She They Me Us Them And But Or So If When While Yesterday Today Tomorrow Also Then There
+    Here Please Thanks Thank Yes No Ok Okay Hi Hello Hey What Where Who Why How Which Monday
+    Tuesday Wednesday Thursday Friday Saturday Sunday One Two Three Four Five Six Seven Eight Nine
+    Ten""".split()
 )
 _POSSESSIVE = re.compile(r"['’]s$")
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from openmemory_core.contracts import Memory
 from openmemory_core.errors import ConfigurationError, Unavailable
 
@@ -71,10 +74,22 @@ class FalkorDBGraphStore:
     """`GraphStore` on FalkorDB through its own asyncio client."""
 
     def __init__(self, host: str, port: int, password: str | None = None) -> None:
-        from falkordb.asyncio import FalkorDB
+        self._address = (host, port, password)
+        self._db: Any = None
+        self._graph: Any = None
 
-        self._db = FalkorDB(host=host, port=port, password=password, socket_timeout=10)
-        self._graph = self._db.select_graph(GRAPH_NAME)
+    def _handle(self) -> Any:
+        """Connect on first use, so a graph store that is down delays work instead of start-up."""
+        if self._graph is None:
+            from falkordb.asyncio import FalkorDB
+
+            host, port, password = self._address
+            try:
+                db = FalkorDB(host=host, port=port, password=password, socket_timeout=10)
+            except (ConnectionError, OSError) as exc:
+                raise Unavailable(f"the graph store at {host}:{port} is not reachable: {exc}") from exc
+            self._db, self._graph = db, db.select_graph(GRAPH_NAME)
+        return self._graph
 
     @classmethod
     def from_url(cls, url: str) -> FalkorDBGraphStore:
@@ -88,16 +103,23 @@ class FalkorDBGraphStore:
 
     async def _query(self, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
         try:
-            result = await self._graph.query(cypher, params)
-        except (ConnectionError, OSError, TimeoutError) as exc:
+            result = await self._handle().query(cypher, params)
+        except (ConnectionError, OSError, TimeoutError, RedisConnectionError, RedisTimeoutError) as exc:
             raise Unavailable(f"the graph store is not reachable: {exc}") from exc
         rows: list[list[Any]] = result.result_set
         return rows
 
     async def ensure_schema(self) -> None:
-        for label, prop in (("Memory", "id"), ("Memory", "user_id"), ("Entity", "user_id"), ("Entity", "key")):
+        for label, prop in (
+            ("Memory", "id"),
+            ("Memory", "user_id"),
+            ("Entity", "user_id"),
+            ("Entity", "key"),
+        ):
             try:
-                await self._graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+                await self._handle().query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+            except Unavailable:
+                raise
             except Exception as exc:  # FalkorDB answers an error when the index exists already
                 if "already indexed" not in str(exc) and "already exists" not in str(exc):
                     raise Unavailable(f"the graph store refused its schema: {exc}") from exc
@@ -133,10 +155,11 @@ class FalkorDBGraphStore:
 
     async def ping(self) -> bool:
         try:
-            await self._graph.query("RETURN 1")
+            await self._handle().query("RETURN 1")
         except Exception:
             return False
         return True
 
     async def close(self) -> None:
-        await self._db.aclose()
+        if self._db is not None:
+            await self._db.aclose()

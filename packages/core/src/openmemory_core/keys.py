@@ -33,7 +33,11 @@ def validate_name(kind: str, value: str) -> str:
 
 
 async def create_key(
-    kv: KeyValue, user_id: str, app: str = ANY_APP, scopes: tuple[str, ...] = ("read", "write"), label: str = ""
+    kv: KeyValue,
+    user_id: str,
+    app: str = ANY_APP,
+    scopes: tuple[str, ...] = ("read", "write"),
+    label: str = "",
 ) -> tuple[str, ApiKeyRecord]:
     """Mint a key; the token is returned once and never stored."""
     validate_name("user", user_id)

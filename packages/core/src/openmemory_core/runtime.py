@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 from starlette.requests import Request
@@ -27,12 +27,14 @@ from starlette.types import ASGIApp
 
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import SupervisedProcess, embedded_falkordb, embedded_nats
-from openmemory_core.embeddings import Embedder, MiniLMEmbedder
 from openmemory_core.errors import ConfigurationError
-from openmemory_core.extraction import Extractor, SentenceExtractor
-from openmemory_core.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.settings import Settings
-from openmemory_core.vectors import QdrantVectorStore, VectorStore
+
+if TYPE_CHECKING:  # the stores' client libraries load only in processes that use them
+    from openmemory_core.embeddings import Embedder
+    from openmemory_core.extraction import Extractor
+    from openmemory_core.graph import GraphStore
+    from openmemory_core.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,9 @@ class Health:
         """Mount `/healthz` (the process is up and every component started) and `/readyz`."""
 
         async def healthz(_: Request) -> JSONResponse:
-            return JSONResponse({"status": "ok" if self.started else "starting"}, 200 if self.started else 503)
+            return JSONResponse(
+                {"status": "ok" if self.started else "starting"}, 200 if self.started else 503
+            )
 
         async def readyz(_: Request) -> JSONResponse:
             checks = await self.readiness()
@@ -164,6 +168,8 @@ class Runtime:
     async def embedder(self) -> Embedder:
         async with self._lock:
             if self._embedder is None:
+                from openmemory_core.embeddings import MiniLMEmbedder
+
                 self._embedder = await asyncio.to_thread(MiniLMEmbedder)
             return self._embedder
 
@@ -173,6 +179,8 @@ class Runtime:
 
     async def extractor(self) -> Extractor:
         if self._extractor is None:
+            from openmemory_core.extraction import SentenceExtractor
+
             self._extractor = SentenceExtractor()
         return self._extractor
 
@@ -180,6 +188,8 @@ class Runtime:
         embedder = await self.embedder()
         async with self._lock:
             if self._vectors is None:
+                from openmemory_core.vectors import QdrantVectorStore
+
                 core = self.settings.core
                 key = core.qdrant_api_key.get_secret_value() if core.qdrant_api_key else None
                 store = QdrantVectorStore.open(
@@ -192,6 +202,8 @@ class Runtime:
     async def graph(self) -> GraphStore:
         async with self._lock:
             if self._graph is None:
+                from openmemory_core.graph import FalkorDBGraphStore
+
                 assert self.graph_url is not None
                 store = FalkorDBGraphStore.from_url(self.graph_url)
                 await store.ensure_schema()
@@ -274,7 +286,9 @@ def read_endpoints(data_dir: Path) -> dict[str, Any] | None:
     return info if pid_alive(int(info.get("pid", 0))) else None
 
 
-async def run(settings: Settings, target: str, on_ready: Callable[[Runtime], Awaitable[None]] | None = None) -> None:
+async def run(
+    settings: Settings, target: str, on_ready: Callable[[Runtime], Awaitable[None]] | None = None
+) -> None:
     """Start the chosen components and everything they need; run until SIGINT or SIGTERM."""
     registry = registered_components()
     chosen = resolve_targets(target, registry)
@@ -317,7 +331,8 @@ async def run(settings: Settings, target: str, on_ready: Callable[[Runtime], Awa
                 )
                 servers.append((server, asyncio.create_task(server.serve(), name=f"http-{service.name}")))
             for server, task in servers:
-                while not server.started and not task.done():
+                # uvicorn offers no event for "started"; poll it.
+                while not server.started and not task.done():  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
                 if task.done():
                     raise ConfigurationError(f"an HTTP server could not start: {task.exception()}")

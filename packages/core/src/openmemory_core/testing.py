@@ -107,6 +107,15 @@ class RunningSystem:
         return self.log_path.read_text(errors="replace")
 
 
+def stop_all(systems: list[RunningSystem]) -> None:
+    """Stop several systems at once: signal all, then wait for each."""
+    for system in systems:
+        if system.process.poll() is None:
+            system.process.terminate()
+    for system in systems:
+        system.stop()
+
+
 def openmemory_command() -> str:
     return str(Path(sys.executable).parent / "openmemory")
 
@@ -155,8 +164,7 @@ def system_factory(tmp_path: Path) -> Iterator[list[RunningSystem]]:
     """Collects started systems and stops every one of them at the end of the test."""
     started: list[RunningSystem] = []
     yield started
-    for system in started:
-        system.stop()
+    stop_all(started)
 
 
 async def eventually(check: object, timeout: float = 10.0, interval: float = 0.1) -> object:
@@ -171,14 +179,13 @@ async def eventually(check: object, timeout: float = 10.0, interval: float = 0.1
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
-
 @pytest.fixture(scope="session")
 def qdrant_server_url() -> Iterator[str]:
     """A Qdrant server in a container, where a Docker engine runs."""
-    try:
-        from testcontainers.qdrant import QdrantContainer
+    from testcontainers.qdrant import QdrantContainer
 
-        container = QdrantContainer("qdrant/qdrant:v1.15.4")
+    try:
+        container = QdrantContainer("qdrant/qdrant:v1.16.2")
         container.start()
     except Exception as exc:  # docker.errors.DockerException where no engine runs
         pytest.skip(f"Qdrant server tests need a Docker engine (testcontainers): {type(exc).__name__}: {exc}")

@@ -41,7 +41,7 @@ class VectorStore(Protocol):
     async def get(self, user_id: str, memory_ids: list[str]) -> list[Memory]: ...
     async def find_by_hash(self, user_id: str, content_hash: str) -> Memory | None: ...
     async def delete(self, user_id: str, memory_ids: list[str]) -> None: ...
-    async def list(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]: ...
+    async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]: ...
     async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]: ...
     async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]: ...
     async def close(self) -> None: ...
@@ -103,7 +103,9 @@ class QdrantVectorStore:
                 return
             await self._client.create_collection(
                 self.collection,
-                vectors_config={DENSE: models.VectorParams(size=self._dimension, distance=models.Distance.COSINE)},
+                vectors_config={
+                    DENSE: models.VectorParams(size=self._dimension, distance=models.Distance.COSINE)
+                },
                 sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
             for field, schema in (
@@ -156,9 +158,11 @@ class QdrantVectorStore:
             *(flt.must if isinstance(flt.must, list) else []),
             models.HasIdCondition(has_id=list(memory_ids)),
         ]
-        await self._client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+        await self._client.delete(
+            self.collection, points_selector=models.FilterSelector(filter=flt), wait=True
+        )
 
-    async def list(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
+    async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
         points, _ = await self._client.scroll(
             self.collection,
             scroll_filter=_user_filter(user_id, active_only),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from openmemory_core.runtime import BUS, Component, Running, Runtime
 
-from openmemory_admin.app import create_app
-
 
 class _Admin:
     async def stop(self) -> None:
@@ -13,6 +11,9 @@ class _Admin:
 
 
 async def start(runtime: Runtime) -> Running:
+    # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_admin.app import create_app
+
     settings = runtime.settings
     mcp_url = f"http://{settings.gateway.host}:{settings.gateway.port}/mcp"
     app = create_app(await runtime.bus(), mcp_url)

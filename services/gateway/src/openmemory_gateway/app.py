@@ -18,11 +18,10 @@ from typing import Any
 from fastapi import FastAPI
 from mcp.server.transport_security import TransportSecuritySettings
 from nats.js.kv import KeyValue
-from starlette.types import ASGIApp, Receive, Scope, Send
-
 from openmemory_core.errors import OpenMemoryError
 from openmemory_core.keys import verify_key
 from openmemory_core.settings import GatewaySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openmemory_gateway.service import MemoryGateway
 from openmemory_gateway.tools import build_mcp

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from openmemory_core.runtime import BUS, Component, Running, Runtime
 
-from openmemory_gateway.app import create_app
-from openmemory_gateway.service import MemoryGateway
-
 
 class _Gateway:
     async def stop(self) -> None:
@@ -15,6 +12,10 @@ class _Gateway:
 
 
 async def start(runtime: Runtime) -> Running:
+    # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_gateway.app import create_app
+    from openmemory_gateway.service import MemoryGateway
+
     settings = runtime.settings.gateway
     bus = await runtime.bus()
     app = create_app(MemoryGateway(bus, settings), await bus.keys_bucket(), settings)

@@ -6,12 +6,11 @@ import asyncio
 import logging
 import uuid
 
-from pydantic import BaseModel
-
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Forbidden, InvalidInput, OpenMemoryError
 from openmemory_core.settings import GatewaySettings
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,7 @@ class MemoryGateway:
         if not text.strip():
             raise InvalidInput("text is empty: give the memory to add")
         if len(text) > self.settings.max_text_chars:
-            raise InvalidInput(
-                f"text is {len(text)} characters; the limit is {self.settings.max_text_chars}"
-            )
+            raise InvalidInput(f"text is {len(text)} characters; the limit is {self.settings.max_text_chars}")
         command = c.AddCommand(user_id=principal.user_id, app=principal.app, text=text, infer=infer)
         return await self._submit(command)
 
@@ -70,10 +67,12 @@ class MemoryGateway:
             c.Query.SEARCH, request, c.SearchResponse, self.settings.query_timeout_seconds
         )
 
-    async def list(self, principal: c.Principal, limit: int) -> c.ListResponse:
+    async def list_memories(self, principal: c.Principal, limit: int) -> c.ListResponse:
         self._require(principal, "read")
         request = c.ListRequest(user_id=principal.user_id, limit=limit)
-        return await self.bus.query(c.Query.LIST, request, c.ListResponse, self.settings.query_timeout_seconds)
+        return await self.bus.query(
+            c.Query.LIST, request, c.ListResponse, self.settings.query_timeout_seconds
+        )
 
     async def get(self, principal: c.Principal, memory_ids: list[str]) -> c.GetResponse:
         self._require(principal, "read")

@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
-
 from openmemory_core import contracts as c
 from openmemory_core.errors import OpenMemoryError
+from pydantic import Field
 
 from openmemory_gateway.service import Accepted, MemoryGateway
 
@@ -95,7 +94,7 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
     async def list_memories(ctx: Context) -> dict[str, Any]:
         """List all of the user's memories, newest first."""
         try:
-            listed = await gateway.list(principal_of(ctx), 1000)
+            listed = await gateway.list_memories(principal_of(ctx), 1000)
         except OpenMemoryError as exc:
             raise ToolError(exc.message) from exc
         return {"results": [_memory_view(m) for m in listed.memories]}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from openmemory_core.runtime import BUS, EMBEDDER, GRAPH, VECTORS, Component, Running, Runtime
 
-from openmemory_ingest.service import IngestService
-from openmemory_ingest.worker import IngestWorker
-
 
 async def start(runtime: Runtime) -> Running:
+    # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_ingest.service import IngestService
+    from openmemory_ingest.worker import IngestWorker
+
     service = IngestService(
         await runtime.vectors(), await runtime.graph(), await runtime.embedder(), await runtime.extractor()
     )

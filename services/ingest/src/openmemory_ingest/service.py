@@ -43,7 +43,9 @@ class Applied:
 
 
 class IngestService:
-    def __init__(self, vectors: VectorStore, graph: GraphStore, embedder: Embedder, extractor: Extractor) -> None:
+    def __init__(
+        self, vectors: VectorStore, graph: GraphStore, embedder: Embedder, extractor: Extractor
+    ) -> None:
         self.vectors = vectors
         self.graph = graph
         self.embedder = embedder
@@ -104,7 +106,7 @@ class IngestService:
     async def delete_all(self, command: c.DeleteAllCommand) -> Applied:
         applied = Applied()
         while True:
-            batch = await self.vectors.list(command.user_id, DELETE_BATCH, active_only=False)
+            batch = await self.vectors.list_memories(command.user_id, DELETE_BATCH, active_only=False)
             if not batch:
                 return applied
             done = await self.delete(command, [m.id for m in batch])

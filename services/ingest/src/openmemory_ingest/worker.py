@@ -14,12 +14,11 @@ import logging
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
-from pydantic import ValidationError
-
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, OpenMemoryError
 from openmemory_core.settings import IngestSettings
+from pydantic import ValidationError
 
 from openmemory_ingest.service import IngestService
 
@@ -82,7 +81,9 @@ class IngestWorker:
             await self._retry_or_park(msg, command.request_id, exc)
             return
         await msg.ack_sync()
-        await self.bus.publish_result(c.CommandResult(request_id=command.request_id, ok=True, results=applied.summary))
+        await self.bus.publish_result(
+            c.CommandResult(request_id=command.request_id, ok=True, results=applied.summary)
+        )
 
     async def _retry_or_park(self, msg: Msg, request_id: str, exc: Exception) -> None:
         delivered = msg.metadata.num_delivered if msg.metadata else 1
@@ -91,13 +92,18 @@ class IngestWorker:
             await self._park(msg, request_id, f"failed {delivered} times; last error: {reason}")
             return
         delay = self.settings.retry_backoff_seconds * 2 ** (delivered - 1)
-        log.warning("command %s failed (attempt %s), retrying in %.1fs: %s", request_id, delivered, delay, reason)
+        log.warning(
+            "command %s failed (attempt %s), retrying in %.1fs: %s", request_id, delivered, delay, reason
+        )
         await msg.nak(delay=delay)
 
     async def _park(self, msg: Msg, request_id: str, reason: str) -> None:
         log.error("command %s parked in the dead letters: %s", request_id, reason)
         letter = c.DeadLetter(
-            request_id=request_id, subject=msg.subject, error=reason, payload=msg.data.decode(errors="replace")
+            request_id=request_id,
+            subject=msg.subject,
+            error=reason,
+            payload=msg.data.decode(errors="replace"),
         )
         await self.bus.publish_dead_letter(letter)
         await msg.ack_sync()  # the dead-letter stream holds it now

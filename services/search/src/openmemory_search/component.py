@@ -7,8 +7,6 @@ from typing import Any
 from openmemory_core import contracts as c
 from openmemory_core.runtime import BUS, EMBEDDER, GRAPH, VECTORS, Component, Running, Runtime
 
-from openmemory_search.service import SearchService
-
 
 class _Search:
     def __init__(self, runtime: Runtime) -> None:
@@ -20,6 +18,9 @@ class _Search:
 
 
 async def start(runtime: Runtime) -> Running:
+    # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_search.service import SearchService
+
     bus = await runtime.bus()
     service = SearchService(
         await runtime.vectors(), await runtime.graph(), await runtime.embedder(), runtime.settings.search
@@ -29,7 +30,7 @@ async def start(runtime: Runtime) -> Running:
         return await service.search(c.SearchRequest.model_validate(data))
 
     async def list_(data: dict[str, Any]) -> c.ListResponse:
-        return await service.list(c.ListRequest.model_validate(data))
+        return await service.list_memories(c.ListRequest.model_validate(data))
 
     async def get(data: dict[str, Any]) -> c.GetResponse:
         return await service.get(c.GetRequest.model_validate(data))

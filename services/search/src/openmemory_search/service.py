@@ -59,8 +59,8 @@ class SearchService:
         by_id = {m.id: m for m in await self.vectors.get(user_id, ids)}
         return [by_id[i] for i in ids if i in by_id and by_id[i].state == c.MemoryState.ACTIVE]
 
-    async def list(self, request: c.ListRequest) -> c.ListResponse:
-        return c.ListResponse(memories=await self.vectors.list(request.user_id, request.limit))
+    async def list_memories(self, request: c.ListRequest) -> c.ListResponse:
+        return c.ListResponse(memories=await self.vectors.list_memories(request.user_id, request.limit))
 
     async def get(self, request: c.GetRequest) -> c.GetResponse:
         if len(request.memory_ids) > c.MAX_IDS_PER_REQUEST:

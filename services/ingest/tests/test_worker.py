@@ -1,0 +1,150 @@
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from openmemory_core import contracts as c
+from openmemory_core.bus import Bus
+from openmemory_core.embeddings import MiniLMEmbedder
+from openmemory_core.extraction import SentenceExtractor
+from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.settings import IngestSettings
+from openmemory_core.testing import eventually, unique
+from openmemory_core.vectors import QdrantVectorStore
+from openmemory_ingest.service import IngestService
+from openmemory_ingest.worker import IngestWorker
+
+
+@pytest_asyncio.fixture
+async def vectors(tmp_path: Path, embedder: MiniLMEmbedder) -> AsyncIterator[QdrantVectorStore]:
+    store = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
+    await store.ensure_collection()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def service(vectors: QdrantVectorStore, graph: FalkorDBGraphStore, embedder: MiniLMEmbedder) -> IngestService:
+    return IngestService(vectors, graph, embedder, SentenceExtractor())
+
+
+@pytest_asyncio.fixture
+async def worker(bus: Bus, service: IngestService) -> AsyncIterator[IngestWorker]:
+    running = IngestWorker(bus, service, IngestSettings(max_deliver=2, retry_backoff_seconds=0.1))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def events_of(bus: Bus, user: str) -> list[c.MemoryEvent]:
+    sub = await bus.js.subscribe(c.event_subject(user), ordered_consumer=True)
+    found: list[c.MemoryEvent] = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=0.3)
+            found.append(c.MemoryEvent.model_validate_json(msg.data))
+    except Exception:
+        pass
+    finally:
+        await sub.unsubscribe()
+    return found
+
+
+async def test_add_splits_stores_and_publishes_one_event_per_memory(
+    bus: Bus, worker: IngestWorker, vectors: QdrantVectorStore, graph: FalkorDBGraphStore
+) -> None:
+    user = unique()
+    command = c.AddCommand(user_id=user, app="cursor", text="I live in Lisbon. My brother Tom plays chess.")
+    async with bus.result_waiter(command.request_id) as result:
+        await bus.publish_command(command)
+        done = await asyncio.wait_for(result, 20)
+    assert done.ok and [r.event for r in done.results] == [c.ChangeKind.ADD, c.ChangeKind.ADD]
+    stored = await vectors.list_memories(user, 10)
+    assert sorted(m.text for m in stored) == ["I live in Lisbon.", "My brother Tom plays chess."]
+    assert all(m.app == "cursor" for m in stored)
+    assert await graph.memories_mentioning(user, ["Tom"], 10) == [done.results[1].id]
+    events = await events_of(bus, user)
+    assert sorted(e.memory_id for e in events) == sorted(r.id for r in done.results)
+    assert all(e.change is c.ChangeKind.ADD and e.after is not None for e in events)
+
+
+async def test_applying_a_command_twice_creates_nothing_new(
+    service: IngestService, vectors: QdrantVectorStore
+) -> None:
+    user = unique()
+    command = c.AddCommand(user_id=user, app="a", text="I drink oat milk.")
+    first = await service.apply(command)
+    again = await service.apply(command)  # a redelivery
+    assert [s.id for s in first.summary] == [s.id for s in again.summary]
+    assert len(await vectors.list_memories(user, 10)) == 1
+    duplicate = await service.apply(c.AddCommand(user_id=user, app="b", text="i drink  OAT milk."))
+    assert [s.event for s in duplicate.summary] == [c.ChangeKind.NONE]
+    assert duplicate.events == []
+    assert len(await vectors.list_memories(user, 10)) == 1
+
+
+async def test_delete_and_delete_all_touch_only_the_user(
+    service: IngestService, vectors: QdrantVectorStore
+) -> None:
+    user, other = unique(), unique()
+    added = await service.apply(c.AddCommand(user_id=user, app="a", text="One fact. Another fact. Third."))
+    await service.apply(c.AddCommand(user_id=other, app="a", text="Someone else's fact."))
+    ids = [s.id for s in added.summary]
+    deleted = await service.apply(c.DeleteCommand(user_id=other, app="a", memory_ids=ids[:1]))
+    assert deleted.summary == []  # not theirs
+    deleted = await service.apply(c.DeleteCommand(user_id=user, app="a", memory_ids=ids[:1]))
+    assert [(e.change, e.before is not None) for e in deleted.events] == [(c.ChangeKind.DELETE, True)]
+    assert len(await vectors.list_memories(user, 10)) == 2
+    wiped = await service.apply(c.DeleteAllCommand(user_id=user, app="a"))
+    assert len(wiped.events) == 2
+    assert await vectors.list_memories(user, 10) == []
+    assert len(await vectors.list_memories(other, 10)) == 1
+
+
+async def test_a_malformed_command_is_parked_and_the_rest_keep_flowing(
+    bus: Bus, worker: IngestWorker
+) -> None:
+    user = unique()
+    subject = c.command_subject(user, bus.partitions)
+    await bus.js.publish(subject, b'{"command": {"kind": "add", "user_id": "' + user.encode() + b'"}}')
+    good = c.AddCommand(user_id=user, app="a", text="Still flowing.")
+    async with bus.result_waiter(good.request_id) as result:
+        await bus.publish_command(good)
+        assert (await asyncio.wait_for(result, 20)).ok
+
+    async def parked() -> list[c.DeadLetter]:
+        letters = []
+        sub = await bus.js.subscribe(c.DEAD_LETTER_SUBJECT, ordered_consumer=True)
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=0.3)
+                letters.append(c.DeadLetter.model_validate_json(msg.data))
+        except Exception:
+            pass
+        finally:
+            await sub.unsubscribe()
+        return [x for x in letters if user in x.payload]
+
+    letters = await eventually(parked)
+    assert isinstance(letters, list) and "malformed" in letters[0].error
+
+
+async def test_a_store_that_stays_down_parks_the_command_with_its_reason(
+    bus: Bus, vectors: QdrantVectorStore, embedder: MiniLMEmbedder
+) -> None:
+    from openmemory_core.embedded import free_port
+
+    dead_graph = FalkorDBGraphStore("127.0.0.1", free_port())  # nothing listens there
+    service = IngestService(vectors, dead_graph, embedder, SentenceExtractor())
+    broken = IngestWorker(bus, service, IngestSettings(max_deliver=2, retry_backoff_seconds=0.1))
+    await broken.start()
+    try:
+        command = c.AddCommand(user_id=unique(), app="a", text="This cannot be written.")
+        async with bus.result_waiter(command.request_id) as result:
+            await bus.publish_command(command)
+            done = await asyncio.wait_for(result, 30)
+        assert not done.ok and done.error is not None and "failed 2 times" in done.error
+    finally:
+        await broken.stop()
+        await dead_graph.close()

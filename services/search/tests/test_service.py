@@ -1,0 +1,74 @@
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from openmemory_core import contracts as c
+from openmemory_core.embeddings import MiniLMEmbedder
+from openmemory_core.errors import InvalidInput
+from openmemory_core.extraction import SentenceExtractor
+from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.settings import SearchSettings
+from openmemory_core.testing import unique
+from openmemory_core.vectors import QdrantVectorStore
+from openmemory_ingest.service import IngestService
+from openmemory_search.service import SearchService
+
+
+@pytest_asyncio.fixture
+async def stores(
+    tmp_path: Path, graph: FalkorDBGraphStore, embedder: MiniLMEmbedder
+) -> AsyncIterator[tuple[IngestService, SearchService]]:
+    vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
+    await vectors.ensure_collection()
+    yield (
+        IngestService(vectors, graph, embedder, SentenceExtractor()),
+        SearchService(vectors, graph, embedder, SearchSettings()),
+    )
+    await vectors.close()
+
+
+TEXT = (
+    "I am allergic to peanuts. My sister Anna lives in Vienna. I work as a nurse at St Mary's hospital. "
+    "I'm learning to play the cello. My favourite food is ramen."
+)
+
+
+async def test_hybrid_search_finds_by_meaning_by_keyword_and_by_name(
+    stores: tuple[IngestService, SearchService],
+) -> None:
+    ingest, search = stores
+    user = unique()
+    await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
+
+    async def top(query: str) -> c.ScoredMemory:
+        return (await search.search(c.SearchRequest(user_id=user, query=query, limit=3))).hits[0]
+
+    assert (await top("do I have any allergies?")).memory.text.startswith("I am allergic")
+    assert (await top("cello")).memory.text == "I'm learning to play the cello."
+    hit = await top("Where is Anna?")
+    assert hit.memory.text == "My sister Anna lives in Vienna." and "graph" in hit.signals
+    assert (await top("what do I do for a living")).memory.text.startswith("I work as a nurse")
+
+
+async def test_search_list_and_get_never_cross_users(stores: tuple[IngestService, SearchService]) -> None:
+    ingest, search = stores
+    user, other = unique(), unique()
+    added = await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
+    hits = await search.search(c.SearchRequest(user_id=other, query="peanuts Anna cello", limit=10))
+    assert hits.hits == []
+    assert (await search.list_memories(c.ListRequest(user_id=other))).memories == []
+    ids = [s.id for s in added.summary]
+    got = await search.get(c.GetRequest(user_id=other, memory_ids=ids[:2]))
+    assert got.memories == [] and got.missing == ids[:2]
+    got = await search.get(c.GetRequest(user_id=user, memory_ids=[ids[0], "not-a-uuid"]))
+    assert [m.id for m in got.memories] == [ids[0]] and got.missing == ["not-a-uuid"]
+    assert len((await search.list_memories(c.ListRequest(user_id=user))).memories) == 5
+
+
+async def test_bad_queries_are_refused(stores: tuple[IngestService, SearchService]) -> None:
+    _, search = stores
+    with pytest.raises(InvalidInput, match="empty"):
+        await search.search(c.SearchRequest(user_id="u", query="   "))
+    with pytest.raises(InvalidInput, match="longer"):
+        await search.search(c.SearchRequest(user_id="u", query="x" * (c.MAX_QUERY_CHARS + 1)))

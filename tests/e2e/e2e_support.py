@@ -1,0 +1,82 @@
+"""End-to-end fixtures: real `openmemory` processes and the official MCP client over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from openmemory_core.testing import RunningSystem, start_system
+
+
+class Client:
+    """One MCP client session, with results decoded."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+
+    async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = await self.session.call_tool(tool, arguments)
+        if result.is_error:
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            raise ToolFailed(text)
+        if result.structured_content is not None:
+            return dict(result.structured_content)
+        return dict(json.loads(result.content[0].text))  # type: ignore[union-attr]
+
+    async def texts(self, query: str | None = None) -> list[str]:
+        if query is None:
+            return [m["memory"] for m in (await self.call("list_memories"))["results"]]
+        return [m["memory"] for m in (await self.call("search_memory", query=query))["results"]]
+
+
+class ToolFailed(Exception):
+    pass
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(url: str, key: str | None) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        streamable_http_client(url, http_client=http) as (read, write, *_),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield Client(session)
+
+
+@contextlib.asynccontextmanager
+async def mcp_sse_client(url: str, key: str) -> AsyncIterator[Client]:
+    async with (
+        sse_client(url, headers={"Authorization": f"Bearer {key}"}) as (read, write, *_),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield Client(session)
+
+
+@pytest.fixture(scope="module")
+def all_in_one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """One `openmemory run --target all` for a module's scenarios (each uses its own users)."""
+    system = start_system(tmp_path_factory.mktemp("all") / "data")
+    yield system
+    system.stop()
+
+
+def new_key(system: RunningSystem, user: str, app: str = "*", scopes: str = "read,write") -> str:
+    out = system.cli("keys", "create", "--user", user, "--app", app, "--scopes", scopes)
+    return out.stdout.strip()
+
+
+def data_dir_of(tmp: Path, name: str) -> Path:
+    path = tmp / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,163 @@
+"""The whole system in one process, as `make run` starts it, driven by the official MCP client."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e_support import ToolFailed, mcp_client, mcp_sse_client, new_key
+from openmemory_core.testing import RunningSystem, start_system, unique
+
+
+def test_keys_create_prints_the_key_and_nothing_else(all_in_one: RunningSystem) -> None:
+    out = all_in_one.cli("keys", "create", "--user", unique(), "--app", "cursor")
+    assert re.fullmatch(r"om_[0-9a-f]{8}_[A-Za-z0-9_-]{43}\n", out.stdout)
+    listed = all_in_one.cli("keys", "list").stdout
+    assert out.stdout[:11] in listed
+
+
+def test_health_and_dashboard_answer(all_in_one: RunningSystem) -> None:
+    assert httpx.get(f"{all_in_one.gateway_url}/healthz").status_code == 200
+    ready = httpx.get(f"{all_in_one.gateway_url}/readyz").json()
+    assert ready["ready"] is True and ready["checks"] == {"nats": True, "graph": True}
+    page = httpx.get(all_in_one.admin_url)
+    assert page.status_code == 200 and "OpenMemory" in page.text
+
+
+async def test_add_search_list_delete_across_two_clients_of_one_user(all_in_one: RunningSystem) -> None:
+    user = unique()
+    cursor_key, claude_key = new_key(all_in_one, user, "cursor"), new_key(all_in_one, user, "claude")
+    async with (
+        mcp_client(all_in_one.mcp_url, cursor_key) as cursor,
+        mcp_client(all_in_one.mcp_url, claude_key) as claude,
+    ):
+        added = await cursor.call("add_memories", text="I am vegetarian. My dog is called Biscuit.")
+        assert added["status"] == "done"
+        assert [(r["memory"], r["event"]) for r in added["results"]] == [
+            ("I am vegetarian.", "ADD"),
+            ("My dog is called Biscuit.", "ADD"),
+        ]
+        found = await claude.call("search_memory", query="what is my dog's name?")
+        assert found["results"][0]["memory"] == "My dog is called Biscuit."
+        assert found["results"][0]["app"] == "cursor"
+        assert sorted(await claude.texts()) == ["I am vegetarian.", "My dog is called Biscuit."]
+
+        dog_id = added["results"][1]["id"]
+        deleted = await claude.call("delete_memories", memory_ids=[dog_id])
+        assert [(r["id"], r["event"]) for r in deleted["results"]] == [(dog_id, "DELETE")]
+        assert "My dog is called Biscuit." not in await cursor.texts("dog name")
+        assert await cursor.texts() == ["I am vegetarian."]
+
+        wiped = await cursor.call("delete_all_memories")
+        assert [r["event"] for r in wiped["results"]] == ["DELETE"]
+        assert await claude.texts() == []
+
+
+async def test_a_key_sees_only_its_own_user(all_in_one: RunningSystem) -> None:
+    alice, mallory = new_key(all_in_one, unique()), new_key(all_in_one, unique())
+    async with mcp_client(all_in_one.mcp_url, alice) as a, mcp_client(all_in_one.mcp_url, mallory) as m:
+        added = await a.call("add_memories", text="My bank PIN hint is the cat's birthday.")
+        secret_id = added["results"][0]["id"]
+        assert await m.texts("bank PIN hint") == []
+        assert await m.texts() == []
+        with pytest.raises(ToolFailed, match="no such memories"):
+            await m.call("delete_memories", memory_ids=[secret_id])
+        await m.call("delete_all_memories")
+        assert await a.texts() == ["My bank PIN hint is the cat's birthday."]
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/sse", "/mcp/cursor/http/alice", "/mcp/cursor/sse/alice"])
+@pytest.mark.parametrize("key", [None, "om_00000000_" + "x" * 43, "Bearer-nonsense"])
+def test_requests_without_a_valid_key_get_401(all_in_one: RunningSystem, path: str, key: str | None) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "add_memories", "arguments": {"text": "sneaky"}}}  # fmt: skip
+    response = httpx.post(f"{all_in_one.gateway_url}{path}", json=body, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_unauthenticated_requests_touch_nothing(all_in_one: RunningSystem) -> None:
+    user = unique()
+    key = new_key(all_in_one, user)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "add_memories", "arguments": {"text": "sneaky"}}}  # fmt: skip
+    assert httpx.post(all_in_one.mcp_url, json=body).status_code == 401
+    async with mcp_client(all_in_one.mcp_url, key) as client:
+        assert await client.texts() == []
+
+
+async def test_bad_input_is_a_clear_tool_error_and_stores_nothing(all_in_one: RunningSystem) -> None:
+    key = new_key(all_in_one, unique())
+    async with mcp_client(all_in_one.mcp_url, key) as client:
+        with pytest.raises(ToolFailed, match="text is empty"):
+            await client.call("add_memories", text="   ")
+        with pytest.raises(ToolFailed, match="limit is 20000"):
+            await client.call("add_memories", text="x" * 20_001)
+        with pytest.raises(ToolFailed, match="text"):
+            await client.call("add_memories", text=123)
+        with pytest.raises(ToolFailed, match="memory_ids"):
+            await client.call("delete_memories", memory_ids="not-a-list")
+        with pytest.raises(ToolFailed, match="not memory ids"):
+            await client.call("delete_memories", memory_ids=["nope"])
+        with pytest.raises(ToolFailed, match="no such memories"):
+            await client.call("delete_memories", memory_ids=["0b7a5b5e-8d31-4b0e-9d6f-0a2c1f3e4d5c"])
+        with pytest.raises(ToolFailed, match="query is empty"):
+            await client.call("search_memory", query="")
+        assert await client.texts() == []
+
+
+async def test_openmemory_url_forms_and_app_binding(all_in_one: RunningSystem) -> None:
+    user = unique()
+    any_app = new_key(all_in_one, user)
+    base = all_in_one.gateway_url
+    async with mcp_client(f"{base}/mcp/windsurf/http/{user}", any_app) as windsurf:
+        added = await windsurf.call("add_memories", text="I prefer tabs over spaces.")
+        assert added["status"] == "done"
+    async with mcp_sse_client(f"{base}/mcp/cline/sse/whatever-the-url-says", any_app) as cline:
+        await cline.call("add_memories", text="My editor theme is solarized.", infer=False)
+        listed = (await cline.call("list_memories"))["results"]
+    assert {(m["memory"], m["app"]) for m in listed} == {
+        ("I prefer tabs over spaces.", "windsurf"),
+        ("My editor theme is solarized.", "cline"),
+    }
+    async with mcp_sse_client(f"{base}/sse", any_app) as legacy:
+        assert len(await legacy.texts()) == 2
+    cursor_only = new_key(all_in_one, user, "cursor")
+    response = httpx.post(
+        f"{base}/mcp/claude/http/{user}", headers={"Authorization": f"Bearer {cursor_only}"}, json={}
+    )
+    assert response.status_code == 403 and "for app 'cursor'" in response.json()["error"]
+
+
+async def test_a_read_only_key_cannot_write(all_in_one: RunningSystem) -> None:
+    key = new_key(all_in_one, unique(), scopes="read")
+    async with mcp_client(all_in_one.mcp_url, key) as client:
+        with pytest.raises(ToolFailed, match="'write' scope"):
+            await client.call("add_memories", text="nope")
+        assert await client.texts() == []
+
+
+async def test_first_start_prints_urls_and_a_key_and_a_restart_keeps_the_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    system = start_system(data)
+    try:
+        banner = system.log()
+        assert f"MCP URL:    {system.mcp_url}" in banner and "Dashboard:" in banner
+        key = system.first_key()
+        assert key in banner
+        async with mcp_client(system.mcp_url, key) as client:
+            await client.call("add_memories", text="I was born in Porto.")
+    finally:
+        assert system.stop() == 0
+    restarted = start_system(data)
+    try:
+        assert restarted.first_key() == key
+        async with mcp_client(restarted.mcp_url, key) as client:
+            assert await client.texts("where was I born?") == ["I was born in Porto."]
+    finally:
+        restarted.stop()

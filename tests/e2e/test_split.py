@@ -1,0 +1,93 @@
+"""The split topology: two gateways, one ingest+search process, one admin, over a shared NATS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from e2e_support import ToolFailed, mcp_client
+from openmemory_core.embedded import embedded_nats
+from openmemory_core.testing import RunningSystem, start_system, stop_all, unique
+
+
+@dataclass
+class Split:
+    gateways: list[RunningSystem]
+    workers: RunningSystem
+    admin: RunningSystem
+    env: dict[str, str]
+    root: Path
+
+    def key(self, user: str) -> str:
+        return self.gateways[0].cli("keys", "create", "--user", user).stdout.strip()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def split(tmp_path_factory: pytest.TempPathFactory, graph_url: str) -> AsyncIterator[Split]:
+    tmp_path = tmp_path_factory.mktemp("split")
+    nats_proc, nats_url = embedded_nats(tmp_path / "nats")  # a bus of its own, no other test's commands
+    await nats_proc.start()
+    env = {"OPENMEMORY_NATS_URL": nats_url, "OPENMEMORY_GRAPH_URL": graph_url}
+    started: list[RunningSystem] = []
+    built: Split | None = None
+    try:
+        workers = start_system(tmp_path / "workers", "ingest,search", env)
+        started.append(workers)
+        gateways = [start_system(tmp_path / f"gateway{i}", "gateway", env) for i in (1, 2)]
+        started.extend(gateways)
+        admin = start_system(tmp_path / "admin", "admin", env)
+        started.append(admin)
+        built = Split(gateways, workers, admin, env, tmp_path)
+        yield built
+    finally:
+        if built is not None:
+            started.append(built.workers)  # a test may have restarted them
+        stop_all(started)
+        await nats_proc.stop()
+
+
+async def test_what_one_gateway_adds_the_other_finds_and_deletes(split: Split) -> None:
+    user = unique()
+    key = split.key(user)
+    first, second = (g.mcp_url for g in split.gateways)
+    async with mcp_client(first, key) as one, mcp_client(second, key) as two:
+        added = await one.call("add_memories", text="I moved to Oslo in March. I speak Norwegian.")
+        assert [r["event"] for r in added["results"]] == ["ADD", "ADD"]
+        assert (await two.texts("which city do I live in?"))[0] == "I moved to Oslo in March."
+        assert sorted(await two.texts()) == ["I moved to Oslo in March.", "I speak Norwegian."]
+        await two.call("delete_memories", memory_ids=[added["results"][0]["id"]])
+        assert await one.texts() == ["I speak Norwegian."]
+
+
+async def test_isolation_and_auth_hold_in_the_split(split: Split) -> None:
+    owner, stranger = split.key(unique()), split.key(unique())
+    gateway = split.gateways[1]
+    async with mcp_client(gateway.mcp_url, owner) as client:
+        await client.call("add_memories", text="My locker code is 4711.")
+    async with mcp_client(gateway.mcp_url, stranger) as client:
+        assert await client.texts("locker code") == []
+        with pytest.raises(ToolFailed, match="text is empty"):
+            await client.call("add_memories", text="")
+    assert httpx.post(gateway.mcp_url, json={}).status_code == 401
+    assert httpx.get(f"{split.admin.admin_url}/healthz").status_code == 200
+    assert httpx.get(split.admin.admin_url).status_code == 200
+
+
+async def test_restarting_the_workers_keeps_the_data(split: Split) -> None:
+    key = split.key(unique())
+    gateway = split.gateways[0]
+    async with mcp_client(gateway.mcp_url, key) as client:
+        await client.call("add_memories", text="My favourite band is Radiohead.")
+    assert split.workers.stop() == 0
+    split.workers = start_system(split.root / "workers", "ingest,search", split.env)
+    async with mcp_client(gateway.mcp_url, key) as client:
+        assert await client.texts("music I like") == ["My favourite band is Radiohead."]
+
+
+def test_a_split_target_without_urls_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="needs OPENMEMORY_NATS_URL"):
+        start_system(tmp_path / "lonely", "gateway", {"OPENMEMORY_NATS_URL": ""}, timeout=30)
