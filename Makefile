@@ -1,0 +1,40 @@
+# OpenMemory: the two commands are `make run` and `make test`. Each installs what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Never download a Python build: use the machine's python3 (3.11-3.13).
+export UV_PYTHON_DOWNLOADS := never
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+ARGS ?=
+
+.PHONY: help install run test lint format
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: pyproject.toml uv.lock packages/core/pyproject.toml services/*/pyproject.toml | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: $(VENV)/.synced  ## install everything into .venv (only what is missing)
+
+run: install  ## start the whole system with embedded defaults (ARGS="--data-dir DIR" etc.)
+	$(VENV)/bin/openmemory run $(ARGS)
+
+test: install  ## run the whole test suite
+	$(VENV)/bin/pytest $(ARGS)
+
+lint: install  ## ruff (lint + format check) and mypy (strict)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install  ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
