@@ -81,6 +81,17 @@ def test_requests_without_a_valid_key_get_401(all_in_one: RunningSystem, path: s
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_the_key_may_come_as_x_api_key(all_in_one: RunningSystem) -> None:
+    key = new_key(all_in_one, unique())
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    headers = {"Accept": "application/json, text/event-stream"}
+    assert httpx.post(all_in_one.mcp_url, json=body, headers=headers).status_code == 401
+    answer = httpx.post(all_in_one.mcp_url, json=body, headers={**headers, "X-API-Key": key})
+    assert answer.status_code == 200 and "serverInfo" in answer.text
+
+
 async def test_unauthenticated_requests_touch_nothing(all_in_one: RunningSystem) -> None:
     user = unique()
     key = new_key(all_in_one, user)

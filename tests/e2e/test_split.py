@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +78,25 @@ async def test_isolation_and_auth_hold_in_the_split(split: Split) -> None:
     assert httpx.get(split.admin.admin_url).status_code == 200
 
 
-async def test_restarting_the_workers_keeps_the_data(split: Split) -> None:
+async def test_adds_while_ingest_is_down_are_accepted_and_applied_after_restart(split: Split) -> None:
     key = split.key(unique())
     gateway = split.gateways[0]
     async with mcp_client(gateway.mcp_url, key) as client:
         await client.call("add_memories", text="My favourite band is Radiohead.")
     assert split.workers.stop() == 0
+    async with mcp_client(gateway.mcp_url, key) as client:
+        accepted = await client.call("add_memories", text="I play the bass guitar.")
+        assert accepted["status"] == "accepted" and len(accepted["request_id"]) == 32
+        with pytest.raises(ToolFailed, match="search service is not running"):
+            await client.texts()
     split.workers = start_system(split.root / "workers", "ingest,search", split.env)
     async with mcp_client(gateway.mcp_url, key) as client:
-        assert await client.texts("music I like") == ["My favourite band is Radiohead."]
+        assert (await client.texts("which band do I like?"))[0] == "My favourite band is Radiohead."
+        for _ in range(100):  # the accepted add is applied once ingest is back
+            if len(await client.texts()) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(await client.texts()) == ["I play the bass guitar.", "My favourite band is Radiohead."]
 
 
 def test_a_split_target_without_urls_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
