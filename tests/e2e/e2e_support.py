@@ -13,6 +13,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+
 from openmemory_core.testing import RunningSystem, start_system
 
 
@@ -66,7 +67,9 @@ async def mcp_sse_client(url: str, key: str) -> AsyncIterator[Client]:
 @pytest.fixture(scope="module")
 def all_in_one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     """One `openmemory run --target all` for a module's scenarios (each uses its own users)."""
-    system = start_system(tmp_path_factory.mktemp("all") / "data")
+    system = start_system(
+        tmp_path_factory.mktemp("all") / "data", extra_env={"OPENMEMORY_INGEST_GAUGE_INTERVAL_SECONDS": "0.2"}
+    )
     yield system
     system.stop()
 

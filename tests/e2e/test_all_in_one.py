@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e_support import ToolFailed, mcp_client, mcp_sse_client, new_key
+
 from openmemory_core.testing import RunningSystem, start_system, unique
 
 

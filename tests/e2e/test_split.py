@@ -11,6 +11,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from e2e_support import ToolFailed, mcp_client
+
 from openmemory_core.embedded import embedded_nats
 from openmemory_core.testing import RunningSystem, start_system, stop_all, unique
 

@@ -2,6 +2,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, NotFound, Unavailable

@@ -1,6 +1,7 @@
 import pytest
-from openmemory_core import contracts as c
 from pydantic import ValidationError
+
+from openmemory_core import contracts as c
 
 
 def test_partition_is_stable_and_in_range() -> None:

@@ -4,6 +4,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_nats
 from openmemory_core.errors import ConfigurationError

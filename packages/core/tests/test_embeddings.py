@@ -1,4 +1,5 @@
 import numpy as np
+
 from openmemory_core.embeddings import MiniLMEmbedder
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from openmemory_core import keys
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized

@@ -1,4 +1,5 @@
 import pytest
+
 from openmemory_core.errors import ConfigurationError
 from openmemory_core.runtime import BUS, GRAPH, VECTORS, embedded_plan, registered_components, resolve_targets
 from openmemory_core.settings import CoreSettings, Settings

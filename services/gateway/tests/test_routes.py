@@ -1,4 +1,5 @@
 import pytest
+
 from openmemory_gateway.app import McpRoute, route_of
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder

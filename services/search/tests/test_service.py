@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput

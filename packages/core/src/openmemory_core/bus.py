@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -29,10 +30,12 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.kv import KeyValue
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import InvalidInput, OpenMemoryError, Unavailable, error_from_code
+from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +128,9 @@ class Bus:
         payload = c.CommandEnvelope(command=command).model_dump_json().encode()
         subject = c.command_subject(command.user_id, self.partitions)
         try:
-            ack = await self.js.publish(
-                subject, payload, headers={"Nats-Msg-Id": command.request_id}, timeout=5.0
-            )
+            with tracer.start_as_current_span(f"publish {command.kind}", kind=SpanKind.PRODUCER):
+                headers = inject({"Nats-Msg-Id": command.request_id})
+                ack = await self.js.publish(subject, payload, headers=headers, timeout=5.0)
         except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
             raise Unavailable(f"the command bus did not confirm the request: {exc}") from exc
         return not ack.duplicate
@@ -157,7 +160,7 @@ class Bus:
         await self.js.publish(
             c.event_subject(event.user_id),
             event.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": f"{event.request_id}:{event.memory_id}:{event.change.value}"},
+            headers=inject({"Nats-Msg-Id": f"{event.request_id}:{event.memory_id}:{event.change.value}"}),
             timeout=5.0,
         )
 
@@ -196,7 +199,10 @@ class Bus:
 
     async def query(self, query: c.Query, request: BaseModel, response: type[M], wait: float) -> M:
         try:
-            msg = await self.nc.request(query.subject, request.model_dump_json().encode(), timeout=wait)
+            with tracer.start_as_current_span(f"query {query.value}", kind=SpanKind.CLIENT):
+                msg = await self.nc.request(
+                    query.subject, request.model_dump_json().encode(), timeout=wait, headers=inject({})
+                )
         except nats.errors.NoRespondersError as exc:
             raise Unavailable("the search service is not running") from exc
         except nats.errors.TimeoutError as exc:
@@ -212,16 +218,11 @@ class Bus:
 
         async def answer(msg: Msg) -> None:
             async with limit:
-                try:
-                    result = await handler(_json(msg.data))
-                    reply = c.Reply(ok=True, result=result.model_dump(mode="json"))
-                except ValidationError as exc:
-                    reply = c.Reply(ok=False, error_code=InvalidInput.code, error=_validation_message(exc))
-                except OpenMemoryError as exc:
-                    reply = c.Reply(ok=False, error_code=exc.code, error=exc.message)
-                except Exception as exc:
-                    log.exception("query %s failed", query.value)
-                    reply = c.Reply(ok=False, error_code="internal", error=f"search failed: {exc}")
+                started = time.perf_counter()
+                parent = extracted(msg.headers)
+                with tracer.start_as_current_span(f"search.{query.value}", parent, SpanKind.SERVER):
+                    reply = await _reply(handler, msg.data, query)
+                QUERY_DURATION.labels(query.value).observe(time.perf_counter() - started)
                 with contextlib.suppress(nats.errors.Error):
                     await msg.respond(reply.model_dump_json().encode())
 
@@ -245,6 +246,20 @@ class Bus:
             await self.nc.flush(timeout=2)
         with contextlib.suppress(nats.errors.Error):
             await self.nc.close()
+
+
+async def _reply(handler: QueryHandler, data: bytes, query: c.Query) -> c.Reply:
+    """Run a query handler; every error becomes an error reply with its code."""
+    try:
+        result = await handler(_json(data))
+        return c.Reply(ok=True, result=result.model_dump(mode="json"))
+    except ValidationError as exc:
+        return c.Reply(ok=False, error_code=InvalidInput.code, error=_validation_message(exc))
+    except OpenMemoryError as exc:
+        return c.Reply(ok=False, error_code=exc.code, error=exc.message)
+    except Exception as exc:
+        log.exception("query %s failed", query.value)
+        return c.Reply(ok=False, error_code="internal", error=f"search failed: {exc}")
 
 
 def _json(data: bytes) -> dict[str, Any]:

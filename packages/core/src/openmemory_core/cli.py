@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from openmemory_core.embedded import embedded_nats
 from openmemory_core.errors import OpenMemoryError
 from openmemory_core.runtime import BUS, Runtime, data_dir_lock, read_endpoints, run
 from openmemory_core.settings import Settings
+from openmemory_core.telemetry import configure_logging
 
 FIRST_KEY_FILE = "first-api-key"
 
@@ -162,12 +162,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"), os.environ.get("OPENMEMORY_LOG_FORMAT", "auto")
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "run":
             settings = _settings(args)

@@ -14,6 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from openmemory_core.contracts import Memory
 from openmemory_core.errors import ConfigurationError, Unavailable
+from openmemory_core.telemetry import store_call
 
 GRAPH_NAME = "openmemory"
 
@@ -101,9 +102,10 @@ class FalkorDBGraphStore:
             )
         return cls(parsed.hostname or "127.0.0.1", parsed.port or 6379, parsed.password)
 
-    async def _query(self, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
+    async def _query(self, operation: str, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
         try:
-            result = await self._handle().query(cypher, params)
+            async with store_call("falkordb", operation):
+                result = await self._handle().query(cypher, params)
         except (ConnectionError, OSError, TimeoutError, RedisConnectionError, RedisTimeoutError) as exc:
             raise Unavailable(f"the graph store is not reachable: {exc}") from exc
         rows: list[list[Any]] = result.result_set
@@ -134,23 +136,25 @@ class FalkorDBGraphStore:
             "entities": entities,
         }
         if entities:
-            await self._query(ADD_MEMORY, params)
+            await self._query("add_memory", ADD_MEMORY, params)
         else:
-            await self._query(ADD_MEMORY.split("WITH m")[0], params)
+            await self._query("add_memory", ADD_MEMORY.split("WITH m")[0], params)
 
     async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None:
         if memory_ids:
-            await self._query(DELETE_MEMORIES, {"user_id": user_id, "ids": memory_ids})
+            await self._query("delete_memories", DELETE_MEMORIES, {"user_id": user_id, "ids": memory_ids})
 
     async def entities_of(self, user_id: str, memory_id: str) -> list[str]:
-        rows = await self._query(ENTITIES_OF, {"id": memory_id, "user_id": user_id})
+        rows = await self._query("entities_of", ENTITIES_OF, {"id": memory_id, "user_id": user_id})
         return [str(r[0]) for r in rows]
 
     async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]:
         keys = [entity_key(n) for n in names if entity_key(n)]
         if not keys:
             return []
-        rows = await self._query(MEMORIES_MENTIONING, {"user_id": user_id, "keys": keys, "limit": limit})
+        rows = await self._query(
+            "memories_mentioning", MEMORIES_MENTIONING, {"user_id": user_id, "keys": keys, "limit": limit}
+        )
         return [str(r[0]) for r in rows]
 
     async def ping(self) -> bool:

@@ -29,6 +29,7 @@ from openmemory_core.bus import Bus
 from openmemory_core.embedded import SupervisedProcess, embedded_falkordb, embedded_nats
 from openmemory_core.errors import ConfigurationError
 from openmemory_core.settings import Settings
+from openmemory_core.telemetry import configure_tracing, metrics_endpoint, shutdown_tracing
 
 if TYPE_CHECKING:  # the stores' client libraries load only in processes that use them
     from openmemory_core.embeddings import Embedder
@@ -111,7 +112,7 @@ class Health:
         return results
 
     def add_routes(self, app: Any) -> None:
-        """Mount `/healthz` (the process is up and every component started) and `/readyz`."""
+        """Mount `/healthz` (up, every component started), `/readyz` (live checks) and `/metrics`."""
 
         async def healthz(_: Request) -> JSONResponse:
             return JSONResponse(
@@ -125,6 +126,7 @@ class Health:
 
         app.add_route("/healthz", healthz, methods=["GET"])
         app.add_route("/readyz", readyz, methods=["GET"])
+        app.add_route("/metrics", metrics_endpoint, methods=["GET"])
 
 
 @dataclass
@@ -294,6 +296,8 @@ async def run(
     chosen = resolve_targets(target, registry)
     plan = embedded_plan(settings, chosen, registry)
     runtime = Runtime(settings, chosen, nats_url=settings.core.nats_url, graph_url=settings.core.graph_url)
+    if configure_tracing("openmemory-" + "-".join(c.name for c in chosen)):
+        log.info("exporting traces over OTLP")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -358,6 +362,7 @@ async def run(
                 await proc.stop()
             if plan:
                 endpoints_file(settings.core.data_dir).unlink(missing_ok=True)
+            shutdown_tracing()
 
 
 def _write_endpoints(runtime: Runtime) -> None:

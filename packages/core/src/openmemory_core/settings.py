@@ -32,6 +32,7 @@ class CoreSettings(BaseSettings):
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=256)
     default_user: str = "default"
     log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 
     @field_validator("data_dir")
     @classmethod
@@ -75,6 +76,7 @@ class IngestSettings(BaseSettings):
     ack_wait_seconds: float = Field(default=60.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
     retry_backoff_seconds: float = Field(default=1.0, ge=0)
+    gauge_interval_seconds: float = Field(default=5.0, gt=0)
 
 
 class SearchSettings(BaseSettings):

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -16,6 +17,9 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from openmemory_core.contracts import Memory, MemoryState
 from openmemory_core.errors import Unavailable
 from openmemory_core.keywords import SparseVector
+from openmemory_core.telemetry import store_call
+
+T = TypeVar("T")
 
 DENSE = "dense"
 KEYWORDS = "keywords"
@@ -44,6 +48,7 @@ class VectorStore(Protocol):
     async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]: ...
     async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]: ...
     async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]: ...
+    async def count_by_state(self) -> dict[str, int]: ...
     async def close(self) -> None: ...
 
 
@@ -79,6 +84,10 @@ class QdrantVectorStore:
         self.collection = collection_name(model_tag)
         self._dimension = dimension
         self.local = local
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        async with store_call("qdrant", operation):
+            return await call
 
     @classmethod
     def open(
@@ -132,12 +141,14 @@ class QdrantVectorStore:
             for r in records
         ]
         if points:
-            await self._client.upsert(self.collection, points=points, wait=True)
+            await self._timed("upsert", self._client.upsert(self.collection, points=points, wait=True))
 
     async def get(self, user_id: str, memory_ids: list[str]) -> list[Memory]:
         if not memory_ids:
             return []
-        points = await self._client.retrieve(self.collection, ids=memory_ids, with_payload=True)
+        points = await self._timed(
+            "get", self._client.retrieve(self.collection, ids=memory_ids, with_payload=True)
+        )
         found = [_memory(p.payload) for p in points]
         return [m for m in found if m.user_id == user_id and m.state != MemoryState.DELETED]
 
@@ -147,7 +158,10 @@ class QdrantVectorStore:
             *(flt.must if isinstance(flt.must, list) else []),
             models.FieldCondition(key="content_hash", match=models.MatchValue(value=content_hash)),
         ]
-        points, _ = await self._client.scroll(self.collection, scroll_filter=flt, limit=1, with_payload=True)
+        points, _ = await self._timed(
+            "find_by_hash",
+            self._client.scroll(self.collection, scroll_filter=flt, limit=1, with_payload=True),
+        )
         return _memory(points[0].payload) if points else None
 
     async def delete(self, user_id: str, memory_ids: list[str]) -> None:
@@ -158,37 +172,62 @@ class QdrantVectorStore:
             *(flt.must if isinstance(flt.must, list) else []),
             models.HasIdCondition(has_id=list(memory_ids)),
         ]
-        await self._client.delete(
-            self.collection, points_selector=models.FilterSelector(filter=flt), wait=True
+        await self._timed(
+            "delete",
+            self._client.delete(
+                self.collection, points_selector=models.FilterSelector(filter=flt), wait=True
+            ),
         )
 
     async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
-        points, _ = await self._client.scroll(
-            self.collection,
-            scroll_filter=_user_filter(user_id, active_only),
-            limit=limit,
-            with_payload=True,
-            order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
+        points, _ = await self._timed(
+            "list_memories",
+            self._client.scroll(
+                self.collection,
+                scroll_filter=_user_filter(user_id, active_only),
+                limit=limit,
+                with_payload=True,
+                order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
+            ),
         )
         return [_memory(p.payload) for p in points]
 
     async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]:
-        response = await self._client.query_points(
-            self.collection, query=vector, using=DENSE, query_filter=_user_filter(user_id), limit=limit
+        response = await self._timed(
+            "dense_search",
+            self._client.query_points(
+                self.collection, query=vector, using=DENSE, query_filter=_user_filter(user_id), limit=limit
+            ),
         )
         return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
 
     async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]:
         if not vector.indices:
             return []
-        response = await self._client.query_points(
-            self.collection,
-            query=models.SparseVector(indices=vector.indices, values=vector.values),
-            using=KEYWORDS,
-            query_filter=_user_filter(user_id),
-            limit=limit,
+        response = await self._timed(
+            "keyword_search",
+            self._client.query_points(
+                self.collection,
+                query=models.SparseVector(indices=vector.indices, values=vector.values),
+                using=KEYWORDS,
+                query_filter=_user_filter(user_id),
+                limit=limit,
+            ),
         )
         return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
+
+    async def count_by_state(self) -> dict[str, int]:
+        """Memories per state, over all users (for the `openmemory_memories` gauge)."""
+        counts = {}
+        for state in MemoryState:
+            flt = models.Filter(
+                must=[models.FieldCondition(key="state", match=models.MatchValue(value=state.value))]
+            )
+            result = await self._timed(
+                "count", self._client.count(self.collection, count_filter=flt, exact=True)
+            )
+            counts[state.value] = result.count
+        return counts
 
     async def close(self) -> None:
         await self._client.close()

@@ -6,6 +6,7 @@ import html
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+
 from openmemory_core.bus import Bus
 
 PAGE = """<!doctype html>

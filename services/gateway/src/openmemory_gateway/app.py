@@ -18,11 +18,12 @@ from typing import Any
 from fastapi import FastAPI
 from mcp.server.transport_security import TransportSecuritySettings
 from nats.js.kv import KeyValue
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from openmemory_core.errors import OpenMemoryError
 from openmemory_core.keys import verify_key
 from openmemory_core.settings import GatewaySettings
-from starlette.types import ASGIApp, Receive, Scope, Send
-
+from openmemory_core.telemetry import AUTH_FAILURES
 from openmemory_gateway.service import MemoryGateway
 from openmemory_gateway.tools import build_mcp
 
@@ -91,6 +92,7 @@ class GatewayFront:
         try:
             principal = await verify_key(self.keys, _bearer(scope), route.client)
         except OpenMemoryError as exc:
+            AUTH_FAILURES.labels(str(exc.http_status)).inc()
             await _refuse(send, exc.http_status, exc.message)
             return
         scope = dict(scope)

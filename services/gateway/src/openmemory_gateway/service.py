@@ -6,11 +6,12 @@ import asyncio
 import logging
 import uuid
 
+from pydantic import BaseModel
+
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Forbidden, InvalidInput, OpenMemoryError
 from openmemory_core.settings import GatewaySettings
-from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from openmemory_core import contracts as c
-from openmemory_core.errors import OpenMemoryError
+from opentelemetry.trace import SpanKind
 from pydantic import Field
 
+from openmemory_core import contracts as c
+from openmemory_core.errors import OpenMemoryError
+from openmemory_core.telemetry import MCP_CALLS, MCP_DURATION, tracer
 from openmemory_gateway.service import Accepted, MemoryGateway
 
 INSTRUCTIONS = (
@@ -17,6 +22,28 @@ INSTRUCTIONS = (
     "Search it before answering questions about the user, their preferences, projects or past "
     "conversations; add to it whenever the user shares something worth remembering."
 )
+
+
+@contextlib.asynccontextmanager
+async def _called(tool: str) -> AsyncIterator[None]:
+    """Trace and count one tool call; domain errors become tool errors the client's model can read."""
+    started = time.perf_counter()
+    outcome = "ok"
+    with tracer.start_as_current_span(f"mcp.tool {tool}", kind=SpanKind.SERVER):
+        try:
+            yield
+        except OpenMemoryError as exc:
+            outcome = "error"
+            raise ToolError(exc.message) from exc
+        except ToolError:
+            outcome = "error"
+            raise
+        except Exception:
+            outcome = "failure"
+            raise
+        finally:
+            MCP_CALLS.labels(tool, outcome).inc()
+            MCP_DURATION.labels(tool).observe(time.perf_counter() - started)
 
 
 def principal_of(ctx: Context) -> c.Principal:
@@ -67,10 +94,8 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         """Add new memories. Call this whenever the user tells you something about themselves, their
         preferences, their work or anything they may want recalled later, in any tool. Answers with
         each memory created (id, memory, event) or, if processing takes longer, that it was accepted."""
-        try:
+        async with _called("add_memories"):
             return _changes(await gateway.add(principal_of(ctx), text, infer))
-        except OpenMemoryError as exc:
-            raise ToolError(exc.message) from exc
 
     @mcp.tool()
     async def search_memory(
@@ -80,10 +105,8 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
     ) -> dict[str, Any]:
         """Search the user's memories. Call this for every question where what you know about the user
         could help: preferences, facts, people, projects, earlier conversations. Best matches first."""
-        try:
+        async with _called("search_memory"):
             found = await gateway.search(principal_of(ctx), query, limit)
-        except OpenMemoryError as exc:
-            raise ToolError(exc.message) from exc
         return {
             "results": [
                 {**_memory_view(h.memory), "score": h.score, "signals": h.signals} for h in found.hits
@@ -93,10 +116,8 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
     @mcp.tool()
     async def list_memories(ctx: Context) -> dict[str, Any]:
         """List all of the user's memories, newest first."""
-        try:
+        async with _called("list_memories"):
             listed = await gateway.list_memories(principal_of(ctx), 1000)
-        except OpenMemoryError as exc:
-            raise ToolError(exc.message) from exc
         return {"results": [_memory_view(m) for m in listed.memories]}
 
     @mcp.tool()
@@ -104,17 +125,13 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         memory_ids: Annotated[list[str], Field(description="Ids of the memories to delete")], ctx: Context
     ) -> dict[str, Any]:
         """Delete the given memories. Every id must be one of the user's memories, or nothing is deleted."""
-        try:
+        async with _called("delete_memories"):
             return _changes(await gateway.delete(principal_of(ctx), memory_ids))
-        except OpenMemoryError as exc:
-            raise ToolError(exc.message) from exc
 
     @mcp.tool()
     async def delete_all_memories(ctx: Context) -> dict[str, Any]:
         """Delete every memory of the user. Only when the user clearly asks for it."""
-        try:
+        async with _called("delete_all_memories"):
             return _changes(await gateway.delete_all(principal_of(ctx)))
-        except OpenMemoryError as exc:
-            raise ToolError(exc.message) from exc
 
     return mcp

@@ -13,6 +13,7 @@ from openmemory_core.embeddings import Embedder
 from openmemory_core.extraction import Extractor
 from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import document_vector
+from openmemory_core.telemetry import stage
 from openmemory_core.vectors import VectorRecord, VectorStore
 
 DELETE_BATCH = 256
@@ -60,10 +61,12 @@ class IngestService:
 
     async def add(self, command: c.AddCommand) -> Applied:
         applied = Applied()
-        facts = await self.extractor.extract(command.text, command.infer)
+        async with stage("extract"):
+            facts = await self.extractor.extract(command.text, command.infer)
         if not facts:
             return applied
-        dense = await self.embedder.embed([f.text for f in facts])
+        async with stage("embed"):
+            dense = await self.embedder.embed([f.text for f in facts])
         records: list[VectorRecord] = []
         for index, (fact, vector) in enumerate(zip(facts, dense, strict=True)):
             memory_id = c.memory_id_for(command.request_id, index)
@@ -88,17 +91,21 @@ class IngestService:
             )
             records.append(VectorRecord(memory, vector, document_vector(fact.text)))
             applied.record(command, c.ChangeKind.ADD, memory, before=False)
-        await self.vectors.upsert(records)
-        for record in records:
-            await self.graph.add_memory(record.memory)
+        async with stage("write_vectors"):
+            await self.vectors.upsert(records)
+        async with stage("write_graph"):
+            for record in records:
+                await self.graph.add_memory(record.memory)
         return applied
 
     async def delete(self, command: c.CommandBase, memory_ids: list[str]) -> Applied:
         applied = Applied()
         memories = await self.vectors.get(command.user_id, memory_ids)
         ids = [m.id for m in memories]
-        await self.vectors.delete(command.user_id, ids)
-        await self.graph.delete_memories(command.user_id, ids)
+        async with stage("write_vectors"):
+            await self.vectors.delete(command.user_id, ids)
+        async with stage("write_graph"):
+            await self.graph.delete_memories(command.user_id, ids)
         for memory in memories:
             applied.record(command, c.ChangeKind.DELETE, memory, before=True)
         return applied

@@ -14,12 +14,23 @@ import logging
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
+from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, OpenMemoryError
 from openmemory_core.settings import IngestSettings
-from pydantic import ValidationError
-
+from openmemory_core.telemetry import (
+    DEAD_LETTERS,
+    INGEST_COMMANDS,
+    INGEST_PENDING,
+    MEMORIES,
+    extracted,
+    request_id_var,
+    stage,
+    tracer,
+)
 from openmemory_ingest.service import IngestService
 
 log = logging.getLogger(__name__)
@@ -37,6 +48,25 @@ class IngestWorker:
         for partition in range(self.bus.partitions):
             sub = await self.bus.ensure_ingest_consumer(partition, self.settings.ack_wait_seconds)
             self._loops.append(asyncio.create_task(self._pull(sub), name=f"ingest-p{partition}"))
+        self._loops.append(asyncio.create_task(self._gauges(), name="ingest-gauges"))
+
+    async def _gauges(self) -> None:
+        """Keep the lag, dead-letter and memory-count gauges current."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(Exception):
+                await self.update_gauges()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.gauge_interval_seconds)
+
+    async def update_gauges(self) -> None:
+        pending = 0
+        for partition in range(self.bus.partitions):
+            info = await self.bus.js.consumer_info(c.COMMANDS_STREAM, c.ingest_durable(partition))
+            pending += (info.num_pending or 0) + (info.num_ack_pending or 0)
+        INGEST_PENDING.set(pending)
+        DEAD_LETTERS.set((await self.bus.js.stream_info(c.DEAD_LETTER_STREAM)).state.messages)
+        for state, count in (await self.service.vectors.count_by_state()).items():
+            MEMORIES.labels(state).set(count)
 
     async def stop(self) -> None:
         """Finish the command in hand on each partition, then stop pulling."""
@@ -68,36 +98,49 @@ class IngestWorker:
         try:
             command = c.CommandEnvelope.model_validate_json(msg.data).command
         except ValidationError as exc:
-            await self._park(msg, "unknown", f"the command is malformed: {exc.errors()[:3]}")
+            await self._park(msg, "unknown", "unknown", f"the command is malformed: {exc.errors()[:3]}")
             return
+        token = request_id_var.set(command.request_id)
+        parent = extracted(msg.headers)
+        try:
+            with tracer.start_as_current_span(f"ingest.apply {command.kind}", parent, SpanKind.CONSUMER):
+                await self._apply(msg, command)
+        finally:
+            request_id_var.reset(token)
+
+    async def _apply(self, msg: Msg, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand) -> None:
         try:
             applied = await self.service.apply(command)
-            for event in applied.events:
-                await self.bus.publish_event(event)
+            async with stage("publish_events"):
+                for event in applied.events:
+                    await self.bus.publish_event(event)
         except InvalidInput as exc:
-            await self._park(msg, command.request_id, exc.message)
+            await self._park(msg, command.kind, command.request_id, exc.message)
             return
         except Exception as exc:
-            await self._retry_or_park(msg, command.request_id, exc)
+            await self._retry_or_park(msg, command.kind, command.request_id, exc)
             return
         await msg.ack_sync()
-        await self.bus.publish_result(
-            c.CommandResult(request_id=command.request_id, ok=True, results=applied.summary)
-        )
+        INGEST_COMMANDS.labels(command.kind, "applied").inc()
+        changes = ", ".join(f"{s.event.value} {s.id}" for s in applied.summary) or "nothing"
+        log.info("applied %s for user %s: %s", command.kind, command.user_id, changes)
+        result = c.CommandResult(request_id=command.request_id, ok=True, results=applied.summary)
+        await self.bus.publish_result(result)
 
-    async def _retry_or_park(self, msg: Msg, request_id: str, exc: Exception) -> None:
+    async def _retry_or_park(self, msg: Msg, kind: str, request_id: str, exc: Exception) -> None:
         delivered = msg.metadata.num_delivered if msg.metadata else 1
         reason = exc.message if isinstance(exc, OpenMemoryError) else f"{type(exc).__name__}: {exc}"
         if delivered >= self.settings.max_deliver:
-            await self._park(msg, request_id, f"failed {delivered} times; last error: {reason}")
+            await self._park(msg, kind, request_id, f"failed {delivered} times; last error: {reason}")
             return
         delay = self.settings.retry_backoff_seconds * 2 ** (delivered - 1)
         log.warning(
             "command %s failed (attempt %s), retrying in %.1fs: %s", request_id, delivered, delay, reason
         )
+        INGEST_COMMANDS.labels(kind, "retried").inc()
         await msg.nak(delay=delay)
 
-    async def _park(self, msg: Msg, request_id: str, reason: str) -> None:
+    async def _park(self, msg: Msg, kind: str, request_id: str, reason: str) -> None:
         log.error("command %s parked in the dead letters: %s", request_id, reason)
         letter = c.DeadLetter(
             request_id=request_id,
@@ -107,4 +150,5 @@ class IngestWorker:
         )
         await self.bus.publish_dead_letter(letter)
         await msg.ack_sync()  # the dead-letter stream holds it now
+        INGEST_COMMANDS.labels(kind, "dead_lettered").inc()
         await self.bus.publish_result(c.CommandResult(request_id=request_id, ok=False, error=reason))

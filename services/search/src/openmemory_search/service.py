@@ -13,7 +13,6 @@ from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import query_vector
 from openmemory_core.settings import SearchSettings
 from openmemory_core.vectors import VectorStore
-
 from openmemory_search.ranking import HybridRanker
 
 
