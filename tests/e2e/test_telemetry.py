@@ -22,7 +22,7 @@ from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_nats
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.extraction import SentenceExtractor
-from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.graph import open_graph_store
 from openmemory_core.settings import GatewaySettings, IngestSettings, SearchSettings
 from openmemory_core.telemetry import JsonFormatter, request_id_var, tracer
 from openmemory_core.testing import RunningSystem, unique
@@ -51,7 +51,7 @@ async def services(
     await nats_proc.start()
     vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
     await vectors.ensure_collection()
-    graph = FalkorDBGraphStore.from_url(graph_url)
+    graph = open_graph_store(graph_url)
     ingest_bus, search_bus, gateway_bus = [await Bus.connect(url, n, 2) for n in ("i", "s", "g")]
     worker = IngestWorker(
         ingest_bus, IngestService(vectors, graph, embedder, SentenceExtractor()), IngestSettings()

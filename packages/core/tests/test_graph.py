@@ -1,7 +1,7 @@
 import uuid
 
 from openmemory_core import contracts as c
-from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.graph import GraphStore
 from openmemory_core.testing import at, unique
 
 
@@ -12,35 +12,47 @@ def memory(user: str, entities: list[str]) -> c.Memory:
     )  # fmt: skip
 
 
-async def test_entities_merge_per_user_by_normalised_name(graph: FalkorDBGraphStore) -> None:
+async def test_entities_merge_per_user_by_normalised_name(graph_store: GraphStore) -> None:
     user, other = unique(), unique()
     first, second = memory(user, ["Anna", "Vienna"]), memory(user, ["anna ", "Berlin"])
-    await graph.add_memory(first)
-    await graph.add_memory(second)
-    await graph.add_memory(memory(other, ["Anna"]))
-    assert await graph.entities_of(user, first.id) == ["Anna", "Vienna"]
-    assert await graph.entities_of(user, second.id) == ["Anna", "Berlin"]  # merged: first spelling kept
-    mentioning = await graph.memories_mentioning(user, ["ANNA"], 10)
+    await graph_store.add_memory(first)
+    await graph_store.add_memory(second)
+    await graph_store.add_memory(memory(other, ["Anna"]))
+    assert await graph_store.entities_of(user, first.id) == ["Anna", "Vienna"]
+    assert await graph_store.entities_of(user, second.id) == ["Anna", "Berlin"]  # merged: first spelling kept
+    mentioning = await graph_store.memories_mentioning(user, ["ANNA"], 10)
     assert sorted(mentioning) == sorted([first.id, second.id])
-    assert await graph.memories_mentioning(user, ["Nobody"], 10) == []
+    assert await graph_store.memories_mentioning(user, ["Nobody"], 10) == []
 
 
-async def test_delete_removes_only_what_the_memory_alone_supported(graph: FalkorDBGraphStore) -> None:
+async def test_delete_removes_only_what_the_memory_alone_supported(graph_store: GraphStore) -> None:
     user = unique()
     first, second = memory(user, ["Anna", "Vienna"]), memory(user, ["Anna"])
-    await graph.add_memory(first)
-    await graph.add_memory(second)
-    await graph.add_memory(memory(user, []))  # a memory without entities is fine too
-    await graph.delete_memories(user, [first.id])
-    assert await graph.memories_mentioning(user, ["Anna"], 10) == [second.id]
-    assert await graph.memories_mentioning(user, ["Vienna"], 10) == []
-    await graph.delete_memories(unique(), [second.id])  # another user cannot delete it
-    assert await graph.memories_mentioning(user, ["Anna"], 10) == [second.id]
+    await graph_store.add_memory(first)
+    await graph_store.add_memory(second)
+    await graph_store.add_memory(memory(user, []))  # a memory without entities is fine too
+    await graph_store.delete_memories(user, [first.id])
+    assert await graph_store.memories_mentioning(user, ["Anna"], 10) == [second.id]
+    assert await graph_store.memories_mentioning(user, ["Vienna"], 10) == []
+    await graph_store.delete_memories(unique(), [second.id])  # another user cannot delete it
+    assert await graph_store.memories_mentioning(user, ["Anna"], 10) == [second.id]
 
 
-async def test_names_are_parameters_not_cypher(graph: FalkorDBGraphStore) -> None:
+async def test_names_are_parameters_not_cypher(graph_store: GraphStore) -> None:
     user = unique()
     tricky = memory(user, ["O'Brien", "x'}) DETACH DELETE (n) //"])
-    await graph.add_memory(tricky)
-    assert await graph.entities_of(user, tricky.id) == ["O'Brien", "x'}) DETACH DELETE (n) //"]
-    assert await graph.ping()
+    await graph_store.add_memory(tricky)
+    assert await graph_store.entities_of(user, tricky.id) == ["O'Brien", "x'}) DETACH DELETE (n) //"]
+    assert await graph_store.ping()
+
+
+def test_the_url_scheme_picks_the_adapter() -> None:
+    import pytest
+
+    from openmemory_core.errors import ConfigurationError
+    from openmemory_core.graph import FalkorDBGraphStore, Neo4jGraphStore, open_graph_store
+
+    assert isinstance(open_graph_store("falkordb://127.0.0.1:1"), FalkorDBGraphStore)
+    assert isinstance(open_graph_store("bolt://neo4j:secret@127.0.0.1:7687"), Neo4jGraphStore)
+    with pytest.raises(ConfigurationError, match="not supported"):
+        open_graph_store("mysql://x")

@@ -9,7 +9,7 @@ from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.extraction import SentenceExtractor
-from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.settings import IngestSettings
 from openmemory_core.testing import eventually, unique
 from openmemory_core.vectors import QdrantVectorStore
@@ -26,7 +26,7 @@ async def vectors(tmp_path: Path, embedder: MiniLMEmbedder) -> AsyncIterator[Qdr
 
 
 @pytest.fixture
-def service(vectors: QdrantVectorStore, graph: FalkorDBGraphStore, embedder: MiniLMEmbedder) -> IngestService:
+def service(vectors: QdrantVectorStore, graph: GraphStore, embedder: MiniLMEmbedder) -> IngestService:
     return IngestService(vectors, graph, embedder, SentenceExtractor())
 
 
@@ -53,7 +53,7 @@ async def events_of(bus: Bus, user: str) -> list[c.MemoryEvent]:
 
 
 async def test_add_splits_stores_and_publishes_one_event_per_memory(
-    bus: Bus, worker: IngestWorker, vectors: QdrantVectorStore, graph: FalkorDBGraphStore
+    bus: Bus, worker: IngestWorker, vectors: QdrantVectorStore, graph: GraphStore
 ) -> None:
     user = unique()
     command = c.AddCommand(user_id=user, app="cursor", text="I live in Lisbon. My brother Tom plays chess.")

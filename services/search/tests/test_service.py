@@ -8,7 +8,7 @@ from openmemory_core import contracts as c
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput
 from openmemory_core.extraction import SentenceExtractor
-from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.graph import GraphStore
 from openmemory_core.settings import SearchSettings
 from openmemory_core.testing import unique
 from openmemory_core.vectors import QdrantVectorStore
@@ -18,7 +18,7 @@ from openmemory_search.service import SearchService
 
 @pytest_asyncio.fixture
 async def stores(
-    tmp_path: Path, graph: FalkorDBGraphStore, embedder: MiniLMEmbedder
+    tmp_path: Path, graph: GraphStore, embedder: MiniLMEmbedder
 ) -> AsyncIterator[tuple[IngestService, SearchService]]:
     vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
     await vectors.ensure_collection()

@@ -1,7 +1,9 @@
 """The graph store: memories, the entities they mention, per user.
 
-`GraphStore` is the interface ingest and search use. `FalkorDBGraphStore` speaks to FalkorDB (the
-embedded default) with its own client. All Cypher is parameterised and portable to Neo4j.
+`GraphStore` is the interface ingest and search use, with two adapters that run the same Cypher
+(parameterised, portable: MERGE … ON CREATE SET, UNWIND, fixed relationship types):
+`FalkorDBGraphStore` (the embedded default, through FalkorDB's own client) and `Neo4jGraphStore`
+(the `neo4j` driver). `open_graph_store` picks one by the URL's scheme.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.telemetry import store_call
 
 GRAPH_NAME = "openmemory"
+FALKORDB_SCHEMES = ("falkordb", "redis")
+NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
 def entity_key(name: str) -> str:
@@ -71,6 +75,16 @@ RETURN m.id, count(e) AS matched ORDER BY matched DESC LIMIT $limit
 """
 
 
+def _add_params(memory: Memory) -> dict[str, Any]:
+    return {
+        "id": memory.id,
+        "user_id": memory.user_id,
+        "app": memory.app,
+        "created_at": memory.created_at.isoformat(),
+        "entities": [{"key": entity_key(n), "name": n} for n in memory.entities if entity_key(n)],
+    }
+
+
 class FalkorDBGraphStore:
     """`GraphStore` on FalkorDB through its own asyncio client."""
 
@@ -91,16 +105,6 @@ class FalkorDBGraphStore:
                 raise Unavailable(f"the graph store at {host}:{port} is not reachable: {exc}") from exc
             self._db, self._graph = db, db.select_graph(GRAPH_NAME)
         return self._graph
-
-    @classmethod
-    def from_url(cls, url: str) -> FalkorDBGraphStore:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("falkordb", "redis"):
-            raise ConfigurationError(
-                f"graph URL {url!r} is not supported here: use falkordb://host:port "
-                "(a Neo4j adapter is planned)"
-            )
-        return cls(parsed.hostname or "127.0.0.1", parsed.port or 6379, parsed.password)
 
     async def _query(self, operation: str, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
         try:
@@ -127,18 +131,7 @@ class FalkorDBGraphStore:
                     raise Unavailable(f"the graph store refused its schema: {exc}") from exc
 
     async def add_memory(self, memory: Memory) -> None:
-        entities = [{"key": entity_key(n), "name": n} for n in memory.entities if entity_key(n)]
-        params = {
-            "id": memory.id,
-            "user_id": memory.user_id,
-            "app": memory.app,
-            "created_at": memory.created_at.isoformat(),
-            "entities": entities,
-        }
-        if entities:
-            await self._query("add_memory", ADD_MEMORY, params)
-        else:
-            await self._query("add_memory", ADD_MEMORY.split("WITH m")[0], params)
+        await self._query("add_memory", ADD_MEMORY, _add_params(memory))
 
     async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None:
         if memory_ids:
@@ -167,3 +160,79 @@ class FalkorDBGraphStore:
     async def close(self) -> None:
         if self._db is not None:
             await self._db.aclose()
+
+
+NEO4J_SCHEMA = (
+    "CREATE CONSTRAINT om_memory_id IF NOT EXISTS FOR (m:Memory) REQUIRE m.id IS UNIQUE",
+    "CREATE CONSTRAINT om_entity_key IF NOT EXISTS FOR (e:Entity) REQUIRE (e.user_id, e.key) IS UNIQUE",
+    "CREATE INDEX om_memory_user IF NOT EXISTS FOR (m:Memory) ON (m.user_id)",
+)
+
+
+class Neo4jGraphStore:
+    """`GraphStore` on Neo4j through the official async driver; constraints made at start-up."""
+
+    def __init__(self, uri: str, user: str | None, password: str | None, database: str | None = None) -> None:
+        from neo4j import AsyncGraphDatabase
+
+        auth = (user or "neo4j", password) if password else None
+        self._driver = AsyncGraphDatabase.driver(uri, auth=auth)
+        self._database = database
+
+    async def _query(self, operation: str, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
+        from neo4j.exceptions import ServiceUnavailable, SessionExpired
+
+        try:
+            async with store_call("neo4j", operation):
+                records, _, _ = await self._driver.execute_query(cypher, params, database_=self._database)
+        except (ServiceUnavailable, SessionExpired, OSError) as exc:
+            raise Unavailable(f"the graph store is not reachable: {exc}") from exc
+        return [list(record.values()) for record in records]
+
+    async def ensure_schema(self) -> None:
+        for statement in NEO4J_SCHEMA:
+            await self._query("schema", statement, {})
+
+    async def add_memory(self, memory: Memory) -> None:
+        await self._query("add_memory", ADD_MEMORY, _add_params(memory))
+
+    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None:
+        if memory_ids:
+            await self._query("delete_memories", DELETE_MEMORIES, {"user_id": user_id, "ids": memory_ids})
+
+    async def entities_of(self, user_id: str, memory_id: str) -> list[str]:
+        rows = await self._query("entities_of", ENTITIES_OF, {"id": memory_id, "user_id": user_id})
+        return [str(r[0]) for r in rows]
+
+    async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]:
+        keys = [entity_key(n) for n in names if entity_key(n)]
+        if not keys:
+            return []
+        params = {"user_id": user_id, "keys": keys, "limit": limit}
+        rows = await self._query("memories_mentioning", MEMORIES_MENTIONING, params)
+        return [str(r[0]) for r in rows]
+
+    async def ping(self) -> bool:
+        try:
+            await self._query("ping", "RETURN 1", {})
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._driver.close()
+
+
+def open_graph_store(url: str, user: str | None = None, password: str | None = None) -> GraphStore:
+    """The adapter for a graph URL: falkordb://host:port, or bolt:// / neo4j:// for Neo4j."""
+    parsed = urlparse(url)
+    if parsed.scheme in FALKORDB_SCHEMES:
+        return FalkorDBGraphStore(
+            parsed.hostname or "127.0.0.1", parsed.port or 6379, parsed.password or password
+        )
+    if parsed.scheme in NEO4J_SCHEMES:
+        plain = parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")).geturl()
+        return Neo4jGraphStore(plain, parsed.username or user, parsed.password or password)
+    raise ConfigurationError(
+        f"graph URL {url!r} is not supported: use falkordb://host:port, bolt://host:7687 or neo4j://host:7687"
+    )

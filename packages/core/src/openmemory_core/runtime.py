@@ -204,10 +204,12 @@ class Runtime:
     async def graph(self) -> GraphStore:
         async with self._lock:
             if self._graph is None:
-                from openmemory_core.graph import FalkorDBGraphStore
+                from openmemory_core.graph import open_graph_store
 
                 assert self.graph_url is not None
-                store = FalkorDBGraphStore.from_url(self.graph_url)
+                core = self.settings.core
+                password = core.graph_password.get_secret_value() if core.graph_password else None
+                store = open_graph_store(self.graph_url, core.graph_user, password)
                 await store.ensure_schema()
                 self._graph = store
                 self.health.checks["graph"] = store.ping

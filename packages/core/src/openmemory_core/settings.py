@@ -27,8 +27,10 @@ class CoreSettings(BaseSettings):
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
     graph_url: str | None = Field(
-        default=None, description="falkordb://host:port or redis://host:port for FalkorDB"
+        default=None, description="falkordb://host:port (FalkorDB), or bolt://host:7687 / neo4j://… (Neo4j)"
     )
+    graph_user: str | None = None
+    graph_password: SecretStr | None = None
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=256)
     default_user: str = "default"
     log_level: str = "INFO"

@@ -25,7 +25,7 @@ import pytest_asyncio
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_falkordb, embedded_nats, free_port
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.graph import FalkorDBGraphStore
+from openmemory_core.graph import GraphStore, open_graph_store
 from openmemory_core.vectors import QdrantVectorStore
 
 
@@ -62,8 +62,35 @@ def embedder() -> MiniLMEmbedder:
 
 
 @pytest_asyncio.fixture
-async def graph(graph_url: str) -> AsyncIterator[FalkorDBGraphStore]:
-    store = FalkorDBGraphStore.from_url(graph_url)
+async def graph(graph_url: str) -> AsyncIterator[GraphStore]:
+    store = open_graph_store(graph_url)
+    await store.ensure_schema()
+    yield store
+    await store.close()
+
+
+@pytest.fixture(scope="session")
+def neo4j_url() -> Iterator[str]:
+    """A Neo4j server in a container, where a Docker engine runs."""
+    from testcontainers.neo4j import Neo4jContainer
+
+    try:
+        container = Neo4jContainer("neo4j:5.26-community", password="openmemory-test")
+        container.start()
+    except Exception as exc:  # docker.errors.DockerException where no engine runs
+        pytest.skip(f"Neo4j tests need a Docker engine (testcontainers): {type(exc).__name__}: {exc}")
+    try:
+        host, port = container.get_container_host_ip(), container.get_exposed_port(7687)
+        yield f"bolt://neo4j:openmemory-test@{host}:{port}"
+    finally:
+        container.stop()
+
+
+@pytest_asyncio.fixture(params=["falkordb", "neo4j"])
+async def graph_store(request: pytest.FixtureRequest, graph_url: str) -> AsyncIterator[GraphStore]:
+    """The same behaviour tests run on FalkorDB (everywhere) and Neo4j (where Docker runs)."""
+    url = graph_url if request.param == "falkordb" else request.getfixturevalue("neo4j_url")
+    store = open_graph_store(url)
     await store.ensure_schema()
     yield store
     await store.close()
