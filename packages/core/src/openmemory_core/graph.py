@@ -226,12 +226,12 @@ class Neo4jGraphStore:
 def open_graph_store(url: str, user: str | None = None, password: str | None = None) -> GraphStore:
     """The adapter for a graph URL: falkordb://host:port, or bolt:// / neo4j:// for Neo4j."""
     parsed = urlparse(url)
+    host = parsed.hostname or "127.0.0.1"
     if parsed.scheme in FALKORDB_SCHEMES:
-        return FalkorDBGraphStore(
-            parsed.hostname or "127.0.0.1", parsed.port or 6379, parsed.password or password
-        )
+        return FalkorDBGraphStore(host, parsed.port or 6379, parsed.password or password)
     if parsed.scheme in NEO4J_SCHEMES:
-        plain = parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")).geturl()
+        # Credentials travel as auth, never inside the address the driver may log.
+        plain = parsed._replace(netloc=host + (f":{parsed.port}" if parsed.port else "")).geturl()
         return Neo4jGraphStore(plain, parsed.username or user, parsed.password or password)
     raise ConfigurationError(
         f"graph URL {url!r} is not supported: use falkordb://host:port, bolt://host:7687 or neo4j://host:7687"
