@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 ARGS ?=
 
-.PHONY: help install run test lint format
+.PHONY: help install run test lint format deploy-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -18,8 +18,13 @@ help:  ## list the targets
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv
 
+# --inexact: the deploy tools (below) stay installed when the main sync runs again.
 $(VENV)/.synced: pyproject.toml uv.lock packages/core/pyproject.toml services/*/pyproject.toml | $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --inexact
+	@touch $@
+
+$(VENV)/.synced-deploy: $(VENV)/.synced
+	$(UV) sync --frozen --quiet --inexact --group deploy
 	@touch $@
 
 install: $(VENV)/.synced  ## install everything into .venv (only what is missing)
@@ -34,7 +39,13 @@ lint: install  ## ruff (lint + format check) and mypy (strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --ignore-missing-imports deploy/check.py
 
 format: install  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Kubernetes schemas, Prometheus, dashboards
+	@command -v promtool >/dev/null || { echo "installing promtool (Debian package prometheus; needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	$(VENV)/bin/python deploy/check.py

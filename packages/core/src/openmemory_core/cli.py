@@ -125,6 +125,24 @@ async def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _healthcheck(settings: Settings, target: str) -> int:
+    """The port that serves /healthz for a target: the gateway's, else the dashboard's, else ops."""
+    import httpx
+
+    names = {n.strip() for n in target.split(",")}
+    if names & {"all", "gateway"}:
+        port = settings.gateway.port
+    elif "admin" in names:
+        port = settings.admin.port
+    else:
+        port = settings.ops.port
+    try:
+        ok = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    return 0 if ok else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openmemory", description="A private memory layer for AI tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run_p = sub.add_parser("run", help="start the system, or some of its components")
     run_p.add_argument(
-        "--target", default="all", help="all (default), or a comma list of gateway, ingest, search, admin"
+        "--target",
+        default=os.environ.get("OPENMEMORY_TARGET", "all"),
+        help="all (default), or a comma list of gateway, ingest, search, admin (env OPENMEMORY_TARGET)",
     )
     data_dir(run_p)
     run_p.add_argument("--gateway-host")
@@ -142,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     run_p.add_argument("--admin-host")
     run_p.add_argument("--admin-port", type=int)
     run_p.add_argument("--ops-port", type=int, help="health port of a process without gateway or admin")
+
+    health = sub.add_parser("healthcheck", help="exit 0 if this container's process answers /healthz")
+    health.add_argument("--target", default=os.environ.get("OPENMEMORY_TARGET", "all"))
 
     keys_p = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
@@ -166,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"), os.environ.get("OPENMEMORY_LOG_FORMAT", "auto")
     )
     try:
+        if args.command == "healthcheck":
+            return _healthcheck(Settings(), args.target)
         if args.command == "run":
             settings = _settings(args)
             asyncio.run(run(settings, args.target, on_ready=_announce))
