@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -14,7 +13,7 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from openmemory_core.testing import RunningSystem, start_system
+from openmemory_core.testing import RunningSystem, start_system, unique
 
 
 class Client:
@@ -79,7 +78,31 @@ def new_key(system: RunningSystem, user: str, app: str = "*", scopes: str = "rea
     return out.stdout.strip()
 
 
-def data_dir_of(tmp: Path, name: str) -> Path:
-    path = tmp / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+async def add_search_list_delete(system: RunningSystem) -> None:
+    """What one client of a user adds, another finds, lists and deletes; a wipe leaves nothing."""
+    user = unique()
+    cursor_key, claude_key = new_key(system, user, "cursor"), new_key(system, user, "claude")
+    async with (
+        mcp_client(system.mcp_url, cursor_key) as cursor,
+        mcp_client(system.mcp_url, claude_key) as claude,
+    ):
+        added = await cursor.call("add_memories", text="I am vegetarian. My dog is called Biscuit.")
+        assert added["status"] == "done"
+        assert [(r["memory"], r["event"]) for r in added["results"]] == [
+            ("I am vegetarian.", "ADD"),
+            ("My dog is called Biscuit.", "ADD"),
+        ]
+        found = await claude.call("search_memory", query="what is my dog's name?")
+        assert found["results"][0]["memory"] == "My dog is called Biscuit."
+        assert found["results"][0]["app"] == "cursor"
+        assert sorted(await claude.texts()) == ["I am vegetarian.", "My dog is called Biscuit."]
+
+        dog_id = added["results"][1]["id"]
+        deleted = await claude.call("delete_memories", memory_ids=[dog_id])
+        assert [(r["id"], r["event"]) for r in deleted["results"]] == [(dog_id, "DELETE")]
+        assert "My dog is called Biscuit." not in await cursor.texts("dog name")
+        assert await cursor.texts() == ["I am vegetarian."]
+
+        wiped = await cursor.call("delete_all_memories")
+        assert [r["event"] for r in wiped["results"]] == ["DELETE"]
+        assert await claude.texts() == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import ToolFailed, mcp_client, mcp_sse_client, new_key
+from e2e_support import ToolFailed, add_search_list_delete, mcp_client, mcp_sse_client, new_key
 
 from openmemory_core.testing import RunningSystem, start_system, unique
 
@@ -27,33 +27,24 @@ def test_health_and_dashboard_answer(all_in_one: RunningSystem) -> None:
     assert page.status_code == 200 and "OpenMemory" in page.text
 
 
+def test_the_container_healthcheck_command(all_in_one: RunningSystem) -> None:
+    import subprocess
+
+    from openmemory_core.testing import openmemory_command
+
+    port = all_in_one.gateway_url.rsplit(":", 1)[1]
+    env = {**all_in_one.env, "OPENMEMORY_GATEWAY_PORT": port}
+    ok = subprocess.run([openmemory_command(), "healthcheck"], env=env, timeout=30, check=False)
+    assert ok.returncode == 0
+    down = subprocess.run(
+        [openmemory_command(), "healthcheck", "--target", "search"],
+        env={**env, "OPENMEMORY_OPS_PORT": "9"}, timeout=30, check=False,
+    )  # fmt: skip
+    assert down.returncode == 1
+
+
 async def test_add_search_list_delete_across_two_clients_of_one_user(all_in_one: RunningSystem) -> None:
-    user = unique()
-    cursor_key, claude_key = new_key(all_in_one, user, "cursor"), new_key(all_in_one, user, "claude")
-    async with (
-        mcp_client(all_in_one.mcp_url, cursor_key) as cursor,
-        mcp_client(all_in_one.mcp_url, claude_key) as claude,
-    ):
-        added = await cursor.call("add_memories", text="I am vegetarian. My dog is called Biscuit.")
-        assert added["status"] == "done"
-        assert [(r["memory"], r["event"]) for r in added["results"]] == [
-            ("I am vegetarian.", "ADD"),
-            ("My dog is called Biscuit.", "ADD"),
-        ]
-        found = await claude.call("search_memory", query="what is my dog's name?")
-        assert found["results"][0]["memory"] == "My dog is called Biscuit."
-        assert found["results"][0]["app"] == "cursor"
-        assert sorted(await claude.texts()) == ["I am vegetarian.", "My dog is called Biscuit."]
-
-        dog_id = added["results"][1]["id"]
-        deleted = await claude.call("delete_memories", memory_ids=[dog_id])
-        assert [(r["id"], r["event"]) for r in deleted["results"]] == [(dog_id, "DELETE")]
-        assert "My dog is called Biscuit." not in await cursor.texts("dog name")
-        assert await cursor.texts() == ["I am vegetarian."]
-
-        wiped = await cursor.call("delete_all_memories")
-        assert [r["event"] for r in wiped["results"]] == ["DELETE"]
-        assert await claude.texts() == []
+    await add_search_list_delete(all_in_one)
 
 
 async def test_a_key_sees_only_its_own_user(all_in_one: RunningSystem) -> None:

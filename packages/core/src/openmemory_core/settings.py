@@ -34,7 +34,6 @@ class CoreSettings(BaseSettings):
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=256)
     default_user: str = "default"
     log_level: str = "INFO"
-    log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
 
     @field_validator("data_dir")
     @classmethod

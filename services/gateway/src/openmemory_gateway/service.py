@@ -12,6 +12,7 @@ from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Forbidden, InvalidInput, OpenMemoryError
 from openmemory_core.settings import GatewaySettings
+from openmemory_core.telemetry import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class MemoryGateway:
         self, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand
     ) -> c.CommandResult | Accepted:
         """Publish durably, then wait a short while for ingest to apply it."""
+        request_id_var.set(command.request_id)  # this task's log lines carry it
         async with self.bus.result_waiter(command.request_id) as result:
             await self.bus.publish_command(command)
             try:
