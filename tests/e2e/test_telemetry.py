@@ -117,12 +117,10 @@ async def test_metrics_cover_tools_ingest_stores_and_memories(all_in_one: Runnin
         await client.call("add_memories", text="I collect vinyl records.")
         await client.call("search_memory", query="hobbies")
     text = ""
-    for _ in range(50):  # the memory gauge refreshes on its own interval
+    for _ in range(100):  # the gauges refresh on their own interval: wait for the settled state
         text = httpx.get(f"{all_in_one.gateway_url}/metrics").text
-        if (
-            'openmemory_memories{state="active"} 0.0' not in text
-            and 'openmemory_memories{state="active"}' in text
-        ):
+        settled = "openmemory_ingest_pending_commands 0.0" in text
+        if settled and 'openmemory_memories{state="active"} 0.0' not in text:
             break
         await asyncio.sleep(0.1)
     assert 'openmemory_mcp_tool_calls_total{outcome="ok",tool="add_memories"}' in text
