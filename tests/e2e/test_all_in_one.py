@@ -47,6 +47,29 @@ async def test_add_search_list_delete_across_two_clients_of_one_user(all_in_one:
     await add_search_list_delete(all_in_one)
 
 
+async def test_get_memory_returns_the_memory_with_its_history(all_in_one: RunningSystem) -> None:
+    user = unique()
+    cursor, claude = new_key(all_in_one, user, "cursor"), new_key(all_in_one, user, "claude")
+    async with mcp_client(all_in_one.mcp_url, cursor) as one, mcp_client(all_in_one.mcp_url, claude) as two:
+        added = await one.call("add_memories", text="I run 10k every Saturday.")
+        memory_id = added["results"][0]["id"]
+        got = await two.call("get_memory", memory_id=memory_id)
+        assert got["memory"]["memory"] == "I run 10k every Saturday."
+        assert [(h["event"], h["app"], h["after"]) for h in got["history"]] == [
+            ("ADD", "cursor", "I run 10k every Saturday.")
+        ]
+        await two.call("delete_memories", memory_ids=[memory_id])
+        gone = await one.call("get_memory", memory_id=memory_id)
+        assert gone["memory"] is None
+        assert [(h["event"], h["app"]) for h in gone["history"]] == [("ADD", "cursor"), ("DELETE", "claude")]
+        assert gone["history"][1]["before"] == "I run 10k every Saturday."
+        with pytest.raises(ToolFailed, match="not a memory id"):
+            await one.call("get_memory", memory_id="42")
+    async with mcp_client(all_in_one.mcp_url, new_key(all_in_one, unique())) as stranger:
+        with pytest.raises(ToolFailed, match="no such memory"):
+            await stranger.call("get_memory", memory_id=memory_id)
+
+
 async def test_a_key_sees_only_its_own_user(all_in_one: RunningSystem) -> None:
     alice, mallory = new_key(all_in_one, unique()), new_key(all_in_one, unique())
     async with mcp_client(all_in_one.mcp_url, alice) as a, mcp_client(all_in_one.mcp_url, mallory) as m:

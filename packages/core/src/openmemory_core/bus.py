@@ -164,6 +164,27 @@ class Bus:
             timeout=5.0,
         )
 
+    async def events_of(self, user_id: str, batch: int = 256) -> list[c.MemoryEvent]:
+        """Every stored event of one user, oldest first (an ephemeral consumer on the user's subject)."""
+        subject = c.event_subject(user_id)
+        info = await self.js.stream_info(c.EVENTS_STREAM, subjects_filter=subject)
+        if not (info.state.subjects or {}).get(subject):
+            return []
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0
+        )
+        sub = await self.js.pull_subscribe(subject, stream=c.EVENTS_STREAM, config=config)
+        events: list[c.MemoryEvent] = []
+        try:
+            while True:
+                msgs = await sub.fetch(batch, timeout=2.0)
+                events.extend(c.MemoryEvent.model_validate_json(m.data) for m in msgs)
+                if not msgs or msgs[-1].metadata.num_pending == 0:
+                    return events
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
     async def publish_dead_letter(self, letter: c.DeadLetter) -> None:
         await self.js.publish(
             c.DEAD_LETTER_SUBJECT,

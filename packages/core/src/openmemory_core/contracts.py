@@ -69,6 +69,7 @@ class Query(StrEnum):
     SEARCH = "search"
     LIST = "list"
     GET = "get"
+    HISTORY = "history"
 
     @property
     def subject(self) -> str:
@@ -243,6 +244,18 @@ class ListRequest(BaseModel):
 class GetRequest(BaseModel):
     user_id: str
     memory_ids: list[str]
+
+
+class HistoryRequest(BaseModel):
+    user_id: str
+    memory_id: str
+
+
+class HistoryResponse(BaseModel):
+    """A memory as it is now (None once deleted) and every change it went through, oldest first."""
+
+    memory: Memory | None
+    events: list[MemoryEvent]
 
 
 class ScoredMemory(BaseModel):

@@ -82,6 +82,15 @@ class MemoryGateway:
         request = c.GetRequest(user_id=principal.user_id, memory_ids=memory_ids)
         return await self.bus.query(c.Query.GET, request, c.GetResponse, self.settings.query_timeout_seconds)
 
+    async def history(self, principal: c.Principal, memory_id: str) -> c.HistoryResponse:
+        self._require(principal, "read")
+        if not _is_uuid(memory_id):
+            raise InvalidInput(f"not a memory id: {memory_id!r}")
+        request = c.HistoryRequest(user_id=principal.user_id, memory_id=str(uuid.UUID(memory_id)))
+        return await self.bus.query(
+            c.Query.HISTORY, request, c.HistoryResponse, self.settings.query_timeout_seconds
+        )
+
     async def delete(self, principal: c.Principal, memory_ids: list[str]) -> c.CommandResult | Accepted:
         """Delete the given memories; refuses the whole request if any id is not one of the user's."""
         self._require(principal, "write")

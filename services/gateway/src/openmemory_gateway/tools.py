@@ -121,6 +121,29 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         return {"results": [_memory_view(m) for m in listed.memories]}
 
     @mcp.tool()
+    async def get_memory(
+        memory_id: Annotated[str, Field(description="The id of one memory, as search or list return it")],
+        ctx: Context,
+    ) -> dict[str, Any]:
+        """Get one memory with its history: when it was added, changed or deleted, and by which app."""
+        async with _called("get_memory"):
+            found = await gateway.history(principal_of(ctx), memory_id)
+        return {
+            "memory": _memory_view(found.memory) if found.memory else None,
+            "history": [
+                {
+                    "event": e.change.value,
+                    "at": e.at.isoformat(),
+                    "app": e.app,
+                    "request_id": e.request_id,
+                    "before": e.before.text if e.before else None,
+                    "after": e.after.text if e.after else None,
+                }
+                for e in found.events
+            ],
+        }
+
+    @mcp.tool()
     async def delete_memories(
         memory_ids: Annotated[list[str], Field(description="Ids of the memories to delete")], ctx: Context
     ) -> dict[str, Any]:

@@ -23,7 +23,7 @@ async def start(runtime: Runtime) -> Running:
 
     bus = await runtime.bus()
     service = SearchService(
-        await runtime.vectors(), await runtime.graph(), await runtime.embedder(), runtime.settings.search
+        await runtime.vectors(), await runtime.graph(), await runtime.embedder(), runtime.settings.search, bus
     )
 
     async def search(data: dict[str, Any]) -> c.SearchResponse:
@@ -35,7 +35,11 @@ async def start(runtime: Runtime) -> Running:
     async def get(data: dict[str, Any]) -> c.GetResponse:
         return await service.get(c.GetRequest.model_validate(data))
 
+    async def history(data: dict[str, Any]) -> c.HistoryResponse:
+        return await service.history(c.HistoryRequest.model_validate(data))
+
     await bus.serve_query(c.Query.SEARCH, search)
+    await bus.serve_query(c.Query.HISTORY, history)
     await bus.serve_query(c.Query.LIST, list_)
     await bus.serve_query(c.Query.GET, get)
     return _Search(runtime)

@@ -6,8 +6,9 @@ import asyncio
 import uuid
 
 from openmemory_core import contracts as c
+from openmemory_core.bus import Bus
 from openmemory_core.embeddings import Embedder
-from openmemory_core.errors import InvalidInput
+from openmemory_core.errors import InvalidInput, NotFound
 from openmemory_core.extraction import find_entities
 from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import query_vector
@@ -18,8 +19,14 @@ from openmemory_search.ranking import HybridRanker
 
 class SearchService:
     def __init__(
-        self, vectors: VectorStore, graph: GraphStore, embedder: Embedder, settings: SearchSettings
+        self,
+        vectors: VectorStore,
+        graph: GraphStore,
+        embedder: Embedder,
+        settings: SearchSettings,
+        bus: Bus | None = None,
     ) -> None:
+        self.bus = bus
         self.vectors = vectors
         self.graph = graph
         self.embedder = embedder
@@ -69,6 +76,19 @@ class SearchService:
         found_ids = {m.id for m in found}
         missing = [i for i in request.memory_ids if i not in found_ids]
         return c.GetResponse(memories=found, missing=missing)
+
+    async def history(self, request: c.HistoryRequest) -> c.HistoryResponse:
+        """The memory now and its changes; only the user's own events are ever read."""
+        assert self.bus is not None, "history needs the bus"
+        current = (
+            await self.vectors.get(request.user_id, [request.memory_id])
+            if _is_uuid(request.memory_id)
+            else []
+        )
+        events = [e for e in await self.bus.events_of(request.user_id) if e.memory_id == request.memory_id]
+        if not current and not events:
+            raise NotFound(f"no such memory: {request.memory_id}")
+        return c.HistoryResponse(memory=current[0] if current else None, events=events)
 
 
 def _is_uuid(value: str) -> bool:
