@@ -89,19 +89,19 @@ async def add_search_list_delete(system: RunningSystem) -> None:
         added = await cursor.call("add_memories", text="I am vegetarian. My dog is called Biscuit.")
         assert added["status"] == "done"
         assert [(r["memory"], r["event"]) for r in added["results"]] == [
-            ("I am vegetarian.", "ADD"),
-            ("My dog is called Biscuit.", "ADD"),
+            ("User is vegetarian.", "ADD"),
+            ("User's dog is called Biscuit.", "ADD"),
         ]
         found = await claude.call("search_memory", query="what is my dog's name?")
-        assert found["results"][0]["memory"] == "My dog is called Biscuit."
+        assert found["results"][0]["memory"] == "User's dog is called Biscuit."
         assert found["results"][0]["app"] == "cursor"
-        assert sorted(await claude.texts()) == ["I am vegetarian.", "My dog is called Biscuit."]
+        assert sorted(await claude.texts()) == ["User is vegetarian.", "User's dog is called Biscuit."]
 
         dog_id = added["results"][1]["id"]
         deleted = await claude.call("delete_memories", memory_ids=[dog_id])
         assert [(r["id"], r["event"]) for r in deleted["results"]] == [(dog_id, "DELETE")]
-        assert "My dog is called Biscuit." not in await cursor.texts("dog name")
-        assert await cursor.texts() == ["I am vegetarian."]
+        assert "User's dog is called Biscuit." not in await cursor.texts("dog name")
+        assert await cursor.texts() == ["User is vegetarian."]
 
         wiped = await cursor.call("delete_all_memories")
         assert [r["event"] for r in wiped["results"]] == ["DELETE"]

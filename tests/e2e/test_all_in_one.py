@@ -54,15 +54,15 @@ async def test_get_memory_returns_the_memory_with_its_history(all_in_one: Runnin
         added = await one.call("add_memories", text="I run 10k every Saturday.")
         memory_id = added["results"][0]["id"]
         got = await two.call("get_memory", memory_id=memory_id)
-        assert got["memory"]["memory"] == "I run 10k every Saturday."
+        assert got["memory"]["memory"] == "User runs 10k every Saturday."
         assert [(h["event"], h["app"], h["after"]) for h in got["history"]] == [
-            ("ADD", "cursor", "I run 10k every Saturday.")
+            ("ADD", "cursor", "User runs 10k every Saturday.")
         ]
         await two.call("delete_memories", memory_ids=[memory_id])
         gone = await one.call("get_memory", memory_id=memory_id)
         assert gone["memory"] is None
         assert [(h["event"], h["app"]) for h in gone["history"]] == [("ADD", "cursor"), ("DELETE", "claude")]
-        assert gone["history"][1]["before"] == "I run 10k every Saturday."
+        assert gone["history"][1]["before"] == "User runs 10k every Saturday."
         with pytest.raises(ToolFailed, match="not a memory id"):
             await one.call("get_memory", memory_id="42")
     async with mcp_client(all_in_one.mcp_url, new_key(all_in_one, unique())) as stranger:
@@ -80,7 +80,7 @@ async def test_a_key_sees_only_its_own_user(all_in_one: RunningSystem) -> None:
         with pytest.raises(ToolFailed, match="no such memories"):
             await m.call("delete_memories", memory_ids=[secret_id])
         await m.call("delete_all_memories")
-        assert await a.texts() == ["My bank PIN hint is the cat's birthday."]
+        assert await a.texts() == ["User's bank PIN hint is the cat's birthday."]
 
 
 @pytest.mark.parametrize("path", ["/mcp", "/sse", "/mcp/cursor/http/alice", "/mcp/cursor/sse/alice"])
@@ -148,7 +148,7 @@ async def test_openmemory_url_forms_and_app_binding(all_in_one: RunningSystem) -
         await cline.call("add_memories", text="My editor theme is solarized.", infer=False)
         listed = (await cline.call("list_memories"))["results"]
     assert {(m["memory"], m["app"]) for m in listed} == {
-        ("I prefer tabs over spaces.", "windsurf"),
+        ("User prefers tabs over spaces.", "windsurf"),
         ("My editor theme is solarized.", "cline"),
     }
     async with mcp_sse_client(f"{base}/sse", any_app) as legacy:
@@ -184,6 +184,6 @@ async def test_first_start_prints_urls_and_a_key_and_a_restart_keeps_the_data(tm
     try:
         assert restarted.first_key() == key
         async with mcp_client(restarted.mcp_url, key) as client:
-            assert await client.texts("where was I born?") == ["I was born in Porto."]
+            assert await client.texts("where was I born?") == ["User was born in Porto."]
     finally:
         restarted.stop()

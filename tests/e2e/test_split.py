@@ -59,10 +59,10 @@ async def test_what_one_gateway_adds_the_other_finds_and_deletes(split: Split) -
     async with mcp_client(first, key) as one, mcp_client(second, key) as two:
         added = await one.call("add_memories", text="I moved to Oslo in March. I speak Norwegian.")
         assert [r["event"] for r in added["results"]] == ["ADD", "ADD"]
-        assert (await two.texts("which city do I live in?"))[0] == "I moved to Oslo in March."
-        assert sorted(await two.texts()) == ["I moved to Oslo in March.", "I speak Norwegian."]
+        assert (await two.texts("which city do I live in?"))[0] == "User moved to Oslo in March."
+        assert sorted(await two.texts()) == ["User moved to Oslo in March.", "User speaks Norwegian."]
         await two.call("delete_memories", memory_ids=[added["results"][0]["id"]])
-        assert await one.texts() == ["I speak Norwegian."]
+        assert await one.texts() == ["User speaks Norwegian."]
 
 
 async def test_isolation_and_auth_hold_in_the_split(split: Split) -> None:
@@ -92,12 +92,12 @@ async def test_adds_while_ingest_is_down_are_accepted_and_applied_after_restart(
             await client.texts()
     split.workers = start_system(split.root / "workers", "ingest,search", split.env)
     async with mcp_client(gateway.mcp_url, key) as client:
-        assert (await client.texts("which band do I like?"))[0] == "My favourite band is Radiohead."
+        assert (await client.texts("which band do I like?"))[0] == "User's favourite band is Radiohead."
         for _ in range(100):  # the accepted add is applied once ingest is back
             if len(await client.texts()) == 2:
                 break
             await asyncio.sleep(0.1)
-        assert sorted(await client.texts()) == ["I play the bass guitar.", "My favourite band is Radiohead."]
+        assert sorted(await client.texts()) == ["User plays the bass guitar.", "User's favourite band is Radiohead."]
 
 
 def test_a_split_target_without_urls_fails_fast_with_a_clear_message(tmp_path: Path) -> None:

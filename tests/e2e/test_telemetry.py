@@ -21,7 +21,7 @@ from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_nats
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.extraction import SentenceExtractor
+from openmemory_core.extraction import LocalExtractor
 from openmemory_core.graph import open_graph_store
 from openmemory_core.settings import GatewaySettings, IngestSettings, SearchSettings
 from openmemory_core.telemetry import JsonFormatter, request_id_var, tracer
@@ -54,7 +54,7 @@ async def services(
     graph = open_graph_store(graph_url)
     ingest_bus, search_bus, gateway_bus = [await Bus.connect(url, n, 2) for n in ("i", "s", "g")]
     worker = IngestWorker(
-        ingest_bus, IngestService(vectors, graph, embedder, SentenceExtractor()), IngestSettings()
+        ingest_bus, IngestService(vectors, graph, embedder, LocalExtractor()), IngestSettings()
     )
     await worker.start()
     search = SearchService(vectors, graph, embedder, SearchSettings())
@@ -84,7 +84,7 @@ async def test_one_trace_spans_gateway_bus_ingest_and_stores(
 ) -> None:
     principal = c.Principal(user_id=unique(), app="test", key_id="k")
     with tracer.start_as_current_span("client add") as root:
-        done = await services.add(principal, "My cousin Lea lives in Lyon.", infer=True)
+        done = await services.add(principal, "User's cousin Lea lives in Lyon.", infer=True)
     assert isinstance(done, c.CommandResult) and done.ok
     names = by_trace(spans, root.get_span_context().trace_id)
     assert {"client add", "publish add", "ingest.apply add", "ingest.extract", "ingest.embed"} <= names
@@ -93,7 +93,7 @@ async def test_one_trace_spans_gateway_bus_ingest_and_stores(
 
     with tracer.start_as_current_span("client search") as root:
         found = await services.search(principal, "where does Lea live?", 5)
-    assert found.hits[0].memory.text == "My cousin Lea lives in Lyon."
+    assert found.hits[0].memory.text == "User's cousin Lea lives in Lyon."
     names = by_trace(spans, root.get_span_context().trace_id)
     assert {"query search", "search.search", "qdrant.dense_search", "qdrant.keyword_search"} <= names
 

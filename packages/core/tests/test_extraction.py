@@ -1,4 +1,6 @@
-from openmemory_core.extraction import SentenceExtractor, find_entities, split_facts
+from datetime import UTC, date, datetime
+
+from openmemory_core.extraction import LocalExtractor, find_entities, split_facts
 
 
 def test_split_facts_on_sentences_lines_and_bullets() -> None:
@@ -21,8 +23,36 @@ def test_find_entities_skips_sentence_openers() -> None:
     assert find_entities("Yesterday I met Dr Smith at Google") == ["Dr Smith", "Google"]
 
 
-async def test_infer_false_keeps_text_verbatim() -> None:
-    facts = await SentenceExtractor().extract("  One. Two about Paris.  ", infer=False)
-    assert [f.text for f in facts] == ["One. Two about Paris."]
-    assert facts[0].entities == ["Paris"]
-    assert [f.text for f in await SentenceExtractor().extract("One. Two.", infer=True)] == ["One.", "Two."]
+AT = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)  # a Monday
+
+
+async def test_infer_false_keeps_text_verbatim_with_entities() -> None:
+    facts = await LocalExtractor().extract("  I flew to Paris yesterday. Loved it.  ", infer=False, at=AT)
+    assert [f.text for f in facts] == ["I flew to Paris yesterday. Loved it."]
+    assert facts[0].entities == ["Paris"] and facts[0].refers_to == date(2023, 5, 7)
+
+
+async def test_infer_rewrites_first_person_and_drops_questions_and_small_talk() -> None:
+    facts = await LocalExtractor().extract(
+        "Hi! I'm vegetarian. What should I cook? Thanks!", infer=True, at=AT
+    )
+    assert [f.text for f in facts] == ["User is vegetarian."]
+    assert facts[0].categories == ["health"]
+
+
+async def test_relations_entities_and_dates_of_one_message() -> None:
+    text = "My sister Anna moved to Vienna last month. I work at Acme Corp as a nurse."
+    first, second = await LocalExtractor().extract(text, infer=True, at=AT)
+    assert first.text == "User's sister Anna moved to Vienna in April 2023."
+    assert first.refers_to == date(2023, 4, 1)
+    assert first.entity_kinds == {"Anna": "person", "Vienna": "place"}
+    assert [(r.subject, r.type, r.object) for r in first.relations] == [
+        ("User", "HAS_SISTER", "Anna"),
+        ("Anna", "LIVES_IN", "Vienna"),
+    ]
+    assert [(r.type, r.object) for r in second.relations] == [
+        ("WORKS_AT", "Acme Corp"),
+        ("WORKS_AS", "nurse"),
+    ]
+    assert second.entity_kinds == {"Acme Corp": "organization"}
+    assert "work" in second.categories

@@ -56,3 +56,40 @@ def test_the_url_scheme_picks_the_adapter() -> None:
     assert isinstance(open_graph_store("bolt://neo4j:secret@127.0.0.1:7687"), Neo4jGraphStore)
     with pytest.raises(ConfigurationError, match="not supported"):
         open_graph_store("mysql://x")
+
+
+def stating(user: str, relations: list[tuple[str, str, str]], minute: int, kinds: dict[str, str]) -> c.Memory:
+    names = sorted({n for s, _, o in relations for n in (s, o) if n != "User"})
+    return c.Memory(
+        id=str(uuid.uuid4()), user_id=user, app="t", text=str(relations), entities=names, entity_kinds=kinds,
+        relations=[c.Relation(subject=s, type=t, object=o) for s, t, o in relations],
+        created_at=at(minute), updated_at=at(minute), content_hash="h", request_id="r",
+    )  # fmt: skip
+
+
+async def test_a_new_value_closes_the_old_relation_and_deleting_it_reopens(graph_store: GraphStore) -> None:
+    from openmemory_core.facts import FUNCTIONAL
+
+    user = unique()
+    lisbon = stating(user, [("User", "LIVES_IN", "Lisbon"), ("User", "LIKES", "Fado")], 1, {"Lisbon": "place"})
+    await graph_store.add_memory(lisbon)
+    assert await graph_store.close_superseded(lisbon, FUNCTIONAL) == []
+    berlin = stating(user, [("User", "LIVES_IN", "Berlin")], 5, {"Berlin": "place"})
+    assert await graph_store.close_superseded(berlin, FUNCTIONAL) == [lisbon.id]
+    await graph_store.add_memory(berlin)
+
+    by_object = {n.entity: n for n in await graph_store.neighbours(user, "user")}
+    assert by_object["Lisbon"].valid_to == at(5).isoformat() and by_object["Lisbon"].memory_id == lisbon.id
+    assert by_object["Berlin"].valid_to is None and by_object["Berlin"].valid_from == at(5).isoformat()
+    assert by_object["Fado"].valid_to is None  # LIKES is not replaced by a move
+    assert [(n.relation, n.direction, n.entity) for n in await graph_store.neighbours(user, "Berlin")] == [
+        ("LIVES_IN", "in", "User")
+    ]
+    # Saying it again adds nothing new and closes nothing.
+    assert await graph_store.close_superseded(berlin, FUNCTIONAL) == []
+
+    assert await graph_store.delete_memories(user, [berlin.id]) == [lisbon.id]
+    by_object = {n.entity: n for n in await graph_store.neighbours(user, "User")}
+    assert set(by_object) == {"Lisbon", "Fado"} and by_object["Lisbon"].valid_to is None
+    assert await graph_store.neighbours(user, "Berlin") == []  # an orphaned entity goes with its memory
+    assert await graph_store.memories_mentioning(user, ["Fado"], 10) == [lisbon.id]  # via its relation

@@ -1,5 +1,6 @@
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import pytest_asyncio
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.extraction import SentenceExtractor
+from openmemory_core.extraction import LocalExtractor
 from openmemory_core.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.settings import IngestSettings
 from openmemory_core.testing import eventually, unique
@@ -27,7 +28,7 @@ async def vectors(tmp_path: Path, embedder: MiniLMEmbedder) -> AsyncIterator[Qdr
 
 @pytest.fixture
 def service(vectors: QdrantVectorStore, graph: GraphStore, embedder: MiniLMEmbedder) -> IngestService:
-    return IngestService(vectors, graph, embedder, SentenceExtractor())
+    return IngestService(vectors, graph, embedder, LocalExtractor())
 
 
 @pytest_asyncio.fixture
@@ -62,7 +63,7 @@ async def test_add_splits_stores_and_publishes_one_event_per_memory(
         done = await asyncio.wait_for(result, 20)
     assert done.ok and [r.event for r in done.results] == [c.ChangeKind.ADD, c.ChangeKind.ADD]
     stored = await vectors.list_memories(user, 10)
-    assert sorted(m.text for m in stored) == ["I live in Lisbon.", "My brother Tom plays chess."]
+    assert sorted(m.text for m in stored) == ["User lives in Lisbon.", "User's brother Tom plays chess."]
     assert all(m.app == "cursor" for m in stored)
     assert await graph.memories_mentioning(user, ["Tom"], 10) == [done.results[1].id]
     events = await events_of(bus, user)
@@ -137,7 +138,7 @@ async def test_a_store_that_stays_down_parks_the_command_with_its_reason(
     from openmemory_core.embedded import free_port
 
     dead_graph = FalkorDBGraphStore("127.0.0.1", free_port())  # nothing listens there
-    service = IngestService(vectors, dead_graph, embedder, SentenceExtractor())
+    service = IngestService(vectors, dead_graph, embedder, LocalExtractor())
     broken = IngestWorker(bus, service, IngestSettings(max_deliver=2, retry_backoff_seconds=0.1))
     await broken.start()
     try:
@@ -149,3 +150,45 @@ async def test_a_store_that_stays_down_parks_the_command_with_its_reason(
     finally:
         await broken.stop()
         await dead_graph.close()
+
+
+async def test_a_move_supersedes_the_old_home_and_deleting_it_restores(
+    service: IngestService, vectors: QdrantVectorStore, graph: GraphStore
+) -> None:
+    user = unique()
+    first = await service.apply(c.AddCommand(user_id=user, app="a", text="I live in Lisbon."))
+    lisbon_id = first.summary[0].id
+    moved = await service.apply(c.AddCommand(user_id=user, app="a", text="I moved to Berlin last month."))
+    assert [(s.event, s.id == lisbon_id) for s in moved.summary] == [
+        (c.ChangeKind.ADD, False),
+        (c.ChangeKind.UPDATE, True),
+    ]
+    berlin_id = moved.summary[0].id
+    (old,) = await vectors.get(user, [lisbon_id])
+    assert old.superseded_by == berlin_id and old.relations[0].object == "Lisbon"
+    update = next(e for e in moved.events if e.change is c.ChangeKind.UPDATE)
+    assert update.before is not None and update.before.superseded_by is None
+    homes = {n.entity: n.valid_to for n in await graph.neighbours(user, "User") if n.relation == "LIVES_IN"}
+    assert homes["Berlin"] is None and homes["Lisbon"] is not None
+
+    undone = await service.apply(c.DeleteCommand(user_id=user, app="a", memory_ids=[berlin_id]))
+    assert [(s.event, s.id) for s in undone.summary] == [
+        (c.ChangeKind.DELETE, berlin_id),
+        (c.ChangeKind.UPDATE, lisbon_id),
+    ]
+    (restored,) = await vectors.get(user, [lisbon_id])
+    assert restored.superseded_by is None
+    homes = {n.entity: n.valid_to for n in await graph.neighbours(user, "User") if n.relation == "LIVES_IN"}
+    assert homes == {"Lisbon": None}
+
+
+async def test_relative_dates_become_the_memory_time(
+    service: IngestService, vectors: QdrantVectorStore
+) -> None:
+    user = unique()
+    sent = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    command = c.AddCommand(user_id=user, app="a", text="I went hiking yesterday.", occurred_at=sent)
+    await service.apply(command)
+    (memory,) = await vectors.list_memories(user, 10)
+    assert memory.text == "User went hiking on 7 May 2023."
+    assert memory.occurred_at is not None and memory.occurred_at.date().isoformat() == "2023-05-07"

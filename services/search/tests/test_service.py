@@ -7,7 +7,7 @@ import pytest_asyncio
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput
-from openmemory_core.extraction import SentenceExtractor
+from openmemory_core.extraction import LocalExtractor
 from openmemory_core.graph import GraphStore
 from openmemory_core.settings import SearchSettings
 from openmemory_core.testing import unique
@@ -23,7 +23,7 @@ async def stores(
     vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
     await vectors.ensure_collection()
     yield (
-        IngestService(vectors, graph, embedder, SentenceExtractor()),
+        IngestService(vectors, graph, embedder, LocalExtractor()),
         SearchService(vectors, graph, embedder, SearchSettings()),
     )
     await vectors.close()
@@ -45,11 +45,11 @@ async def test_hybrid_search_finds_by_meaning_by_keyword_and_by_name(
     async def top(query: str) -> c.ScoredMemory:
         return (await search.search(c.SearchRequest(user_id=user, query=query, limit=3))).hits[0]
 
-    assert (await top("do I have any allergies?")).memory.text.startswith("I am allergic")
-    assert (await top("cello")).memory.text == "I'm learning to play the cello."
+    assert (await top("do I have any allergies?")).memory.text.startswith("User is allergic")
+    assert (await top("cello")).memory.text == "User is learning to play the cello."
     hit = await top("Where is Anna?")
-    assert hit.memory.text == "My sister Anna lives in Vienna." and "graph" in hit.signals
-    assert (await top("what do I do for a living")).memory.text.startswith("I work as a nurse")
+    assert hit.memory.text == "User's sister Anna lives in Vienna." and "graph" in hit.signals
+    assert (await top("what do I do for a living")).memory.text.startswith("User works as a nurse")
 
 
 async def test_search_list_and_get_never_cross_users(stores: tuple[IngestService, SearchService]) -> None:

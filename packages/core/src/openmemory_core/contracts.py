@@ -113,6 +113,16 @@ class MemoryState(StrEnum):
     DELETED = "deleted"
 
 
+class Relation(BaseModel):
+    """A relation a memory states, between two entity names ("User" is the user)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    type: str
+    object: str
+
+
 class Memory(BaseModel):
     """One memory as stored (the Qdrant payload) and as returned to clients."""
 
@@ -123,9 +133,12 @@ class Memory(BaseModel):
     state: MemoryState = MemoryState.ACTIVE
     categories: list[str] = Field(default_factory=list)
     entities: list[str] = Field(default_factory=list)
+    entity_kinds: dict[str, str] = Field(default_factory=dict)
+    relations: list[Relation] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
     occurred_at: datetime | None = None
+    superseded_by: str | None = None  # the memory whose fact replaced this one's (e.g. a move)
     metadata: dict[str, Any] = Field(default_factory=dict)
     content_hash: str
     request_id: str

@@ -1,16 +1,22 @@
-"""Turning a message into memories. This is the simple local extractor, with no network.
+"""Turning a message into memories: the `Extractor` interface and the local extractor.
 
-It splits a message into sentence-sized facts and finds capitalised names as entities. The
-`Extractor` protocol is what ingest depends on, so a smarter extractor can stand in its place.
+The local extractor (the default; no network) splits a message into sentence-sized facts, resolves
+relative dates against the message's time, rewrites first person as facts about "User", and finds
+typed entities, relations and categories with rules (`dates`, `facts`, `categories`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Protocol
 
-from openmemory_core.keywords import STOPWORDS
+from openmemory_core.categories import categorize
+from openmemory_core.contracts import Relation
+from openmemory_core.dates import resolve_dates
+from openmemory_core.facts import first_person_to_user, relations, typed_entities
+from openmemory_core.keywords import STOPWORDS, terms
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
@@ -30,10 +36,15 @@ class Fact:
     text: str
     entities: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    entity_kinds: dict[str, str] = field(default_factory=dict)
+    refers_to: date | None = None
 
 
 class Extractor(Protocol):
-    async def extract(self, text: str, infer: bool) -> list[Fact]: ...
+    async def extract(self, text: str, infer: bool, at: datetime) -> list[Fact]:
+        """The facts in `text`, a message sent at `at` (relative dates resolve against it)."""
+        ...
 
 
 def split_facts(text: str) -> list[str]:
@@ -63,11 +74,45 @@ def find_entities(text: str) -> list[str]:
     return found
 
 
-class SentenceExtractor:
-    """The default local extractor: one memory per sentence, names as entities."""
+_SMALL_TALK = frozenset(
+    "hi hello hey thanks thank ok okay yes yeah yep no nope lol haha bye cool great nice sure wow good "
+    "morning evening night awesome".split()
+)
 
-    async def extract(self, text: str, infer: bool) -> list[Fact]:
+
+def _is_small_talk(sentence: str) -> bool:
+    return not [t for t in terms(sentence) if t not in _SMALL_TALK]
+
+
+def _fact(text: str, at: datetime, rewrite: bool) -> Fact:
+    resolved = resolve_dates(text, at)
+    sentence = first_person_to_user(resolved.text) if rewrite else text
+    kinds = {e.name: e.kind for e in typed_entities(sentence)}
+    found = relations(sentence) if rewrite else []
+    for relation in found:  # a relation's named ends are entities too ("Anna lives in …")
+        if relation.subject != "User":
+            kinds.setdefault(relation.subject, "person")
+        if relation.object[:1].isupper():
+            kinds.setdefault(relation.object, "other")
+    return Fact(
+        text=sentence,
+        entities=list(kinds),
+        entity_kinds=kinds,
+        categories=categorize(sentence),
+        relations=[Relation(subject=r.subject, type=r.type, object=r.object) for r in found],
+        refers_to=resolved.refers_to,
+    )
+
+
+class LocalExtractor:
+    """The default extractor: rules only, no network (see the module's docstring)."""
+
+    async def extract(self, text: str, infer: bool, at: datetime) -> list[Fact]:
         if not infer:
             verbatim = text.strip()
-            return [Fact(verbatim, find_entities(verbatim))] if verbatim else []
-        return [Fact(sentence, find_entities(sentence)) for sentence in split_facts(text)]
+            return [_fact(verbatim, at, rewrite=False)] if verbatim else []
+        return [
+            _fact(sentence, at, rewrite=True)
+            for sentence in split_facts(text)
+            if not sentence.rstrip().endswith("?") and not _is_small_talk(sentence)
+        ]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -28,10 +29,31 @@ def entity_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
+@dataclass(frozen=True)
+class Neighbour:
+    """One relation of an entity, seen from it."""
+
+    relation: str
+    direction: str  # "out" (entity -> other) or "in"
+    entity: str
+    memory_id: str
+    valid_from: str | None
+    valid_to: str | None
+
+
 class GraphStore(Protocol):
     async def ensure_schema(self) -> None: ...
     async def add_memory(self, memory: Memory) -> None: ...
-    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None: ...
+    async def close_superseded(self, memory: Memory, types: frozenset[str]) -> list[str]:
+        """Close the open relations of `types` that `memory`'s relations replace; their memory ids."""
+        ...
+
+    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> list[str]:
+        """Remove the memories, their relations and orphaned entities; reopen relations they had
+        closed. Returns the ids of memories whose relations were reopened."""
+        ...
+
+    async def neighbours(self, user_id: str, name: str) -> list[Neighbour]: ...
     async def entities_of(self, user_id: str, memory_id: str) -> list[str]: ...
     async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]: ...
     async def ping(self) -> bool: ...
@@ -44,23 +66,68 @@ SET m.user_id = $user_id, m.app = $app, m.created_at = $created_at
 WITH m
 UNWIND $entities AS entity
 MERGE (e:Entity {user_id: $user_id, key: entity.key})
-ON CREATE SET e.name = entity.name, e.created_at = $created_at
+ON CREATE SET e.name = entity.name, e.kind = entity.kind, e.created_at = $created_at
 MERGE (m)-[:MENTIONS]->(e)
+"""
+
+# Relations: one fixed relationship type with a `type` property (portable to both stores).
+ADD_RELATIONS = """
+UNWIND $relations AS rel
+MERGE (s:Entity {user_id: $user_id, key: rel.subject_key})
+ON CREATE SET s.name = rel.subject, s.kind = rel.subject_kind, s.created_at = $created_at
+MERGE (o:Entity {user_id: $user_id, key: rel.object_key})
+ON CREATE SET o.name = rel.object, o.kind = rel.object_kind, o.created_at = $created_at
+MERGE (s)-[r:RELATES {type: rel.type, memory_id: $id}]->(o)
+ON CREATE SET r.valid_from = $valid_from
+"""
+
+CLOSE_SUPERSEDED = """
+UNWIND $relations AS rel
+MATCH (s:Entity {user_id: $user_id, key: rel.subject_key})-[r:RELATES]->(o:Entity)
+WHERE r.type = rel.type AND r.valid_to IS NULL AND o.key <> rel.object_key AND r.memory_id <> $id
+SET r.valid_to = $valid_from, r.closed_by = $id
+RETURN DISTINCT r.memory_id
+"""
+
+REOPEN_CLOSED_BY = """
+MATCH (s:Entity {user_id: $user_id})-[r:RELATES]->(:Entity)
+WHERE r.closed_by IN $ids
+SET r.valid_to = null, r.closed_by = null
+RETURN DISTINCT r.memory_id
+"""
+
+DELETE_RELATIONS = """
+MATCH (s:Entity {user_id: $user_id})-[r:RELATES]->(:Entity)
+WHERE r.memory_id IN $ids
+DELETE r
+"""
+
+DELETE_ORPHANS = """
+MATCH (e:Entity {user_id: $user_id})
+WHERE NOT (e)<-[:MENTIONS]-(:Memory) AND NOT (e)-[:RELATES]-(:Entity)
+DELETE e
+"""
+
+NEIGHBOURS_OUT = """
+MATCH (e:Entity {user_id: $user_id, key: $key})-[r:RELATES]->(o:Entity)
+RETURN r.type, o.name, r.memory_id, r.valid_from, r.valid_to ORDER BY r.valid_from
+"""
+
+NEIGHBOURS_IN = """
+MATCH (e:Entity {user_id: $user_id, key: $key})<-[r:RELATES]-(o:Entity)
+RETURN r.type, o.name, r.memory_id, r.valid_from, r.valid_to ORDER BY r.valid_from
+"""
+
+RELATED_MEMORIES = """
+MATCH (e:Entity {user_id: $user_id})-[r:RELATES]-(:Entity)
+WHERE e.key IN $keys
+RETURN DISTINCT r.memory_id LIMIT $limit
 """
 
 DELETE_MEMORIES = """
 MATCH (m:Memory {user_id: $user_id})
 WHERE m.id IN $ids
-OPTIONAL MATCH (m)-[:MENTIONS]->(e:Entity)
-WITH m, collect(e) AS entities
 DETACH DELETE m
-WITH entities
-UNWIND entities AS e
-WITH DISTINCT e
-OPTIONAL MATCH (e)<-[r:MENTIONS]-(:Memory)
-WITH e, count(r) AS uses
-WHERE uses = 0
-DETACH DELETE e
 """
 
 ENTITIES_OF = """
@@ -76,16 +143,98 @@ RETURN m.id, count(e) AS matched ORDER BY matched DESC LIMIT $limit
 
 
 def _add_params(memory: Memory) -> dict[str, Any]:
+    kinds = memory.entity_kinds
+
+    def kind(name: str) -> str:
+        return "user" if name == "User" else kinds.get(name, "other")
+
+    valid_from = (memory.occurred_at or memory.created_at).isoformat()
     return {
         "id": memory.id,
         "user_id": memory.user_id,
         "app": memory.app,
         "created_at": memory.created_at.isoformat(),
-        "entities": [{"key": entity_key(n), "name": n} for n in memory.entities if entity_key(n)],
-    }
+        "valid_from": valid_from,
+        "entities": [
+            {"key": entity_key(n), "name": n, "kind": kind(n)} for n in memory.entities if entity_key(n)
+        ],
+        "relations": [
+            {
+                "subject": r.subject, "subject_key": entity_key(r.subject),
+                "subject_kind": kind(r.subject),
+                "object": r.object, "object_key": entity_key(r.object), "object_kind": kind(r.object),
+                "type": r.type,
+            }
+            for r in memory.relations
+            if entity_key(r.subject) and entity_key(r.object)
+        ],
+    }  # fmt: skip
 
 
-class FalkorDBGraphStore:
+class GraphQueries:
+    """The graph logic, on any store that runs parameterised Cypher through `_query`."""
+
+    async def _query(self, operation: str, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
+        raise NotImplementedError
+
+    async def add_memory(self, memory: Memory) -> None:
+        params = _add_params(memory)
+        await self._query("add_memory", ADD_MEMORY, params)
+        if params["relations"]:
+            await self._query("add_relations", ADD_RELATIONS, params)
+
+    async def close_superseded(self, memory: Memory, types: frozenset[str]) -> list[str]:
+        params = _add_params(memory)
+        params["relations"] = [r for r in params["relations"] if r["type"] in types]
+        if not params["relations"]:
+            return []
+        rows = await self._query("close_superseded", CLOSE_SUPERSEDED, params)
+        return [str(r[0]) for r in rows]
+
+    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> list[str]:
+        if not memory_ids:
+            return []
+        params = {"user_id": user_id, "ids": memory_ids}
+        reopened = await self._query("reopen_relations", REOPEN_CLOSED_BY, params)
+        await self._query("delete_relations", DELETE_RELATIONS, params)
+        await self._query("delete_memories", DELETE_MEMORIES, params)
+        await self._query("delete_orphans", DELETE_ORPHANS, {"user_id": user_id})
+        return [str(r[0]) for r in reopened if str(r[0]) not in memory_ids]
+
+    async def entities_of(self, user_id: str, memory_id: str) -> list[str]:
+        rows = await self._query("entities_of", ENTITIES_OF, {"id": memory_id, "user_id": user_id})
+        return [str(r[0]) for r in rows]
+
+    async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]:
+        keys = [entity_key(n) for n in names if entity_key(n)]
+        if not keys:
+            return []
+        params = {"user_id": user_id, "keys": keys, "limit": limit}
+        rows = await self._query("memories_mentioning", MEMORIES_MENTIONING, params)
+        related = await self._query("related_memories", RELATED_MEMORIES, params)
+        return list(dict.fromkeys(str(r[0]) for r in [*rows, *related]))[:limit]
+
+    async def neighbours(self, user_id: str, name: str) -> list[Neighbour]:
+        params = {"user_id": user_id, "key": entity_key(name)}
+        found = []
+        for direction, cypher in (("out", NEIGHBOURS_OUT), ("in", NEIGHBOURS_IN)):
+            for kind, other, memory_id, valid_from, valid_to in await self._query(
+                "neighbours", cypher, params
+            ):
+                found.append(
+                    Neighbour(str(kind), direction, str(other), str(memory_id), valid_from, valid_to)
+                )
+        return found
+
+    async def ping(self) -> bool:
+        try:
+            await self._query("ping", "RETURN 1", {})
+        except Exception:
+            return False
+        return True
+
+
+class FalkorDBGraphStore(GraphQueries):
     """`GraphStore` on FalkorDB through its own asyncio client."""
 
     def __init__(self, host: str, port: int, password: str | None = None) -> None:
@@ -130,33 +279,6 @@ class FalkorDBGraphStore:
                 if "already indexed" not in str(exc) and "already exists" not in str(exc):
                     raise Unavailable(f"the graph store refused its schema: {exc}") from exc
 
-    async def add_memory(self, memory: Memory) -> None:
-        await self._query("add_memory", ADD_MEMORY, _add_params(memory))
-
-    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None:
-        if memory_ids:
-            await self._query("delete_memories", DELETE_MEMORIES, {"user_id": user_id, "ids": memory_ids})
-
-    async def entities_of(self, user_id: str, memory_id: str) -> list[str]:
-        rows = await self._query("entities_of", ENTITIES_OF, {"id": memory_id, "user_id": user_id})
-        return [str(r[0]) for r in rows]
-
-    async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]:
-        keys = [entity_key(n) for n in names if entity_key(n)]
-        if not keys:
-            return []
-        rows = await self._query(
-            "memories_mentioning", MEMORIES_MENTIONING, {"user_id": user_id, "keys": keys, "limit": limit}
-        )
-        return [str(r[0]) for r in rows]
-
-    async def ping(self) -> bool:
-        try:
-            await self._handle().query("RETURN 1")
-        except Exception:
-            return False
-        return True
-
     async def close(self) -> None:
         if self._db is not None:
             await self._db.aclose()
@@ -169,7 +291,7 @@ NEO4J_SCHEMA = (
 )
 
 
-class Neo4jGraphStore:
+class Neo4jGraphStore(GraphQueries):
     """`GraphStore` on Neo4j through the official async driver; constraints made at start-up."""
 
     def __init__(self, uri: str, user: str | None, password: str | None, database: str | None = None) -> None:
@@ -192,32 +314,6 @@ class Neo4jGraphStore:
     async def ensure_schema(self) -> None:
         for statement in NEO4J_SCHEMA:
             await self._query("schema", statement, {})
-
-    async def add_memory(self, memory: Memory) -> None:
-        await self._query("add_memory", ADD_MEMORY, _add_params(memory))
-
-    async def delete_memories(self, user_id: str, memory_ids: list[str]) -> None:
-        if memory_ids:
-            await self._query("delete_memories", DELETE_MEMORIES, {"user_id": user_id, "ids": memory_ids})
-
-    async def entities_of(self, user_id: str, memory_id: str) -> list[str]:
-        rows = await self._query("entities_of", ENTITIES_OF, {"id": memory_id, "user_id": user_id})
-        return [str(r[0]) for r in rows]
-
-    async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]:
-        keys = [entity_key(n) for n in names if entity_key(n)]
-        if not keys:
-            return []
-        params = {"user_id": user_id, "keys": keys, "limit": limit}
-        rows = await self._query("memories_mentioning", MEMORIES_MENTIONING, params)
-        return [str(r[0]) for r in rows]
-
-    async def ping(self) -> bool:
-        try:
-            await self._query("ping", "RETURN 1", {})
-        except Exception:
-            return False
-        return True
 
     async def close(self) -> None:
         await self._driver.close()

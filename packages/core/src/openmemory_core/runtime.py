@@ -181,9 +181,9 @@ class Runtime:
 
     async def extractor(self) -> Extractor:
         if self._extractor is None:
-            from openmemory_core.extraction import SentenceExtractor
+            from openmemory_core.extraction import LocalExtractor
 
-            self._extractor = SentenceExtractor()
+            self._extractor = LocalExtractor()
         return self._extractor
 
     async def vectors(self) -> VectorStore:

@@ -6,11 +6,14 @@ come from the command, so applying a redelivered command again changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
 
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import Embedder
 from openmemory_core.extraction import Extractor
+from openmemory_core.facts import FUNCTIONAL
 from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import document_vector
 from openmemory_core.telemetry import stage
@@ -25,6 +28,20 @@ class Applied:
 
     events: list[c.MemoryEvent] = field(default_factory=list)
     summary: list[c.ChangeSummary] = field(default_factory=list)
+
+    def record_update(self, command: c.CommandBase, before: c.Memory, after: c.Memory) -> None:
+        self.summary.append(c.ChangeSummary(id=after.id, memory=after.text, event=c.ChangeKind.UPDATE))
+        self.events.append(
+            c.MemoryEvent(
+                request_id=command.request_id,
+                user_id=command.user_id,
+                app=command.app,
+                memory_id=after.id,
+                change=c.ChangeKind.UPDATE,
+                before=before,
+                after=after,
+            )
+        )
 
     def record(self, command: c.CommandBase, change: c.ChangeKind, memory: c.Memory, before: bool) -> None:
         self.summary.append(c.ChangeSummary(id=memory.id, memory=memory.text, event=change))
@@ -61,8 +78,9 @@ class IngestService:
 
     async def add(self, command: c.AddCommand) -> Applied:
         applied = Applied()
+        at = command.occurred_at or command.issued_at
         async with stage("extract"):
-            facts = await self.extractor.extract(command.text, command.infer)
+            facts = await self.extractor.extract(command.text, command.infer, at)
         if not facts:
             return applied
         async with stage("embed"):
@@ -75,6 +93,11 @@ class IngestService:
             if existing is not None and existing.id != memory_id:
                 applied.record(command, c.ChangeKind.NONE, existing, before=False)
                 continue
+            refers_to = (
+                datetime.combine(fact.refers_to, time(12), tzinfo=UTC)
+                if fact.refers_to
+                else command.occurred_at
+            )
             memory = c.Memory(
                 id=memory_id,
                 user_id=command.user_id,
@@ -82,9 +105,11 @@ class IngestService:
                 text=fact.text,
                 categories=fact.categories,
                 entities=fact.entities,
+                entity_kinds=fact.entity_kinds,
+                relations=fact.relations,
                 created_at=command.issued_at,
                 updated_at=command.issued_at,
-                occurred_at=command.occurred_at,
+                occurred_at=refers_to,
                 metadata=command.metadata,
                 content_hash=digest,
                 request_id=command.request_id,
@@ -93,10 +118,27 @@ class IngestService:
             applied.record(command, c.ChangeKind.ADD, memory, before=False)
         async with stage("write_vectors"):
             await self.vectors.upsert(records)
+        superseded: dict[str, str] = {}
         async with stage("write_graph"):
             for record in records:
+                for old in await self.graph.close_superseded(record.memory, FUNCTIONAL):
+                    superseded[old] = record.memory.id
                 await self.graph.add_memory(record.memory)
+        await self._mark(command, superseded, applied)
         return applied
+
+    async def _mark(
+        self, command: c.CommandBase, superseded_by: Mapping[str, str | None], applied: Applied
+    ) -> None:
+        """Record on each memory which newer memory replaced its fact (None: replaced no more)."""
+        olds = await self.vectors.get(command.user_id, list(superseded_by))
+        for old in olds:
+            new_value = superseded_by[old.id]
+            if old.superseded_by == new_value:
+                continue
+            updated = old.model_copy(update={"superseded_by": new_value, "updated_at": command.issued_at})
+            await self.vectors.set_payload(updated)
+            applied.record_update(command, old, updated)
 
     async def delete(self, command: c.CommandBase, memory_ids: list[str]) -> Applied:
         applied = Applied()
@@ -105,9 +147,10 @@ class IngestService:
         async with stage("write_vectors"):
             await self.vectors.delete(command.user_id, ids)
         async with stage("write_graph"):
-            await self.graph.delete_memories(command.user_id, ids)
+            reopened = await self.graph.delete_memories(command.user_id, ids)
         for memory in memories:
             applied.record(command, c.ChangeKind.DELETE, memory, before=True)
+        await self._mark(command, dict.fromkeys(reopened), applied)
         return applied
 
     async def delete_all(self, command: c.DeleteAllCommand) -> Applied:

@@ -1,0 +1,113 @@
+"""Scoring an extractor against a table of expected facts, entities, relations and dates."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from openmemory_core.extraction import Extractor
+
+
+@dataclass
+class PrecisionRecall:
+    true_positives: int = 0
+    predicted: int = 0
+    expected: int = 0
+
+    def add(self, predicted: set[Any], expected: set[Any]) -> None:
+        self.true_positives += len(predicted & expected)
+        self.predicted += len(predicted)
+        self.expected += len(expected)
+
+    @property
+    def precision(self) -> float:
+        return self.true_positives / self.predicted if self.predicted else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.true_positives / self.expected if self.expected else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "precision": round(self.precision, 3),
+            "recall": round(self.recall, 3),
+            "f1": round(self.f1, 3),
+        }
+
+
+@dataclass
+class TableScore:
+    facts: PrecisionRecall = field(default_factory=PrecisionRecall)
+    entities: PrecisionRecall = field(default_factory=PrecisionRecall)
+    relations: PrecisionRecall = field(default_factory=PrecisionRecall)
+    dates_right: int = 0
+    dates_total: int = 0
+    cases: int = 0
+    seconds: float = 0.0
+    misses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def date_accuracy(self) -> float:
+        return self.dates_right / self.dates_total if self.dates_total else 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cases": self.cases,
+            "facts": self.facts.as_dict(),
+            "entities": self.entities.as_dict(),
+            "relations": self.relations.as_dict(),
+            "dates": {"accuracy": round(self.date_accuracy, 3), "scored": self.dates_total},
+            "ms_per_case": round(1000 * self.seconds / max(self.cases, 1), 3),
+        }
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^\w' ]+", "", text.casefold().replace("’", "'")).strip()
+
+
+def load_table(path: Path) -> tuple[datetime, list[dict[str, Any]]]:
+    data = json.loads(path.read_text())
+    return datetime.fromisoformat(data["message_time"]), list(data["cases"])
+
+
+async def score_table(extractor: Extractor, path: Path) -> TableScore:
+    at, cases = load_table(path)
+    score = TableScore()
+    for case in cases:
+        started = time.perf_counter()
+        facts = await extractor.extract(case["text"], True, at)
+        score.seconds += time.perf_counter() - started
+        score.cases += 1
+        predicted_facts = {_norm(f.text) for f in facts}
+        predicted_entities = {_norm(e) for f in facts for e in f.entities}
+        predicted_relations = {
+            (_norm(r.subject), r.type, _norm(r.object)) for f in facts for r in f.relations
+        }
+        expected_relations = {(_norm(s), t, _norm(o)) for s, t, o in case["relations"]}
+        score.facts.add(predicted_facts, {_norm(f) for f in case["facts"]})
+        score.entities.add(predicted_entities, {_norm(e) for e in case["entities"]})
+        score.relations.add(predicted_relations, expected_relations)
+        dates = {f.refers_to.isoformat() for f in facts if f.refers_to}
+        predicted_date = min(dates) if dates else None
+        if predicted_date or case["date"]:
+            score.dates_total += 1
+            score.dates_right += predicted_date == case["date"]
+        if predicted_relations != expected_relations or predicted_date != case["date"]:
+            score.misses.append(
+                {
+                    "text": case["text"],
+                    "relations": sorted(predicted_relations ^ expected_relations),
+                    "date": [predicted_date, case["date"]],
+                }
+            )
+    return score

@@ -1,0 +1,265 @@
+"""The local extractor's rules: facts about the user, typed entities, and relations.
+
+No network and no model: first-person sentences are rewritten as facts about "User", names are typed
+by the words around them, and common relations ("lives in", "works at", "is allergic to", …) are read
+with patterns. Types whose new value replaces the old one are listed in `FUNCTIONAL`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+USER = "User"
+
+#: A person has one current value of these: a new one closes the old ("moved to Berlin" ends
+#: "lives in Lisbon").
+FUNCTIONAL = frozenset({"LIVES_IN", "WORKS_AT", "WORKS_AS", "MARRIED_TO", "STUDIES_AT"})
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    kind: str  # person, pet, place, organization, product, language, date, other
+
+
+@dataclass(frozen=True)
+class Relation:
+    subject: str
+    type: str
+    object: str
+
+
+# ---- first person -> User -------------------------------------------------------------------
+
+_ADVERBS = (
+    "really|also|usually|always|never|often|sometimes|just|still|recently|finally|actually|totally|"
+    "absolutely|mostly|currently|now|definitely|honestly|kind of|sort of|rarely|generally|especially"
+)
+_KEEP = {
+    "can", "could", "should", "would", "might", "must", "may", "shall", "did", "went", "had", "was",
+    "got", "made", "took", "saw", "met", "ran", "began", "bought", "came", "felt", "found", "gave",
+    "kept", "left", "lost", "paid", "said", "sent", "spent", "told", "thought", "won", "wrote", "knew",
+    "grew", "drove", "ate", "flew", "swam", "sang", "taught", "caught", "brought", "built", "became",
+}  # fmt: skip
+_IRREGULAR = {"have": "has", "do": "does", "go": "goes", "am": "is", "be": "is"}
+
+
+def _third_person(verb: str) -> str:
+    low = verb.lower()
+    if low in _KEEP or low.endswith("ed") or low.endswith("n't"):
+        return verb
+    if low in _IRREGULAR:
+        return _IRREGULAR[low]
+    if re.search(r"(s|sh|ch|x|z|o)$", low):
+        return verb + "es"
+    if re.search(r"[^aeiou]y$", low):
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+_FIRST_PERSON = [
+    (re.compile(r"\b(?:I'm|I’m|Im|I am)\b", re.IGNORECASE), f"{USER} is"),
+    (re.compile(r"\b(?:I've|I’ve|I have)\b", re.IGNORECASE), f"{USER} has"),
+    (re.compile(r"\b(?:I'd|I’d)\b", re.IGNORECASE), f"{USER} would"),
+    (re.compile(r"\b(?:I'll|I’ll|I will)\b", re.IGNORECASE), f"{USER} will"),
+    (re.compile(r"\bI (?:don't|don’t|dont|do not)\b", re.IGNORECASE), f"{USER} doesn't"),
+    (re.compile(r"\bI (?:can't|can’t|cant|cannot)\b", re.IGNORECASE), f"{USER} can't"),
+]
+
+
+def first_person_to_user(sentence: str) -> str:
+    """ "I'm vegetarian" -> "User is vegetarian"; "my sister" -> "User's sister"."""
+    text = sentence
+    for pattern, replacement in _FIRST_PERSON:
+        text = pattern.sub(replacement, text)
+
+    def verb(match: re.Match[str]) -> str:
+        adverb = match.group(1) or ""
+        return f"{USER} {adverb}{_third_person(match.group(2))}"
+
+    text = re.sub(rf"\b[Ii] ((?:(?:{_ADVERBS}) )?)([a-zA-Z']+)", verb, text)
+    text = re.sub(r"\b(?:my|My|MY)\b", f"{USER}'s", text)
+    text = re.sub(r"\b(?:mine)\b", f"{USER}'s", text)
+    text = re.sub(r"\b(?:myself|me)\b", USER, text)
+    return text
+
+
+# ---- entities ------------------------------------------------------------------------------
+
+NAME = r"[A-Z][\w’'-]*(?:\s+(?:of |de |van |von |da |del |la |le )?[A-Z][\w’'-]*)*"
+_KIN = (
+    "sister|brother|mother|mom|mum|father|dad|wife|husband|partner|girlfriend|boyfriend|friend|son|"
+    "daughter|cousin|aunt|uncle|boss|manager|colleague|coworker|co-worker|roommate|neighbor|neighbour|"
+    "grandma|grandmother|grandpa|grandfather|niece|nephew|fiance|fiancee|fiancé|fiancée|best friend|"
+    "therapist|doctor|teacher|mentor|kid|baby|twin|stepmother|stepfather|sibling"
+)
+_PETS = "dog|cat|puppy|kitten|parrot|rabbit|hamster|horse|pet|bird|fish|turtle"
+_ORG_SUFFIX = (
+    r"(?:Inc|Corp|Corporation|Ltd|LLC|GmbH|University|College|School|Bank|Hospital|Clinic|Labs|Group|"
+    r"Company|Co|Institute|Academy|Studio|Studios|Foundation|Agency|Café|Cafe|Restaurant|Bakery)\b"
+)
+_TITLES = r"(?:Dr|Mr|Mrs|Ms|Prof|Professor)\.?"
+_NOT_NAMES = frozenset(
+    """User I The A An This That These Those It We You He She They His Her Their Our Your And But Or So
+    If When While Also Then There Here Please Thanks Yes No Ok Okay Hi Hello Hey What Where Who Why How
+    Which Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June
+    July August September October November December Today Tomorrow Yesterday Last Next Every One Two Three
+    Just Still Actually Sometimes Usually Recently Finally My Me Mine Oh Wow Well Anyway Btw Lol Haha Sure
+    Good Great Nice Cool Love Remember Note On In At For With To From Of By After Before During Since Not
+    Weekend Christmas Easter""".split()
+)
+LANGUAGES = frozenset(
+    """English Spanish French German Italian Portuguese Dutch Swedish Norwegian Danish Finnish Polish
+    Russian Ukrainian Greek Turkish Arabic Hebrew Hindi Bengali Urdu Chinese Mandarin Cantonese Japanese
+    Korean Vietnamese Thai Indonesian Malay Swahili Czech Hungarian Romanian Catalan Basque Irish Welsh
+    Tagalog Persian Farsi""".split()
+)
+
+_LANGS = "|".join(sorted(LANGUAGES))
+PROFESSIONS = (
+    "nurse|doctor|teacher|engineer|software engineer|developer|designer|lawyer|accountant|architect|"
+    "chef|student|writer|artist|photographer|musician|scientist|researcher|pharmacist|dentist|"
+    "electrician|plumber|firefighter|police officer|pilot|journalist|consultant|programmer|"
+    "data scientist|product manager|therapist|counselor|veterinarian|vet|mechanic|farmer|baker"
+)
+
+_TYPED = [
+    ("pet", re.compile(rf"\b(?:{_PETS})(?:,)? (?:is |was )?(?:called |named )({NAME})")),
+    ("person", re.compile(rf"\b(?:{_KIN})(?:,)? (?:is |was )?(?:called |named )?({NAME})")),
+    ("person", re.compile(rf"\b(?:named|called) ({NAME})")),
+    ("person", re.compile(rf"\b({_TITLES} {NAME})")),
+    ("person", re.compile(rf"\b(?:met|with|told|asked|visited|texted|called|married|dating) ({NAME})")),
+    ("person", re.compile(rf"\b({NAME}) (?:and {USER}|said|told|asked|is {USER}'s)\b")),
+    ("organization", re.compile(rf"\b(?:works?|worked|working|job|internship|intern) (?:at|for) ({NAME})")),
+    ("organization", re.compile(rf"\b(?:joined|joins|studies at|studied at|studying at|hired by) ({NAME})")),
+    ("organization", re.compile(rf"\b({NAME} {_ORG_SUFFIX})")),
+    ("place", re.compile(rf"\b(?:lives?|lived|living|based|born|grew up|stayed|staying) in ({NAME})")),
+    ("place", re.compile(rf"\b(?:moved|moving|move|trip|travel(?:l?ed|l?ing)?|flew|fly|flying|went|going|relocated|back) to ({NAME})")),
+    ("place", re.compile(rf"\b(?:from|visit|visited|visiting|in|near|around) ({NAME})")),
+    ("product", re.compile(r"\b(?:uses?|used|using|bought|buy|buying|drives?|drove|owns?|got an?|new) ((?:[A-Za-z]*[A-Z][\w-]*)(?: [A-Z0-9][\w-]*)*)")),
+]  # fmt: skip
+
+
+def _clean(name: str) -> str:
+    words = name.replace("’", "'").split()
+    while words and words[0].strip("'") in _NOT_NAMES:
+        words = words[1:]
+    while words and words[-1].strip("'") in _NOT_NAMES:
+        words = words[:-1]
+    cleaned = re.sub(r"'s$", "", " ".join(words)).strip(" -'")
+    return cleaned
+
+
+def typed_entities(sentence: str) -> list[Entity]:
+    """Names in a sentence, typed by the words around them; untyped capitalised names are "other"."""
+    found: dict[str, Entity] = {}
+    for kind, pattern in _TYPED:
+        for match in pattern.finditer(sentence):
+            name = _clean(match.group(1))
+            if len(name) < 2 or name == USER or name in found:
+                continue
+            found[name] = Entity(name, "language" if name in LANGUAGES else kind)
+    for match in re.finditer(NAME, sentence):
+        name = _clean(match.group(0))
+        opens_sentence = re.search(r"(?:^|[.!?]\s+)$", sentence[: match.start()]) is not None
+        if opens_sentence and " " not in name and name == match.group(0):
+            continue  # "Loved it." — a capital that only marks a sentence's start
+        if len(name) >= 2 and name != USER and not any(name in e or e in name for e in found):
+            found[name] = Entity(name, "language" if name in LANGUAGES else "other")
+    return list(found.values())
+
+
+# ---- relations -------------------------------------------------------------------------------
+
+SUBJ = rf"(?P<s>{USER}|[A-Z][a-z]+(?: [A-Z][a-z]+)?)(?: (?:{_ADVERBS}))?"
+OBJ = rf"(?P<o>{NAME})"
+PHRASE = r"(?P<o>[\w'’ -]+?)"
+_STOP = r"but|because|since|so|when|while|who|which|where|as well|at|for|with|in|on|every|especially|including|like"
+END = rf"(?=$|[.,!?;:]| (?:and|{_STOP})\b| (?:on|in) \d)"
+LIST_END = rf"(?=$|[.!?;:]| (?:{_STOP})\b| (?:on|in) \d)"
+LIST = r"(?P<o>[\w'’ ,-]+?)"
+WORKING = r"(?:now |currently |still )?(?:works|is working|has worked|worked|has been working|had been working|used to work)"
+
+_KIN_TYPES = {
+    "mom": "mother", "mum": "mother", "dad": "father", "fiancé": "fiance", "fiancée": "fiance",
+    "fiancee": "fiance", "co-worker": "coworker", "neighbour": "neighbor", "grandma": "grandmother",
+    "grandpa": "grandfather", "best friend": "friend",
+}  # fmt: skip
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("LIVES_IN", re.compile(rf"{SUBJ} (?:now |currently |still )?(?:lives|is living|is based|has lived|has been living|lived) in {OBJ}")),
+    ("LIVES_IN", re.compile(rf"{SUBJ} (?:just |recently |finally )?(?:moved|relocated|has moved|is moving) (?:back )?to {OBJ}")),
+    ("FROM", re.compile(rf"{SUBJ} (?:is|comes|was) (?:originally )?from {OBJ}")),
+    ("GREW_UP_IN", re.compile(rf"{SUBJ} grew up in {OBJ}")),
+    ("BORN_IN", re.compile(rf"{SUBJ} was born in {OBJ}")),
+    ("WORKS_AT", re.compile(rf"{SUBJ} (?:{WORKING}|started working|started a new job|got a job|took a job) (?:at|for) {OBJ}")),
+    ("WORKS_AT", re.compile(rf"{SUBJ} {WORKING} as an? [\w' -]+? (?:at|for) {OBJ}")),
+    ("WORKS_AT", re.compile(rf"{SUBJ} {WORKING} (?:remotely |part-time |full-time )?(?:at|for) an? [\w -]+? (?:called|named) {OBJ}")),
+    ("WORKS_AT", re.compile(rf"{SUBJ} (?:just |recently )?(?:joined|has joined|was hired by|got hired (?:at|by)) {OBJ}")),
+    ("WORKS_AS", re.compile(rf"{SUBJ} {WORKING} as an? {PHRASE}{END}")),
+    ("WORKS_AS", re.compile(rf"{SUBJ} {WORKING} (?:at|for) {NAME} as an? {PHRASE}{END}")),
+    ("WORKS_AS", re.compile(rf"{SUBJ} is an? (?P<o>(?:{PROFESSIONS}))\b")),
+    ("STUDIES_AT", re.compile(rf"{SUBJ} (?:studies|is studying|studied|goes to school|is a student)(?: [\w ]+?)? at {OBJ}")),
+    ("ALLERGIC_TO", re.compile(rf"{SUBJ} (?:is|am|are|was) (?:severely |very |mildly )?allergic to {LIST}{LIST_END}")),
+    ("MARRIED_TO", re.compile(rf"{SUBJ} (?:is|got|has been) (?:happily )?married to {OBJ}")),
+    ("DISLIKES", re.compile(rf"{SUBJ} (?:really )?(?:hates|dislikes|can't stand|can’t stand|doesn't like|doesn’t like|does not like|is not a fan of) {LIST}{LIST_END}")),
+    ("LIKES", re.compile(rf"{SUBJ} (?:really |also |absolutely |totally )?(?:likes|loves|enjoys|adores|is into|is a (?:big |huge )?fan of|is obsessed with|is passionate about) {LIST}{LIST_END}")),
+    ("PREFERS", re.compile(rf"{SUBJ} (?:usually |always )?prefers {LIST}{LIST_END}")),
+    ("SPEAKS", re.compile(rf"{SUBJ} (?:speaks|is fluent in|is learning|learns) (?P<o>(?:{_LANGS})(?:(?:,| and| or) (?:{_LANGS}))*)")),
+    ("PLAYS", re.compile(rf"{SUBJ} (?:plays|is learning to play|learned to play|started playing) (?:the )?{PHRASE}{END}")),
+    ("OWNS", re.compile(rf"{SUBJ} (?:drives|owns|bought|has) an? (?:new |old )?(?P<o>(?:[A-Za-z]*[A-Z][\w-]*)(?: [A-Z0-9][\w-]*)*)")),
+]  # fmt: skip
+
+_KIN_RELATION = re.compile(
+    rf"\b{USER}'s (?P<k>{_KIN}|{_PETS})(?:,)? (?:is |was )?(?:called |named )?(?P<o>{NAME})"
+)
+_PET_RELATION = re.compile(rf"\b{USER} (?:has|got|adopted) an? (?P<k>{_PETS}) (?:called|named) (?P<o>{NAME})")
+_MORE_PETS = re.compile(rf"\b(?:and|,) an? (?:{_PETS}) (?:called|named) (?P<o>{NAME})")
+_SPOUSE = {"wife", "husband"}
+
+
+def _object(raw: str) -> str:
+    value = raw.strip(" .,'’-")
+    value = re.sub(r"^(?:the|a|an|some|to) ", "", value, flags=re.IGNORECASE)
+    words = value.split()
+    return " ".join(words[:6])
+
+
+def relations(sentence: str) -> list[Relation]:
+    """Relations a rewritten sentence states, with "User" as the user."""
+    found: list[Relation] = []
+
+    def add(subject: str, kind: str, obj: str) -> None:
+        obj = _object(obj)
+        if obj and obj != subject and obj.casefold() not in ("it", "that", "this", "them", "him", "her"):
+            relation = Relation(_clean(subject) or subject, kind, obj)
+            if relation not in found:
+                found.append(relation)
+
+    for match in _KIN_RELATION.finditer(sentence):
+        kin = match.group("k").lower()
+        kin = _KIN_TYPES.get(kin, kin)
+        name = _clean(match.group("o"))
+        if not name or name in _NOT_NAMES:
+            continue
+        if kin in _SPOUSE:
+            add(USER, "MARRIED_TO", name)
+        elif re.fullmatch(_PETS, kin):
+            add(USER, "HAS_PET", name)
+        else:
+            add(USER, f"HAS_{kin.upper().replace(' ', '_')}", name)
+    for match in _PET_RELATION.finditer(sentence):
+        add(USER, "HAS_PET", _clean(match.group("o")))
+        for more in _MORE_PETS.finditer(sentence, match.end()):
+            add(USER, "HAS_PET", _clean(more.group("o")))
+    for kind, pattern in _PATTERNS:
+        for match in pattern.finditer(sentence):
+            subject = match.group("s")
+            obj = match.group("o")
+            if kind in ("LIKES", "DISLIKES", "PREFERS", "ALLERGIC_TO", "SPEAKS"):
+                for part in re.split(r",\s*|\s+(?:and|or)\s+", obj):
+                    add(subject, kind, part)
+            else:
+                add(subject, kind, _clean(obj) if kind not in ("WORKS_AS", "PLAYS") else obj)
+    return found
