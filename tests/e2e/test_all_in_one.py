@@ -187,3 +187,36 @@ async def test_first_start_prints_urls_and_a_key_and_a_restart_keeps_the_data(tm
             assert await client.texts("where was I born?") == ["User was born in Porto."]
     finally:
         restarted.stop()
+
+
+async def test_the_graph_api_shows_relations_with_validity_to_their_user_only(
+    all_in_one: RunningSystem,
+) -> None:
+    user = unique()
+    key = new_key(all_in_one, user)
+    async with mcp_client(all_in_one.mcp_url, key) as client:
+        await client.call("add_memories", text="I live in Lisbon. My sister Anna lives in Vienna.")
+        moved = await client.call("add_memories", text="I moved to Berlin last month.")
+        assert [r["event"] for r in moved["results"]] == ["ADD", "UPDATE"]
+        found = [
+            r["memory"] for r in (await client.call("search_memory", query="where do I live?"))["results"]
+        ]
+        berlin = next(i for i, text in enumerate(found) if text.startswith("User moved to Berlin"))
+        assert found[berlin + 1] == "User lives in Lisbon."  # the replaced fact right after the current one
+    url = f"{all_in_one.admin_url}/api/v1/graph"
+    response = httpx.get(url, params={"entity": "User"}, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200
+    relations = {(r["relation"], r["entity"]): r for r in response.json()["relations"]}
+    assert relations[("LIVES_IN", "Berlin")]["current"] is True
+    assert relations[("LIVES_IN", "Lisbon")]["current"] is False
+    assert relations[("HAS_SISTER", "Anna")]["direction"] == "out"
+    anna = httpx.get(url, params={"entity": "anna"}, headers={"X-API-Key": key}).json()["relations"]
+    assert {(r["relation"], r["direction"], r["entity"]) for r in anna} == {
+        ("HAS_SISTER", "in", "User"),
+        ("LIVES_IN", "out", "Vienna"),
+    }
+    assert httpx.get(url, params={"entity": "User"}).status_code == 401
+    stranger = new_key(all_in_one, unique())
+    refused = httpx.get(url, params={"entity": "Anna"}, headers={"Authorization": f"Bearer {stranger}"})
+    assert refused.status_code == 404
+    assert httpx.get(url, params={"entity": ""}, headers={"X-API-Key": key}).status_code == 422

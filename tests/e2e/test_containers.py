@@ -90,6 +90,8 @@ async def test_a_restart_keeps_data_on_production_stores(on_containers: RunningS
     restarted = start_system(on_containers.data_dir, extra_env=on_containers.env)
     try:
         async with mcp_client(restarted.mcp_url, key) as client:
-            assert await client.texts("what hobby do I have outdoors?") == ["User keeps bees in User's garden."]
+            assert await client.texts("what hobby do I have outdoors?") == [
+                "User keeps bees in User's garden."
+            ]
     finally:
         restarted.stop()

@@ -97,7 +97,10 @@ async def test_adds_while_ingest_is_down_are_accepted_and_applied_after_restart(
             if len(await client.texts()) == 2:
                 break
             await asyncio.sleep(0.1)
-        assert sorted(await client.texts()) == ["User plays the bass guitar.", "User's favourite band is Radiohead."]
+        assert sorted(await client.texts()) == [
+            "User plays the bass guitar.",
+            "User's favourite band is Radiohead.",
+        ]
 
 
 def test_a_split_target_without_urls_fails_fast_with_a_clear_message(tmp_path: Path) -> None:

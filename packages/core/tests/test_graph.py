@@ -71,7 +71,9 @@ async def test_a_new_value_closes_the_old_relation_and_deleting_it_reopens(graph
     from openmemory_core.facts import FUNCTIONAL
 
     user = unique()
-    lisbon = stating(user, [("User", "LIVES_IN", "Lisbon"), ("User", "LIKES", "Fado")], 1, {"Lisbon": "place"})
+    lisbon = stating(
+        user, [("User", "LIVES_IN", "Lisbon"), ("User", "LIKES", "Fado")], 1, {"Lisbon": "place"}
+    )
     await graph_store.add_memory(lisbon)
     assert await graph_store.close_superseded(lisbon, FUNCTIONAL) == []
     berlin = stating(user, [("User", "LIVES_IN", "Berlin")], 5, {"Berlin": "place"})

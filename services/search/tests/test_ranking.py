@@ -30,3 +30,13 @@ def test_ties_go_to_the_newest() -> None:
     old, new = mem("old", 1), mem("new", 9)
     fused = HybridRanker().fuse({"dense": [old], "keyword": [new]}, limit=2)
     assert [f.memory.text for f in fused] == ["new", "old"]
+
+
+def test_a_superseded_memory_never_ranks_above_its_replacement() -> None:
+    old, new, other = mem("lives in Lisbon", 1), mem("moved to Berlin", 5), mem("sister lives in Vienna", 2)
+    old = old.model_copy(update={"superseded_by": new.id})
+    fused = HybridRanker().fuse({"dense": [other, old, new], "keyword": [old, other]}, limit=10)
+    assert [f.memory.text for f in fused] == ["sister lives in Vienna", "moved to Berlin", "lives in Lisbon"]
+    assert fused[2].signals == ["dense", "keyword", "superseded"]
+    alone = HybridRanker().fuse({"dense": [old]}, limit=10)
+    assert alone[0].score == 0.5 / 61

@@ -70,6 +70,7 @@ class Query(StrEnum):
     LIST = "list"
     GET = "get"
     HISTORY = "history"
+    GRAPH = "graph"
 
     @property
     def subject(self) -> str:
@@ -269,6 +270,29 @@ class HistoryResponse(BaseModel):
 
     memory: Memory | None
     events: list[MemoryEvent]
+
+
+class GraphRequest(BaseModel):
+    user_id: str
+    entity: str = Field(min_length=1, max_length=200)
+
+
+class GraphEdge(BaseModel):
+    relation: str
+    direction: Literal["out", "in"]
+    entity: str
+    memory_id: str
+    valid_from: str | None = None
+    valid_to: str | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.valid_to is None
+
+
+class GraphResponse(BaseModel):
+    entity: str
+    edges: list[GraphEdge]
 
 
 class ScoredMemory(BaseModel):

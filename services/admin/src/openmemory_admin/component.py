@@ -16,7 +16,8 @@ async def start(runtime: Runtime) -> Running:
 
     settings = runtime.settings
     mcp_url = f"http://{settings.gateway.host}:{settings.gateway.port}/mcp"
-    app = create_app(await runtime.bus(), mcp_url)
+    bus = await runtime.bus()
+    app = create_app(bus, await bus.keys_bucket(), mcp_url, settings.gateway.query_timeout_seconds)
     runtime.serve_http("admin", app, settings.admin.host, settings.admin.port)
     return _Admin()
 

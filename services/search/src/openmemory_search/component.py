@@ -38,6 +38,10 @@ async def start(runtime: Runtime) -> Running:
     async def history(data: dict[str, Any]) -> c.HistoryResponse:
         return await service.history(c.HistoryRequest.model_validate(data))
 
+    async def graph(data: dict[str, Any]) -> c.GraphResponse:
+        return await service.graph_of(c.GraphRequest.model_validate(data))
+
+    await bus.serve_query(c.Query.GRAPH, graph)
     await bus.serve_query(c.Query.SEARCH, search)
     await bus.serve_query(c.Query.HISTORY, history)
     await bus.serve_query(c.Query.LIST, list_)

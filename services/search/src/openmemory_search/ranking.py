@@ -16,8 +16,15 @@ class Fused:
     signals: list[str] = field(default_factory=list)
 
 
+SUPERSEDED_FACTOR = 0.5
+
+
 class HybridRanker:
-    """Reciprocal-rank fusion: each signal adds weight / (k + rank) for every memory it ranks."""
+    """Reciprocal-rank fusion: each signal adds weight / (k + rank) for every memory it ranks.
+
+    A memory whose fact a newer one replaced ("lives in Lisbon" after "moved to Berlin") stays in the
+    results at half its score, and never above the memory that replaced it: the current fact first.
+    """
 
     def __init__(self, weights: dict[str, float] | None = None, k: int = RRF_K) -> None:
         self.weights = weights or {}
@@ -31,5 +38,21 @@ class HybridRanker:
                 entry = fused.setdefault(memory.id, Fused(memory))
                 entry.score += weight / (self.k + rank + 1)
                 entry.signals.append(signal)
+        for entry in fused.values():
+            if entry.memory.superseded_by:
+                entry.score *= SUPERSEDED_FACTOR
+                entry.signals.append("superseded")
         ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.memory.created_at.timestamp()))
-        return ordered[:limit]
+        return _after_replacements(ordered)[:limit]
+
+
+def _after_replacements(ordered: list[Fused]) -> list[Fused]:
+    """Move each superseded memory to just after the memory that replaced it, when both are ranked."""
+    result = list(ordered)
+    for entry in ordered:
+        newer = entry.memory.superseded_by
+        ids = [f.memory.id for f in result]
+        if newer in ids and ids.index(newer) > ids.index(entry.memory.id):
+            result.remove(entry)
+            result.insert(ids.index(newer), entry)  # the index of `newer` once `entry` is gone, plus one
+    return result

@@ -90,6 +90,20 @@ class SearchService:
             raise NotFound(f"no such memory: {request.memory_id}")
         return c.HistoryResponse(memory=current[0] if current else None, events=events)
 
+    async def graph_of(self, request: c.GraphRequest) -> c.GraphResponse:
+        """An entity's relations in the user's own graph, current and closed."""
+        found = await self.graph.neighbours(request.user_id, request.entity)
+        if not found:
+            raise NotFound(f"no entity {request.entity!r} with relations in this user's graph")
+        edges = [
+            c.GraphEdge(
+                relation=n.relation, direction="out" if n.direction == "out" else "in", entity=n.entity,
+                memory_id=n.memory_id, valid_from=n.valid_from, valid_to=n.valid_to,
+            )
+            for n in found
+        ]  # fmt: skip
+        return c.GraphResponse(entity=request.entity, edges=edges)
+
 
 def _is_uuid(value: str) -> bool:
     try:
