@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from openmemory_core.categories import categorize
-from openmemory_core.contracts import Relation
+from openmemory_core.contracts import Memory, Relation
 from openmemory_core.dates import resolve_dates
 from openmemory_core.facts import first_person_to_user, relations, typed_entities
 from openmemory_core.keywords import STOPWORDS, terms
@@ -41,9 +41,26 @@ class Fact:
     refers_to: date | None = None
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one extracted fact, against the user's stored memories."""
+
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
+    fact: int
+    target: str | None = None  # the stored memory's id, for UPDATE, DELETE and NONE
+    text: str | None = None  # the merged text, for UPDATE
+
+
 class Extractor(Protocol):
+    #: Whether `decide` looks at stored memories (ingest fetches the similar ones only then).
+    compares_with_stored: bool
+
     async def extract(self, text: str, infer: bool, at: datetime) -> list[Fact]:
         """The facts in `text`, a message sent at `at` (relative dates resolve against it)."""
+        ...
+
+    async def decide(self, facts: list[Fact], existing: list[Memory]) -> list[Decision]:
+        """ADD / UPDATE / DELETE / NONE for each fact, given the most similar stored memories."""
         ...
 
 
@@ -105,7 +122,16 @@ def _fact(text: str, at: datetime, rewrite: bool) -> Fact:
 
 
 class LocalExtractor:
-    """The default extractor: rules only, no network (see the module's docstring)."""
+    """The default extractor: rules only, no network (see the module's docstring).
+
+    Its decisions are all ADD: exact duplicates are skipped by content hash in ingest, and a fact
+    that replaces another ("moved to Berlin") is handled by closing the relation it supersedes.
+    """
+
+    compares_with_stored = False
+
+    async def decide(self, facts: list[Fact], existing: list[Memory]) -> list[Decision]:
+        return [Decision("ADD", i) for i in range(len(facts))]
 
     async def extract(self, text: str, infer: bool, at: datetime) -> list[Fact]:
         if not infer:

@@ -181,9 +181,14 @@ class Runtime:
 
     async def extractor(self) -> Extractor:
         if self._extractor is None:
-            from openmemory_core.extraction import LocalExtractor
+            if self.settings.llm.extractor == "llm":
+                from openmemory_core.llm_extraction import LLMExtractor
 
-            self._extractor = LocalExtractor()
+                self._extractor = LLMExtractor(self.settings.llm)
+            else:
+                from openmemory_core.extraction import LocalExtractor
+
+                self._extractor = LocalExtractor()
         return self._extractor
 
     async def vectors(self) -> VectorStore:

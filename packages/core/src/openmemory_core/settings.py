@@ -41,6 +41,21 @@ class CoreSettings(BaseSettings):
         return value.expanduser().resolve()
 
 
+class LLMSettings(BaseSettings):
+    """The extractor and its LLM (env prefix `OPENMEMORY_LLM_`): any OpenAI-compatible API."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_LLM_", extra="ignore")
+
+    extractor: str = Field(default="local", pattern="^(local|llm)$")
+    base_url: str | None = Field(default=None, description="e.g. http://localhost:11434/v1 for Ollama")
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    malformed_retries: int = Field(default=2, ge=0, le=5)
+    similar_memories: int = Field(default=5, ge=1, le=20)
+    custom_instructions: str = ""
+
+
 class GatewaySettings(BaseSettings):
     """The MCP gateway (env prefix `OPENMEMORY_GATEWAY_`)."""
 
@@ -103,6 +118,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENMEMORY_ROOT_", extra="ignore")
 
     core: CoreSettings = Field(default_factory=CoreSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -238,3 +239,85 @@ async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 def at(minutes: int) -> datetime:
     return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+
+
+@dataclass
+class RecordedReply:
+    """One scripted answer of the recorded-response OpenAI test server."""
+
+    content: str | None = None  # the assistant message's content (a recorded model output)
+    status: int = 200
+    delay: float = 0.0
+
+
+class RecordedOpenAITestServer:
+    """A small local OpenAI-compatible HTTP *test server* that answers `/v1/chat/completions` with
+    recorded responses, in order (the last one repeats), and keeps every request it received.
+
+    It stands in for a hosted LLM, which cannot run here; everything else in the call is real
+    (the `openai` client, HTTP, the timeouts).
+    """
+
+    def __init__(self, replies: list[RecordedReply]) -> None:
+        self.replies = replies
+        self.requests: list[dict[str, Any]] = []
+        self.port = free_port()
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _completions(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        self.requests.append(await request.json())
+        reply = self.replies[min(len(self.requests) - 1, len(self.replies) - 1)]
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            error = {
+                "error": {"message": f"recorded status {reply.status}", "type": "test", "code": reply.status}
+            }
+            return JSONResponse(error, status_code=reply.status)
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-recorded-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": "recorded",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": reply.content},
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+
+    async def __aenter__(self) -> RecordedOpenAITestServer:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+def recorded(name: str) -> str:
+    """A recorded model output from packages/core/tests/data/llm/."""
+    return (Path(__file__).resolve().parents[2] / "tests" / "data" / "llm" / name).read_text()

@@ -11,7 +11,11 @@ async def start(runtime: Runtime) -> Running:
     from openmemory_ingest.worker import IngestWorker
 
     service = IngestService(
-        await runtime.vectors(), await runtime.graph(), await runtime.embedder(), await runtime.extractor()
+        await runtime.vectors(),
+        await runtime.graph(),
+        await runtime.embedder(),
+        await runtime.extractor(),
+        runtime.settings.llm.similar_memories,
     )
     worker = IngestWorker(await runtime.bus(), service, runtime.settings.ingest)
     await worker.start()

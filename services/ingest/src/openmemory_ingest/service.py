@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time
 
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import Embedder
-from openmemory_core.extraction import Extractor
+from openmemory_core.extraction import Decision, Extractor, Fact
 from openmemory_core.facts import FUNCTIONAL
 from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import document_vector
@@ -62,8 +62,14 @@ class Applied:
 
 class IngestService:
     def __init__(
-        self, vectors: VectorStore, graph: GraphStore, embedder: Embedder, extractor: Extractor
+        self,
+        vectors: VectorStore,
+        graph: GraphStore,
+        embedder: Embedder,
+        extractor: Extractor,
+        similar: int = 5,
     ) -> None:
+        self.similar = similar  # stored memories shown per new fact when the extractor decides updates
         self.vectors = vectors
         self.graph = graph
         self.embedder = embedder
@@ -85,37 +91,26 @@ class IngestService:
             return applied
         async with stage("embed"):
             dense = await self.embedder.embed([f.text for f in facts])
+        decisions = [Decision("ADD", i) for i in range(len(facts))]
+        if command.infer and self.extractor.compares_with_stored:
+            async with stage("decide"):
+                decisions = await self.extractor.decide(facts, await self._similar(command.user_id, dense))
         records: list[VectorRecord] = []
-        for index, (fact, vector) in enumerate(zip(facts, dense, strict=True)):
-            memory_id = c.memory_id_for(command.request_id, index)
-            digest = c.content_hash(command.user_id, fact.text)
-            existing = await self.vectors.find_by_hash(command.user_id, digest)
-            if existing is not None and existing.id != memory_id:
-                applied.record(command, c.ChangeKind.NONE, existing, before=False)
-                continue
-            refers_to = (
-                datetime.combine(fact.refers_to, time(12), tzinfo=UTC)
-                if fact.refers_to
-                else command.occurred_at
-            )
-            memory = c.Memory(
-                id=memory_id,
-                user_id=command.user_id,
-                app=command.app,
-                text=fact.text,
-                categories=fact.categories,
-                entities=fact.entities,
-                entity_kinds=fact.entity_kinds,
-                relations=fact.relations,
-                created_at=command.issued_at,
-                updated_at=command.issued_at,
-                occurred_at=refers_to,
-                metadata=command.metadata,
-                content_hash=digest,
-                request_id=command.request_id,
-            )
-            records.append(VectorRecord(memory, vector, document_vector(fact.text)))
-            applied.record(command, c.ChangeKind.ADD, memory, before=False)
+        for decision in decisions:
+            fact, vector = facts[decision.fact], dense[decision.fact]
+            if decision.event == "ADD":
+                record = await self._new_record(command, decision.fact, fact, vector, applied)
+                if record is not None:
+                    records.append(record)
+            elif decision.event == "NONE":
+                for kept in await self.vectors.get(command.user_id, [decision.target or ""]):
+                    applied.record(command, c.ChangeKind.NONE, kept, before=False)
+            elif decision.event == "UPDATE":
+                await self._update(command, decision, fact, applied)
+            else:
+                done = await self.delete(command, [decision.target or ""])
+                applied.events.extend(done.events)
+                applied.summary.extend(done.summary)
         async with stage("write_vectors"):
             await self.vectors.upsert(records)
         superseded: dict[str, str] = {}
@@ -126,6 +121,64 @@ class IngestService:
                 await self.graph.add_memory(record.memory)
         await self._mark(command, superseded, applied)
         return applied
+
+    async def _similar(self, user_id: str, vectors: list[list[float]]) -> list[c.Memory]:
+        """The user's stored memories closest to any of the new facts, for the update decision."""
+        found: dict[str, c.Memory] = {}
+        for vector in vectors:
+            for hit in await self.vectors.dense_search(user_id, vector, self.similar):
+                found.setdefault(hit.memory.id, hit.memory)
+        return list(found.values())
+
+    def _memory(self, command: c.AddCommand, memory_id: str, fact: Fact, text: str) -> c.Memory:
+        refers_to = (
+            datetime.combine(fact.refers_to, time(12), tzinfo=UTC) if fact.refers_to else command.occurred_at
+        )
+        return c.Memory(
+            id=memory_id,
+            user_id=command.user_id,
+            app=command.app,
+            text=text,
+            categories=fact.categories,
+            entities=fact.entities,
+            entity_kinds=fact.entity_kinds,
+            relations=fact.relations,
+            created_at=command.issued_at,
+            updated_at=command.issued_at,
+            occurred_at=refers_to,
+            metadata=command.metadata,
+            content_hash=c.content_hash(command.user_id, text),
+            request_id=command.request_id,
+        )
+
+    async def _new_record(
+        self, command: c.AddCommand, index: int, fact: Fact, vector: list[float], applied: Applied
+    ) -> VectorRecord | None:
+        memory = self._memory(command, c.memory_id_for(command.request_id, index), fact, fact.text)
+        existing = await self.vectors.find_by_hash(command.user_id, memory.content_hash)
+        if existing is not None and existing.id != memory.id:
+            applied.record(command, c.ChangeKind.NONE, existing, before=False)
+            return None
+        applied.record(command, c.ChangeKind.ADD, memory, before=False)
+        return VectorRecord(memory, vector, document_vector(fact.text))
+
+    async def _update(self, command: c.AddCommand, decision: Decision, fact: Fact, applied: Applied) -> None:
+        """Rewrite a stored memory in place: new text, vectors, entities and relations; same id."""
+        found = await self.vectors.get(command.user_id, [decision.target or ""])
+        if not found:
+            return
+        old = found[0]
+        text = (decision.text or fact.text).strip()
+        new = self._memory(command, old.id, fact, text).model_copy(
+            update={"app": old.app, "created_at": old.created_at, "request_id": old.request_id}
+        )
+        (vector,) = await self.embedder.embed([text])
+        async with stage("write_vectors"):
+            await self.vectors.upsert([VectorRecord(new, vector, document_vector(text))])
+        async with stage("write_graph"):
+            await self.graph.delete_memories(command.user_id, [old.id])
+            await self.graph.add_memory(new)
+        applied.record_update(command, old, new)
 
     async def _mark(
         self, command: c.CommandBase, superseded_by: Mapping[str, str | None], applied: Applied

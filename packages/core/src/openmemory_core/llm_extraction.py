@@ -1,0 +1,161 @@
+"""The LLM path: extraction and update decisions through any OpenAI-compatible chat API.
+
+Two calls per message: one extracts facts (with entities, relations, categories and the date they
+refer to); one compares them with the user's most similar stored memories, shown to the model by
+small integer ids (never the real ids), and decides ADD / UPDATE / DELETE / NONE for each fact.
+Answers are JSON validated with pydantic. A malformed answer is asked for again a few times; a 429,
+a timeout or an unreachable server raises `Unavailable`, which the ingest worker retries with
+backoff and finally parks in the dead letters with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date as Day
+from datetime import datetime
+from importlib import resources
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from openmemory_core.contracts import Memory, Relation
+from openmemory_core.errors import ConfigurationError, InvalidInput, Unavailable
+from openmemory_core.extraction import Decision, Fact, LocalExtractor
+from openmemory_core.settings import LLMSettings
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def prompt(name: str) -> str:
+    return resources.files("openmemory_core").joinpath("prompts", f"{name}.md").read_text()
+
+
+class _Entity(BaseModel):
+    name: str = Field(min_length=1)
+    kind: str = "other"
+
+
+class _Fact(BaseModel):
+    text: str = Field(min_length=1)
+    entities: list[_Entity] = Field(default_factory=list)
+    relations: list[tuple[str, str, str]] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    date: Day | None = None
+
+
+class _Facts(BaseModel):
+    facts: list[_Fact]
+
+
+class _Decision(BaseModel):
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
+    fact: int = Field(ge=0)
+    id: int | None = None
+    text: str | None = None
+
+
+class _Decisions(BaseModel):
+    decisions: list[_Decision]
+
+
+class LLMExtractor:
+    """`Extractor` (and update decisions) on an OpenAI-compatible chat completions endpoint."""
+
+    compares_with_stored = True
+
+    def __init__(self, settings: LLMSettings) -> None:
+        from openai import AsyncOpenAI
+
+        if not settings.base_url and not settings.api_key:
+            raise ConfigurationError(
+                "the LLM extractor needs OPENMEMORY_LLM_BASE_URL or OPENMEMORY_LLM_API_KEY"
+            )
+        self.settings = settings
+        key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+        # Our retry policy is the worker's (backoff, then dead letters): the client must not retry.
+        self._client = AsyncOpenAI(
+            base_url=settings.base_url, api_key=key, timeout=settings.timeout_seconds, max_retries=0
+        )
+        self._local = LocalExtractor()
+
+    async def _ask(self, system: str, user: str) -> str:
+        import openai
+
+        try:
+            answer = await self._client.chat.completions.create(
+                model=self.settings.model,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                temperature=0,
+                response_format={"type": "json_object"},
+            )
+        except openai.RateLimitError as exc:
+            raise Unavailable(f"the LLM is rate limiting (429): {exc.message}") from exc
+        except openai.APITimeoutError as exc:
+            raise Unavailable(f"the LLM did not answer within {self.settings.timeout_seconds:.0f}s") from exc
+        except openai.APIConnectionError as exc:
+            raise Unavailable(f"the LLM is not reachable: {exc}") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500:
+                raise Unavailable(f"the LLM failed ({exc.status_code}): {exc.message}") from exc
+            raise InvalidInput(f"the LLM refused the request ({exc.status_code}): {exc.message}") from exc
+        return answer.choices[0].message.content or ""
+
+    async def _structured(self, model: type[M], system: str, user: str) -> M:
+        problem = ""
+        for _ in range(self.settings.malformed_retries + 1):
+            text = await self._ask(system, user + problem)
+            try:
+                return model.model_validate_json(_json_part(text))
+            except (ValidationError, ValueError) as exc:
+                reason = str(exc).splitlines()[0]
+                problem = f"\n\nYour previous answer was not valid ({reason}). Answer with the JSON only."
+        raise Unavailable(f"the LLM answered malformed JSON {self.settings.malformed_retries + 1} times")
+
+    async def extract(self, text: str, infer: bool, at: datetime) -> list[Fact]:
+        if not infer:  # verbatim: no model call needed
+            return await self._local.extract(text, infer, at)
+        system = prompt("extract_facts").replace("{custom_instructions}", self.settings.custom_instructions)
+        user = f"Message time: {at.isoformat()}\nMessage:\n{text}"
+        found = await self._structured(_Facts, system, user)
+        return [
+            Fact(
+                text=f.text.strip(),
+                entities=[e.name for e in f.entities],
+                entity_kinds={e.name: e.kind for e in f.entities},
+                categories=[c.strip().lower() for c in f.categories if c.strip()],
+                relations=[
+                    Relation(subject=s, type=t.upper(), object=o) for s, t, o in f.relations if s and t and o
+                ],
+                refers_to=f.date,
+            )
+            for f in found.facts
+        ]
+
+    async def decide(self, facts: list[Fact], existing: list[Memory]) -> list[Decision]:
+        if not existing or not facts:
+            return [Decision("ADD", i) for i in range(len(facts))]
+        shown = "\n".join(f"{i}: {m.text}" for i, m in enumerate(existing))
+        new = "\n".join(f"{i}: {f.text}" for i, f in enumerate(facts))
+        answer = await self._structured(
+            _Decisions, prompt("update_memory"), f"Stored memories:\n{shown}\n\nNew facts:\n{new}"
+        )
+        decisions: dict[int, Decision] = {}
+        for d in answer.decisions:
+            if d.fact >= len(facts) or d.fact in decisions:
+                continue
+            target = existing[d.id].id if d.id is not None and 0 <= d.id < len(existing) else None
+            if d.event != "ADD" and target is None:
+                decisions[d.fact] = Decision("ADD", d.fact)  # an id it was not given: keep the fact
+            else:
+                decisions[d.fact] = Decision(d.event, d.fact, target, d.text)
+        # A fact the model forgot is kept, not lost.
+        return [decisions.get(i, Decision("ADD", i)) for i in range(len(facts))]
+
+
+def _json_part(text: str) -> str:
+    """The JSON object in an answer, without a Markdown fence around it."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("no JSON object in the answer")
+    json.loads(text[start : end + 1])
+    return text[start : end + 1]
