@@ -11,8 +11,7 @@ backoff and finally parks in the dead letters with the reason.
 from __future__ import annotations
 
 import json
-from datetime import date as Day
-from datetime import datetime
+import datetime as dt
 from importlib import resources
 from typing import Literal, TypeVar
 
@@ -40,7 +39,7 @@ class _Fact(BaseModel):
     entities: list[_Entity] = Field(default_factory=list)
     relations: list[tuple[str, str, str]] = Field(default_factory=list)
     categories: list[str] = Field(default_factory=list)
-    date: Day | None = None
+    date: dt.date | None = None
 
 
 class _Facts(BaseModel):
@@ -111,7 +110,7 @@ class LLMExtractor:
                 problem = f"\n\nYour previous answer was not valid ({reason}). Answer with the JSON only."
         raise Unavailable(f"the LLM answered malformed JSON {self.settings.malformed_retries + 1} times")
 
-    async def extract(self, text: str, infer: bool, at: datetime) -> list[Fact]:
+    async def extract(self, text: str, infer: bool, at: dt.datetime) -> list[Fact]:
         if not infer:  # verbatim: no model call needed
             return await self._local.extract(text, infer, at)
         system = prompt("extract_facts").replace("{custom_instructions}", self.settings.custom_instructions)
