@@ -10,8 +10,8 @@ backoff and finally parks in the dead letters with the reason.
 
 from __future__ import annotations
 
-import json
 import datetime as dt
+import json
 from importlib import resources
 from typing import Literal, TypeVar
 
