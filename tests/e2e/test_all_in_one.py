@@ -220,3 +220,11 @@ async def test_the_graph_api_shows_relations_with_validity_to_their_user_only(
     refused = httpx.get(url, params={"entity": "Anna"}, headers={"Authorization": f"Bearer {stranger}"})
     assert refused.status_code == 404
     assert httpx.get(url, params={"entity": ""}, headers={"X-API-Key": key}).status_code == 422
+
+
+def test_the_reembed_command_reaches_ingest_and_reports(all_in_one: RunningSystem) -> None:
+    refused = all_in_one.cli("reembed", "--from", "old-model-8", "--wait", "20", check=False)
+    assert refused.returncode == 1
+    assert "no memories stored with 'old-model-8'; there are: minilm-l6-v2-int8-384" in refused.stderr
+    same = all_in_one.cli("reembed", "--from", "minilm-l6-v2-int8-384", "--wait", "20", check=False)
+    assert same.returncode == 1 and "is the model in use" in same.stderr

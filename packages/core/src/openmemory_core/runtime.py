@@ -170,9 +170,9 @@ class Runtime:
     async def embedder(self) -> Embedder:
         async with self._lock:
             if self._embedder is None:
-                from openmemory_core.embeddings import MiniLMEmbedder
+                from openmemory_core.embeddings import open_embedder
 
-                self._embedder = await asyncio.to_thread(MiniLMEmbedder)
+                self._embedder = await asyncio.to_thread(open_embedder, self.settings.embedder)
             return self._embedder
 
     def use_embedder(self, embedder: Embedder) -> None:

@@ -41,6 +41,20 @@ class CoreSettings(BaseSettings):
         return value.expanduser().resolve()
 
 
+class EmbedderSettings(BaseSettings):
+    """Which embedding model (env prefix `OPENMEMORY_EMBEDDER_`). Changing it starts a new collection;
+    `openmemory reembed` moves the stored memories into it."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_EMBEDDER_", extra="ignore")
+
+    provider: str = Field(default="local", pattern="^(local|openai)$")
+    model: str = "text-embedding-3-small"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    dimensions: int | None = Field(default=None, ge=1, le=8192)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
 class LLMSettings(BaseSettings):
     """The extractor and its LLM (env prefix `OPENMEMORY_LLM_`): any OpenAI-compatible API."""
 
@@ -119,6 +133,7 @@ class Settings(BaseSettings):
 
     core: CoreSettings = Field(default_factory=CoreSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

@@ -252,14 +252,18 @@ class RecordedReply:
 
 class RecordedOpenAITestServer:
     """A small local OpenAI-compatible HTTP *test server* that answers `/v1/chat/completions` with
-    recorded responses, in order (the last one repeats), and keeps every request it received.
+    recorded responses, in order (the last one repeats), `/v1/embeddings` with recorded vectors, and
+    keeps every request it received.
 
     It stands in for a hosted LLM, which cannot run here; everything else in the call is real
     (the `openai` client, HTTP, the timeouts).
     """
 
-    def __init__(self, replies: list[RecordedReply]) -> None:
+    def __init__(
+        self, replies: list[RecordedReply], embeddings: dict[str, list[float]] | None = None
+    ) -> None:
         self.replies = replies
+        self.embeddings = embeddings or {}
         self.requests: list[dict[str, Any]] = []
         self.port = free_port()
         self._server: Any = None
@@ -298,12 +302,38 @@ class RecordedOpenAITestServer:
             }
         )
 
+    async def _embeddings(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        body = await request.json()
+        self.requests.append(body)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        unknown = [t for t in texts if t not in self.embeddings]
+        if unknown:
+            return JSONResponse({"error": {"message": f"no recorded embedding for {unknown[0]!r}"}}, 400)
+        data = [
+            {"object": "embedding", "index": i, "embedding": self.embeddings[t]} for i, t in enumerate(texts)
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        )
+
     async def __aenter__(self) -> RecordedOpenAITestServer:
         import uvicorn
         from starlette.applications import Starlette
         from starlette.routing import Route
 
-        app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._completions, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            ]
+        )
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )

@@ -50,6 +50,11 @@ class VectorStore(Protocol):
     async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]: ...
     async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]: ...
     async def count_by_state(self) -> dict[str, int]: ...
+    async def model_tags(self) -> list[str]: ...
+    async def read_collection(
+        self, model_tag: str, offset: str | None, limit: int
+    ) -> tuple[list[Memory], str | None]: ...
+    async def existing(self, memory_ids: list[str]) -> set[str]: ...
     async def close(self) -> None: ...
 
 
@@ -223,6 +228,29 @@ class QdrantVectorStore:
             ),
         )
         return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
+
+    async def model_tags(self) -> list[str]:
+        """The embedding models that have a memory collection here."""
+        answer = await self._timed("collections", self._client.get_collections())
+        prefix = collection_name("")
+        return sorted(col.name[len(prefix) :] for col in answer.collections if col.name.startswith(prefix))
+
+    async def read_collection(
+        self, model_tag: str, offset: str | None, limit: int
+    ) -> tuple[list[Memory], str | None]:
+        """One page of every user's memories in another model's collection (for re-embedding)."""
+        points, next_offset = await self._timed(
+            "read_collection",
+            self._client.scroll(collection_name(model_tag), offset=offset, limit=limit, with_payload=True),
+        )
+        return [_memory(p.payload) for p in points], None if next_offset is None else str(next_offset)
+
+    async def existing(self, memory_ids: list[str]) -> set[str]:
+        """Which of these ids already have a point in this collection."""
+        points = await self._timed(
+            "existing", self._client.retrieve(self.collection, ids=memory_ids, with_payload=False)
+        )
+        return {str(p.id) for p in points}
 
     async def count_by_state(self) -> dict[str, int]:
         """Memories per state, over all users (for the `openmemory_memories` gauge)."""

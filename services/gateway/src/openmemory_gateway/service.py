@@ -33,9 +33,7 @@ class MemoryGateway:
         if not principal.can(scope):
             raise Forbidden(f"this API key does not have the {scope!r} scope")
 
-    async def _submit(
-        self, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand
-    ) -> c.CommandResult | Accepted:
+    async def _submit(self, command: c.AnyCommand) -> c.CommandResult | Accepted:
         """Publish durably, then wait a short while for ingest to apply it."""
         request_id_var.set(command.request_id)  # this task's log lines carry it
         async with self.bus.result_waiter(command.request_id) as result:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, time
 
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import Embedder
+from openmemory_core.errors import InvalidInput
 from openmemory_core.extraction import Decision, Extractor, Fact
 from openmemory_core.facts import FUNCTIONAL
 from openmemory_core.graph import GraphStore
@@ -28,6 +29,7 @@ class Applied:
 
     events: list[c.MemoryEvent] = field(default_factory=list)
     summary: list[c.ChangeSummary] = field(default_factory=list)
+    note: str | None = None
 
     def record_update(self, command: c.CommandBase, before: c.Memory, after: c.Memory) -> None:
         self.summary.append(c.ChangeSummary(id=after.id, memory=after.text, event=c.ChangeKind.UPDATE))
@@ -75,12 +77,46 @@ class IngestService:
         self.embedder = embedder
         self.extractor = extractor
 
-    async def apply(self, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand) -> Applied:
+    async def apply(self, command: c.AnyCommand) -> Applied:
         if isinstance(command, c.AddCommand):
             return await self.add(command)
         if isinstance(command, c.DeleteCommand):
             return await self.delete(command, command.memory_ids)
+        if isinstance(command, c.ReembedCommand):
+            return await self.reembed(command)
         return await self.delete_all(command)
+
+    async def reembed(self, command: c.ReembedCommand, batch: int = 128) -> Applied:
+        """Embed every memory of another model's collection with the current model, keeping ids and
+        fields; memories already in the current collection are left as they are."""
+        current = self.embedder.model_tag
+        if command.from_model_tag == current:
+            raise InvalidInput(f"{current} is the model in use: nothing to re-embed")
+        tags = await self.vectors.model_tags()
+        if command.from_model_tag not in tags:
+            raise InvalidInput(
+                f"no memories stored with {command.from_model_tag!r}; there are: {', '.join(tags)}"
+            )
+        moved = kept = 0
+        offset: str | None = None
+        while True:
+            page, offset = await self.vectors.read_collection(command.from_model_tag, offset, batch)
+            present = await self.vectors.existing([m.id for m in page]) if page else set()
+            todo = [m for m in page if m.id not in present]
+            kept += len(page) - len(todo)
+            if todo:
+                async with stage("embed"):
+                    dense = await self.embedder.embed([m.text for m in todo])
+                records = [
+                    VectorRecord(m, v, document_vector(m.text)) for m, v in zip(todo, dense, strict=True)
+                ]
+                async with stage("write_vectors"):
+                    await self.vectors.upsert(records)
+                moved += len(todo)
+            if offset is None:
+                break
+        return Applied(note=f"re-embedded {moved} memories from {command.from_model_tag} into {current}"
+                       f" ({kept} were there already)")  # fmt: skip
 
     async def add(self, command: c.AddCommand) -> Applied:
         applied = Applied()

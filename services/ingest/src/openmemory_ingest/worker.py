@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -108,9 +109,10 @@ class IngestWorker:
         finally:
             request_id_var.reset(token)
 
-    async def _apply(self, msg: Msg, command: c.AddCommand | c.DeleteCommand | c.DeleteAllCommand) -> None:
+    async def _apply(self, msg: Msg, command: c.AnyCommand) -> None:
         try:
-            applied = await self.service.apply(command)
+            async with self._working(msg):
+                applied = await self.service.apply(command)
             async with stage("publish_events"):
                 for event in applied.events:
                     await self.bus.publish_event(event)
@@ -124,8 +126,29 @@ class IngestWorker:
         INGEST_COMMANDS.labels(command.kind, "applied").inc()
         changes = ", ".join(f"{s.event.value} {s.id}" for s in applied.summary) or "nothing"
         log.info("applied %s for user %s: %s", command.kind, command.user_id, changes)
-        result = c.CommandResult(request_id=command.request_id, ok=True, results=applied.summary)
+        result = c.CommandResult(
+            request_id=command.request_id, ok=True, results=applied.summary, note=applied.note
+        )
         await self.bus.publish_result(result)
+
+    @contextlib.asynccontextmanager
+    async def _working(self, msg: Msg) -> AsyncIterator[None]:
+        """Tell JetStream the command is still being worked on, so a long one (a slow model, a
+        re-embed) is not handed to another worker meanwhile."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.settings.ack_wait_seconds / 3)
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+        heartbeat = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
 
     async def _retry_or_park(self, msg: Msg, kind: str, request_id: str, exc: Exception) -> None:
         delivered = msg.metadata.num_delivered if msg.metadata else 1
