@@ -75,7 +75,8 @@ def compose() -> None:
         cwd="/",
     )
     refused = unset.returncode != 0 and "NEO4J_PASSWORD" in unset.stderr
-    check("compose refuses to start without its secrets", refused)
+    detail = f"exit {unset.returncode}: {unset.stderr.strip() or unset.stdout.strip()}"
+    check("compose refuses to start without its secrets", refused, detail)
 
 
 def rendered_documents(values: dict[str, Any]) -> Iterator[dict[str, Any]]:
