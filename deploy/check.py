@@ -66,12 +66,13 @@ def compose() -> None:
         [str(binary), "-f", str(file), "--env-file", str(env), "config", "-q"], capture_output=True, text=True
     )
     check("compose config", run.returncode == 0, run.stderr.strip())
-    without_env = {k: v for k, v in os.environ.items() if k != "NEO4J_PASSWORD"}
+    # A bare environment and an empty env file: nothing may supply the passwords.
+    bare = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     unset = subprocess.run(
-        [str(binary), "-f", str(file), "config", "-q"],
+        [str(binary), "-f", str(file), "--env-file", os.devnull, "config", "-q"],
         capture_output=True,
         text=True,
-        env=without_env,
+        env=bare,
         cwd="/",
     )
     refused = unset.returncode != 0 and "NEO4J_PASSWORD" in unset.stderr
