@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from openmemory_core import contracts as c
@@ -15,7 +15,7 @@ from openmemory_core import keys
 from openmemory_core.bus import Bus
 from openmemory_core.contracts import ANY_APP
 from openmemory_core.embedded import embedded_nats
-from openmemory_core.errors import OpenMemoryError
+from openmemory_core.errors import ConfigurationError, OpenMemoryError
 from openmemory_core.runtime import BUS, Runtime, data_dir_lock, read_endpoints, run
 from openmemory_core.settings import Settings
 from openmemory_core.telemetry import configure_logging
@@ -161,6 +161,16 @@ async def _reembed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(name: str) -> Callable[[list[str]], int]:
+    """A subcommand another workspace member provides (entry point group `openmemory.commands`)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="openmemory.commands", name=name):
+        command: Callable[[list[str]], int] = ep.load()
+        return command
+    raise ConfigurationError(f"the '{name}' command is not installed (package openmemory-{name})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openmemory", description="A private memory layer for AI tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     reembed.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the result")
     data_dir(reembed)
 
+    bench = sub.add_parser("bench", help="benchmarks (openmemory bench locomo --data FILE)", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+
     keys_p = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="mint a key; prints the key and nothing else")
@@ -214,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"), os.environ.get("OPENMEMORY_LOG_FORMAT", "auto")
     )
     try:
+        if args.command == "bench":
+            return _command("bench")(args.rest)
         if args.command == "reembed":
             return asyncio.run(_reembed(args))
         if args.command == "healthcheck":

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from openmemory_core import contracts as c
+from openmemory_core.bus import Bus
 from openmemory_core.runtime import BUS, EMBEDDER, GRAPH, VECTORS, Component, Running, Runtime
+
+if TYPE_CHECKING:
+    from openmemory_search.service import SearchService
 
 
 class _Search:
@@ -17,6 +24,27 @@ class _Search:
         return None
 
 
+async def serve(bus: Bus, service: SearchService) -> None:
+    """Answer every query kind on the bus with this service."""
+    handlers: list[tuple[c.Query, type[BaseModel], Callable[[Any], Awaitable[BaseModel]]]] = [
+        (c.Query.SEARCH, c.SearchRequest, service.search),
+        (c.Query.LIST, c.ListRequest, service.list_memories),
+        (c.Query.GET, c.GetRequest, service.get),
+        (c.Query.HISTORY, c.HistoryRequest, service.history),
+        (c.Query.GRAPH, c.GraphRequest, service.graph_of),
+    ]
+    for query, request_model, method in handlers:
+
+        async def handle(
+            data: dict[str, Any],
+            model: type[BaseModel] = request_model,
+            answer: Callable[[Any], Awaitable[BaseModel]] = method,
+        ) -> BaseModel:
+            return await answer(model.model_validate(data))
+
+        await bus.serve_query(query, handle)
+
+
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
     from openmemory_search.service import SearchService
@@ -25,27 +53,7 @@ async def start(runtime: Runtime) -> Running:
     service = SearchService(
         await runtime.vectors(), await runtime.graph(), await runtime.embedder(), runtime.settings.search, bus
     )
-
-    async def search(data: dict[str, Any]) -> c.SearchResponse:
-        return await service.search(c.SearchRequest.model_validate(data))
-
-    async def list_(data: dict[str, Any]) -> c.ListResponse:
-        return await service.list_memories(c.ListRequest.model_validate(data))
-
-    async def get(data: dict[str, Any]) -> c.GetResponse:
-        return await service.get(c.GetRequest.model_validate(data))
-
-    async def history(data: dict[str, Any]) -> c.HistoryResponse:
-        return await service.history(c.HistoryRequest.model_validate(data))
-
-    async def graph(data: dict[str, Any]) -> c.GraphResponse:
-        return await service.graph_of(c.GraphRequest.model_validate(data))
-
-    await bus.serve_query(c.Query.GRAPH, graph)
-    await bus.serve_query(c.Query.SEARCH, search)
-    await bus.serve_query(c.Query.HISTORY, history)
-    await bus.serve_query(c.Query.LIST, list_)
-    await bus.serve_query(c.Query.GET, get)
+    await serve(bus, service)
     return _Search(runtime)
 
 

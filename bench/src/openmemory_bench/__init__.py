@@ -1,0 +1,1 @@
+"""Benchmarks that run the product's own ingest and search code."""

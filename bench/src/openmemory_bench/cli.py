@@ -1,0 +1,28 @@
+"""`openmemory bench …`: the benchmarks, as subcommands of the product's own command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from openmemory_bench.runner import markdown, run
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="openmemory bench", description="OpenMemory benchmarks")
+    sub = parser.add_subparsers(dest="bench", required=True)
+    locomo = sub.add_parser("locomo", help="retrieval on LoCoMo through ingest and search")
+    locomo.add_argument("--data", type=Path, required=True, help="a LoCoMo JSON file (e.g. locomo_dev.json)")
+    locomo.add_argument("--out", type=Path, help="write the full report as JSON here")
+    locomo.add_argument("--conversations", type=int, help="only the first N conversations")
+    locomo.add_argument("--latency-samples", type=int, default=200, help="adds timed one at a time")
+    args = parser.parse_args(argv)
+    logging.getLogger().setLevel(logging.WARNING)
+    report = asyncio.run(run(args.data, args.conversations, args.latency_samples))
+    print(markdown(report))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+    return 0

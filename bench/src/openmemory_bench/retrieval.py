@@ -1,0 +1,49 @@
+"""Retrieval metrics over ranked turn ids: recall@k, hit@k, all@k, MRR, by category."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+KS = (5, 10)
+
+
+@dataclass
+class Tally:
+    """Sums of per-question scores, for one retriever and one slice of the questions."""
+
+    questions: int = 0
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, ranked: list[str], evidence: tuple[str, ...]) -> None:
+        self.questions += 1
+        wanted = set(evidence)
+        for k in KS:
+            found = wanted & set(ranked[:k])
+            self.sums[f"recall@{k}"] += len(found) / len(wanted)
+        top10 = set(ranked[:10])
+        self.sums["hit@10"] += bool(wanted & top10)
+        self.sums["all@10"] += wanted <= top10
+        first = next((i for i, turn in enumerate(ranked[:10]) if turn in wanted), None)
+        self.sums["mrr"] += 0.0 if first is None else 1.0 / (first + 1)
+
+    def means(self) -> dict[str, float]:
+        n = max(self.questions, 1)
+        names = [f"recall@{k}" for k in KS] + ["hit@10", "all@10", "mrr"]
+        return {name: round(self.sums[name] / n, 4) for name in names} | {"questions": self.questions}
+
+
+@dataclass
+class Scoreboard:
+    overall: Tally = field(default_factory=Tally)
+    by_category: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+
+    def add(self, category: str, ranked: list[str], evidence: tuple[str, ...]) -> None:
+        self.overall.add(ranked, evidence)
+        self.by_category[category].add(ranked, evidence)
+
+    def report(self) -> dict[str, object]:
+        return {
+            "overall": self.overall.means(),
+            "by_category": {name: tally.means() for name, tally in sorted(self.by_category.items())},
+        }

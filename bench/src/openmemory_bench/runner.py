@@ -1,0 +1,254 @@
+"""`openmemory bench locomo`: LoCoMo through the product's own ingest worker (over NATS) and search.
+
+Each conversation is its own user; every turn is one memory (verbatim, with its session's date as the
+time it refers to and its `dia_id` in metadata). Every question of categories 1-4 is asked through
+the search service over NATS; in the same run BM25-only and dense-only rankings over the very same
+stored vectors are the baselines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openmemory_bench.locomo import CATEGORIES, Conversation, load
+from openmemory_bench.retrieval import Scoreboard
+from openmemory_core import contracts as c
+from openmemory_core.bus import Bus
+from openmemory_core.embedded import embedded_falkordb, embedded_nats
+from openmemory_core.embeddings import MiniLMEmbedder
+from openmemory_core.extraction import LocalExtractor
+from openmemory_core.graph import GraphStore, open_graph_store
+from openmemory_core.keywords import query_vector
+from openmemory_core.settings import IngestSettings, SearchSettings
+from openmemory_core.vectors import QdrantVectorStore
+from openmemory_ingest.service import IngestService
+from openmemory_ingest.worker import IngestWorker
+from openmemory_search.component import serve
+from openmemory_search.service import SearchService
+
+PARTITIONS = 8
+
+
+@dataclass
+class Stack:
+    """The pieces the product runs, wired in one process over a real NATS and FalkorDB."""
+
+    client: Bus
+    vectors: QdrantVectorStore
+    graph: GraphStore
+    embedder: MiniLMEmbedder
+
+
+@asynccontextmanager
+async def stack(root: Path) -> AsyncIterator[Stack]:
+    nats_proc, nats_url = embedded_nats(root / "nats")
+    graph_proc, graph_url = embedded_falkordb(root / "graph")
+    await nats_proc.start()
+    await graph_proc.start()
+    embedder = MiniLMEmbedder()
+    vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, root / "qdrant")
+    await vectors.ensure_collection()
+    graph = open_graph_store(graph_url)
+    await graph.ensure_schema()
+    ingest_bus, search_bus, client = [
+        await Bus.connect(nats_url, n, PARTITIONS) for n in ("ingest", "search", "bench")
+    ]
+    worker = IngestWorker(
+        ingest_bus, IngestService(vectors, graph, embedder, LocalExtractor()), IngestSettings()
+    )
+    await worker.start()
+    await serve(search_bus, SearchService(vectors, graph, embedder, SearchSettings(), search_bus))
+    try:
+        yield Stack(client, vectors, graph, embedder)
+    finally:
+        await worker.stop()
+        for bus in (client, search_bus, ingest_bus):
+            await bus.close()
+        await vectors.close()
+        await graph.close()
+        await graph_proc.stop()
+        await nats_proc.stop()
+
+
+def _user(conversation: Conversation) -> str:
+    return f"locomo-{conversation.sample_id}"
+
+
+def _command(conversation: Conversation, index: int) -> c.AddCommand:
+    turn = conversation.turns[index]
+    return c.AddCommand(
+        user_id=_user(conversation), app="locomo", text=turn.text, infer=False, occurred_at=turn.at,
+        metadata={"dia_id": turn.dia_id, "session": turn.session, "speaker": turn.speaker},
+    )  # fmt: skip
+
+
+async def _add(client: Bus, command: c.AddCommand) -> c.CommandResult:
+    async with client.result_waiter(command.request_id) as result:
+        await client.publish_command(command)
+        return await asyncio.wait_for(result, 60)
+
+
+async def ingest(s: Stack, conversations: list[Conversation], latency_samples: int) -> dict[str, Any]:
+    """Add every turn. The first turns go one at a time (add-to-searchable latency: from publishing to
+    the result, after which search sees the memory); the rest go in parallel (throughput)."""
+    owner: dict[str, dict[str, list[str]]] = {}  # user -> memory id -> the turns it holds
+    latencies: list[float] = []
+    pending: list[tuple[Conversation, c.AddCommand]] = []
+    for conversation in conversations:
+        owner[_user(conversation)] = {}
+        for index in range(len(conversation.turns)):
+            pending.append((conversation, _command(conversation, index)))
+
+    def record(conversation: Conversation, command: c.AddCommand, done: c.CommandResult) -> None:
+        if not done.ok:
+            raise RuntimeError(f"ingest failed: {done.error}")
+        memory_id = done.results[0].id  # ADD, or NONE for a turn whose exact text is stored already
+        owner[_user(conversation)].setdefault(memory_id, []).append(str(command.metadata["dia_id"]))
+
+    for conversation, command in pending[:latency_samples]:
+        started = time.perf_counter()
+        record(conversation, command, await _add(s.client, command))
+        latencies.append(1000 * (time.perf_counter() - started))
+    rest = pending[latency_samples:]
+    started = time.perf_counter()
+    window = asyncio.Semaphore(256)
+
+    async def one(conversation: Conversation, command: c.AddCommand) -> None:
+        async with window:
+            record(conversation, command, await _add(s.client, command))
+
+    await asyncio.gather(*(one(conv, cmd) for conv, cmd in rest))
+    elapsed = time.perf_counter() - started
+    return {
+        "owner": owner,
+        "memories": len(pending),
+        "add_to_searchable_p50": statistics.median(latencies) if latencies else None,
+        "add_to_searchable_p95": _p95(latencies),
+        "memories_per_s": len(rest) / elapsed if rest else None,
+    }
+
+
+def _p95(values: list[float]) -> float | None:
+    return sorted(values)[max(0, round(0.95 * len(values)) - 1)] if values else None
+
+
+def _turns(memory_ids: list[str], owner: dict[str, list[str]]) -> list[str]:
+    ranked: list[str] = []
+    for memory_id in memory_ids:
+        ranked.extend(t for t in owner.get(memory_id, []) if t not in ranked)
+    return ranked
+
+
+async def ask(
+    s: Stack, conversations: list[Conversation], owner: dict[str, dict[str, list[str]]]
+) -> dict[str, Any]:
+    boards = {"hybrid": Scoreboard(), "bm25": Scoreboard(), "dense": Scoreboard()}
+    latencies: list[float] = []
+    for conversation in conversations:
+        user = _user(conversation)
+        for question in conversation.questions:
+            category = CATEGORIES[question.category]
+            started = time.perf_counter()
+            answer = await s.client.query(
+                c.Query.SEARCH,
+                c.SearchRequest(user_id=user, query=question.text, limit=10),
+                c.SearchResponse,
+                30,
+            )
+            latencies.append(1000 * (time.perf_counter() - started))
+            boards["hybrid"].add(
+                category, _turns([h.memory.id for h in answer.hits], owner[user]), question.evidence
+            )
+            bm25 = await s.vectors.keyword_search(user, query_vector(question.text), 10)
+            boards["bm25"].add(category, _turns([h.memory.id for h in bm25], owner[user]), question.evidence)
+            (vector,) = await s.embedder.embed([question.text])
+            dense = await s.vectors.dense_search(user, vector, 10)
+            boards["dense"].add(
+                category, _turns([h.memory.id for h in dense], owner[user]), question.evidence
+            )
+    return {"boards": {name: board.report() for name, board in boards.items()},
+            "search_p50": statistics.median(latencies), "search_p95": _p95(latencies)}  # fmt: skip
+
+
+def _ratios(hybrid: dict[str, float], baseline: dict[str, float]) -> dict[str, float | None]:
+    return {
+        k: (round(v / baseline[k], 3) if baseline.get(k) else None)
+        for k, v in hybrid.items()
+        if k != "questions"
+    }
+
+
+async def run(
+    data: Path, conversations_limit: int | None = None, latency_samples: int = 200
+) -> dict[str, Any]:
+    conversations = load(data)[:conversations_limit]
+    dropped = sum(len(conv.dropped_evidence) for conv in conversations)
+    with tempfile.TemporaryDirectory(prefix="openmemory-bench-") as tmp:
+        async with stack(Path(tmp)) as s:
+            added = await ingest(s, conversations, latency_samples)
+            asked = await ask(s, conversations, added["owner"])
+    hybrid = asked["boards"]["hybrid"]
+    return {
+        "data": str(data),
+        "conversations": len(conversations),
+        "questions": hybrid["overall"]["questions"],
+        "overall": hybrid["overall"],
+        "by_category": hybrid["by_category"],
+        "baselines": {name: asked["boards"][name] for name in ("bm25", "dense")},
+        "ratio_to": {
+            name: _ratios(hybrid["overall"], asked["boards"][name]["overall"]) for name in ("bm25", "dense")
+        },
+        "latency_ms": {
+            "search_p50": round(asked["search_p50"], 2),
+            "search_p95": round(asked["search_p95"] or 0, 2),
+            "add_to_searchable_p50": round(added["add_to_searchable_p50"] or 0, 2),
+            "add_to_searchable_p95": round(added["add_to_searchable_p95"] or 0, 2),
+        },
+        "throughput": {
+            "memories": added["memories"],
+            "memories_per_s": round(added["memories_per_s"] or 0, 1),
+        },
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "evidence": {
+            "dropped": dropped,
+            "dropped_ids": sorted({d for conv in conversations for d in conv.dropped_evidence}),
+            "repaired": sum(conv.repaired_evidence for conv in conversations),
+        },
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = [("hybrid (ours)", report["overall"])] + [
+        (f"{name} baseline", report["baselines"][name]["overall"]) for name in ("bm25", "dense")
+    ]
+    lines = [
+        f"LoCoMo: {report['conversations']} conversations, {report['questions']} questions (categories 1-4)",
+        "",
+        "| retriever | R@5 | R@10 | hit@10 | all@10 | MRR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in rows:
+        lines.append(
+            f"| {name} | {m['recall@5']} | {m['recall@10']} | {m['hit@10']} | {m['all@10']} | {m['mrr']} |"
+        )
+    lines += ["", "| category | questions | R@5 | R@10 | MRR |", "|---|---|---|---|---|"]
+    for name, m in report["by_category"].items():
+        lines.append(f"| {name} | {m['questions']} | {m['recall@5']} | {m['recall@10']} | {m['mrr']} |")
+    lat, thr = report["latency_ms"], report["throughput"]
+    lines += [
+        "",
+        f"search p50 {lat['search_p50']} ms, p95 {lat['search_p95']} ms; add-to-searchable p50 "
+        f"{lat['add_to_searchable_p50']} ms, p95 {lat['add_to_searchable_p95']} ms; ingest "
+        f"{thr['memories_per_s']} memories/s; peak RSS {report['peak_rss_mb']} MB; evidence ids dropped "
+        f"{report['evidence']['dropped']}, repaired {report['evidence']['repaired']}",
+    ]
+    return "\n".join(lines)
