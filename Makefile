@@ -8,8 +8,9 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 ARGS ?=
+LOCOMO ?= ../shared/bench/locomo/locomo_dev.json
 
-.PHONY: help install run test lint format deploy-check
+.PHONY: help install run test lint format deploy-check bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -49,3 +50,7 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 	@command -v promtool >/dev/null || { echo "installing promtool (Debian package prometheus; needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	$(VENV)/bin/python deploy/check.py
+
+bench: install  ## retrieval on LoCoMo (LOCOMO=path) and the extractor's scores; prints the tables
+	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
+	$(VENV)/bin/python bench/extraction.py --locomo $(LOCOMO) --out bench/results-extraction.json

@@ -36,6 +36,9 @@ class Client:
             return [m["memory"] for m in (await self.call("list_memories"))["results"]]
         return [m["memory"] for m in (await self.call("search_memory", query=query))["results"]]
 
+    async def texts_with(self, query: str, **filters: Any) -> list[str]:
+        return [m["memory"] for m in (await self.call("search_memory", query=query, **filters))["results"]]
+
 
 class ToolFailed(Exception):
     pass

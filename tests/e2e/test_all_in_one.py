@@ -228,3 +228,27 @@ def test_the_reembed_command_reaches_ingest_and_reports(all_in_one: RunningSyste
     assert "no memories stored with 'old-model-8'; there are: minilm-l6-v2-int8-384" in refused.stderr
     same = all_in_one.cli("reembed", "--from", "minilm-l6-v2-int8-384", "--wait", "20", check=False)
     assert same.returncode == 1 and "is the model in use" in same.stderr
+
+
+async def test_search_filters_through_mcp(all_in_one: RunningSystem) -> None:
+    user = unique()
+    base = all_in_one.gateway_url
+    any_app = new_key(all_in_one, user)
+    async with mcp_client(f"{base}/mcp/cursor/http/{user}", any_app) as cursor:
+        await cursor.call("add_memories", text="I visited Rome on 3 April 2023 and ate carbonara.")
+    async with mcp_client(f"{base}/mcp/claude/http/{user}", any_app) as claude:
+        await claude.call("add_memories", text="I visited Oslo on 20 June 2023.")
+        await claude.call("add_memories", text="I'm allergic to peanuts.")
+
+        async def found(**filters: object) -> list[str]:
+            return sorted(await claude.texts_with("trips and travel", **filters))
+
+        everything = await found()
+        assert len(everything) == 3
+        assert await found(app="cursor") == ["User visited Rome on 3 April 2023 and ate carbonara."]
+        assert await found(category="health") == ["User is allergic to peanuts."]
+        assert await found(since="2023-06-01", until="2023-06-30") == ["User visited Oslo on 20 June 2023."]
+        with pytest.raises(ToolFailed, match="'since' is after 'until'"):
+            await found(since="2023-07-01", until="2023-06-01")
+        with pytest.raises(ToolFailed, match="since"):
+            await found(since="last tuesday")

@@ -30,6 +30,7 @@ from openmemory_core.vectors import QdrantVectorStore
 from openmemory_gateway.service import MemoryGateway
 from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
+from openmemory_search.component import serve
 from openmemory_search.service import SearchService
 
 
@@ -57,12 +58,7 @@ async def services(
         ingest_bus, IngestService(vectors, graph, embedder, LocalExtractor()), IngestSettings()
     )
     await worker.start()
-    search = SearchService(vectors, graph, embedder, SearchSettings())
-
-    async def answer(data: dict[str, object]) -> c.SearchResponse:
-        return await search.search(c.SearchRequest.model_validate(data))
-
-    await search_bus.serve_query(c.Query.SEARCH, answer)
+    await serve(search_bus, SearchService(vectors, graph, embedder, SearchSettings(), search_bus))
     try:
         yield MemoryGateway(gateway_bus, GatewaySettings(add_wait_seconds=20))
     finally:

@@ -66,3 +66,29 @@ async def test_upsert_is_idempotent_and_delete_removes(vector_store: QdrantVecto
 
 async def test_collection_name_carries_the_model(vector_store: QdrantVectorStore) -> None:
     assert vector_store.collection.startswith("memories_") and vector_store.collection.endswith("-8")
+
+
+async def test_search_filters_by_app_category_and_time(vector_store: QdrantVectorStore) -> None:
+    from datetime import timedelta
+
+    old = record("u", "tea in the morning", axis(6), 1)
+    new = record("u", "tea at night", axis(6), 5)
+    old = VectorRecord(
+        old.memory.model_copy(update={"app": "cursor", "categories": ["health"]}), old.dense, old.sparse
+    )
+    new = VectorRecord(new.memory.model_copy(update={"occurred_at": at(60 * 24 * 30)}), new.dense, new.sparse)
+    await vector_store.upsert([old, new])
+    tea = query_vector("tea")
+
+    async def texts(filters: c.SearchFilters) -> list[str]:
+        dense = await vector_store.dense_search("u", axis(6), 10, filters)
+        keyword = await vector_store.keyword_search("u", tea, 10, filters)
+        assert sorted(h.memory.id for h in dense) == sorted(h.memory.id for h in keyword)
+        return sorted(h.memory.text for h in dense)
+
+    assert await texts(c.SearchFilters()) == ["tea at night", "tea in the morning"]
+    assert await texts(c.SearchFilters(app="cursor")) == ["tea in the morning"]
+    assert await texts(c.SearchFilters(categories=["health", "work"])) == ["tea in the morning"]
+    assert await texts(c.SearchFilters(since=at(60 * 24))) == ["tea at night"]  # by the time it refers to
+    assert await texts(c.SearchFilters(until=at(60 * 24) - timedelta(seconds=1))) == ["tea in the morning"]
+    assert await texts(c.SearchFilters(app="claude")) == []

@@ -2,7 +2,7 @@ import uuid
 
 from openmemory_core import contracts as c
 from openmemory_core.testing import at
-from openmemory_search.ranking import HybridRanker
+from openmemory_search.ranking import RRF_K, HybridRanker
 
 
 def mem(text: str, minute: int = 0) -> c.Memory:
@@ -39,4 +39,4 @@ def test_a_superseded_memory_never_ranks_above_its_replacement() -> None:
     assert [f.memory.text for f in fused] == ["sister lives in Vienna", "moved to Berlin", "lives in Lisbon"]
     assert fused[2].signals == ["dense", "keyword", "superseded"]
     alone = HybridRanker().fuse({"dense": [old]}, limit=10)
-    assert alone[0].score == 0.5 / 61
+    assert alone[0].score == 0.5 / (RRF_K + 1)

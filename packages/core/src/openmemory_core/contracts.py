@@ -257,10 +257,29 @@ class DeadLetter(BaseModel):
 # ---- queries (NATS request/reply to search) -----------------------------------------------------
 
 
+class SearchFilters(BaseModel):
+    """Narrow a search: by the app that added a memory, its categories, the time it refers to."""
+
+    app: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def admits(self, memory: Memory) -> bool:
+        when = (memory.occurred_at or memory.created_at).timestamp()
+        return (
+            (self.app is None or memory.app == self.app)
+            and (not self.categories or bool(set(self.categories) & set(memory.categories)))
+            and (self.since is None or when >= self.since.timestamp())
+            and (self.until is None or when <= self.until.timestamp())
+        )
+
+
 class SearchRequest(BaseModel):
     user_id: str
     query: str
     limit: int = Field(default=10, ge=1, le=100)
+    filters: SearchFilters = Field(default_factory=SearchFilters)
 
 
 class ListRequest(BaseModel):

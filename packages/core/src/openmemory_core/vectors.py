@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from openmemory_core.contracts import Memory, MemoryState
+from openmemory_core.contracts import Memory, MemoryState, SearchFilters
 from openmemory_core.errors import Unavailable
 from openmemory_core.keywords import SparseVector
 from openmemory_core.telemetry import store_call
@@ -47,8 +47,12 @@ class VectorStore(Protocol):
     async def find_by_hash(self, user_id: str, content_hash: str) -> Memory | None: ...
     async def delete(self, user_id: str, memory_ids: list[str]) -> None: ...
     async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]: ...
-    async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]: ...
-    async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]: ...
+    async def dense_search(
+        self, user_id: str, vector: list[float], limit: int, filters: SearchFilters | None = None
+    ) -> list[Hit]: ...
+    async def keyword_search(
+        self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
+    ) -> list[Hit]: ...
     async def count_by_state(self) -> dict[str, int]: ...
     async def model_tags(self) -> list[str]: ...
     async def read_collection(
@@ -72,14 +76,34 @@ def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
     return models.Filter(must=must)
 
 
+_DERIVED = ("created_ts", "time_ts")
+
+
 def _payload(memory: Memory) -> dict[str, Any]:
     payload = memory.model_dump(mode="json")
     payload["created_ts"] = memory.created_at.timestamp()  # numeric, for ordering
+    payload["time_ts"] = (memory.occurred_at or memory.created_at).timestamp()  # for time-range filters
     return payload
 
 
 def _memory(payload: dict[str, Any] | None) -> Memory:
-    return Memory.model_validate({k: v for k, v in (payload or {}).items() if k != "created_ts"})
+    return Memory.model_validate({k: v for k, v in (payload or {}).items() if k not in _DERIVED})
+
+
+def _search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter:
+    flt = _user_filter(user_id)
+    if filters is None:
+        return flt
+    must = list(flt.must) if isinstance(flt.must, list) else []
+    if filters.app is not None:
+        must.append(models.FieldCondition(key="app", match=models.MatchValue(value=filters.app)))
+    if filters.categories:
+        must.append(models.FieldCondition(key="categories", match=models.MatchAny(any=filters.categories)))
+    if filters.since is not None or filters.until is not None:
+        since = filters.since.timestamp() if filters.since else None
+        until = filters.until.timestamp() if filters.until else None
+        must.append(models.FieldCondition(key="time_ts", range=models.Range(gte=since, lte=until)))
+    return models.Filter(must=must)
 
 
 class QdrantVectorStore:
@@ -205,16 +229,24 @@ class QdrantVectorStore:
         )
         return [_memory(p.payload) for p in points]
 
-    async def dense_search(self, user_id: str, vector: list[float], limit: int) -> list[Hit]:
+    async def dense_search(
+        self, user_id: str, vector: list[float], limit: int, filters: SearchFilters | None = None
+    ) -> list[Hit]:
         response = await self._timed(
             "dense_search",
             self._client.query_points(
-                self.collection, query=vector, using=DENSE, query_filter=_user_filter(user_id), limit=limit
+                self.collection,
+                query=vector,
+                using=DENSE,
+                query_filter=_search_filter(user_id, filters),
+                limit=limit,
             ),
         )
         return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
 
-    async def keyword_search(self, user_id: str, vector: SparseVector, limit: int) -> list[Hit]:
+    async def keyword_search(
+        self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
+    ) -> list[Hit]:
         if not vector.indices:
             return []
         response = await self._timed(
@@ -223,7 +255,7 @@ class QdrantVectorStore:
                 self.collection,
                 query=models.SparseVector(indices=vector.indices, values=vector.values),
                 using=KEYWORDS,
-                query_filter=_user_filter(user_id),
+                query_filter=_search_filter(user_id, filters),
                 limit=limit,
             ),
         )

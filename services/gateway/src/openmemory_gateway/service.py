@@ -57,13 +57,18 @@ class MemoryGateway:
         command = c.AddCommand(user_id=principal.user_id, app=principal.app, text=text, infer=infer)
         return await self._submit(command)
 
-    async def search(self, principal: c.Principal, query: str, limit: int) -> c.SearchResponse:
+    async def search(
+        self, principal: c.Principal, query: str, limit: int, filters: c.SearchFilters | None = None
+    ) -> c.SearchResponse:
         self._require(principal, "read")
         if not query.strip():
             raise InvalidInput("query is empty: say what to look for")
         if len(query) > c.MAX_QUERY_CHARS:
             raise InvalidInput(f"query is longer than {c.MAX_QUERY_CHARS} characters")
-        request = c.SearchRequest(user_id=principal.user_id, query=query, limit=limit)
+        filters = filters or c.SearchFilters()
+        if filters.since and filters.until and filters.since > filters.until:
+            raise InvalidInput("'since' is after 'until'")
+        request = c.SearchRequest(user_id=principal.user_id, query=query, limit=limit, filters=filters)
         return await self.bus.query(
             c.Query.SEARCH, request, c.SearchResponse, self.settings.query_timeout_seconds
         )

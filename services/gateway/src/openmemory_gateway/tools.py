@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -55,6 +56,11 @@ def principal_of(ctx: Context) -> c.Principal:
     return principal
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A date or time without a zone is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
 def _memory_view(memory: c.Memory) -> dict[str, Any]:
     return {
         "id": memory.id,
@@ -63,6 +69,7 @@ def _memory_view(memory: c.Memory) -> dict[str, Any]:
         "categories": memory.categories,
         "created_at": memory.created_at.isoformat(),
         "updated_at": memory.updated_at.isoformat(),
+        "refers_to": memory.occurred_at.isoformat() if memory.occurred_at else None,
     }
 
 
@@ -102,11 +109,27 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         query: Annotated[str, Field(description="What to look for, in natural language")],
         ctx: Context,
         limit: Annotated[int, Field(ge=1, le=100, description="How many memories at most")] = 10,
+        app: Annotated[str | None, Field(description="Only memories added by this app (MCP client)")] = None,
+        category: Annotated[
+            str | None, Field(description="Only memories in this category, e.g. health")
+        ] = None,
+        since: Annotated[
+            datetime | None,
+            Field(description="Only memories about this time or later (ISO 8601 date or time)"),
+        ] = None,
+        until: Annotated[
+            datetime | None,
+            Field(description="Only memories about this time or earlier (ISO 8601 date or time)"),
+        ] = None,
     ) -> dict[str, Any]:
         """Search the user's memories. Call this for every question where what you know about the user
-        could help: preferences, facts, people, projects, earlier conversations. Best matches first."""
+        could help: preferences, facts, people, projects, earlier conversations. Best matches first,
+        each with its score and the signals (dense, keyword, graph) that found it."""
+        filters = c.SearchFilters(
+            app=app, categories=[category] if category else [], since=_aware(since), until=_aware(until)
+        )
         async with _called("search_memory"):
-            found = await gateway.search(principal_of(ctx), query, limit)
+            found = await gateway.search(principal_of(ctx), query, limit, filters)
         return {
             "results": [
                 {**_memory_view(h.memory), "score": h.score, "signals": h.signals} for h in found.hits

@@ -16,11 +16,18 @@ from openmemory_core.errors import InvalidInput
 from openmemory_core.extraction import Decision, Extractor, Fact
 from openmemory_core.facts import FUNCTIONAL
 from openmemory_core.graph import GraphStore
-from openmemory_core.keywords import document_vector
+from openmemory_core.keywords import SparseVector, document_vector
 from openmemory_core.telemetry import stage
 from openmemory_core.vectors import VectorRecord, VectorStore
 
 DELETE_BATCH = 256
+
+
+def keyword_vector(memory: c.Memory) -> SparseVector:
+    """Keywords of the text, and of the date the memory refers to ("8 May 2023"), so that a question
+    naming a month or a year finds what happened then."""
+    when = memory.occurred_at
+    return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""))
 
 
 @dataclass
@@ -107,9 +114,7 @@ class IngestService:
             if todo:
                 async with stage("embed"):
                     dense = await self.embedder.embed([m.text for m in todo])
-                records = [
-                    VectorRecord(m, v, document_vector(m.text)) for m, v in zip(todo, dense, strict=True)
-                ]
+                records = [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(todo, dense, strict=True)]
                 async with stage("write_vectors"):
                     await self.vectors.upsert(records)
                 moved += len(todo)
@@ -196,7 +201,7 @@ class IngestService:
             applied.record(command, c.ChangeKind.NONE, existing, before=False)
             return None
         applied.record(command, c.ChangeKind.ADD, memory, before=False)
-        return VectorRecord(memory, vector, document_vector(fact.text))
+        return VectorRecord(memory, vector, keyword_vector(memory))
 
     async def _update(self, command: c.AddCommand, decision: Decision, fact: Fact, applied: Applied) -> None:
         """Rewrite a stored memory in place: new text, vectors, entities and relations; same id."""
@@ -210,7 +215,7 @@ class IngestService:
         )
         (vector,) = await self.embedder.embed([text])
         async with stage("write_vectors"):
-            await self.vectors.upsert([VectorRecord(new, vector, document_vector(text))])
+            await self.vectors.upsert([VectorRecord(new, vector, keyword_vector(new))])
         async with stage("write_graph"):
             await self.graph.delete_memories(command.user_id, [old.id])
             await self.graph.add_memory(new)

@@ -14,7 +14,7 @@ from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import query_vector
 from openmemory_core.settings import SearchSettings
 from openmemory_core.vectors import VectorStore
-from openmemory_search.ranking import HybridRanker
+from openmemory_search.ranking import RRF_K, WEIGHTS, HybridRanker
 
 
 class SearchService:
@@ -31,7 +31,7 @@ class SearchService:
         self.graph = graph
         self.embedder = embedder
         self.settings = settings
-        self.ranker = HybridRanker()
+        self.ranker = HybridRanker(WEIGHTS, k=RRF_K)
 
     async def search(self, request: c.SearchRequest) -> c.SearchResponse:
         query = request.query.strip()
@@ -41,11 +41,13 @@ class SearchService:
             raise InvalidInput(f"the query is longer than {c.MAX_QUERY_CHARS} characters")
         candidates = max(self.settings.candidates, request.limit)
         (dense,) = await self.embedder.embed([query])
+        filters = request.filters
         dense_hits, keyword_hits, graph_memories = await asyncio.gather(
-            self.vectors.dense_search(request.user_id, dense, candidates),
-            self.vectors.keyword_search(request.user_id, query_vector(query), candidates),
+            self.vectors.dense_search(request.user_id, dense, candidates, filters),
+            self.vectors.keyword_search(request.user_id, query_vector(query), candidates, filters),
             self._graph_candidates(request.user_id, query, candidates),
         )
+        graph_memories = [m for m in graph_memories if filters.admits(m)]
         ranked = {
             "dense": [h.memory for h in dense_hits],
             "keyword": [h.memory for h in keyword_hits],

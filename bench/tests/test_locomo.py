@@ -1,0 +1,81 @@
+"""The LoCoMo reader's defect handling and the retrieval metrics, on a small file made here."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from openmemory_bench.locomo import load
+from openmemory_bench.retrieval import Scoreboard, Tally
+
+
+def write_sample(path: Path) -> Path:
+    sample = {
+        "sample_id": "conv-x",
+        "conversation": {
+            "speaker_a": "Ana",
+            "speaker_b": "Bo",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": [
+                {"speaker": "Ana", "dia_id": "D1:1", "text": "I adopted a cat."},
+                {"speaker": "Bo", "dia_id": "D1:2", "text": "Look!", "blip_caption": "a cat on a sofa"},
+            ],
+            "session_2_date_time": "9:00 am on 1 June, 2023",
+            "session_2": [{"speaker": "Ana", "dia_id": "D2:5", "text": "We moved to Oslo."}],
+            "session_3_date_time": "10:00 am on 2 June, 2023",  # a date with no session
+        },
+        "qa": [
+            {"question": "q1", "answer": "a", "evidence": ["D1:1; D2:5"], "category": 1},
+            {"question": "q2", "answer": "a", "evidence": ["D:1:2", "D2:05"], "category": 2},
+            {"question": "q3", "answer": "a", "evidence": ["D", "D9:9"], "category": 4},
+            {"question": "q4", "adversarial_answer": "x", "evidence": ["D1:1"], "category": 5},
+        ],
+    }
+    path.write_text(json.dumps([sample]))
+    return path
+
+
+def test_defects_are_repaired_or_dropped_and_counted(tmp_path: Path) -> None:
+    (conversation,) = load(write_sample(tmp_path / "locomo.json"))
+    assert [t.dia_id for t in conversation.turns] == ["D1:1", "D1:2", "D2:5"]
+    assert conversation.turns[1].text == "Bo: Look! [shares a photo of a cat on a sofa]"
+    assert conversation.turns[2].at.isoformat() == "2023-06-01T09:00:00+00:00"
+    assert [(q.text, q.evidence) for q in conversation.questions] == [
+        ("q1", ("D1:1", "D2:5")),
+        ("q2", ("D1:2", "D2:5")),
+    ]  # q3 has no usable evidence left; q4 is adversarial (category 5)
+    assert sorted(conversation.dropped_evidence) == ["D", "D9:9"]
+    assert conversation.repaired_evidence == 3
+
+
+def test_metrics() -> None:
+    tally = Tally()
+    tally.add(["a", "x", "b"] + ["y"] * 7, ("a", "b"))  # both in the top 5, first at rank 1
+    tally.add(["x"] * 5 + ["c"] + ["y"] * 4, ("c", "d"))  # one of two, at rank 6
+    means = tally.means()
+    assert means["recall@5"] == pytest.approx((1 + 0) / 2)
+    assert means["recall@10"] == pytest.approx((1 + 0.5) / 2)
+    assert means["hit@10"] == 1.0 and means["all@10"] == 0.5
+    assert means["mrr"] == round((1 + 1 / 6) / 2, 4)  # reported to four places
+    board = Scoreboard()
+    board.add("temporal", ["a"], ("a",))
+    board.add("single-hop", ["z"], ("a",))
+    report = board.report()
+    assert report["by_category"] == {
+        "single-hop": {
+            "recall@5": 0.0,
+            "recall@10": 0.0,
+            "hit@10": 0.0,
+            "all@10": 0.0,
+            "mrr": 0.0,
+            "questions": 1,
+        },
+        "temporal": {
+            "recall@5": 1.0,
+            "recall@10": 1.0,
+            "hit@10": 1.0,
+            "all@10": 1.0,
+            "mrr": 1.0,
+            "questions": 1,
+        },
+    }
