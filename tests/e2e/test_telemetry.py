@@ -123,7 +123,7 @@ async def test_metrics_cover_tools_ingest_stores_and_memories(all_in_one: Runnin
     assert 'openmemory_mcp_tool_duration_seconds_count{tool="search_memory"}' in text
     for stage in ("extract", "embed", "write_vectors", "write_graph", "publish_events"):
         assert f'openmemory_ingest_stage_duration_seconds_count{{stage="{stage}"}}' in text
-    assert 'openmemory_store_operation_duration_seconds_count{operation="upsert",store="qdrant"}' in text
+    assert 'openmemory_store_operation_duration_seconds_count{operation="upsert",store="qdrant_edge"}' in text
     assert 'openmemory_search_query_duration_seconds_count{query="search"}' in text
     assert 'openmemory_ingest_commands_total{kind="add",outcome="applied"}' in text
     assert "openmemory_ingest_pending_commands 0.0" in text and "openmemory_dead_letters" in text

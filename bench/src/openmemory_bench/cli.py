@@ -19,9 +19,12 @@ def main(argv: list[str]) -> int:
     locomo.add_argument("--out", type=Path, help="write the full report as JSON here")
     locomo.add_argument("--conversations", type=int, help="only the first N conversations")
     locomo.add_argument("--latency-samples", type=int, default=200, help="adds timed one at a time")
+    locomo.add_argument(
+        "--engine", choices=["edge", "local"], default="edge", help="the embedded vector engine"
+    )
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
-    report = asyncio.run(run(args.data, args.conversations, args.latency_samples))
+    report = asyncio.run(run(args.data, args.conversations, args.latency_samples, args.engine))
     print(markdown(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))

@@ -29,7 +29,7 @@ from openmemory_core.extraction import LocalExtractor
 from openmemory_core.graph import GraphStore, open_graph_store
 from openmemory_core.keywords import query_vector
 from openmemory_core.settings import IngestSettings, SearchSettings
-from openmemory_core.vectors import QdrantVectorStore
+from openmemory_core.vectors import VectorStore, open_vector_store
 from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
 from openmemory_search.component import serve
@@ -43,19 +43,19 @@ class Stack:
     """The pieces the product runs, wired in one process over a real NATS and FalkorDB."""
 
     client: Bus
-    vectors: QdrantVectorStore
+    vectors: VectorStore
     graph: GraphStore
     embedder: MiniLMEmbedder
 
 
 @asynccontextmanager
-async def stack(root: Path) -> AsyncIterator[Stack]:
+async def stack(root: Path, engine: str = "edge") -> AsyncIterator[Stack]:
     nats_proc, nats_url = embedded_nats(root / "nats")
     graph_proc, graph_url = embedded_falkordb(root / "graph")
     await nats_proc.start()
     await graph_proc.start()
     embedder = MiniLMEmbedder()
-    vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, root / "qdrant")
+    vectors = open_vector_store(embedder.model_tag, embedder.dimension, root, engine=engine)
     await vectors.ensure_collection()
     graph = open_graph_store(graph_url)
     await graph.ensure_schema()
@@ -188,17 +188,18 @@ def _ratios(hybrid: dict[str, float], baseline: dict[str, float]) -> dict[str, f
 
 
 async def run(
-    data: Path, conversations_limit: int | None = None, latency_samples: int = 200
+    data: Path, conversations_limit: int | None = None, latency_samples: int = 200, engine: str = "edge"
 ) -> dict[str, Any]:
     conversations = load(data)[:conversations_limit]
     dropped = sum(len(conv.dropped_evidence) for conv in conversations)
     with tempfile.TemporaryDirectory(prefix="openmemory-bench-") as tmp:
-        async with stack(Path(tmp)) as s:
+        async with stack(Path(tmp), engine) as s:
             added = await ingest(s, conversations, latency_samples)
             asked = await ask(s, conversations, added["owner"])
     hybrid = asked["boards"]["hybrid"]
     return {
         "data": str(data),
+        "vector_engine": engine,
         "conversations": len(conversations),
         "questions": hybrid["overall"]["questions"],
         "overall": hybrid["overall"],

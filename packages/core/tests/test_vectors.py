@@ -1,9 +1,10 @@
 import uuid
+from pathlib import Path
 
 from openmemory_core import contracts as c
 from openmemory_core.keywords import document_vector, query_vector
 from openmemory_core.testing import at
-from openmemory_core.vectors import QdrantVectorStore, VectorRecord
+from openmemory_core.vectors import VectorRecord, VectorStore
 
 
 def record(user: str, text: str, dense: list[float], minute: int = 0) -> VectorRecord:
@@ -19,7 +20,7 @@ def axis(i: int) -> list[float]:
     return [1.0 if j == i else 0.0 for j in range(8)]
 
 
-async def test_user_isolation_on_every_read(vector_store: QdrantVectorStore) -> None:
+async def test_user_isolation_on_every_read(vector_store: VectorStore) -> None:
     mine = record("alice", "green tea in the morning", axis(0))
     theirs = record("bob", "green tea in the evening", axis(0))
     await vector_store.upsert([mine, theirs])
@@ -32,7 +33,7 @@ async def test_user_isolation_on_every_read(vector_store: QdrantVectorStore) -> 
     assert [m.id for m in await vector_store.list_memories("bob", 10)] == [theirs.memory.id]
 
 
-async def test_search_ranks_by_each_signal(vector_store: QdrantVectorStore) -> None:
+async def test_search_ranks_by_each_signal(vector_store: VectorStore) -> None:
     a = record("u", "I play the violin every Sunday", axis(1), 1)
     b = record("u", "my cat is called Pixel", axis(2), 2)
     await vector_store.upsert([a, b])
@@ -44,7 +45,7 @@ async def test_search_ranks_by_each_signal(vector_store: QdrantVectorStore) -> N
 
 
 async def test_list_is_newest_first_and_hash_lookup_finds_exact_duplicates(
-    vector_store: QdrantVectorStore,
+    vector_store: VectorStore,
 ) -> None:
     old, new = record("u", "old fact", axis(3), 1), record("u", "new fact", axis(4), 5)
     await vector_store.upsert([old, new])
@@ -54,7 +55,7 @@ async def test_list_is_newest_first_and_hash_lookup_finds_exact_duplicates(
     assert await vector_store.find_by_hash("other", c.content_hash("u", "old fact")) is None
 
 
-async def test_upsert_is_idempotent_and_delete_removes(vector_store: QdrantVectorStore) -> None:
+async def test_upsert_is_idempotent_and_delete_removes(vector_store: VectorStore) -> None:
     a = record("u", "same point", axis(5))
     await vector_store.upsert([a])
     await vector_store.upsert([a])
@@ -64,11 +65,12 @@ async def test_upsert_is_idempotent_and_delete_removes(vector_store: QdrantVecto
     assert await vector_store.get("u", [a.memory.id]) == []
 
 
-async def test_collection_name_carries_the_model(vector_store: QdrantVectorStore) -> None:
-    assert vector_store.collection.startswith("memories_") and vector_store.collection.endswith("-8")
+async def test_collection_name_carries_the_model(vector_store: VectorStore) -> None:
+    collection = getattr(vector_store, "collection", "")
+    assert collection.startswith("memories_") and collection.endswith("-8")
 
 
-async def test_search_filters_by_app_category_and_time(vector_store: QdrantVectorStore) -> None:
+async def test_search_filters_by_app_category_and_time(vector_store: VectorStore) -> None:
     from datetime import timedelta
 
     old = record("u", "tea in the morning", axis(6), 1)
@@ -92,3 +94,15 @@ async def test_search_filters_by_app_category_and_time(vector_store: QdrantVecto
     assert await texts(c.SearchFilters(since=at(60 * 24))) == ["tea at night"]  # by the time it refers to
     assert await texts(c.SearchFilters(until=at(60 * 24) - timedelta(seconds=1))) == ["tea in the morning"]
     assert await texts(c.SearchFilters(app="claude")) == []
+
+
+def test_the_embedded_engine_is_edge_unless_local_mode_data_is_there(tmp_path: Path) -> None:
+    from openmemory_core.edge_vectors import EdgeVectorStore
+    from openmemory_core.vectors import QdrantVectorStore, open_vector_store
+
+    assert isinstance(open_vector_store("m-8", 8, tmp_path / "fresh"), EdgeVectorStore)
+    assert isinstance(open_vector_store("m-8", 8, tmp_path / "asked", engine="local"), QdrantVectorStore)
+    (tmp_path / "old" / "qdrant").mkdir(parents=True)
+    assert isinstance(open_vector_store("m-8", 8, tmp_path / "old"), QdrantVectorStore)  # keeps its data
+    server = open_vector_store("m-8", 8, tmp_path / "any", url="http://127.0.0.1:1")
+    assert isinstance(server, QdrantVectorStore) and not server.local

@@ -195,12 +195,17 @@ class Runtime:
         embedder = await self.embedder()
         async with self._lock:
             if self._vectors is None:
-                from openmemory_core.vectors import QdrantVectorStore
+                from openmemory_core.vectors import open_vector_store
 
                 core = self.settings.core
                 key = core.qdrant_api_key.get_secret_value() if core.qdrant_api_key else None
-                store = QdrantVectorStore.open(
-                    embedder.model_tag, embedder.dimension, core.qdrant_url, self.data_dir / "qdrant", key
+                store = open_vector_store(
+                    embedder.model_tag,
+                    embedder.dimension,
+                    self.data_dir,
+                    core.qdrant_url,
+                    key,
+                    core.vector_engine,
                 )
                 await store.ensure_collection()
                 self._vectors = store

@@ -26,6 +26,7 @@ class CoreSettings(BaseSettings):
     nats_url: str | None = None
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
+    vector_engine: str = Field(default="edge", pattern="^(edge|local)$", description="embedded engine")
     graph_url: str | None = Field(
         default=None, description="falkordb://host:port (FalkorDB), or bolt://host:7687 / neo4j://… (Neo4j)"
     )

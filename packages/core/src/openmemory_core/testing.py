@@ -27,7 +27,7 @@ from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_falkordb, embedded_nats, free_port
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.graph import GraphStore, open_graph_store
-from openmemory_core.vectors import QdrantVectorStore
+from openmemory_core.vectors import QdrantVectorStore, VectorStore
 
 
 def unique(prefix: str = "u") -> str:
@@ -223,11 +223,16 @@ def qdrant_server_url() -> Iterator[str]:
         container.stop()
 
 
-@pytest_asyncio.fixture(params=["local", "server"])
-async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QdrantVectorStore]:
-    """The same behaviour tests run on qdrant-client's local mode and on a Qdrant server."""
+@pytest_asyncio.fixture(params=["edge", "local", "server"])
+async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    """The same behaviour tests run on Qdrant Edge, qdrant-client's local mode and a Qdrant server."""
     tag = f"test{tmp_path.name[-8:].replace('-', '')}-8"
-    if request.param == "local":
+    store: VectorStore
+    if request.param == "edge":
+        from openmemory_core.edge_vectors import EdgeVectorStore
+
+        store = EdgeVectorStore(tmp_path / "vectors", tag, 8)
+    elif request.param == "local":
         store = QdrantVectorStore.open(tag, 8, None, tmp_path / "qdrant")
     else:
         url = request.getfixturevalue("qdrant_server_url")

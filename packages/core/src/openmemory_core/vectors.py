@@ -299,3 +299,24 @@ class QdrantVectorStore:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def open_vector_store(
+    model_tag: str,
+    dimension: int,
+    data_dir: Path,
+    url: str | None = None,
+    api_key: str | None = None,
+    engine: str = "edge",
+) -> VectorStore:
+    """A Qdrant server when a URL is set; otherwise the embedded engine under the data dir: Qdrant
+    Edge (`vectors/`), or qdrant-client's local mode (`qdrant/`) when asked for or when a data dir
+    already holds local-mode data and no Edge data."""
+    legacy = (data_dir / "qdrant").exists() and not (data_dir / "vectors").exists()
+    if url or engine == "local" or legacy:
+        return QdrantVectorStore.open(
+            model_tag, dimension, url, None if url else data_dir / "qdrant", api_key
+        )
+    from openmemory_core.edge_vectors import EdgeVectorStore
+
+    return EdgeVectorStore(data_dir / "vectors", model_tag, dimension)

@@ -1,0 +1,244 @@
+"""`VectorStore` on Qdrant Edge: the Rust Qdrant engine inside this process (`qdrant-edge-py`).
+
+The embedded default. One shard per embedding model, under `<data dir>/vectors/<collection>`, with
+the same named vectors, payload and filters as the server adapter, and payload indexes that the
+engine uses (qdrant-client's local mode ignores them). Edge takes no file lock: the runtime's lock
+on the data dir keeps a second process away. Calls run in a worker thread, one at a time per shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openmemory_core.contracts import Memory, MemoryState, SearchFilters
+from openmemory_core.keywords import SparseVector
+from openmemory_core.telemetry import store_call
+from openmemory_core.vectors import DENSE, KEYWORDS, Hit, VectorRecord, _memory, _payload, collection_name
+
+T = TypeVar("T")
+
+INDEXES = {
+    "user_id": "Keyword", "state": "Keyword", "content_hash": "Keyword", "app": "Keyword",
+    "categories": "Keyword", "created_ts": "Float", "time_ts": "Float",
+}  # fmt: skip
+
+
+class EdgeVectorStore:
+    def __init__(self, root: Path, model_tag: str, dimension: int) -> None:
+        self.root = root
+        self.collection = collection_name(model_tag)
+        self._dimension = dimension
+        self._shard: Any = None
+        self._lock = threading.Lock()
+
+    async def _run(self, operation: str, work: Callable[[], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return work()
+
+        async with store_call("qdrant_edge", operation):
+            return await asyncio.to_thread(locked)
+
+    @staticmethod
+    def _config(dimension: int) -> Any:
+        import qdrant_edge as qe
+
+        return qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+            sparse_vectors={KEYWORDS: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+
+    async def ensure_collection(self) -> None:
+        import qdrant_edge as qe
+
+        path = self.root / self.collection
+
+        def open_shard() -> Any:
+            if path.exists() and any(path.iterdir()):
+                return qe.EdgeShard.load(str(path))
+            shard = qe.EdgeShard.create(str(path), self._config(self._dimension))
+            for field, kind in INDEXES.items():
+                shard.update(
+                    qe.UpdateOperation.create_field_index(field, getattr(qe.PayloadSchemaType, kind))
+                )
+            return shard
+
+        self._shard = await self._run("open", open_shard)
+
+    # ---- filters -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _filter(
+        user_id: str, active_only: bool = True, filters: SearchFilters | None = None, **extra: Any
+    ) -> Any:
+        import qdrant_edge as qe
+
+        must: list[Any] = [qe.FieldCondition(key="user_id", match=qe.MatchValue(user_id))]
+        if active_only:
+            must.append(qe.FieldCondition(key="state", match=qe.MatchValue(MemoryState.ACTIVE.value)))
+        if "content_hash" in extra:
+            must.append(qe.FieldCondition(key="content_hash", match=qe.MatchValue(extra["content_hash"])))
+        if "ids" in extra:
+            must.append(qe.HasIdCondition(set(extra["ids"])))
+        if filters is not None:
+            if filters.app is not None:
+                must.append(qe.FieldCondition(key="app", match=qe.MatchValue(filters.app)))
+            if filters.categories:
+                must.append(qe.FieldCondition(key="categories", match=qe.MatchAny(list(filters.categories))))
+            if filters.since is not None or filters.until is not None:
+                since = filters.since.timestamp() if filters.since else None
+                until = filters.until.timestamp() if filters.until else None
+                must.append(qe.FieldCondition(key="time_ts", range=qe.RangeFloat(gte=since, lte=until)))
+        return qe.Filter(must=must)
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    async def upsert(self, records: list[VectorRecord]) -> None:
+        import qdrant_edge as qe
+
+        points = [
+            qe.Point(
+                r.memory.id,
+                {DENSE: r.dense, KEYWORDS: qe.SparseVector(r.sparse.indices, r.sparse.values)},
+                _payload(r.memory),
+            )
+            for r in records
+        ]
+        if points:
+            await self._run("upsert", lambda: self._shard.update(qe.UpdateOperation.upsert_points(points)))
+
+    async def set_payload(self, memory: Memory) -> None:
+        import qdrant_edge as qe
+
+        operation = qe.UpdateOperation.overwrite_payload([memory.id], _payload(memory))
+        await self._run("set_payload", lambda: self._shard.update(operation))
+
+    async def delete(self, user_id: str, memory_ids: list[str]) -> None:
+        import qdrant_edge as qe
+
+        if memory_ids:
+            flt = self._filter(user_id, active_only=False, ids=memory_ids)
+            await self._run(
+                "delete", lambda: self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+            )
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def get(self, user_id: str, memory_ids: list[str]) -> list[Memory]:
+        if not memory_ids:
+            return []
+        records = await self._run(
+            "get", lambda: self._shard.retrieve(list(memory_ids), with_payload=True, with_vector=False)
+        )
+        found = [_memory(r.payload) for r in records]
+        return [m for m in found if m.user_id == user_id and m.state != MemoryState.DELETED]
+
+    async def existing(self, memory_ids: list[str]) -> set[str]:
+        if not memory_ids:
+            return set()
+        records = await self._run(
+            "existing", lambda: self._shard.retrieve(list(memory_ids), with_payload=False, with_vector=False)
+        )
+        return {str(r.id) for r in records}
+
+    async def find_by_hash(self, user_id: str, content_hash: str) -> Memory | None:
+        import qdrant_edge as qe
+
+        request = qe.ScrollRequest(
+            limit=1, filter=self._filter(user_id, content_hash=content_hash), with_payload=True
+        )
+        records, _ = await self._run("find_by_hash", lambda: self._shard.scroll(request))
+        return _memory(records[0].payload) if records else None
+
+    async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
+        import qdrant_edge as qe
+
+        request = qe.ScrollRequest(
+            limit=limit, filter=self._filter(user_id, active_only), with_payload=True,
+            order_by=qe.OrderBy("created_ts", direction=qe.Direction.Desc),
+        )  # fmt: skip
+        records, _ = await self._run("list_memories", lambda: self._shard.scroll(request))
+        return [_memory(r.payload) for r in records]
+
+    async def _query(self, operation: str, query: Any, limit: int, flt: Any) -> list[Hit]:
+        import qdrant_edge as qe
+
+        request = qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True)
+        points = await self._run(operation, lambda: self._shard.query(request))
+        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(points)]
+
+    async def dense_search(
+        self, user_id: str, vector: list[float], limit: int, filters: SearchFilters | None = None
+    ) -> list[Hit]:
+        import qdrant_edge as qe
+
+        query = qe.Query.Nearest(vector, using=DENSE)
+        return await self._query("dense_search", query, limit, self._filter(user_id, filters=filters))
+
+    async def keyword_search(
+        self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
+    ) -> list[Hit]:
+        import qdrant_edge as qe
+
+        if not vector.indices:
+            return []
+        query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=KEYWORDS)
+        return await self._query("keyword_search", query, limit, self._filter(user_id, filters=filters))
+
+    async def count_by_state(self) -> dict[str, int]:
+        import qdrant_edge as qe
+
+        def count() -> dict[str, int]:
+            return {
+                state.value: self._shard.count(
+                    qe.CountRequest(
+                        filter=qe.Filter(
+                            must=[qe.FieldCondition(key="state", match=qe.MatchValue(state.value))]
+                        )
+                    )
+                )
+                for state in MemoryState
+            }
+
+        return await self._run("count", count)
+
+    async def model_tags(self) -> list[str]:
+        prefix = collection_name("")
+        if not self.root.exists():
+            return []
+        return sorted(
+            p.name[len(prefix) :] for p in self.root.iterdir() if p.name.startswith(prefix) and p.is_dir()
+        )
+
+    async def read_collection(
+        self, model_tag: str, offset: str | None, limit: int
+    ) -> tuple[list[Memory], str | None]:
+        import qdrant_edge as qe
+
+        path = self.root / collection_name(model_tag)
+
+        def page() -> tuple[list[Memory], str | None]:
+            other = qe.EdgeShard.load(str(path))
+            try:
+                records, next_offset = other.scroll(
+                    qe.ScrollRequest(offset=offset, limit=limit, with_payload=True)
+                )
+            finally:
+                other.close()
+            return [_memory(r.payload) for r in records], None if next_offset is None else str(next_offset)
+
+        return await self._run("read_collection", page)
+
+    async def close(self) -> None:
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+
+            def close() -> None:
+                shard.flush()
+                shard.close()
+
+            await self._run("close", close)
