@@ -124,7 +124,12 @@ class QdrantVectorStore:
         cls, model_tag: str, dimension: int, url: str | None, path: Path | None, api_key: str | None = None
     ) -> QdrantVectorStore:
         if url:
-            return cls(AsyncQdrantClient(url=url, api_key=api_key, timeout=10), model_tag, dimension, False)
+            return cls(
+                AsyncQdrantClient(url=url, api_key=api_key, timeout=10, check_compatibility=False),
+                model_tag,
+                dimension,
+                False,
+            )
         assert path is not None
         path.mkdir(parents=True, exist_ok=True)
         try:
