@@ -51,6 +51,7 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	$(VENV)/bin/python deploy/check.py
 
-bench: install  ## retrieval on LoCoMo (LOCOMO=path) and the extractor's scores; prints the tables
+bench: install  ## LoCoMo retrieval (LOCOMO=path), search latency at 10k/100k, the extractor's scores
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
+	$(VENV)/bin/openmemory bench scale --sizes 10000,100000 --out bench/results-scale.json
 	$(VENV)/bin/python bench/extraction.py --locomo $(LOCOMO) --out bench/results-extraction.json

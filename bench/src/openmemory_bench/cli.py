@@ -22,10 +22,21 @@ def main(argv: list[str]) -> int:
     locomo.add_argument(
         "--engine", choices=["edge", "local"], default="edge", help="the embedded vector engine"
     )
+    scale = sub.add_parser("scale", help="search latency as one user's memories grow")
+    scale.add_argument("--sizes", default="10000,100000", help="comma list of memory counts")
+    scale.add_argument("--queries", type=int, default=200)
+    scale.add_argument("--engine", choices=["edge", "local"], default="edge")
+    scale.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
-    report = asyncio.run(run(args.data, args.conversations, args.latency_samples, args.engine))
-    print(markdown(report))
+    if args.bench == "scale":
+        from openmemory_bench.scale import run as run_scale
+
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+        report = asyncio.run(run_scale(sizes, args.queries, args.engine))
+    else:
+        report = asyncio.run(run(args.data, args.conversations, args.latency_samples, args.engine))
+        print(markdown(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0
