@@ -79,3 +79,25 @@ def test_metrics() -> None:
             "questions": 1,
         },
     }
+
+
+async def test_the_harness_runs_the_product_end_to_end(tmp_path: Path) -> None:
+    from openmemory_bench.runner import markdown, run
+
+    report = await run(write_sample(tmp_path / "locomo.json"), latency_samples=2)
+    assert report["questions"] == 2 and report["conversations"] == 1
+    # Three turns only: every evidence turn is within the top 10, through ingest, NATS and search.
+    assert report["overall"]["recall@10"] == 1.0 and report["baselines"]["bm25"]["overall"]["questions"] == 2
+    assert report["evidence"] == {"dropped": 2, "dropped_ids": ["D", "D9:9"], "repaired": 3}
+    assert report["latency_ms"]["search_p50"] > 0 and report["throughput"]["memories"] == 3
+    assert "| hybrid (ours) | 1.0 |" in markdown(report)
+
+
+async def test_the_scale_bench_builds_and_times_searches() -> None:
+    from openmemory_bench.scale import queries, run, synthetic
+
+    assert synthetic(3) == synthetic(3) and len({text for text, _ in synthetic(200)}) > 150
+    assert all(q.strip() for q in queries(20))
+    report = await run([40, 80], questions=5)
+    assert set(report["sizes"]) == {"40", "80"}
+    assert all(v["queries"] == 5 and v["search_p50_ms"] > 0 for v in report["sizes"].values())
