@@ -2,7 +2,6 @@
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -18,14 +17,6 @@ from openmemory_core.testing import RecordedOpenAITestServer, RecordedReply, rec
 from openmemory_core.vectors import QdrantVectorStore
 from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
-
-
-@pytest_asyncio.fixture
-async def vectors(tmp_path: Path, embedder: MiniLMEmbedder) -> AsyncIterator[QdrantVectorStore]:
-    store = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
-    await store.ensure_collection()
-    yield store
-    await store.close()
 
 
 def llm_service(

@@ -1,7 +1,6 @@
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -18,14 +17,6 @@ from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
 
 
-@pytest_asyncio.fixture
-async def vectors(tmp_path: Path, embedder: MiniLMEmbedder) -> AsyncIterator[QdrantVectorStore]:
-    store = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
-    await store.ensure_collection()
-    yield store
-    await store.close()
-
-
 @pytest.fixture
 def service(vectors: QdrantVectorStore, graph: GraphStore, embedder: MiniLMEmbedder) -> IngestService:
     return IngestService(vectors, graph, embedder, LocalExtractor())
@@ -37,20 +28,6 @@ async def worker(bus: Bus, service: IngestService) -> AsyncIterator[IngestWorker
     await running.start()
     yield running
     await running.stop()
-
-
-async def events_of(bus: Bus, user: str) -> list[c.MemoryEvent]:
-    sub = await bus.js.subscribe(c.event_subject(user), ordered_consumer=True)
-    found: list[c.MemoryEvent] = []
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=0.3)
-            found.append(c.MemoryEvent.model_validate_json(msg.data))
-    except Exception:
-        pass
-    finally:
-        await sub.unsubscribe()
-    return found
 
 
 async def test_add_splits_stores_and_publishes_one_event_per_memory(
@@ -66,7 +43,7 @@ async def test_add_splits_stores_and_publishes_one_event_per_memory(
     assert sorted(m.text for m in stored) == ["User lives in Lisbon.", "User's brother Tom plays chess."]
     assert all(m.app == "cursor" for m in stored)
     assert await graph.memories_mentioning(user, ["Tom"], 10) == [done.results[1].id]
-    events = await events_of(bus, user)
+    events = await bus.events_of(user)
     assert sorted(e.memory_id for e in events) == sorted(r.id for r in done.results)
     assert all(e.change is c.ChangeKind.ADD and e.after is not None for e in events)
 

@@ -97,6 +97,15 @@ async def graph_store(request: pytest.FixtureRequest, graph_url: str) -> AsyncIt
     await store.close()
 
 
+@pytest_asyncio.fixture
+async def vectors(tmp_path: Path, embedder: MiniLMEmbedder) -> AsyncIterator[QdrantVectorStore]:
+    """A fresh vector store for the real embedding model (qdrant-client local mode)."""
+    store = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "vectors-local")
+    await store.ensure_collection()
+    yield store
+    await store.close()
+
+
 @dataclass
 class RunningSystem:
     """An `openmemory run` subprocess and where to reach it."""

@@ -40,33 +40,27 @@ class Applied:
 
     def record_update(self, command: c.CommandBase, before: c.Memory, after: c.Memory) -> None:
         self.summary.append(c.ChangeSummary(id=after.id, memory=after.text, event=c.ChangeKind.UPDATE))
-        self.events.append(
-            c.MemoryEvent(
-                request_id=command.request_id,
-                user_id=command.user_id,
-                app=command.app,
-                memory_id=after.id,
-                change=c.ChangeKind.UPDATE,
-                before=before,
-                after=after,
-            )
-        )
+        self._event(command, after.id, c.ChangeKind.UPDATE, before, after)
 
     def record(self, command: c.CommandBase, change: c.ChangeKind, memory: c.Memory, before: bool) -> None:
         self.summary.append(c.ChangeSummary(id=memory.id, memory=memory.text, event=change))
-        if change is c.ChangeKind.NONE:
-            return
+        if change is not c.ChangeKind.NONE:
+            self._event(command, memory.id, change, memory if before else None, None if before else memory)
+
+    def _event(
+        self,
+        command: c.CommandBase,
+        memory_id: str,
+        change: c.ChangeKind,
+        before: c.Memory | None,
+        after: c.Memory | None,
+    ) -> None:
         self.events.append(
             c.MemoryEvent(
-                request_id=command.request_id,
-                user_id=command.user_id,
-                app=command.app,
-                memory_id=memory.id,
-                change=change,
-                before=memory if before else None,
-                after=None if before else memory,
+                request_id=command.request_id, user_id=command.user_id, app=command.app,
+                memory_id=memory_id, change=change, before=before, after=after,
             )
-        )
+        )  # fmt: skip
 
 
 class IngestService:
