@@ -99,6 +99,15 @@ def content_hash(user_id: str, text: str) -> str:
     return hashlib.sha256(f"{user_id}\x00{normalised}".encode()).hexdigest()
 
 
+def is_memory_id(value: str) -> bool:
+    """Whether a value has the shape of a memory id (a UUID)."""
+    try:
+        uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
 def memory_id_for(request_id: str, index: int) -> str:
     """A memory id derived from its command, so a redelivered command writes the same point."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"openmemory:{request_id}:{index}"))

@@ -87,7 +87,7 @@ class MemoryGateway:
 
     async def history(self, principal: c.Principal, memory_id: str) -> c.HistoryResponse:
         self._require(principal, "read")
-        if not _is_uuid(memory_id):
+        if not c.is_memory_id(memory_id):
             raise InvalidInput(f"not a memory id: {memory_id!r}")
         request = c.HistoryRequest(user_id=principal.user_id, memory_id=str(uuid.UUID(memory_id)))
         return await self.bus.query(
@@ -101,7 +101,7 @@ class MemoryGateway:
             raise InvalidInput("memory_ids is empty: give the ids of the memories to delete")
         if len(memory_ids) > c.MAX_IDS_PER_REQUEST:
             raise InvalidInput(f"at most {c.MAX_IDS_PER_REQUEST} ids per request")
-        malformed = [i for i in memory_ids if not _is_uuid(i)]
+        malformed = [i for i in memory_ids if not c.is_memory_id(i)]
         if malformed:
             raise InvalidInput(f"not memory ids: {', '.join(map(repr, malformed[:10]))}")
         ids = list(dict.fromkeys(str(uuid.UUID(i)) for i in memory_ids))
@@ -115,11 +115,3 @@ class MemoryGateway:
         self._require(principal, "write")
         command = c.DeleteAllCommand(user_id=principal.user_id, app=principal.app)
         return await self._submit(command)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return False
-    return True

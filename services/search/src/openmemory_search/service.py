@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
@@ -73,7 +72,7 @@ class SearchService:
     async def get(self, request: c.GetRequest) -> c.GetResponse:
         if len(request.memory_ids) > c.MAX_IDS_PER_REQUEST:
             raise InvalidInput(f"at most {c.MAX_IDS_PER_REQUEST} memory ids per request")
-        valid = [i for i in request.memory_ids if _is_uuid(i)]
+        valid = [i for i in request.memory_ids if c.is_memory_id(i)]
         found = await self.vectors.get(request.user_id, valid)
         found_ids = {m.id for m in found}
         missing = [i for i in request.memory_ids if i not in found_ids]
@@ -84,7 +83,7 @@ class SearchService:
         assert self.bus is not None, "history needs the bus"
         current = (
             await self.vectors.get(request.user_id, [request.memory_id])
-            if _is_uuid(request.memory_id)
+            if c.is_memory_id(request.memory_id)
             else []
         )
         events = [e for e in await self.bus.events_of(request.user_id) if e.memory_id == request.memory_id]
@@ -105,11 +104,3 @@ class SearchService:
             for n in found
         ]  # fmt: skip
         return c.GraphResponse(entity=request.entity, edges=edges)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
