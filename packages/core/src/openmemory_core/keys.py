@@ -55,6 +55,13 @@ async def create_key(
     return token, record
 
 
+def presented_token(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request presents: `Authorization: Bearer <key>`, else `X-API-Key: <key>`."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    return x_api_key or None
+
+
 async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None = None) -> Principal:
     """Turn a presented token into the principal it stands for, or refuse it.
 

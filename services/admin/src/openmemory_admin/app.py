@@ -12,7 +12,7 @@ from nats.js.kv import KeyValue
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import OpenMemoryError
-from openmemory_core.keys import verify_key
+from openmemory_core.keys import presented_token, verify_key
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>OpenMemory</title>
@@ -31,11 +31,8 @@ async def principal(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> c.Principal:
     """The caller, by the same API key that MCP clients use."""
-    token = (
-        authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
-    )
     try:
-        found = await verify_key(request.app.state.keys, token or x_api_key)
+        found = await verify_key(request.app.state.keys, presented_token(authorization, x_api_key))
     except OpenMemoryError as exc:
         raise HTTPException(exc.http_status, exc.message, headers={"WWW-Authenticate": "Bearer"}) from exc
     if not found.can("read"):

@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openmemory_core.errors import OpenMemoryError
-from openmemory_core.keys import verify_key
+from openmemory_core.keys import presented_token, verify_key
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.telemetry import AUTH_FAILURES
 from openmemory_gateway.service import MemoryGateway
@@ -54,12 +54,9 @@ def route_of(path: str) -> McpRoute | None:
     return McpRoute(kind, client, f"/mcp/{client}")
 
 
-def _bearer(scope: Scope) -> str | None:
+def _token(scope: Scope) -> str | None:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return headers.get("x-api-key") or None
+    return presented_token(headers.get("authorization"), headers.get("x-api-key"))
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
@@ -90,7 +87,7 @@ class GatewayFront:
             await self.api(scope, receive, send)
             return
         try:
-            principal = await verify_key(self.keys, _bearer(scope), route.client)
+            principal = await verify_key(self.keys, _token(scope), route.client)
         except OpenMemoryError as exc:
             AUTH_FAILURES.labels(str(exc.http_status)).inc()
             await _refuse(send, exc.http_status, exc.message)
