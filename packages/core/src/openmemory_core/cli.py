@@ -16,7 +16,7 @@ from openmemory_core.bus import Bus
 from openmemory_core.contracts import ANY_APP
 from openmemory_core.embedded import embedded_nats
 from openmemory_core.errors import ConfigurationError, OpenMemoryError
-from openmemory_core.runtime import BUS, Runtime, data_dir_lock, read_endpoints, run
+from openmemory_core.runtime import BUS, Runtime, data_dir_lock, health_port, read_endpoints, run
 from openmemory_core.settings import Settings
 from openmemory_core.telemetry import configure_logging
 
@@ -127,16 +127,10 @@ async def _keys(args: argparse.Namespace) -> int:
 
 
 def _healthcheck(settings: Settings, target: str) -> int:
-    """The port that serves /healthz for a target: the gateway's, else the dashboard's, else ops."""
+    """Exit 0 when the process of this target answers /healthz (the container's health check)."""
     import httpx
 
-    names = {n.strip() for n in target.split(",")}
-    if names & {"all", "gateway"}:
-        port = settings.gateway.port
-    elif "admin" in names:
-        port = settings.admin.port
-    else:
-        port = settings.ops.port
+    port = health_port(target, settings.gateway.port, settings.admin.port, settings.ops.port)
     try:
         ok = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
     except httpx.HTTPError:

@@ -80,6 +80,14 @@ def resolve_targets(target: str, registry: dict[str, Component]) -> list[Compone
     return sorted((registry[n] for n in dict.fromkeys(names)), key=lambda c: (c.order, c.name))
 
 
+def health_port(target: str, gateway: int, admin: int, ops: int) -> int:
+    """Where a process serves `/healthz`: the gateway's port, else the dashboard's, else the ops port."""
+    names = {n.strip() for n in target.split(",")}
+    if names & {"all", "gateway"}:
+        return gateway
+    return admin if "admin" in names else ops
+
+
 @dataclass
 class HttpService:
     name: str

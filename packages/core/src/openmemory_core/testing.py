@@ -27,6 +27,7 @@ from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_falkordb, embedded_nats, free_port
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.graph import GraphStore, open_graph_store
+from openmemory_core.runtime import health_port
 from openmemory_core.vectors import QdrantVectorStore, VectorStore
 
 
@@ -179,8 +180,7 @@ def start_system(
     ]  # fmt: skip
     with log_path.open("ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    names = set(target.split(","))
-    health_port = gateway_port if names & {"gateway", "all"} else admin_port if "admin" in names else ops_port
+    port = health_port(target, gateway_port, admin_port, ops_port)
     system = RunningSystem(
         process, data_dir, f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{admin_port}", log_path, env
     )
@@ -189,7 +189,7 @@ def start_system(
         if process.poll() is not None:
             raise RuntimeError(f"openmemory exited with {process.returncode}:\n{system.log()[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{health_port}{ready_path}", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200:
                 return system
         time.sleep(0.1)
     system.stop()
