@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 KS = (5, 10)
 
 
+def p95(values: list[float]) -> float | None:
+    """The 95th percentile (nearest rank) of some timings; None when there are none."""
+    return sorted(values)[max(0, round(0.95 * len(values)) - 1)] if values else None
+
+
 @dataclass
 class Tally:
     """Sums of per-question scores, for one retriever and one slice of the questions."""

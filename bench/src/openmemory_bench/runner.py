@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from openmemory_bench.locomo import CATEGORIES, Conversation, load
-from openmemory_bench.retrieval import Scoreboard
+from openmemory_bench.retrieval import Scoreboard, p95
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_falkordb, embedded_nats
@@ -132,13 +132,9 @@ async def ingest(s: Stack, conversations: list[Conversation], latency_samples: i
         "owner": owner,
         "memories": len(pending),
         "add_to_searchable_p50": statistics.median(latencies) if latencies else None,
-        "add_to_searchable_p95": _p95(latencies),
+        "add_to_searchable_p95": p95(latencies),
         "memories_per_s": len(rest) / elapsed if rest else None,
     }
-
-
-def _p95(values: list[float]) -> float | None:
-    return sorted(values)[max(0, round(0.95 * len(values)) - 1)] if values else None
 
 
 def _turns(memory_ids: list[str], owner: dict[str, list[str]]) -> list[str]:
@@ -176,7 +172,7 @@ async def ask(
                 category, _turns([h.memory.id for h in dense], owner[user]), question.evidence
             )
     return {"boards": {name: board.report() for name, board in boards.items()},
-            "search_p50": statistics.median(latencies), "search_p95": _p95(latencies)}  # fmt: skip
+            "search_p50": statistics.median(latencies), "search_p95": p95(latencies)}  # fmt: skip
 
 
 def _ratios(hybrid: dict[str, float], baseline: dict[str, float]) -> dict[str, float | None]:

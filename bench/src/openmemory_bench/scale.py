@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from openmemory_bench.retrieval import p95
 from openmemory_bench.runner import stack
 from openmemory_core import contracts as c
 from openmemory_core.keywords import document_vector
@@ -117,10 +118,9 @@ async def run(sizes: list[int], questions: int = 200, engine: str = "edge") -> d
                         30,
                     )
                     latencies.append(1000 * (time.perf_counter() - t0))
-                latencies.sort()
                 results["sizes"][str(size)] = {
                     "search_p50_ms": round(statistics.median(latencies), 2),
-                    "search_p95_ms": round(latencies[max(0, round(0.95 * len(latencies)) - 1)], 2),
+                    "search_p95_ms": round(p95(latencies) or 0.0, 2),
                     "queries": len(latencies),
                     "build_s": round(build, 1),
                 }
