@@ -9,7 +9,7 @@ import httpx
 import pytest
 from e2e_support import ToolFailed, add_search_list_delete, mcp_client, mcp_sse_client, new_key
 
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_core.testing import RunningSystem, eventually, start_system, unique
 
 
 def test_keys_create_prints_the_key_and_nothing_else(all_in_one: RunningSystem) -> None:
@@ -172,6 +172,11 @@ async def test_first_start_prints_urls_and_a_key_and_a_restart_keeps_the_data(tm
     data = tmp_path / "data"
     system = start_system(data)
     try:
+        # The banner follows readiness by a moment: the health endpoint answers first.
+        async def banner_printed() -> bool:
+            return "Press Ctrl-C to stop." in system.log()
+
+        await eventually(banner_printed)
         banner = system.log()
         assert f"MCP URL:    {system.mcp_url}" in banner and "Dashboard:" in banner
         key = system.first_key()

@@ -60,7 +60,9 @@ async def services(
     await worker.start()
     await serve(search_bus, SearchService(vectors, graph, embedder, SearchSettings(), search_bus))
     try:
-        yield MemoryGateway(gateway_bus, GatewaySettings(add_wait_seconds=20))
+        yield MemoryGateway(
+            gateway_bus, GatewaySettings(add_wait_seconds=20), await gateway_bus.apps_bucket()
+        )
     finally:
         await worker.stop()
         for bus in (ingest_bus, search_bus, gateway_bus):

@@ -103,7 +103,18 @@ class Bus:
                 retention=RetentionPolicy.LIMITS,
             )
         )
+        await self._ensure_stream(
+            StreamConfig(
+                name=c.ACCESS_STREAM,
+                subjects=[f"{c.ACCESS_SUBJECT_PREFIX}.>"],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS,
+                max_msgs_per_subject=10_000,  # the access log keeps each user's latest 10,000 reads
+            )
+        )
         await self.keys_bucket()
+        await self.apps_bucket()
+        await self.settings_bucket()
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         assert config.name is not None
@@ -114,12 +125,23 @@ class Bus:
                 await self.js.add_stream(config)
 
     async def keys_bucket(self) -> KeyValue:
+        return await self._bucket(c.KEYS_BUCKET)
+
+    async def apps_bucket(self) -> KeyValue:
+        return await self._bucket(c.APPS_BUCKET)
+
+    async def settings_bucket(self) -> KeyValue:
+        return await self._bucket(c.SETTINGS_BUCKET)
+
+    async def _bucket(self, name: str) -> KeyValue:
         try:
-            return await self.js.key_value(c.KEYS_BUCKET)
+            return await self.js.key_value(name)
         except nats.js.errors.BucketNotFoundError:
-            return await self.js.create_key_value(
-                KeyValueConfig(bucket=c.KEYS_BUCKET, history=5, storage=StorageType.FILE)
-            )
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # a sibling made it meanwhile
+                return await self.js.create_key_value(
+                    KeyValueConfig(bucket=name, history=5, storage=StorageType.FILE)
+                )
+            return await self.js.key_value(name)
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -165,31 +187,63 @@ class Bus:
         )
 
     async def events_of(self, user_id: str, batch: int = 256) -> list[c.MemoryEvent]:
-        """Every stored event of one user, oldest first (an ephemeral consumer on the user's subject)."""
-        subject = c.event_subject(user_id)
-        info = await self.js.stream_info(c.EVENTS_STREAM, subjects_filter=subject)
+        """Every stored event of one user, oldest first."""
+        found = await self.read_subject(c.EVENTS_STREAM, c.event_subject(user_id), batch)
+        return [c.MemoryEvent.model_validate_json(m.data) for m in found]
+
+    async def record_access(self, record: c.AccessRecord) -> None:
+        await self.js.publish(
+            c.access_subject(record.user_id), record.model_dump_json().encode(), timeout=5.0
+        )
+
+    async def accesses_of(self, user_id: str) -> list[c.AccessRecord]:
+        """One user's access log, oldest first."""
+        found = await self.read_subject(c.ACCESS_STREAM, c.access_subject(user_id))
+        return [c.AccessRecord.model_validate_json(m.data) for m in found]
+
+    async def read_subject(self, stream: str, subject: str, batch: int = 256) -> list[Msg]:
+        """Every stored message of one subject, oldest first (an ephemeral consumer)."""
+        info = await self.js.stream_info(stream, subjects_filter=subject)
         if not (info.state.subjects or {}).get(subject):
             return []
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0
         )
-        sub = await self.js.pull_subscribe(subject, stream=c.EVENTS_STREAM, config=config)
-        events: list[c.MemoryEvent] = []
+        sub = await self.js.pull_subscribe(subject, stream=stream, config=config)
+        found: list[Msg] = []
         try:
             while True:
                 msgs = await sub.fetch(batch, timeout=2.0)
-                events.extend(c.MemoryEvent.model_validate_json(m.data) for m in msgs)
+                found.extend(msgs)
                 if not msgs or msgs[-1].metadata.num_pending == 0:
-                    return events
+                    return found
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+    async def dead_letters(self) -> list[tuple[int, c.DeadLetter]]:
+        """Every parked command with its stream sequence, oldest first."""
+        found = await self.read_subject(c.DEAD_LETTER_STREAM, c.DEAD_LETTER_SUBJECT)
+        return [(m.metadata.sequence.stream, c.DeadLetter.model_validate_json(m.data)) for m in found]
+
+    async def discard_dead_letter(self, sequence: int) -> None:
+        await self.js.delete_msg(c.DEAD_LETTER_STREAM, sequence)
+
+    async def retry_dead_letter(self, sequence: int, letter: c.DeadLetter) -> None:
+        """Send a parked command again, then take it off the dead letters. The message id is new,
+        so JetStream's duplicate window does not drop it; ingest's writes are idempotent."""
+        headers = {"Nats-Msg-Id": f"{letter.request_id}:retry:{sequence}"}
+        try:
+            await self.js.publish(letter.subject, letter.payload.encode(), headers=headers, timeout=5.0)
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
+            raise Unavailable(f"the command bus did not confirm the retry: {exc}") from exc
+        await self.js.delete_msg(c.DEAD_LETTER_STREAM, sequence)
 
     async def publish_dead_letter(self, letter: c.DeadLetter) -> None:
         await self.js.publish(
             c.DEAD_LETTER_SUBJECT,
             letter.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": f"dlq:{letter.request_id}"},
+            headers={"Nats-Msg-Id": f"dlq:{letter.request_id}:{letter.command_sequence}"},
             timeout=5.0,
         )
 

@@ -64,7 +64,7 @@ async def _first_key_lines(runtime: Runtime) -> list[str]:
     path = runtime.data_dir / FIRST_KEY_FILE
     user = runtime.settings.core.default_user
     if not path.exists():
-        token, _ = await keys.create_key(kv, user, label="first key")
+        token, _ = await keys.create_key(kv, user, scopes=("read", "write", "admin"), label="first key")
         path.touch(mode=0o600)
         path.write_text(token + "\n")
     token = path.read_text().strip()

@@ -27,6 +27,10 @@ QUERY_SUBJECT_PREFIX = "om.query"
 SEARCH_QUEUE_GROUP = "om-search"
 INGEST_DURABLE_PREFIX = "ingest-p"
 KEYS_BUCKET = "om_api_keys"
+APPS_BUCKET = "om_apps"
+SETTINGS_BUCKET = "om_settings"
+ACCESS_STREAM = "OM_ACCESS"
+ACCESS_SUBJECT_PREFIX = "om.access"
 
 #: Commands are partitioned by user so that one user's commands are applied in order:
 #: each partition has one durable consumer with at most one command in flight.
@@ -55,6 +59,15 @@ def event_subject(user_id: str) -> str:
     return f"{EVENTS_SUBJECT_PREFIX}.{subject_token(user_id)}"
 
 
+def access_subject(user_id: str) -> str:
+    return f"{ACCESS_SUBJECT_PREFIX}.{subject_token(user_id)}"
+
+
+def app_key(user_id: str, app: str) -> str:
+    """The KV key of one user's settings for one app."""
+    return f"{subject_token(user_id)}.{subject_token(app)}"
+
+
 def result_subject(request_id: str) -> str:
     return f"{RESULT_SUBJECT_PREFIX}.{request_id}"
 
@@ -71,6 +84,9 @@ class Query(StrEnum):
     GET = "get"
     HISTORY = "history"
     GRAPH = "graph"
+    BROWSE = "browse"
+    STATS = "stats"
+    USER_GRAPH = "user_graph"
 
     @property
     def subject(self) -> str:
@@ -154,6 +170,33 @@ class Memory(BaseModel):
     request_id: str
 
 
+class AppRecord(BaseModel):
+    """One user's access settings for one app (MCP client): enforced by gateway and search."""
+
+    user_id: str
+    app: str
+    paused: bool = False
+    can_read: bool = True
+    can_write: bool = True
+    updated_at: datetime = Field(default_factory=lambda: now())
+
+    def allows(self, scope: str) -> bool:
+        if self.paused:
+            return False
+        return {"read": self.can_read, "write": self.can_write}.get(scope, True)
+
+
+class AccessRecord(BaseModel):
+    """Which memories an app was shown, and why: the access log."""
+
+    user_id: str
+    app: str
+    kind: Literal["search", "get", "list"]
+    query: str | None = None
+    memory_ids: list[str]
+    at: datetime = Field(default_factory=lambda: now())
+
+
 class Principal(BaseModel):
     """Who is asking: decided by the API key, never by a URL."""
 
@@ -207,7 +250,55 @@ class ReembedCommand(CommandBase):
     from_model_tag: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,120}$")
 
 
-AnyCommand = AddCommand | DeleteCommand | DeleteAllCommand | ReembedCommand
+class EditCommand(CommandBase):
+    """Replace a memory's text by hand: re-extracted, re-embedded and re-linked in the graph."""
+
+    kind: Literal["edit"] = "edit"
+    memory_id: str
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+
+
+class SetStateCommand(CommandBase):
+    """Pause, archive or make active again: only active memories are searched."""
+
+    kind: Literal["set_state"] = "set_state"
+    memory_ids: list[str] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
+    state: Literal[MemoryState.ACTIVE, MemoryState.PAUSED, MemoryState.ARCHIVED]
+
+
+class ImportedMemory(BaseModel):
+    """One memory of an export, ours or OpenMemory's, as ingest takes it in."""
+
+    id: str | None = None
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    app: str = "import"
+    state: MemoryState = MemoryState.ACTIVE
+    categories: list[str] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    occurred_at: datetime | None = None
+
+
+MAX_IMPORT_BATCH = 100
+
+
+class ImportCommand(CommandBase):
+    """A batch of exported memories, kept verbatim (no inference), with their ids where free."""
+
+    kind: Literal["import"] = "import"
+    memories: list[ImportedMemory] = Field(min_length=1, max_length=MAX_IMPORT_BATCH)
+
+
+AnyCommand = (
+    AddCommand
+    | DeleteCommand
+    | DeleteAllCommand
+    | ReembedCommand
+    | EditCommand
+    | SetStateCommand
+    | ImportCommand
+)
 Command = Annotated[AnyCommand, Field(discriminator="kind")]
 
 
@@ -260,6 +351,7 @@ class DeadLetter(BaseModel):
     subject: str
     error: str
     payload: str
+    command_sequence: int | None = None  # the command's place in its stream: one letter per delivery run
     at: datetime = Field(default_factory=now)
 
 
@@ -286,6 +378,7 @@ class SearchFilters(BaseModel):
 
 class SearchRequest(BaseModel):
     user_id: str
+    app: str | None = None  # the asking app: search re-checks its read permission
     query: str
     limit: int = Field(default=10, ge=1, le=100)
     filters: SearchFilters = Field(default_factory=SearchFilters)
@@ -293,12 +386,14 @@ class SearchRequest(BaseModel):
 
 class ListRequest(BaseModel):
     user_id: str
+    app: str | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     offset: str | None = None
 
 
 class GetRequest(BaseModel):
     user_id: str
+    app: str | None = None
     memory_ids: list[str]
 
 
@@ -335,6 +430,69 @@ class GraphEdge(BaseModel):
 class GraphResponse(BaseModel):
     entity: str
     edges: list[GraphEdge]
+
+
+SORTS = ("created_desc", "created_asc", "updated_desc", "time_desc", "time_asc")
+
+
+class BrowseRequest(BaseModel):
+    """The dashboard's memory list: every state but deleted, filtered, sorted, one page at a time."""
+
+    user_id: str
+    text: str | None = Field(default=None, max_length=MAX_QUERY_CHARS)
+    app: str | None = None
+    category: str | None = None
+    states: list[MemoryState] = Field(
+        default_factory=lambda: [MemoryState.ACTIVE, MemoryState.PAUSED, MemoryState.ARCHIVED]
+    )
+    since: datetime | None = None
+    until: datetime | None = None
+    sort: Literal["created_desc", "created_asc", "updated_desc", "time_desc", "time_asc"] = "created_desc"
+    page: int = Field(default=1, ge=1)
+    page_size: int = Field(default=25, ge=1, le=200)
+
+
+class BrowseResponse(BaseModel):
+    memories: list[Memory]
+    total: int
+    page: int
+    page_size: int
+
+
+class StatsRequest(BaseModel):
+    user_id: str
+
+
+class Count(BaseModel):
+    name: str
+    count: int
+
+
+class StatsResponse(BaseModel):
+    total: int
+    by_state: dict[str, int]
+    by_app: list[Count]
+    by_category: list[Count]
+    per_day: list[Count]  # name is the day (YYYY-MM-DD) the memory was created
+
+
+class UserGraphRequest(BaseModel):
+    user_id: str
+    limit: int = Field(default=500, ge=1, le=5000)
+
+
+class Triple(BaseModel):
+    subject: str
+    relation: str
+    object: str
+    memory_id: str
+    valid_from: str | None = None
+    valid_to: str | None = None
+
+
+class UserGraphResponse(BaseModel):
+    entities: list[str]
+    relations: list[Triple]
 
 
 class ScoredMemory(BaseModel):
@@ -379,5 +537,6 @@ class ApiKeyRecord(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: ["read", "write"])
     created_at: datetime = Field(default_factory=now)
     expires_at: datetime | None = None
+    last_used_at: datetime | None = None
     revoked: bool = False
     label: str = ""

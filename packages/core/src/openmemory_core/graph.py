@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from openmemory_core.contracts import Memory
+from openmemory_core.contracts import Memory, Triple
 from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.telemetry import store_call
 
@@ -54,6 +54,7 @@ class GraphStore(Protocol):
         ...
 
     async def neighbours(self, user_id: str, name: str) -> list[Neighbour]: ...
+    async def relations_of_user(self, user_id: str, limit: int) -> list[Triple]: ...
     async def entities_of(self, user_id: str, memory_id: str) -> list[str]: ...
     async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]: ...
     async def ping(self) -> bool: ...
@@ -142,6 +143,13 @@ RETURN m.id, count(e) AS matched ORDER BY matched DESC LIMIT $limit
 """
 
 
+USER_RELATIONS = """
+MATCH (s:Entity {user_id: $user_id})-[r:RELATES]->(o:Entity)
+RETURN s.name, r.type, o.name, r.memory_id, r.valid_from, r.valid_to
+ORDER BY r.valid_from DESC LIMIT $limit
+"""
+
+
 def _add_params(memory: Memory) -> dict[str, Any]:
     kinds = memory.entity_kinds
 
@@ -225,6 +233,14 @@ class GraphQueries:
                     Neighbour(str(kind), direction, str(other), str(memory_id), valid_from, valid_to)
                 )
         return found
+
+    async def relations_of_user(self, user_id: str, limit: int) -> list[Triple]:
+        """The user's whole graph, newest relations first, at most `limit` of them."""
+        rows = await self._query("user_relations", USER_RELATIONS, {"user_id": user_id, "limit": limit})
+        return [
+            Triple(subject=str(s), relation=str(t), object=str(o), memory_id=str(m), valid_from=f, valid_to=v)
+            for s, t, o, m, f, v in rows
+        ]
 
     async def ping(self) -> bool:
         try:

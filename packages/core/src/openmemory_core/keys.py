@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
+from datetime import datetime, timedelta
 
+import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
@@ -16,6 +19,7 @@ KEY_PREFIX = "om_"
 _KEY_SHAPE = re.compile(r"^om_[0-9a-f]{8}_[A-Za-z0-9_-]{32,64}$")
 _NAME = re.compile(ID_NAME_PATTERN)
 SCOPES = ("read", "write", "admin")
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def key_id(token: str) -> str:
@@ -38,6 +42,7 @@ async def create_key(
     app: str = ANY_APP,
     scopes: tuple[str, ...] = ("read", "write"),
     label: str = "",
+    expires_at: datetime | None = None,
 ) -> tuple[str, ApiKeyRecord]:
     """Mint a key; the token is returned once and never stored."""
     validate_name("user", user_id)
@@ -46,11 +51,16 @@ async def create_key(
     unknown = set(scopes) - set(SCOPES)
     if unknown or not scopes:
         raise InvalidInput(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+    if expires_at is not None and expires_at <= now():
+        raise InvalidInput("the expiry is in the past")
+    if len(label) > 200:
+        raise InvalidInput("the label is longer than 200 characters")
     prefix = secrets.token_hex(4)
     token = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     record = ApiKeyRecord(
-        key_id=key_id(token), prefix=prefix, user_id=user_id, app=app, scopes=list(scopes), label=label
-    )
+        key_id=key_id(token), prefix=prefix, user_id=user_id, app=app, scopes=list(scopes), label=label,
+        expires_at=expires_at,
+    )  # fmt: skip
     await kv.create(record.key_id, record.model_dump_json().encode())
     return token, record
 
@@ -92,7 +102,19 @@ async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None 
         app = requested_app
     if app == ANY_APP:
         app = "default"
+    await _touch(kv, record, entry.revision)
     return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
+
+
+async def _touch(kv: KeyValue, record: ApiKeyRecord, revision: int | None) -> None:
+    """Record when a key was last used, at most once a minute. A compare-and-set on the entry's
+    revision: it never overwrites a revocation that happened meanwhile."""
+    moment = now()
+    if record.last_used_at is not None and moment - record.last_used_at < LAST_USED_RESOLUTION:
+        return
+    updated = record.model_copy(update={"last_used_at": moment})
+    with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError, nats.errors.Error):
+        await kv.update(record.key_id, updated.model_dump_json().encode(), last=revision)
 
 
 async def list_keys(kv: KeyValue, user_id: str | None = None) -> list[ApiKeyRecord]:
@@ -113,9 +135,10 @@ async def list_keys(kv: KeyValue, user_id: str | None = None) -> list[ApiKeyReco
     return sorted(records, key=lambda r: r.created_at)
 
 
-async def revoke_key(kv: KeyValue, prefix: str) -> ApiKeyRecord:
-    """Revoke by the short prefix shown in listings (the part after `om_`)."""
-    matches = [r for r in await list_keys(kv) if r.prefix == prefix and not r.revoked]
+async def revoke_key(kv: KeyValue, prefix: str, user_id: str | None = None) -> ApiKeyRecord:
+    """Revoke by the short prefix shown in listings (the part after `om_`); with `user_id`, only
+    one of that user's keys."""
+    matches = [r for r in await list_keys(kv, user_id) if r.prefix == prefix and not r.revoked]
     if not matches:
         raise NotFound(f"no active key with prefix {prefix!r}")
     record = matches[0].model_copy(update={"revoked": True})

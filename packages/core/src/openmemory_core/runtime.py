@@ -28,13 +28,14 @@ from starlette.types import ASGIApp
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import SupervisedProcess, embedded_falkordb, embedded_nats
 from openmemory_core.errors import ConfigurationError
-from openmemory_core.settings import Settings
+from openmemory_core.settings import LLMSettings, Settings
 from openmemory_core.telemetry import configure_tracing, metrics_endpoint, shutdown_tracing
 
 if TYPE_CHECKING:  # the stores' client libraries load only in processes that use them
     from openmemory_core.embeddings import Embedder
     from openmemory_core.extraction import Extractor
     from openmemory_core.graph import GraphStore
+    from openmemory_core.stored_settings import StoredSettings
     from openmemory_core.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -175,12 +176,23 @@ class Runtime:
                 self.health.checks["nats"] = lambda: _true(bus.connected)
             return self._bus
 
+    async def stored_settings(self) -> StoredSettings:
+        """What was saved from the dashboard, on top of the environment's settings."""
+        from openmemory_core.stored_settings import load
+
+        stored, _ = await load(await (await self.bus()).settings_bucket())
+        return stored
+
     async def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from openmemory_core.stored_settings import effective_embedder
+
+            settings = effective_embedder(self.settings.embedder, await self.stored_settings())
         async with self._lock:
             if self._embedder is None:
                 from openmemory_core.embeddings import open_embedder
 
-                self._embedder = await asyncio.to_thread(open_embedder, self.settings.embedder)
+                self._embedder = await asyncio.to_thread(open_embedder, settings)
             return self._embedder
 
     def use_embedder(self, embedder: Embedder) -> None:
@@ -189,14 +201,9 @@ class Runtime:
 
     async def extractor(self) -> Extractor:
         if self._extractor is None:
-            if self.settings.llm.extractor == "llm":
-                from openmemory_core.llm_extraction import LLMExtractor
+            from openmemory_core.stored_settings import effective_llm
 
-                self._extractor = LLMExtractor(self.settings.llm)
-            else:
-                from openmemory_core.extraction import LocalExtractor
-
-                self._extractor = LocalExtractor()
+            self._extractor = build_extractor(effective_llm(self.settings.llm, await self.stored_settings()))
         return self._extractor
 
     async def vectors(self) -> VectorStore:
@@ -238,6 +245,17 @@ class Runtime:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer.close()
+
+
+def build_extractor(settings: LLMSettings) -> Extractor:
+    """The extractor the settings ask for: the local rules, or an LLM."""
+    if settings.extractor == "llm":
+        from openmemory_core.llm_extraction import LLMExtractor
+
+        return LLMExtractor(settings)
+    from openmemory_core.extraction import LocalExtractor
+
+    return LocalExtractor()
 
 
 async def _true(value: bool) -> bool:

@@ -6,9 +6,11 @@ import asyncio
 import logging
 import uuid
 
+from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from openmemory_core import contracts as c
+from openmemory_core.apps import require_app
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Forbidden, InvalidInput, OpenMemoryError
 from openmemory_core.settings import GatewaySettings
@@ -25,13 +27,31 @@ class Accepted(BaseModel):
 
 
 class MemoryGateway:
-    def __init__(self, bus: Bus, settings: GatewaySettings) -> None:
+    def __init__(self, bus: Bus, settings: GatewaySettings, apps: KeyValue) -> None:
         self.bus = bus
         self.settings = settings
+        self.apps = apps
 
-    def _require(self, principal: c.Principal, scope: str) -> None:
+    async def _require(self, principal: c.Principal, scope: str) -> None:
+        """The key's scope, then the app's standing with its user (paused, read, write)."""
         if not principal.can(scope):
             raise Forbidden(f"this API key does not have the {scope!r} scope")
+        await require_app(self.apps, principal.user_id, principal.app, scope)
+
+    async def _accessed(
+        self, principal: c.Principal, kind: str, memories: list[c.Memory], query: str | None
+    ) -> None:
+        """Add to the access log; a read is never failed for want of its log line."""
+        if not memories:
+            return
+        record = c.AccessRecord.model_validate(
+            {"user_id": principal.user_id, "app": principal.app, "kind": kind, "query": query,
+             "memory_ids": [m.id for m in memories]}
+        )  # fmt: skip
+        try:
+            await self.bus.record_access(record)
+        except Exception:
+            log.warning("could not record an access of %s memories", len(memories), exc_info=True)
 
     async def _submit(self, command: c.AnyCommand) -> c.CommandResult | Accepted:
         """Publish durably, then wait a short while for ingest to apply it."""
@@ -49,7 +69,7 @@ class MemoryGateway:
         return done
 
     async def add(self, principal: c.Principal, text: str, infer: bool) -> c.CommandResult | Accepted:
-        self._require(principal, "write")
+        await self._require(principal, "write")
         if not text.strip():
             raise InvalidInput("text is empty: give the memory to add")
         if len(text) > self.settings.max_text_chars:
@@ -60,7 +80,7 @@ class MemoryGateway:
     async def search(
         self, principal: c.Principal, query: str, limit: int, filters: c.SearchFilters | None = None
     ) -> c.SearchResponse:
-        self._require(principal, "read")
+        await self._require(principal, "read")
         if not query.strip():
             raise InvalidInput("query is empty: say what to look for")
         if len(query) > c.MAX_QUERY_CHARS:
@@ -68,25 +88,36 @@ class MemoryGateway:
         filters = filters or c.SearchFilters()
         if filters.since and filters.until and filters.since > filters.until:
             raise InvalidInput("'since' is after 'until'")
-        request = c.SearchRequest(user_id=principal.user_id, query=query, limit=limit, filters=filters)
-        return await self.bus.query(
+        request = c.SearchRequest(
+            user_id=principal.user_id, app=principal.app, query=query, limit=limit, filters=filters
+        )
+        found = await self.bus.query(
             c.Query.SEARCH, request, c.SearchResponse, self.settings.query_timeout_seconds
         )
+        await self._accessed(principal, "search", [h.memory for h in found.hits], query)
+        return found
 
     async def list_memories(self, principal: c.Principal, limit: int) -> c.ListResponse:
-        self._require(principal, "read")
-        request = c.ListRequest(user_id=principal.user_id, limit=limit)
-        return await self.bus.query(
+        await self._require(principal, "read")
+        request = c.ListRequest(user_id=principal.user_id, app=principal.app, limit=limit)
+        found = await self.bus.query(
             c.Query.LIST, request, c.ListResponse, self.settings.query_timeout_seconds
         )
+        await self._accessed(principal, "list", found.memories, None)
+        return found
 
-    async def get(self, principal: c.Principal, memory_ids: list[str]) -> c.GetResponse:
-        self._require(principal, "read")
-        request = c.GetRequest(user_id=principal.user_id, memory_ids=memory_ids)
-        return await self.bus.query(c.Query.GET, request, c.GetResponse, self.settings.query_timeout_seconds)
+    async def get(
+        self, principal: c.Principal, memory_ids: list[str], log_access: bool = True
+    ) -> c.GetResponse:
+        await self._require(principal, "read")
+        request = c.GetRequest(user_id=principal.user_id, app=principal.app, memory_ids=memory_ids)
+        found = await self.bus.query(c.Query.GET, request, c.GetResponse, self.settings.query_timeout_seconds)
+        if log_access:
+            await self._accessed(principal, "get", found.memories, None)
+        return found
 
     async def history(self, principal: c.Principal, memory_id: str) -> c.HistoryResponse:
-        self._require(principal, "read")
+        await self._require(principal, "read")
         if not c.is_memory_id(memory_id):
             raise InvalidInput(f"not a memory id: {memory_id!r}")
         request = c.HistoryRequest(user_id=principal.user_id, memory_id=str(uuid.UUID(memory_id)))
@@ -96,7 +127,7 @@ class MemoryGateway:
 
     async def delete(self, principal: c.Principal, memory_ids: list[str]) -> c.CommandResult | Accepted:
         """Delete the given memories; refuses the whole request if any id is not one of the user's."""
-        self._require(principal, "write")
+        await self._require(principal, "write")
         if not memory_ids:
             raise InvalidInput("memory_ids is empty: give the ids of the memories to delete")
         if len(memory_ids) > c.MAX_IDS_PER_REQUEST:
@@ -105,13 +136,13 @@ class MemoryGateway:
         if malformed:
             raise InvalidInput(f"not memory ids: {', '.join(map(repr, malformed[:10]))}")
         ids = list(dict.fromkeys(str(uuid.UUID(i)) for i in memory_ids))
-        found = await self.get(principal, ids)
+        found = await self.get(principal, ids, log_access=False)
         if found.missing:
             raise InvalidInput(f"no such memories: {', '.join(found.missing[:10])}; nothing was deleted")
         command = c.DeleteCommand(user_id=principal.user_id, app=principal.app, memory_ids=ids)
         return await self._submit(command)
 
     async def delete_all(self, principal: c.Principal) -> c.CommandResult | Accepted:
-        self._require(principal, "write")
+        await self._require(principal, "write")
         command = c.DeleteAllCommand(user_id=principal.user_id, app=principal.app)
         return await self._submit(command)

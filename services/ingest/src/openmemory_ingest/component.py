@@ -2,7 +2,90 @@
 
 from __future__ import annotations
 
-from openmemory_core.runtime import BUS, EMBEDDER, GRAPH, VECTORS, Component, Running, Runtime
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from nats.js.kv import KeyValue
+
+from openmemory_core.errors import OpenMemoryError
+from openmemory_core.runtime import (
+    BUS,
+    EMBEDDER,
+    GRAPH,
+    VECTORS,
+    Component,
+    Running,
+    Runtime,
+    build_extractor,
+)
+from openmemory_core.settings import LLMSettings
+from openmemory_core.stored_settings import effective_llm, load
+
+if TYPE_CHECKING:
+    from openmemory_ingest.service import IngestService
+    from openmemory_ingest.worker import IngestWorker
+
+log = logging.getLogger(__name__)
+
+
+class SettingsWatch:
+    """Applies the extractor settings saved from the dashboard to a running ingest, within about
+    `interval` seconds, without a restart. A setting that cannot be applied is logged, and the
+    extractor in use stays."""
+
+    def __init__(
+        self, kv: KeyValue, base: LLMSettings, service: IngestService, interval: float = 1.0
+    ) -> None:
+        self.kv = kv
+        self.base = base
+        self.service = service
+        self.interval = interval
+        self.revision = -1
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def apply_if_changed(self) -> None:
+        stored, revision = await load(self.kv)
+        if revision == self.revision:
+            return
+        self.revision = revision
+        try:
+            settings = effective_llm(self.base, stored)
+            self.service.extractor = build_extractor(settings)
+        except OpenMemoryError as exc:
+            log.error("the saved extractor settings cannot be applied: %s", exc.message)
+            return
+        self.service.similar = settings.similar_memories
+        log.info("extractor settings applied (revision %s): %s", revision, settings.extractor)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.apply_if_changed()
+            except Exception:
+                log.warning("reading the saved settings failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest-settings")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+
+
+class _Ingest:
+    def __init__(self, worker: IngestWorker, watch: SettingsWatch) -> None:
+        self.worker = worker
+        self.watch = watch
+
+    async def stop(self) -> None:
+        await self.watch.stop()
+        await self.worker.stop()
 
 
 async def start(runtime: Runtime) -> Running:
@@ -17,9 +100,13 @@ async def start(runtime: Runtime) -> Running:
         await runtime.extractor(),
         runtime.settings.llm.similar_memories,
     )
-    worker = IngestWorker(await runtime.bus(), service, runtime.settings.ingest)
+    bus = await runtime.bus()
+    watch = SettingsWatch(await bus.settings_bucket(), runtime.settings.llm, service)
+    await watch.apply_if_changed()
+    watch.start()
+    worker = IngestWorker(bus, service, runtime.settings.ingest)
     await worker.start()
-    return worker
+    return _Ingest(worker, watch)
 
 
 component = Component(name="ingest", uses=frozenset({BUS, VECTORS, GRAPH, EMBEDDER}), start=start, order=20)

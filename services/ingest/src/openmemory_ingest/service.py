@@ -85,6 +85,12 @@ class IngestService:
             return await self.delete(command, command.memory_ids)
         if isinstance(command, c.ReembedCommand):
             return await self.reembed(command)
+        if isinstance(command, c.EditCommand):
+            return await self.edit(command)
+        if isinstance(command, c.SetStateCommand):
+            return await self.set_state(command)
+        if isinstance(command, c.ImportCommand):
+            return await self.import_memories(command)
         return await self.delete_all(command)
 
     async def reembed(self, command: c.ReembedCommand, batch: int = 128) -> Applied:
@@ -207,13 +213,102 @@ class IngestService:
         new = self._memory(command, old.id, fact, text).model_copy(
             update={"app": old.app, "created_at": old.created_at, "request_id": old.request_id}
         )
-        (vector,) = await self.embedder.embed([text])
+        await self._rewrite(command, old, new, applied)
+
+    async def _rewrite(self, command: c.CommandBase, old: c.Memory, new: c.Memory, applied: Applied) -> None:
+        """Store a new version of a memory: vectors, then its graph part, which may close relations
+        the new text replaces (a move closes the old LIVES_IN) and reopen what the old one closed."""
+        (vector,) = await self.embedder.embed([new.text])
         async with stage("write_vectors"):
             await self.vectors.upsert([VectorRecord(new, vector, keyword_vector(new))])
         async with stage("write_graph"):
-            await self.graph.delete_memories(command.user_id, [old.id])
+            superseded: dict[str, str | None] = dict.fromkeys(
+                await self.graph.delete_memories(command.user_id, [old.id])
+            )
+            for closed in await self.graph.close_superseded(new, FUNCTIONAL):
+                superseded[closed] = new.id
             await self.graph.add_memory(new)
+        superseded.pop(new.id, None)
         applied.record_update(command, old, new)
+        await self._mark(command, superseded, applied)
+
+    async def edit(self, command: c.EditCommand) -> Applied:
+        """A hand edit: the new text is kept verbatim and analysed again (entities, relations,
+        categories, date), then stored under the same id."""
+        applied = Applied()
+        found = await self.vectors.get(command.user_id, [command.memory_id])
+        if not found:
+            raise InvalidInput(f"no such memory: {command.memory_id}")
+        old = found[0]
+        text = command.text.strip()
+        if not text:
+            raise InvalidInput("the new text is empty")
+        if text == old.text:
+            return applied
+        facts = await self.extractor.extract(text, False, old.occurred_at or old.created_at)
+        fact = facts[0] if facts else Fact(text)
+        new = old.model_copy(
+            update={
+                "text": text, "categories": fact.categories or old.categories, "entities": fact.entities,
+                "entity_kinds": fact.entity_kinds, "relations": fact.relations,
+                "updated_at": command.issued_at, "content_hash": c.content_hash(command.user_id, text),
+            }
+        )  # fmt: skip
+        await self._rewrite(command, old, new, applied)
+        return applied
+
+    async def set_state(self, command: c.SetStateCommand) -> Applied:
+        applied = Applied()
+        for old in await self.vectors.get(command.user_id, command.memory_ids):
+            if old.state == command.state:
+                continue
+            new = old.model_copy(update={"state": command.state, "updated_at": command.issued_at})
+            await self.vectors.set_payload(new)
+            applied.record_update(command, old, new)
+        return applied
+
+    async def import_memories(self, command: c.ImportCommand) -> Applied:
+        """Take in exported memories verbatim. An id is kept unless another user's memory has it;
+        then, as for a taken id, one derived from the command is used, so a redelivery is a no-op."""
+        applied = Applied()
+        wanted = [m.id for m in command.memories if m.id and c.is_memory_id(m.id)]
+        taken = await self.vectors.existing(wanted)
+        own = {m.id for m in await self.vectors.get(command.user_id, list(taken))}
+        memories: list[c.Memory] = []
+        for index, item in enumerate(command.memories):
+            memory_id = item.id if item.id in own or (item.id in wanted and item.id not in taken) else None
+            memory_id = memory_id or c.memory_id_for(command.request_id, index)
+            at = item.occurred_at or item.created_at or command.issued_at
+            facts = await self.extractor.extract(item.text, False, at)
+            fact = facts[0] if facts else Fact(item.text)
+            created = item.created_at or command.issued_at
+            memories.append(
+                c.Memory(
+                    id=memory_id, user_id=command.user_id, app=item.app, text=item.text, state=item.state,
+                    categories=item.categories if item.categories is not None else fact.categories,
+                    entities=fact.entities, entity_kinds=fact.entity_kinds, relations=fact.relations,
+                    created_at=created, updated_at=item.updated_at or created, occurred_at=item.occurred_at,
+                    metadata=item.metadata, content_hash=c.content_hash(command.user_id, item.text),
+                    request_id=command.request_id,
+                )
+            )  # fmt: skip
+        if item_states := [m for m in memories if m.state is c.MemoryState.DELETED]:
+            memories = [m for m in memories if m not in item_states]  # an export's deleted rows stay out
+        if not memories:
+            return applied
+        async with stage("embed"):
+            dense = await self.embedder.embed([m.text for m in memories])
+        async with stage("write_vectors"):
+            await self.vectors.upsert(
+                [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(memories, dense, strict=True)]
+            )
+        async with stage("write_graph"):
+            await self.graph.delete_memories(command.user_id, [m.id for m in memories])
+            for memory in memories:
+                await self.graph.add_memory(memory)
+        for memory in memories:
+            applied.record(command, c.ChangeKind.ADD, memory, before=False)
+        return applied
 
     async def _mark(
         self, command: c.CommandBase, superseded_by: Mapping[str, str | None], applied: Applied

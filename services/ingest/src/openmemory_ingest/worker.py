@@ -170,6 +170,7 @@ class IngestWorker:
             subject=msg.subject,
             error=reason,
             payload=msg.data.decode(errors="replace"),
+            command_sequence=msg.metadata.sequence.stream if msg.metadata else None,
         )
         await self.bus.publish_dead_letter(letter)
         await msg.ack_sync()  # the dead-letter stream holds it now

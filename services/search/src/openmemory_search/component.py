@@ -32,6 +32,9 @@ async def serve(bus: Bus, service: SearchService) -> None:
         (c.Query.GET, c.GetRequest, service.get),
         (c.Query.HISTORY, c.HistoryRequest, service.history),
         (c.Query.GRAPH, c.GraphRequest, service.graph_of),
+        (c.Query.BROWSE, c.BrowseRequest, service.browse),
+        (c.Query.STATS, c.StatsRequest, service.stats),
+        (c.Query.USER_GRAPH, c.UserGraphRequest, service.user_graph),
     ]
     for query, request_model, method in handlers:
 
@@ -50,9 +53,8 @@ async def start(runtime: Runtime) -> Running:
     from openmemory_search.service import SearchService
 
     bus = await runtime.bus()
-    service = SearchService(
-        await runtime.vectors(), await runtime.graph(), await runtime.embedder(), runtime.settings.search, bus
-    )
+    stores = (await runtime.vectors(), await runtime.graph(), await runtime.embedder())
+    service = SearchService(*stores, runtime.settings.search, bus, await bus.apps_bucket())
     await serve(bus, service)
     return _Search(runtime)
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+from nats.js.kv import KeyValue
 
 from openmemory_core import contracts as c
+from openmemory_core.apps import require_app
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import Embedder
 from openmemory_core.errors import InvalidInput, NotFound
@@ -24,15 +29,23 @@ class SearchService:
         embedder: Embedder,
         settings: SearchSettings,
         bus: Bus | None = None,
+        apps: KeyValue | None = None,
     ) -> None:
         self.bus = bus
+        self.apps = apps
         self.vectors = vectors
         self.graph = graph
         self.embedder = embedder
         self.settings = settings
         self.ranker = HybridRanker(WEIGHTS, k=RRF_K)
 
+    async def _check_app(self, user_id: str, app: str | None) -> None:
+        """Defence in depth: the gateway checked the app already; search checks again."""
+        if app is not None and self.apps is not None:
+            await require_app(self.apps, user_id, app, "read")
+
     async def search(self, request: c.SearchRequest) -> c.SearchResponse:
+        await self._check_app(request.user_id, request.app)
         query = request.query.strip()
         if not query:
             raise InvalidInput("the query is empty")
@@ -67,9 +80,11 @@ class SearchService:
         return [by_id[i] for i in ids if i in by_id and by_id[i].state == c.MemoryState.ACTIVE]
 
     async def list_memories(self, request: c.ListRequest) -> c.ListResponse:
+        await self._check_app(request.user_id, request.app)
         return c.ListResponse(memories=await self.vectors.list_memories(request.user_id, request.limit))
 
     async def get(self, request: c.GetRequest) -> c.GetResponse:
+        await self._check_app(request.user_id, request.app)
         if len(request.memory_ids) > c.MAX_IDS_PER_REQUEST:
             raise InvalidInput(f"at most {c.MAX_IDS_PER_REQUEST} memory ids per request")
         valid = [i for i in request.memory_ids if c.is_memory_id(i)]
@@ -104,3 +119,68 @@ class SearchService:
             for n in found
         ]  # fmt: skip
         return c.GraphResponse(entity=request.entity, edges=edges)
+
+    async def _all(self, user_id: str) -> list[c.Memory]:
+        return await self.vectors.list_memories(user_id, BROWSE_LIMIT, active_only=False)
+
+    async def browse(self, request: c.BrowseRequest) -> c.BrowseResponse:
+        """Every memory of the user that passes the filters, sorted, one page of them."""
+        if request.since and request.until and request.since > request.until:
+            raise InvalidInput("'since' is after 'until'")
+        needle = (request.text or "").strip().casefold()
+        states = set(request.states)
+        since = request.since.timestamp() if request.since else None
+        until = request.until.timestamp() if request.until else None
+
+        def keep(m: c.Memory) -> bool:
+            created = m.created_at.timestamp()
+            return (
+                m.state in states
+                and (not needle or needle in m.text.casefold())
+                and (request.app is None or m.app == request.app)
+                and (request.category is None or request.category in m.categories)
+                and (since is None or created >= since)
+                and (until is None or created <= until)
+            )
+
+        found = [m for m in await self._all(request.user_id) if keep(m)]
+        field, descending = SORT_KEYS[request.sort]
+        found.sort(key=field, reverse=descending)
+        start = (request.page - 1) * request.page_size
+        return c.BrowseResponse(
+            memories=found[start : start + request.page_size],
+            total=len(found),
+            page=request.page,
+            page_size=request.page_size,
+        )
+
+    async def stats(self, request: c.StatsRequest) -> c.StatsResponse:
+        memories = [m for m in await self._all(request.user_id) if m.state != c.MemoryState.DELETED]
+        by_state = Counter(m.state.value for m in memories)
+        by_app = Counter(m.app for m in memories)
+        by_category = Counter(cat for m in memories for cat in m.categories)
+        per_day = Counter(m.created_at.date().isoformat() for m in memories)
+        return c.StatsResponse(
+            total=len(memories),
+            by_state=dict(by_state),
+            by_app=[c.Count(name=k, count=v) for k, v in by_app.most_common()],
+            by_category=[c.Count(name=k, count=v) for k, v in by_category.most_common()],
+            per_day=[c.Count(name=k, count=per_day[k]) for k in sorted(per_day)],
+        )
+
+    async def user_graph(self, request: c.UserGraphRequest) -> c.UserGraphResponse:
+        triples = await self.graph.relations_of_user(request.user_id, request.limit)
+        entities = sorted({t.subject for t in triples} | {t.object for t in triples})
+        return c.UserGraphResponse(entities=entities, relations=triples)
+
+
+#: The dashboard's list reads a user's memories whole; beyond this many it shows the newest.
+BROWSE_LIMIT = 50_000
+
+SORT_KEYS: dict[str, tuple[Callable[[c.Memory], float], bool]] = {
+    "created_desc": (lambda m: m.created_at.timestamp(), True),
+    "created_asc": (lambda m: m.created_at.timestamp(), False),
+    "updated_desc": (lambda m: m.updated_at.timestamp(), True),
+    "time_desc": (lambda m: (m.occurred_at or m.created_at).timestamp(), True),
+    "time_asc": (lambda m: (m.occurred_at or m.created_at).timestamp(), False),
+}

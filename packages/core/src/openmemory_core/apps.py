@@ -1,0 +1,54 @@
+"""Per-app access control: each user can pause an app (an MCP client) or take away its read or write
+permission. Stored in a NATS KV bucket; the gateway checks it on every call and search again on
+every query it is given an app for."""
+
+from __future__ import annotations
+
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from openmemory_core import contracts as c
+from openmemory_core.errors import Forbidden
+
+
+async def get_app(kv: KeyValue, user_id: str, app: str) -> c.AppRecord:
+    """The app's settings for the user; an app never configured may do everything."""
+    try:
+        entry = await kv.get(c.app_key(user_id, app))
+    except nats.js.errors.KeyNotFoundError:
+        return c.AppRecord(user_id=user_id, app=app)
+    if not entry.value:
+        return c.AppRecord(user_id=user_id, app=app)
+    return c.AppRecord.model_validate_json(entry.value)
+
+
+async def put_app(kv: KeyValue, record: c.AppRecord) -> c.AppRecord:
+    record = record.model_copy(update={"updated_at": c.now()})
+    await kv.put(c.app_key(record.user_id, record.app), record.model_dump_json().encode())
+    return record
+
+
+async def app_records(kv: KeyValue, user_id: str) -> list[c.AppRecord]:
+    prefix = c.subject_token(user_id) + "."
+    try:
+        names = [n for n in await kv.keys() if n.startswith(prefix)]
+    except nats.js.errors.NoKeysError:
+        return []
+    records = []
+    for name in names:
+        try:
+            entry = await kv.get(name)
+        except nats.js.errors.KeyNotFoundError:
+            continue
+        if entry.value:
+            records.append(c.AppRecord.model_validate_json(entry.value))
+    return records
+
+
+async def require_app(kv: KeyValue, user_id: str, app: str, scope: str) -> None:
+    """Refuse when the user paused this app or took the permission away."""
+    record = await get_app(kv, user_id, app)
+    if record.paused:
+        raise Forbidden(f"the app {app!r} is paused: resume it in the dashboard to use it again")
+    if not record.allows(scope):
+        raise Forbidden(f"the app {app!r} has no {scope} permission: grant it in the dashboard")
