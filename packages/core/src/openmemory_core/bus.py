@@ -270,6 +270,21 @@ class Bus:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
+    async def submit(self, command: c.AnyCommand, wait: float) -> c.CommandResult | None:
+        """Publish a command durably, then wait up to `wait` seconds for ingest to apply it.
+        None: stored and not applied yet (it will be). A command ingest set aside raises."""
+        async with self.result_waiter(command.request_id) as result:
+            await self.publish_command(command)
+            try:
+                done = await asyncio.wait_for(asyncio.shield(result), wait)
+            except TimeoutError:
+                return None
+        if not done.ok:
+            raise OpenMemoryError(
+                f"the request {command.request_id} could not be applied and was set aside: {done.error}"
+            )
+        return done
+
     # ---- queries -------------------------------------------------------------------------------
 
     async def query(self, query: c.Query, request: BaseModel, response: type[M], wait: float) -> M:

@@ -474,6 +474,7 @@ class StatsResponse(BaseModel):
     by_app: list[Count]
     by_category: list[Count]
     per_day: list[Count]  # name is the day (YYYY-MM-DD) the memory was created
+    embedding_model: str = ""
 
 
 class UserGraphRequest(BaseModel):

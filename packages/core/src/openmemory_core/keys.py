@@ -89,10 +89,7 @@ async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None 
     if entry.value is None:
         raise Unauthorized("the API key is not valid")
     record = ApiKeyRecord.model_validate_json(entry.value)
-    if record.revoked:
-        raise Unauthorized("the API key was revoked")
-    if record.expires_at is not None and record.expires_at <= now():
-        raise Unauthorized("the API key has expired")
+    usable(record)
     app = record.app
     if requested_app is not None:
         if not _NAME.match(requested_app):
@@ -103,6 +100,29 @@ async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None 
     if app == ANY_APP:
         app = "default"
     await _touch(kv, record, entry.revision)
+    return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
+
+
+def usable(record: ApiKeyRecord) -> None:
+    """Refuse a revoked or expired key."""
+    if record.revoked:
+        raise Unauthorized("the API key was revoked")
+    if record.expires_at is not None and record.expires_at <= now():
+        raise Unauthorized("the API key has expired")
+
+
+async def principal_of(kv: KeyValue, stored_key_id: str) -> Principal:
+    """The principal of a key known by its id (a dashboard session), if it is still usable."""
+    try:
+        entry = await kv.get(stored_key_id)
+    except nats.js.errors.KeyNotFoundError as exc:
+        raise Unauthorized("the session's API key no longer exists: sign in again") from exc
+    if not entry.value:
+        raise Unauthorized("the session's API key no longer exists: sign in again")
+    record = ApiKeyRecord.model_validate_json(entry.value)
+    usable(record)
+    await _touch(kv, record, entry.revision)
+    app = "default" if record.app == ANY_APP else record.app
     return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
 
 

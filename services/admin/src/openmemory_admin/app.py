@@ -1,82 +1,124 @@
-"""The admin HTTP app: the dashboard's landing page, a status API, and the user's graph."""
+"""The admin HTTP app: the REST API under /api/v1 and the dashboard's pages and assets.
+
+The dashboard is server-sent HTML shells plus one small script (`static/app.js`) that calls the
+REST API; every asset ships in the package (no CDN). A page without a valid session redirects to
+the sign-in page.
+"""
 
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from importlib.resources import files
+from pathlib import Path
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
-from nats.js.kv import KeyValue
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 
-from openmemory_core import contracts as c
+from openmemory_admin.api import AdminContext, router
+from openmemory_admin.session import COOKIE, read, session_secret
 from openmemory_core.bus import Bus
 from openmemory_core.errors import OpenMemoryError
-from openmemory_core.keys import presented_token, verify_key
+from openmemory_core.keys import principal_of
+from openmemory_core.settings import Settings
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>OpenMemory</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}
-code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}</style></head>
-<body><h1>OpenMemory</h1>
-<p>Your memory layer is running. The dashboard is being built; until then, connect an MCP client to
-<code>{mcp_url}</code> with an API key (see the README), and manage keys with
-<code>openmemory keys</code>.</p>
-<p>Status: <span id="status">{status}</span></p></body></html>"""
+STATIC = Path(str(files("openmemory_admin") / "static"))
 
+PAGES = {
+    "/": ("overview", "Overview"),
+    "/memories": ("memories", "Memories"),
+    "/memory": ("memory", "Memory"),
+    "/apps": ("apps", "Apps"),
+    "/connect": ("connect", "Connect a client"),
+    "/keys": ("keys", "API keys"),
+    "/settings": ("settings", "Settings"),
+    "/data": ("data", "Export and import"),
+    "/dead-letters": ("dead-letters", "Dead letters"),
+}
+NAV = [p for p in PAGES.items() if p[0] != "/memory"]
 
-async def principal(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> c.Principal:
-    """The caller, by the same API key that MCP clients use."""
-    try:
-        found = await verify_key(request.app.state.keys, presented_token(authorization, x_api_key))
-    except OpenMemoryError as exc:
-        raise HTTPException(exc.http_status, exc.message, headers={"WWW-Authenticate": "Bearer"}) from exc
-    if not found.can("read"):
-        raise HTTPException(403, "this API key does not have the 'read' scope")
-    return found
-
-
-Caller = Annotated[c.Principal, Depends(principal)]
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
 
 
-def create_app(bus: Bus, keys: KeyValue, mcp_url: str, query_timeout: float = 10.0) -> FastAPI:
-    app = FastAPI(title="OpenMemory admin", version="0.1.0")
-    app.state.keys = keys
+def layout(page: str, title: str, signed_in: bool) -> str:
+    nav = "".join(
+        f'<a href="{path}"{" aria-current=page" if name == page else ""}>{html.escape(label)}</a>'
+        for path, (name, label) in NAV
+    )
+    header = (
+        f'<nav>{nav}<span class="spacer"></span><span id="who"></span>'
+        '<button id="sign-out" type="button">Sign out</button></nav>'
+        if signed_in
+        else ""
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · OpenMemory</title>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/app.css"></head>
+<body data-page="{page}"><header><a class="brand" href="/">OpenMemory</a>{header}</header>
+<main><h1>{html.escape(title)}</h1><div id="flash" role="status"></div><div id="content"></div></main>
+<script src="/static/app.js"></script></body></html>"""
 
-    @app.get("/", response_class=HTMLResponse)
-    async def dashboard() -> str:
-        """The dashboard's landing page."""
-        status = "connected to the bus" if bus.connected else "bus unreachable"
-        return PAGE.replace("{mcp_url}", html.escape(mcp_url)).replace("{status}", status)
 
-    @app.get("/api/v1/status")
-    async def status() -> dict[str, object]:
-        """Whether the admin service reaches the bus."""
-        return {"bus_connected": bus.connected}
+async def build_context(bus: Bus, mcp_url: str, settings: Settings) -> AdminContext:
+    settings_kv = await bus.settings_bucket()
+    return AdminContext(
+        bus=bus, keys=await bus.keys_bucket(), apps=await bus.apps_bucket(), settings_kv=settings_kv,
+        settings=settings, mcp_url=mcp_url, secret=await session_secret(settings_kv),
+    )  # fmt: skip
 
-    @app.get("/api/v1/graph")
-    async def graph(
-        caller: Caller, entity: Annotated[str, Query(min_length=1, max_length=200)]
-    ) -> dict[str, object]:
-        """The caller's own graph around one entity: its relations, with their type, the memory
-        they came from, and when they held (`valid_to` is null while a relation is current).
-        Use `entity=User` for the user themself. Authenticated with the same API key as MCP."""
+
+def create_app(ctx: AdminContext) -> FastAPI:
+    app = FastAPI(
+        title="OpenMemory admin",
+        version="0.2.0",
+        description="See and control your memory: the API behind the dashboard. Authenticate with an "
+        "API key (`Authorization: Bearer om_…`) or a dashboard session.",
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(OpenMemoryError)
+    async def _error(_: Request, exc: OpenMemoryError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="OpenMemory"'} if exc.http_status == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: object) -> Response:
+        response: Response = await call_next(request)  # type: ignore[operator]
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    async def signed_in(request: Request) -> bool:
+        ctx: AdminContext = request.app.state.ctx
         try:
-            found = await bus.query(
-                c.Query.GRAPH,
-                c.GraphRequest(user_id=caller.user_id, entity=entity),
-                c.GraphResponse,
-                query_timeout,
-            )
-        except OpenMemoryError as exc:
-            raise HTTPException(exc.http_status, exc.message) from exc
-        return {
-            "entity": found.entity,
-            "relations": [{**e.model_dump(), "current": e.current} for e in found.edges],
-        }
+            session = read(ctx.secret, request.cookies.get(COOKIE))
+            await principal_of(ctx.keys, session.key_id)
+        except OpenMemoryError:
+            return False
+        return True
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login() -> str:
+        return layout("login", "Sign in", signed_in=False)
+
+    for path, (name, title) in PAGES.items():
+
+        async def page(request: Request, name: str = name, title: str = title) -> Response:
+            if not await signed_in(request):
+                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            return HTMLResponse(layout(name, title, signed_in=True))
+
+        app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
 
     return app

@@ -12,12 +12,12 @@ class _Admin:
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
-    from openmemory_admin.app import create_app
+    from openmemory_admin.app import build_context, create_app
 
     settings = runtime.settings
     mcp_url = f"http://{settings.gateway.host}:{settings.gateway.port}/mcp"
     bus = await runtime.bus()
-    app = create_app(bus, await bus.keys_bucket(), mcp_url, settings.gateway.query_timeout_seconds)
+    app = create_app(await build_context(bus, mcp_url, settings))
     runtime.serve_http("admin", app, settings.admin.host, settings.admin.port)
     return _Admin()
 

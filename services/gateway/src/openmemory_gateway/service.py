@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -12,7 +11,7 @@ from pydantic import BaseModel
 from openmemory_core import contracts as c
 from openmemory_core.apps import require_app
 from openmemory_core.bus import Bus
-from openmemory_core.errors import Forbidden, InvalidInput, OpenMemoryError
+from openmemory_core.errors import Forbidden, InvalidInput
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.telemetry import request_id_var
 
@@ -56,17 +55,8 @@ class MemoryGateway:
     async def _submit(self, command: c.AnyCommand) -> c.CommandResult | Accepted:
         """Publish durably, then wait a short while for ingest to apply it."""
         request_id_var.set(command.request_id)  # this task's log lines carry it
-        async with self.bus.result_waiter(command.request_id) as result:
-            await self.bus.publish_command(command)
-            try:
-                done = await asyncio.wait_for(asyncio.shield(result), self.settings.add_wait_seconds)
-            except TimeoutError:
-                return Accepted(request_id=command.request_id)
-        if not done.ok:
-            raise OpenMemoryError(
-                f"the request {command.request_id} could not be applied and was set aside: {done.error}"
-            )
-        return done
+        done = await self.bus.submit(command, self.settings.add_wait_seconds)
+        return done if done is not None else Accepted(request_id=command.request_id)
 
     async def add(self, principal: c.Principal, text: str, infer: bool) -> c.CommandResult | Accepted:
         await self._require(principal, "write")

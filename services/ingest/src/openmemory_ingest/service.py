@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import Embedder
 from openmemory_core.errors import InvalidInput
-from openmemory_core.extraction import Decision, Extractor, Fact
+from openmemory_core.extraction import Decision, Extractor, Fact, LocalExtractor
 from openmemory_core.facts import FUNCTIONAL
 from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import SparseVector, document_vector
@@ -77,6 +77,7 @@ class IngestService:
         self.graph = graph
         self.embedder = embedder
         self.extractor = extractor
+        self.analyser = LocalExtractor()  # reads texts kept verbatim (edits, imports): no model call
 
     async def apply(self, command: c.AnyCommand) -> Applied:
         if isinstance(command, c.AddCommand):
@@ -245,8 +246,7 @@ class IngestService:
             raise InvalidInput("the new text is empty")
         if text == old.text:
             return applied
-        facts = await self.extractor.extract(text, False, old.occurred_at or old.created_at)
-        fact = facts[0] if facts else Fact(text)
+        fact = await self._analyse(text, old.occurred_at or old.created_at)
         new = old.model_copy(
             update={
                 "text": text, "categories": fact.categories or old.categories, "entities": fact.entities,
@@ -256,6 +256,18 @@ class IngestService:
         )  # fmt: skip
         await self._rewrite(command, old, new, applied)
         return applied
+
+    async def _analyse(self, text: str, at: datetime) -> Fact:
+        """Entities, relations and categories of a text that is kept as it is."""
+        facts = await self.analyser.extract(text, True, at)
+        entities = list(dict.fromkeys(e for f in facts for e in f.entities))
+        return Fact(
+            text,
+            entities=entities,
+            categories=list(dict.fromkeys(k for f in facts for k in f.categories)),
+            relations=list(dict.fromkeys(r for f in facts for r in f.relations)),
+            entity_kinds={k: v for f in facts for k, v in f.entity_kinds.items()},
+        )
 
     async def set_state(self, command: c.SetStateCommand) -> Applied:
         applied = Applied()
@@ -279,8 +291,7 @@ class IngestService:
             memory_id = item.id if item.id in own or (item.id in wanted and item.id not in taken) else None
             memory_id = memory_id or c.memory_id_for(command.request_id, index)
             at = item.occurred_at or item.created_at or command.issued_at
-            facts = await self.extractor.extract(item.text, False, at)
-            fact = facts[0] if facts else Fact(item.text)
+            fact = await self._analyse(item.text, at)
             created = item.created_at or command.issued_at
             memories.append(
                 c.Memory(

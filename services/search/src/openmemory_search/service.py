@@ -166,6 +166,7 @@ class SearchService:
             by_app=[c.Count(name=k, count=v) for k, v in by_app.most_common()],
             by_category=[c.Count(name=k, count=v) for k, v in by_category.most_common()],
             per_day=[c.Count(name=k, count=per_day[k]) for k in sorted(per_day)],
+            embedding_model=self.embedder.model_tag,
         )
 
     async def user_graph(self, request: c.UserGraphRequest) -> c.UserGraphResponse:
