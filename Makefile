@@ -33,7 +33,10 @@ install: $(VENV)/.synced  ## install everything into .venv (only what is missing
 run: install  ## start the whole system with embedded defaults (ARGS="--data-dir DIR" etc.)
 	$(VENV)/bin/openmemory run $(ARGS)
 
-test: install  ## run the whole test suite
+test: install  ## run the whole test suite (installs Debian's chromium for the dashboard's browser tests)
+	@test -x /usr/bin/chromium || { echo "installing chromium (Debian package; needs root) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  || echo "could not install chromium: the browser tests will be skipped"; }
 	$(VENV)/bin/pytest $(ARGS)
 
 lint: install  ## ruff (lint + format check) and mypy (strict)

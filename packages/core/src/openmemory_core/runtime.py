@@ -368,7 +368,11 @@ async def run(
                 runtime.health.add_routes(service.app)
                 server = _Server(
                     uvicorn.Config(
-                        service.app, host=service.host, port=service.port, log_level="warning", lifespan="on",
+                        service.app,
+                        host=service.host,
+                        port=service.port,
+                        log_level="warning",
+                        lifespan="on",
                         timeout_graceful_shutdown=5,
                     )
                 )

@@ -16,7 +16,7 @@ function el(tag, attrs = {}, ...children) {
     else if (key === "dataset") Object.assign(node.dataset, value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -26,7 +26,7 @@ function el(tag, attrs = {}, ...children) {
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -113,17 +113,15 @@ function sizeBars(root) {
 function dayChart(days) {
   const width = 600, height = 140, pad = 18;
   const max = Math.max(1, ...days.map((d) => d.count));
-  const step = days.length ? (width - 2 * pad) / days.length : 0;
+  const step = days.length ? Math.min(40, (width - 2 * pad) / days.length) : 0;
   const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "memories created per day" });
   days.forEach((d, i) => {
     const h = ((height - 2 * pad) * d.count) / max;
     chart.append(svg("rect", { x: pad + i * step + 1, y: height - pad - h, width: Math.max(1, step - 2), height: h },
       svg("title", {}, `${d.name}: ${d.count}`)));
   });
-  if (days.length) {
-    chart.append(svg("text", { x: pad, y: height - 4 }, days[0].name));
-    chart.append(svg("text", { x: width - pad, y: height - 4, "text-anchor": "end" }, days[days.length - 1].name));
-  }
+  if (days.length) chart.append(svg("text", { x: pad, y: height - 4 }, days[0].name));
+  if (days.length > 1) chart.append(svg("text", { x: pad + days.length * step, y: height - 4, "text-anchor": "end" }, days[days.length - 1].name));
   return chart;
 }
 
