@@ -81,6 +81,8 @@ def create_app(ctx: AdminContext) -> FastAPI:
         version="0.2.0",
         description="See and control your memory: the API behind the dashboard. Authenticate with an "
         "API key (`Authorization: Bearer om_…`) or a dashboard session.",
+        docs_url=None,  # the interactive docs would load their scripts from a CDN: the schema is enough
+        redoc_url=None,
     )
     app.state.ctx = ctx
 
