@@ -23,8 +23,8 @@ def test_health_and_dashboard_answer(all_in_one: RunningSystem) -> None:
     assert httpx.get(f"{all_in_one.gateway_url}/healthz").status_code == 200
     ready = httpx.get(f"{all_in_one.gateway_url}/readyz").json()
     assert ready["ready"] is True and ready["checks"] == {"nats": True, "graph": True}
-    page = httpx.get(all_in_one.admin_url)
-    assert page.status_code == 200 and "OpenMemory" in page.text
+    page = httpx.get(all_in_one.admin_url, follow_redirects=True)  # to the sign-in page
+    assert page.status_code == 200 and "Sign in" in page.text and page.url.path == "/login"
 
 
 def test_the_container_healthcheck_command(all_in_one: RunningSystem) -> None:

@@ -76,7 +76,7 @@ async def test_isolation_and_auth_hold_in_the_split(split: Split) -> None:
             await client.call("add_memories", text="")
     assert httpx.post(gateway.mcp_url, json={}).status_code == 401
     assert httpx.get(f"{split.admin.admin_url}/healthz").status_code == 200
-    assert httpx.get(split.admin.admin_url).status_code == 200
+    assert httpx.get(split.admin.admin_url, follow_redirects=True).status_code == 200
 
 
 async def test_adds_while_ingest_is_down_are_accepted_and_applied_after_restart(split: Split) -> None:

@@ -116,7 +116,8 @@ async def test_a_store_that_stays_down_parks_the_command_with_its_reason(
 
     dead_graph = FalkorDBGraphStore("127.0.0.1", free_port())  # nothing listens there
     service = IngestService(vectors, dead_graph, embedder, LocalExtractor())
-    broken = IngestWorker(bus, service, IngestSettings(max_deliver=2, retry_backoff_seconds=0.1))
+    settings = IngestSettings(max_deliver=50, store_down_max_deliver=2, retry_backoff_seconds=0.1)
+    broken = IngestWorker(bus, service, settings)
     await broken.start()
     try:
         command = c.AddCommand(user_id=unique(), app="a", text="This cannot be written.")

@@ -73,3 +73,22 @@ async def test_bad_queries_are_refused(stores: tuple[IngestService, SearchServic
         await search.search(c.SearchRequest(user_id="u", query="   "))
     with pytest.raises(InvalidInput, match="longer"):
         await search.search(c.SearchRequest(user_id="u", query="x" * (c.MAX_QUERY_CHARS + 1)))
+
+
+async def test_with_the_graph_store_down_search_answers_from_the_rest_and_says_so(
+    stores: tuple[IngestService, SearchService], embedder: MiniLMEmbedder
+) -> None:
+    from openmemory_core.embedded import free_port
+    from openmemory_core.graph import FalkorDBGraphStore
+
+    ingest, search = stores
+    user = unique()
+    await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
+    healthy = await search.search(c.SearchRequest(user_id=user, query="Where is Anna?", limit=3))
+    assert healthy.missing_signals == [] and "graph" in healthy.hits[0].signals
+    down = FalkorDBGraphStore("127.0.0.1", free_port())  # nothing listens there
+    degraded = SearchService(search.vectors, down, embedder, SearchSettings())
+    found = await degraded.search(c.SearchRequest(user_id=user, query="Where is Anna?", limit=3))
+    assert found.missing_signals == ["graph"]
+    assert found.hits[0].memory.text == "User's sister Anna lives in Vienna."
+    assert all("graph" not in h.signals for h in found.hits)

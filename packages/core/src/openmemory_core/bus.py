@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from openmemory_core import contracts as c
-from openmemory_core.errors import InvalidInput, OpenMemoryError, Unavailable, error_from_code
+from openmemory_core.errors import Busy, InvalidInput, OpenMemoryError, Unavailable, error_from_code
 from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class Bus:
         self.partitions = partitions
         self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._backlog: dict[int, tuple[float, int]] = {}
 
     @classmethod
     async def connect(cls, url: str, name: str, partitions: int, connect_timeout: float = 5.0) -> Bus:
@@ -156,6 +157,23 @@ class Bus:
         except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
             raise Unavailable(f"the command bus did not confirm the request: {exc}") from exc
         return not ack.duplicate
+
+    async def backlog(self, user_id: str) -> int:
+        """Commands stored and not yet applied in the user's partition (read at most twice a second)."""
+        partition = c.partition_of(user_id, self.partitions)
+        cached = self._backlog.get(partition)
+        if cached is not None and time.monotonic() - cached[0] < 0.5:
+            return cached[1]
+        try:
+            info = await self.js.consumer_info(c.COMMANDS_STREAM, c.ingest_durable(partition))
+            waiting = (info.num_pending or 0) + (info.num_ack_pending or 0)
+        except nats.js.errors.NotFoundError:  # no ingest has ever run: count what the stream holds
+            info_stream = await self.js.stream_info(
+                c.COMMANDS_STREAM, subjects_filter=c.partition_subject(partition)
+            )
+            waiting = (info_stream.state.subjects or {}).get(c.partition_subject(partition), 0)
+        self._backlog[partition] = (time.monotonic(), waiting)
+        return waiting
 
     async def ensure_ingest_consumer(
         self, partition: int, ack_wait: float
@@ -270,9 +288,21 @@ class Bus:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
-    async def submit(self, command: c.AnyCommand, wait: float) -> c.CommandResult | None:
+    async def submit(
+        self, command: c.AnyCommand, wait: float, max_backlog: int | None = None
+    ) -> c.CommandResult | None:
         """Publish a command durably, then wait up to `wait` seconds for ingest to apply it.
-        None: stored and not applied yet (it will be). A command ingest set aside raises."""
+        None: stored and not applied yet (it will be). A command ingest set aside raises.
+
+        With `max_backlog`, a command is refused (`Busy`, retryable, nothing stored) while that many
+        commands already wait in the user's partition: backpressure instead of an unbounded queue."""
+        if max_backlog is not None:
+            waiting = await self.backlog(command.user_id)
+            if waiting >= max_backlog:
+                raise Busy(
+                    f"OpenMemory is catching up ({waiting} writes waiting); nothing was stored: "
+                    f"retry in {Busy.retry_after_seconds} seconds"
+                )
         async with self.result_waiter(command.request_id) as result:
             await self.publish_command(command)
             try:

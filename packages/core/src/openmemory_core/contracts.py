@@ -504,6 +504,7 @@ class ScoredMemory(BaseModel):
 
 class SearchResponse(BaseModel):
     hits: list[ScoredMemory]
+    missing_signals: list[str] = Field(default_factory=list)  # signals whose store was down
 
 
 class ListResponse(BaseModel):

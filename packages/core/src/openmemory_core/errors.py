@@ -49,6 +49,17 @@ class Unavailable(OpenMemoryError):
     http_status = 503
 
 
+class StoreUnavailable(Unavailable):
+    """A store (vectors, graph) cannot be reached: work waits for it rather than being set aside."""
+
+
+class Busy(Unavailable):
+    """Ingest is behind: a write is refused, not dropped; the caller should retry shortly."""
+
+    code = "busy"
+    retry_after_seconds = 5
+
+
 class ConfigurationError(OpenMemoryError):
     """The process was started with settings that cannot work together."""
 
@@ -65,6 +76,7 @@ _BY_CODE: dict[str, type[OpenMemoryError]] = {
         Unauthorized,
         Forbidden,
         Unavailable,
+        Busy,
         ConfigurationError,
     )
 }

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from openmemory_core.contracts import Memory, Triple
-from openmemory_core.errors import ConfigurationError, Unavailable
+from openmemory_core.errors import ConfigurationError, StoreUnavailable, Unavailable
 from openmemory_core.telemetry import store_call
 
 GRAPH_NAME = "openmemory"
@@ -267,7 +267,7 @@ class FalkorDBGraphStore(GraphQueries):
             try:
                 db = FalkorDB(host=host, port=port, password=password, socket_timeout=10)
             except (ConnectionError, OSError) as exc:
-                raise Unavailable(f"the graph store at {host}:{port} is not reachable: {exc}") from exc
+                raise StoreUnavailable(f"the graph store at {host}:{port} is not reachable: {exc}") from exc
             self._db, self._graph = db, db.select_graph(GRAPH_NAME)
         return self._graph
 
@@ -276,7 +276,7 @@ class FalkorDBGraphStore(GraphQueries):
             async with store_call("falkordb", operation):
                 result = await self._handle().query(cypher, params)
         except (ConnectionError, OSError, TimeoutError, RedisConnectionError, RedisTimeoutError) as exc:
-            raise Unavailable(f"the graph store is not reachable: {exc}") from exc
+            raise StoreUnavailable(f"the graph store is not reachable: {exc}") from exc
         rows: list[list[Any]] = result.result_set
         return rows
 
@@ -293,7 +293,7 @@ class FalkorDBGraphStore(GraphQueries):
                 raise
             except Exception as exc:  # FalkorDB answers an error when the index exists already
                 if "already indexed" not in str(exc) and "already exists" not in str(exc):
-                    raise Unavailable(f"the graph store refused its schema: {exc}") from exc
+                    raise StoreUnavailable(f"the graph store refused its schema: {exc}") from exc
 
     async def close(self) -> None:
         if self._db is not None:
@@ -324,7 +324,7 @@ class Neo4jGraphStore(GraphQueries):
             async with store_call("neo4j", operation):
                 records, _, _ = await self._driver.execute_query(cypher, params, database_=self._database)
         except (ServiceUnavailable, SessionExpired, OSError) as exc:
-            raise Unavailable(f"the graph store is not reachable: {exc}") from exc
+            raise StoreUnavailable(f"the graph store is not reachable: {exc}") from exc
         return [list(record.values()) for record in records]
 
     async def ensure_schema(self) -> None:

@@ -81,6 +81,11 @@ class GatewaySettings(BaseSettings):
     add_wait_seconds: float = Field(default=5.0, ge=0, le=60)
     query_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1)
+    max_backlog: int = Field(
+        default=10_000,
+        ge=1,
+        description="Commands waiting in one partition before writes are refused (retryable)",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
         description="Host headers the MCP endpoint accepts (DNS-rebinding protection)",
@@ -107,6 +112,10 @@ class IngestSettings(BaseSettings):
     ack_wait_seconds: float = Field(default=60.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
     retry_backoff_seconds: float = Field(default=1.0, ge=0)
+    max_backoff_seconds: float = Field(default=30.0, gt=0)
+    #: While a store is down a command waits, retried every max_backoff_seconds at most, this many
+    #: times (about an hour by default) before it is set aside in the dead letters.
+    store_down_max_deliver: int = Field(default=130, ge=1)
     gauge_interval_seconds: float = Field(default=5.0, gt=0)
 
 

@@ -15,7 +15,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from openmemory_core.contracts import Memory, MemoryState, SearchFilters
-from openmemory_core.errors import Unavailable
+from openmemory_core.errors import StoreUnavailable, Unavailable
 from openmemory_core.keywords import SparseVector
 from openmemory_core.telemetry import store_call
 
@@ -116,8 +116,11 @@ class QdrantVectorStore:
         self.local = local
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
-        async with store_call("qdrant", operation):
-            return await call
+        try:
+            async with store_call("qdrant", operation):
+                return await call
+        except ResponseHandlingException as exc:  # the server cannot be reached (connection, timeout)
+            raise StoreUnavailable(f"the vector store is not reachable: {exc}") from exc
 
     @classmethod
     def open(
@@ -161,7 +164,7 @@ class QdrantVectorStore:
                 if not self.local:  # local mode ignores payload indexes (and warns)
                     await self._client.create_payload_index(self.collection, field, schema)
         except (ResponseHandlingException, UnexpectedResponse) as exc:
-            raise Unavailable(f"the vector store is not reachable: {exc}") from exc
+            raise StoreUnavailable(f"the vector store is not reachable: {exc}") from exc
 
     async def upsert(self, records: list[VectorRecord]) -> None:
         points = [

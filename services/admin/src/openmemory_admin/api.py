@@ -162,7 +162,7 @@ class CommandOutcome(BaseModel):
 
 
 async def _run(ctx: AdminContext, command: c.AnyCommand) -> CommandOutcome:
-    done = await ctx.bus.submit(command, ctx.command_wait)
+    done = await ctx.bus.submit(command, ctx.command_wait, ctx.settings.gateway.max_backlog)
     if done is None:
         return CommandOutcome(request_id=command.request_id, status="accepted")
     return CommandOutcome(request_id=command.request_id, status="applied", results=done.results)

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from openmemory_admin.api import AdminContext, router
 from openmemory_admin.session import COOKIE, read, session_secret
 from openmemory_core.bus import Bus
-from openmemory_core.errors import OpenMemoryError
+from openmemory_core.errors import Busy, OpenMemoryError
 from openmemory_core.keys import principal_of
 from openmemory_core.settings import Settings
 
@@ -88,7 +88,9 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.exception_handler(OpenMemoryError)
     async def _error(_: Request, exc: OpenMemoryError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="OpenMemory"'} if exc.http_status == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="OpenMemory"'} if exc.http_status == 401 else {}
+        if isinstance(exc, Busy):
+            headers["Retry-After"] = str(Busy.retry_after_seconds)
         return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers)
 
     @app.middleware("http")

@@ -53,9 +53,10 @@ class MemoryGateway:
             log.warning("could not record an access of %s memories", len(memories), exc_info=True)
 
     async def _submit(self, command: c.AnyCommand) -> c.CommandResult | Accepted:
-        """Publish durably, then wait a short while for ingest to apply it."""
+        """Publish durably, then wait a short while for ingest to apply it. When ingest is far behind
+        on this user's partition, refuse with a retryable error instead: never drop."""
         request_id_var.set(command.request_id)  # this task's log lines carry it
-        done = await self.bus.submit(command, self.settings.add_wait_seconds)
+        done = await self.bus.submit(command, self.settings.add_wait_seconds, self.settings.max_backlog)
         return done if done is not None else Accepted(request_id=command.request_id)
 
     async def add(self, principal: c.Principal, text: str, infer: bool) -> c.CommandResult | Accepted:

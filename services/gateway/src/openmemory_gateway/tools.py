@@ -130,11 +130,14 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         )
         async with _called("search_memory"):
             found = await gateway.search(principal_of(ctx), query, limit, filters)
-        return {
+        answer: dict[str, Any] = {
             "results": [
                 {**_memory_view(h.memory), "score": h.score, "signals": h.signals} for h in found.hits
             ]
         }
+        if found.missing_signals:  # a store was down: the ranking lacks these signals
+            answer["missing_signals"] = found.missing_signals
+        return answer
 
     @mcp.tool()
     async def list_memories(ctx: Context) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
-from openmemory_core.errors import InvalidInput, OpenMemoryError
+from openmemory_core.errors import InvalidInput, OpenMemoryError, StoreUnavailable
 from openmemory_core.settings import IngestSettings
 from openmemory_core.telemetry import (
     DEAD_LETTERS,
@@ -153,10 +153,19 @@ class IngestWorker:
     async def _retry_or_park(self, msg: Msg, kind: str, request_id: str, exc: Exception) -> None:
         delivered = msg.metadata.num_delivered if msg.metadata else 1
         reason = exc.message if isinstance(exc, OpenMemoryError) else f"{type(exc).__name__}: {exc}"
-        if delivered >= self.settings.max_deliver:
+        # A store that is down stops every command alike: they wait for it, in order, far longer
+        # than a command that fails on its own (a model's refusal, a bug) is retried.
+        limit = (
+            self.settings.store_down_max_deliver
+            if isinstance(exc, StoreUnavailable)
+            else self.settings.max_deliver
+        )
+        if delivered >= limit:
             await self._park(msg, kind, request_id, f"failed {delivered} times; last error: {reason}")
             return
-        delay = self.settings.retry_backoff_seconds * 2 ** (delivered - 1)
+        delay = min(
+            self.settings.max_backoff_seconds, self.settings.retry_backoff_seconds * 2 ** (delivered - 1)
+        )
         log.warning(
             "command %s failed (attempt %s), retrying in %.1fs: %s", request_id, delivered, delay, reason
         )

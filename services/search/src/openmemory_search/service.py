@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
 
@@ -12,13 +13,15 @@ from openmemory_core import contracts as c
 from openmemory_core.apps import require_app
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import Embedder
-from openmemory_core.errors import InvalidInput, NotFound
+from openmemory_core.errors import InvalidInput, NotFound, StoreUnavailable
 from openmemory_core.extraction import find_entities
 from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import query_vector
 from openmemory_core.settings import SearchSettings
 from openmemory_core.vectors import VectorStore
 from openmemory_search.ranking import RRF_K, WEIGHTS, HybridRanker
+
+log = logging.getLogger(__name__)
 
 
 class SearchService:
@@ -54,10 +57,10 @@ class SearchService:
         candidates = max(self.settings.candidates, request.limit)
         (dense,) = await self.embedder.embed([query])
         filters = request.filters
-        dense_hits, keyword_hits, graph_memories = await asyncio.gather(
+        dense_hits, keyword_hits, (graph_memories, missing) = await asyncio.gather(
             self.vectors.dense_search(request.user_id, dense, candidates, filters),
             self.vectors.keyword_search(request.user_id, query_vector(query), candidates, filters),
-            self._graph_candidates(request.user_id, query, candidates),
+            self._graph_or_nothing(request.user_id, query, candidates),
         )
         graph_memories = [m for m in graph_memories if filters.admits(m)]
         ranked = {
@@ -69,7 +72,17 @@ class SearchService:
             c.ScoredMemory(memory=f.memory, score=round(f.score, 6), signals=f.signals)
             for f in self.ranker.fuse(ranked, request.limit)
         ]
-        return c.SearchResponse(hits=hits)
+        return c.SearchResponse(hits=hits, missing_signals=missing)
+
+    async def _graph_or_nothing(
+        self, user_id: str, query: str, limit: int
+    ) -> tuple[list[c.Memory], list[str]]:
+        """The graph's candidates; while the graph store is down, none, and the answer says so."""
+        try:
+            return await self._graph_candidates(user_id, query, limit), []
+        except StoreUnavailable:
+            log.warning("the graph store is down: searching without the graph signal")
+            return [], ["graph"]
 
     async def _graph_candidates(self, user_id: str, query: str, limit: int) -> list[c.Memory]:
         names = find_entities(query)
