@@ -60,6 +60,17 @@ class Busy(Unavailable):
     retry_after_seconds = 5
 
 
+class RateLimited(OpenMemoryError):
+    """Too many requests for one key; `retry_after` says when the next one will be served."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ConfigurationError(OpenMemoryError):
     """The process was started with settings that cannot work together."""
 

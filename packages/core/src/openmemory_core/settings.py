@@ -81,6 +81,8 @@ class GatewaySettings(BaseSettings):
     add_wait_seconds: float = Field(default=5.0, ge=0, le=60)
     query_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1)
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="MCP requests per minute per API key")
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, description="Largest MCP request body")
     max_backlog: int = Field(
         default=10_000,
         ge=1,
@@ -102,6 +104,9 @@ class AdminSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 3000
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="API requests per minute per key/session"
+    )
 
 
 class IngestSettings(BaseSettings):

@@ -32,7 +32,7 @@ from openmemory_core import contracts as c
 from openmemory_core import stored_settings
 from openmemory_core.apps import app_records, get_app, put_app
 from openmemory_core.bus import Bus
-from openmemory_core.errors import Forbidden, InvalidInput, NotFound
+from openmemory_core.errors import Forbidden, InvalidInput, NotFound, RateLimited
 from openmemory_core.keys import (
     create_key,
     list_keys,
@@ -41,6 +41,7 @@ from openmemory_core.keys import (
     revoke_key,
     verify_key,
 )
+from openmemory_core.ratelimit import RateLimiter, retry_after
 from openmemory_core.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,6 +57,7 @@ class AdminContext:
     settings: Settings
     mcp_url: str
     secret: bytes
+    limiter: RateLimiter
 
     @property
     def query_wait(self) -> float:
@@ -78,7 +80,16 @@ Ctx = Annotated[AdminContext, Depends(context)]
 
 
 async def caller(request: Request, ctx: Ctx) -> c.Principal:
-    """The API key in the headers, else the session cookie (with CSRF checks on writes)."""
+    """The API key in the headers, else the session cookie (with CSRF checks on writes); each key
+    (however presented) within its rate limit."""
+    principal = await _authenticated(request, ctx)
+    wait = ctx.limiter.take(principal.key_id)
+    if wait:
+        raise RateLimited(f"too many requests for this API key: retry in {retry_after(wait)} s", wait)
+    return principal
+
+
+async def _authenticated(request: Request, ctx: AdminContext) -> c.Principal:
     token = presented_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if token is not None:
         return await verify_key(ctx.keys, token)

@@ -18,8 +18,9 @@ from fastapi.staticfiles import StaticFiles
 from openmemory_admin.api import AdminContext, router
 from openmemory_admin.session import COOKIE, read, session_secret
 from openmemory_core.bus import Bus
-from openmemory_core.errors import Busy, OpenMemoryError
+from openmemory_core.errors import Busy, OpenMemoryError, RateLimited
 from openmemory_core.keys import principal_of
+from openmemory_core.ratelimit import RateLimiter, retry_after
 from openmemory_core.settings import Settings
 
 STATIC = Path(str(files("openmemory_admin") / "static"))
@@ -72,6 +73,7 @@ async def build_context(bus: Bus, mcp_url: str, settings: Settings) -> AdminCont
     return AdminContext(
         bus=bus, keys=await bus.keys_bucket(), apps=await bus.apps_bucket(), settings_kv=settings_kv,
         settings=settings, mcp_url=mcp_url, secret=await session_secret(settings_kv),
+        limiter=RateLimiter(settings.admin.rate_limit_per_minute),
     )  # fmt: skip
 
 
@@ -91,6 +93,8 @@ def create_app(ctx: AdminContext) -> FastAPI:
         headers = {"WWW-Authenticate": 'Bearer realm="OpenMemory"'} if exc.http_status == 401 else {}
         if isinstance(exc, Busy):
             headers["Retry-After"] = str(Busy.retry_after_seconds)
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = retry_after(exc.retry_after)
         return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers)
 
     @app.middleware("http")

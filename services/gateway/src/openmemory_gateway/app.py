@@ -18,10 +18,11 @@ from typing import Any
 from fastapi import FastAPI
 from mcp.server.transport_security import TransportSecuritySettings
 from nats.js.kv import KeyValue
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmemory_core.errors import OpenMemoryError
 from openmemory_core.keys import presented_token, verify_key
+from openmemory_core.ratelimit import RateLimiter, retry_after
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.telemetry import AUTH_FAILURES
 from openmemory_gateway.service import MemoryGateway
@@ -59,23 +60,61 @@ def _token(scope: Scope) -> str | None:
     return presented_token(headers.get("authorization"), headers.get("x-api-key"))
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
+async def _refuse(send: Send, status: int, message: str, wait: float | None = None) -> None:
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="OpenMemory"'))
+    if wait is not None:
+        headers.append((b"retry-after", retry_after(wait).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then the connection's own messages."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 class GatewayFront:
     """ASGI entry: MCP paths are authenticated and routed; everything else goes to the FastAPI app."""
 
-    def __init__(self, api: FastAPI, streamable: ASGIApp, sse: ASGIApp, keys: KeyValue) -> None:
+    def __init__(
+        self, api: FastAPI, streamable: ASGIApp, sse: ASGIApp, keys: KeyValue, settings: GatewaySettings
+    ) -> None:
         self.api = api
         self.streamable = streamable
         self.sse = sse
         self.keys = keys
+        self.max_body = settings.max_request_bytes
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
 
     def add_route(self, path: str, endpoint: Any, methods: list[str] | None = None) -> None:
         """Non-MCP routes (health, metrics) belong to the FastAPI app."""
@@ -92,6 +131,19 @@ class GatewayFront:
             AUTH_FAILURES.labels(str(exc.http_status)).inc()
             await _refuse(send, exc.http_status, exc.message)
             return
+        wait = self.limiter.take(principal.key_id)
+        if wait:
+            AUTH_FAILURES.labels("429").inc()
+            await _refuse(
+                send, 429, f"too many requests for this API key: retry in {retry_after(wait)} s", wait
+            )
+            return
+        if scope["method"] == "POST":
+            body = await _read_body(receive, self.max_body)
+            if body is None:
+                await _refuse(send, 413, f"the request is larger than {self.max_body} bytes")
+                return
+            receive = _replay(body, receive)
         scope = dict(scope)
         scope["state"] = {**scope.get("state", {}), "principal": principal}
         if route.kind == "http":
@@ -130,4 +182,4 @@ def create_app(gateway: MemoryGateway, keys: KeyValue, settings: GatewaySettings
         """Where to connect."""
         return {"service": "openmemory-gateway", "mcp": "/mcp", "sse": "/sse"}
 
-    return GatewayFront(api, streamable, sse, keys)
+    return GatewayFront(api, streamable, sse, keys, settings)

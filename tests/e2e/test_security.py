@@ -1,0 +1,173 @@
+"""Attacks on the running system: other users' and other apps' data through every door, with every
+kind of key; rate limits; oversized requests; foreign origins and hosts. Each refused attempt
+changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from e2e_support import ToolFailed, mcp_client, new_key
+
+from openmemory_core import contracts as c
+from openmemory_core.bus import Bus
+from openmemory_core.keys import create_key
+from openmemory_core.runtime import read_endpoints
+from openmemory_core.testing import RunningSystem, start_system, unique
+
+LIMIT = 40  # requests per minute per key, in this module's system
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    system = start_system(
+        tmp_path_factory.mktemp("sec") / "data",
+        extra_env={
+            "OPENMEMORY_GATEWAY_RATE_LIMIT_PER_MINUTE": str(LIMIT),
+            "OPENMEMORY_ADMIN_RATE_LIMIT_PER_MINUTE": str(LIMIT),
+            "OPENMEMORY_GATEWAY_MAX_REQUEST_BYTES": "65536",
+        },
+    )
+    yield system
+    system.stop()
+
+
+async def _bus(system: RunningSystem) -> Bus:
+    endpoints = read_endpoints(system.data_dir)
+    assert endpoints is not None
+    return await Bus.connect(str(endpoints["nats_url"]), "test", c.DEFAULT_PARTITIONS)
+
+
+async def _expiring_key(system: RunningSystem, user: str) -> str:
+    bus = await _bus(system)
+    try:
+        token, _ = await create_key(await bus.keys_bucket(), user, expires_at=c.now() + timedelta(seconds=1))
+    finally:
+        await bus.close()
+    return token
+
+
+async def test_no_key_of_one_user_reaches_another_users_memories(guarded: RunningSystem) -> None:
+    alice, bob = unique("alice"), unique("bob")
+    async with mcp_client(guarded.mcp_url, new_key(guarded, bob)) as bobs:
+        added = await bobs.call("add_memories", text="Bob's bank PIN hint is his cat's name.", infer=False)
+        bob_id = added["results"][0]["id"]
+        before = await bobs.texts()
+    expiring = await _expiring_key(guarded, alice)
+    keys = {
+        "read": new_key(guarded, alice, scopes="read"),
+        "write": new_key(guarded, alice, scopes="write"),
+        "read,write,admin": new_key(guarded, alice, scopes="read,write,admin"),
+        "bound to cursor": new_key(guarded, alice, app="cursor", scopes="read,write,admin"),
+    }
+    revoked = new_key(guarded, alice)
+    prefix = revoked.split("_")[1]
+    guarded.cli("keys", "revoke", f"om_{prefix}")
+    await asyncio.sleep(1.1)  # the expiring key has expired
+    async with httpx.AsyncClient(base_url=guarded.admin_url + "/api/v1", timeout=30) as http:
+        for kind, key in keys.items():
+            async with mcp_client(guarded.mcp_url, key) as client:
+                if "read" in kind or "admin" in kind:
+                    assert await client.texts("bank PIN cat") == [], kind
+                    with pytest.raises(ToolFailed):
+                        await client.call("get_memory", memory_id=bob_id)
+                if "write" in kind or "admin" in kind:
+                    with pytest.raises(ToolFailed):
+                        await client.call("delete_memories", memory_ids=[bob_id])
+                    await client.call("delete_all_memories")  # deletes alice's (none), never bob's
+            auth = {"Authorization": f"Bearer {key}"}
+            for method, path, body in [
+                ("GET", f"/memories/{bob_id}", None),
+                ("GET", f"/memories/{bob_id}/related", None),
+                ("PATCH", f"/memories/{bob_id}", {"text": "hijacked"}),
+                ("DELETE", f"/memories/{bob_id}", None),
+                ("POST", "/memories/actions", {"action": "delete", "ids": [bob_id]}),
+            ]:
+                answer = await http.request(method, path, json=body, headers=auth)
+                assert answer.status_code in (403, 404), (kind, method, path, answer.status_code)
+            listed = await http.get("/memories", headers=auth)
+            assert listed.status_code == 403 or listed.json()["total"] == 0, kind
+        # A key bound to one app cannot act as another through the OpenMemory URL form.
+        bound = await http.post(
+            f"{guarded.gateway_url}/mcp/claude/http/{alice}",
+            json={},
+            headers={"Authorization": f"Bearer {keys['bound to cursor']}"},
+        )
+        assert bound.status_code == 403
+        for dead in (revoked, expiring):
+            auth = {"Authorization": f"Bearer {dead}"}
+            assert (await http.get("/memories", headers=auth)).status_code == 401
+            assert (await http.post(guarded.mcp_url, json={}, headers=auth)).status_code == 401
+            signed = await http.post("/session", json={"api_key": dead})
+            assert signed.status_code == 401
+    async with mcp_client(guarded.mcp_url, new_key(guarded, bob)) as bobs:
+        assert await bobs.texts() == before
+
+
+async def test_each_key_has_its_rate_limit(guarded: RunningSystem) -> None:
+    user = unique()
+    noisy, quiet = new_key(guarded, user), new_key(guarded, user)
+    async with httpx.AsyncClient(timeout=30) as http:
+        answers = [
+            await http.post(guarded.mcp_url, json={}, headers={"Authorization": f"Bearer {noisy}"})
+            for _ in range(LIMIT + 5)
+        ]
+        limited = [a for a in answers if a.status_code == 429]
+        assert limited and int(limited[0].headers["retry-after"]) >= 1
+        assert "too many requests" in limited[0].text
+        other = await http.post(guarded.mcp_url, json={}, headers={"Authorization": f"Bearer {quiet}"})
+        assert other.status_code != 429
+        admin = [
+            await http.get(guarded.admin_url + "/api/v1/stats", headers={"Authorization": f"Bearer {quiet}"})
+            for _ in range(LIMIT + 5)
+        ]
+        assert {a.status_code for a in admin} == {200, 429} and "retry-after" in admin[-1].headers
+
+
+async def test_oversized_requests_are_refused_and_store_nothing(guarded: RunningSystem) -> None:
+    key = new_key(guarded, unique())
+    async with mcp_client(guarded.mcp_url, key) as client:
+        async with httpx.AsyncClient(timeout=30) as http:
+            huge = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "add_memories", "arguments": {"text": "a" * 100_000}}}  # fmt: skip
+            answer = await http.post(guarded.mcp_url, json=huge, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 413
+        with pytest.raises(ToolFailed, match="limit"):
+            await client.call("add_memories", text="b" * (c.MAX_TEXT_CHARS + 1))
+        assert await client.texts() == []
+
+
+async def test_foreign_origins_and_hosts_are_refused(guarded: RunningSystem) -> None:
+    key = new_key(guarded, unique())
+    auth = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    client_info = {"name": "t", "version": "1"}
+    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client_info}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    async with httpx.AsyncClient(timeout=30) as http:
+        fine = await http.post(guarded.mcp_url, json=init, headers=auth)
+        assert fine.status_code == 200
+        evil = await http.post(guarded.mcp_url, json=init, headers={**auth, "Origin": "http://evil.example"})
+        assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
+        rebound = await http.post(guarded.mcp_url, json=init, headers={**auth, "Host": "evil.example"})
+        assert rebound.status_code in (403, 421)
+        preflight = await http.options(
+            guarded.admin_url + "/api/v1/memories",
+            headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert "access-control-allow-origin" not in preflight.headers
+    log = guarded.log()
+    assert key not in log  # keys are never logged
+
+
+def test_keys_never_reach_the_logs(guarded: RunningSystem) -> None:
+    first = guarded.first_key()
+    # The banner prints the first key on purpose (to the terminal); no other line may hold it.
+    lines = [line for line in guarded.log().splitlines() if first in line]
+    assert all(line.strip().startswith("API key:") for line in lines)
