@@ -133,6 +133,10 @@ class SupervisedProcess:
                 backoff = min(backoff * 2, 10.0)
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
