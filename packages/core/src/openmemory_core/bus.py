@@ -209,6 +209,27 @@ class Bus:
         found = await self.read_subject(c.EVENTS_STREAM, c.event_subject(user_id), batch)
         return [c.MemoryEvent.model_validate_json(m.data) for m in found]
 
+    async def events_after(self, sequence: int, batch: int = 512) -> list[tuple[int, c.MemoryEvent]]:
+        """Up to `batch` events of every user stored after stream sequence `sequence`, in order."""
+        info = await self.js.stream_info(c.EVENTS_STREAM)
+        if info.state.last_seq <= sequence:
+            return []
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=sequence + 1,
+            ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
+        )  # fmt: skip
+        sub = await self.js.pull_subscribe(
+            f"{c.EVENTS_SUBJECT_PREFIX}.>", stream=c.EVENTS_STREAM, config=config
+        )
+        try:
+            msgs = await sub.fetch(batch, timeout=2.0)
+        except nats.errors.TimeoutError:
+            return []
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        return [(m.metadata.sequence.stream, c.MemoryEvent.model_validate_json(m.data)) for m in msgs]
+
     async def record_access(self, record: c.AccessRecord) -> None:
         await self.js.publish(
             c.access_subject(record.user_id), record.model_dump_json().encode(), timeout=5.0

@@ -140,19 +140,44 @@ def _healthcheck(settings: Settings, target: str) -> int:
 
 async def _reembed(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    command = c.ReembedCommand(from_model_tag=args.from_model)
+    if args.command == "reembed":
+        command: c.AnyCommand = c.ReembedCommand(from_model_tag=args.from_model)
+    else:
+        command = c.RebuildCommand()
     async with _bus_for_cli(settings) as bus, bus.result_waiter(command.request_id) as result:
         await bus.publish_command(command)
-        try:
-            done = await asyncio.wait_for(result, args.wait)
-        except TimeoutError:
-            print(f"accepted as {command.request_id}; ingest applies it when it runs", file=sys.stderr)
-            return 0
+        return await _outcome(command.request_id, result, args.wait)
+
+
+async def _outcome(request_id: str, result: asyncio.Future[c.CommandResult], wait: float) -> int:
+    try:
+        done = await asyncio.wait_for(result, wait)
+    except TimeoutError:
+        print(f"accepted as {request_id}; ingest applies it when it runs", file=sys.stderr)
+        return 0
     if not done.ok:
         print(f"openmemory: {done.error}", file=sys.stderr)
         return 1
     print(done.note)
     return 0
+
+
+async def _backup(args: argparse.Namespace) -> int:
+    from openmemory_core import backup
+
+    settings = _settings(args)
+    async with _bus_for_cli(settings) as bus:
+        if args.command == "backup":
+            manifest = await backup.backup(bus, args.out)
+            print(f"backed up {backup.describe(manifest)} to {args.out}")
+            return 0
+        command = c.RebuildCommand()
+        async with bus.result_waiter(command.request_id) as result:
+            manifest = await backup.restore(bus, args.source, command)
+            print(
+                f"restored {backup.describe(manifest)}; rebuilding the vectors and the graph", file=sys.stderr
+            )
+            return await _outcome(command.request_id, result, args.wait)
 
 
 def _command(name: str) -> Callable[[list[str]], int]:
@@ -195,6 +220,19 @@ def _parser() -> argparse.ArgumentParser:
     reembed.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the result")
     data_dir(reembed)
 
+    rebuild = sub.add_parser(
+        "rebuild", help="recreate the vectors and the graph from the events stream (the running system's)"
+    )
+    rebuild.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the result")
+    data_dir(rebuild)
+    backup_p = sub.add_parser("backup", help="write every event, API key, app setting and setting to a zip")
+    backup_p.add_argument("--out", type=Path, required=True)
+    data_dir(backup_p)
+    restore_p = sub.add_parser("restore", help="load a backup into an empty system, then rebuild its stores")
+    restore_p.add_argument("--from", dest="source", type=Path, required=True)
+    restore_p.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the rebuild")
+    data_dir(restore_p)
+
     bench = sub.add_parser("bench", help="benchmarks (openmemory bench locomo --data FILE)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -223,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return _command("bench")(args.rest)
-        if args.command == "reembed":
+        if args.command in ("reembed", "rebuild"):
             return asyncio.run(_reembed(args))
+        if args.command in ("backup", "restore"):
+            return asyncio.run(_backup(args))
         if args.command == "healthcheck":
             return _healthcheck(Settings(), args.target)
         if args.command == "run":

@@ -250,6 +250,14 @@ class ReembedCommand(CommandBase):
     from_model_tag: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,120}$")
 
 
+class RebuildCommand(CommandBase):
+    """Recreate every user's vectors and graph from the events stream (after a restore, or a loss)."""
+
+    kind: Literal["rebuild"] = "rebuild"
+    user_id: str = SYSTEM_USER
+    app: str = "cli"
+
+
 class EditCommand(CommandBase):
     """Replace a memory's text by hand: re-extracted, re-embedded and re-linked in the graph."""
 
@@ -295,6 +303,7 @@ AnyCommand = (
     | DeleteCommand
     | DeleteAllCommand
     | ReembedCommand
+    | RebuildCommand
     | EditCommand
     | SetStateCommand
     | ImportCommand

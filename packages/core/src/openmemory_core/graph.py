@@ -55,6 +55,10 @@ class GraphStore(Protocol):
 
     async def neighbours(self, user_id: str, name: str) -> list[Neighbour]: ...
     async def relations_of_user(self, user_id: str, limit: int) -> list[Triple]: ...
+    async def clear_user(self, user_id: str) -> None:
+        """Remove every node and relation of one user (before a rebuild)."""
+        ...
+
     async def entities_of(self, user_id: str, memory_id: str) -> list[str]: ...
     async def memories_mentioning(self, user_id: str, names: list[str], limit: int) -> list[str]: ...
     async def ping(self) -> bool: ...
@@ -241,6 +245,14 @@ class GraphQueries:
             Triple(subject=str(s), relation=str(t), object=str(o), memory_id=str(m), valid_from=f, valid_to=v)
             for s, t, o, m, f, v in rows
         ]
+
+    async def clear_user(self, user_id: str) -> None:
+        await self._query(
+            "clear_user", "MATCH (n:Memory {user_id: $user_id}) DETACH DELETE n", {"user_id": user_id}
+        )
+        await self._query(
+            "clear_user", "MATCH (n:Entity {user_id: $user_id}) DETACH DELETE n", {"user_id": user_id}
+        )
 
     async def ping(self) -> bool:
         try:

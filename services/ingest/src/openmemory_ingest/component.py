@@ -101,6 +101,7 @@ async def start(runtime: Runtime) -> Running:
         runtime.settings.llm.similar_memories,
     )
     bus = await runtime.bus()
+    service.event_log = bus.events_after
     watch = SettingsWatch(await bus.settings_bucket(), runtime.settings.llm, service)
     await watch.apply_if_changed()
     watch.start()

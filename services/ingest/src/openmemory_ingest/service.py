@@ -6,7 +6,7 @@ come from the command, so applying a redelivered command again changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
@@ -63,6 +63,9 @@ class Applied:
         )  # fmt: skip
 
 
+EventLog = Callable[[int], Awaitable[list[tuple[int, c.MemoryEvent]]]]
+
+
 class IngestService:
     def __init__(
         self,
@@ -78,6 +81,7 @@ class IngestService:
         self.embedder = embedder
         self.extractor = extractor
         self.analyser = LocalExtractor()  # reads texts kept verbatim (edits, imports): no model call
+        self.event_log: EventLog | None = None  # the events stream, for rebuilds (set by the component)
 
     async def apply(self, command: c.AnyCommand) -> Applied:
         if isinstance(command, c.AddCommand):
@@ -92,6 +96,8 @@ class IngestService:
             return await self.set_state(command)
         if isinstance(command, c.ImportCommand):
             return await self.import_memories(command)
+        if isinstance(command, c.RebuildCommand):
+            return await self.rebuild()
         return await self.delete_all(command)
 
     async def reembed(self, command: c.ReembedCommand, batch: int = 128) -> Applied:
@@ -346,6 +352,46 @@ class IngestService:
             applied.record(command, c.ChangeKind.DELETE, memory, before=True)
         await self._mark(command, dict.fromkeys(reopened), applied)
         return applied
+
+    async def rebuild(self, batch: int = 128) -> Applied:
+        """Recreate the vectors and the graph of every user from the events stream: each memory as
+        its last event left it (deleted ones stay out), re-embedded with the current model, and the
+        graph rebuilt in the order the memories refer to, so supersession comes out as before."""
+        if self.event_log is None:
+            raise InvalidInput("rebuild needs the events stream")
+        latest: dict[str, c.Memory | None] = {}
+        users: set[str] = set()
+        sequence, events = 0, 0
+        while page := await self.event_log(sequence):
+            sequence = page[-1][0]
+            for _, event in page:
+                events += 1
+                users.add(event.user_id)
+                if event.change is c.ChangeKind.DELETE:
+                    latest[event.memory_id] = None
+                elif event.change in (c.ChangeKind.ADD, c.ChangeKind.UPDATE) and event.after is not None:
+                    latest[event.memory_id] = event.after
+        for user in users:
+            while leftovers := await self.vectors.list_memories(user, DELETE_BATCH, active_only=False):
+                await self.vectors.delete(user, [m.id for m in leftovers])
+            await self.graph.clear_user(user)
+        memories = sorted(
+            (m for m in latest.values() if m is not None),
+            key=lambda m: ((m.occurred_at or m.created_at).timestamp(), m.created_at.timestamp(), m.id),
+        )
+        for start in range(0, len(memories), batch):
+            chunk = memories[start : start + batch]
+            dense = await self.embedder.embed([m.text for m in chunk])
+            await self.vectors.upsert(
+                [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(chunk, dense, strict=True)]
+            )
+        for memory in memories:
+            await self.graph.close_superseded(memory, FUNCTIONAL)
+            await self.graph.add_memory(memory)
+        return Applied(
+            note=f"rebuilt {len(memories)} memories of {len(users)} users from {events} events "
+            f"with {self.embedder.model_tag}"
+        )
 
     async def delete_all(self, command: c.DeleteAllCommand) -> Applied:
         applied = Applied()
