@@ -1,0 +1,78 @@
+"""Properties of the contracts, over generated inputs (hypothesis)."""
+
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from openmemory_core import contracts as c
+from openmemory_core.bus import _json, _reply
+from openmemory_core.errors import InvalidInput
+
+SUBJECT_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(st.text(max_size=300))
+def test_any_user_id_makes_valid_subjects_and_a_partition_in_range(user: str) -> None:
+    for subject in (c.event_subject(user), c.access_subject(user)):
+        prefix, token = subject.rsplit(".", 1)
+        assert SUBJECT_TOKEN.match(token) and " " not in subject and prefix.count(".") == 1
+    assert 0 <= c.partition_of(user, 8) < 8
+    assert c.app_key(user, "cursor") != c.app_key(user + "x", "cursor")
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_content_hash_is_blind_to_case_and_spacing_only(user: str, text: str) -> None:
+    assert c.content_hash(user, text) == c.content_hash(user, "  " + text.casefold() + "\n")
+    assert c.content_hash(user, text) != c.content_hash(user + "\x01", text)
+
+
+@given(st.text(max_size=60))
+def test_memory_ids_are_recognised_exactly(value: str) -> None:
+    assert c.is_memory_id(c.memory_id_for(value, 0))
+    if not re.fullmatch(r"[{]?(urn:uuid:)?[0-9a-fA-F-]{32,36}[}]?", value.strip()):
+        assert not c.is_memory_id(value)
+
+
+@given(json_values)
+def test_a_command_envelope_from_any_json_is_a_command_or_a_validation_error(value: Any) -> None:
+    try:
+        envelope = c.CommandEnvelope.model_validate_json(json.dumps(value))
+    except ValidationError:
+        return
+    assert envelope.command.kind in {
+        "add",
+        "delete",
+        "delete_all",
+        "reembed",
+        "rebuild",
+        "edit",
+        "set_state",
+        "import",
+    }
+
+
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+@settings(max_examples=200)
+async def test_a_query_from_any_bytes_gets_an_answer_never_an_exception(data: bytes) -> None:
+    async def handler(payload: dict[str, Any]) -> c.SearchResponse:
+        request = c.SearchRequest.model_validate(payload)
+        return c.SearchResponse(hits=[], missing_signals=[request.query[:0]])
+
+    reply = await _reply(handler, data, c.Query.SEARCH)
+    assert reply.ok or (reply.error_code == InvalidInput.code and reply.error)
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"3", b"not json", b"\xff\xfe"])
+def test_the_bus_refuses_non_objects_with_a_clear_error(raw: bytes) -> None:
+    with pytest.raises(InvalidInput, match="JSON"):
+        _json(raw)

@@ -1,0 +1,126 @@
+"""Fuzzing the running system: generated MCP tool arguments (hypothesis) and generated admin API
+requests from its own OpenAPI document (schemathesis). No 5xx, and a refused request changes
+nothing. A system of its own: the fuzzer may change its settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from e2e_support import mcp_client, new_key
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.generation.case import Case
+
+from openmemory_core.testing import RunningSystem, start_system, unique
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSystem, str, str]]:
+    system = start_system(
+        tmp_path_factory.mktemp("fuzz") / "data",
+        extra_env={
+            "OPENMEMORY_GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
+            "OPENMEMORY_ADMIN_RATE_LIMIT_PER_MINUTE": "100000",
+        },
+    )
+    user = unique("fz")
+    yield system, user, new_key(system, user, scopes="read,write,admin")
+    system.stop()
+
+
+def fingerprint(system: RunningSystem, key: str) -> str:
+    """Everything of the user a request could change, as one string."""
+    headers = {"Authorization": f"Bearer {key}"}
+    parts = []
+    with httpx.Client(base_url=system.admin_url + "/api/v1", headers=headers, timeout=30) as http:
+        for path in (
+            "/memories?page_size=200&state=active&state=paused&state=archived",
+            "/apps",
+            "/settings",
+        ):
+            parts.append(http.get(path).text)
+        keys = http.get("/keys").json()
+        parts.append(json.dumps([{k: v for k, v in key.items() if k != "last_used_at"} for key in keys]))
+    return "\n".join(parts)
+
+
+# ---- MCP tool arguments --------------------------------------------------------------------------
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+TOOLS = [
+    "add_memories",
+    "search_memory",
+    "list_memories",
+    "get_memory",
+    "delete_memories",
+    "delete_all_memories",
+]
+NAMES = ["text", "query", "limit", "app", "category", "since", "until", "memory_id", "memory_ids", "infer"]
+arguments = st.dictionaries(st.sampled_from(NAMES), values, max_size=4)
+
+
+@given(tool=st.sampled_from([t for t in TOOLS if t != "delete_all_memories"]), args=arguments)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_generated_tool_arguments_get_an_answer_and_refusals_change_nothing(
+    fuzzed: tuple[RunningSystem, str, str], tool: str, args: dict[str, Any]
+) -> None:
+    system, _, key = fuzzed
+    before = fingerprint(system, key)
+
+    async def call() -> Any:
+        async with mcp_client(system.mcp_url, key) as client:
+            return await client.session.call_tool(tool, args)
+
+    result = asyncio.run(call())  # a transport failure (a 5xx, a dropped session) raises here
+    text = " ".join(getattr(part, "text", "") for part in result.content)
+    assert "Internal Server Error" not in text and "Traceback" not in text
+    if result.is_error:
+        assert fingerprint(system, key) == before, (tool, args, text)
+
+
+# ---- the admin API, from its OpenAPI document ----------------------------------------------------
+
+
+SKIPPED_OPERATIONS = {
+    ("GET", "/api/v1/activity/stream"),  # an event stream never ends
+    ("DELETE", "/api/v1/session"),  # signing out only clears a cookie
+}
+
+
+def test_the_admin_api_never_answers_5xx_and_refusals_change_nothing(
+    fuzzed: tuple[RunningSystem, str, str],
+) -> None:
+    """Every operation of the admin's OpenAPI document, with requests schemathesis generates from it
+    (valid and invalid), authenticated as a user with every scope."""
+    system, _, key = fuzzed
+    schema = schemathesis.openapi.from_url(system.admin_url + "/openapi.json")
+    operations = [r.ok() for r in schema.get_all_operations()]
+    tried = 0
+    for operation in operations:
+        if (operation.method.upper(), operation.path) in SKIPPED_OPERATIONS:
+            continue
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case: Case) -> None:
+            writes = case.method.upper() in ("POST", "PUT", "PATCH", "DELETE")
+            before = fingerprint(system, key) if writes else ""
+            response = case.call(base_url=system.admin_url, headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code < 500, (case.method, case.path, response.text[:300])
+            if writes and response.status_code >= 400:
+                assert fingerprint(system, key) == before, (case.method, case.path, response.text[:300])
+
+        check()
+        tried += 1
+    assert tried >= 20  # every route of the document was fuzzed
