@@ -27,9 +27,18 @@ def main(argv: list[str]) -> int:
     scale.add_argument("--queries", type=int, default=200)
     scale.add_argument("--engine", choices=["edge", "local"], default="edge")
     scale.add_argument("--out", type=Path)
+    load = sub.add_parser("load", help="many MCP clients adding and searching at once, on a whole system")
+    load.add_argument("--clients", type=int, default=50)
+    load.add_argument("--seconds", type=float, default=60.0)
+    load.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
-    if args.bench == "scale":
+    if args.bench == "load":
+        from openmemory_bench import load as load_bench
+
+        report = asyncio.run(load_bench.run(args.clients, args.seconds))
+        print(load_bench.markdown(report))
+    elif args.bench == "scale":
         from openmemory_bench.scale import run as run_scale
 
         sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
