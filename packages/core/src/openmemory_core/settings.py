@@ -97,6 +97,29 @@ class GatewaySettings(BaseSettings):
     )
 
 
+class OAuthSettings(BaseSettings):
+    """OAuth for MCP clients that speak it (env prefix `OPENMEMORY_OAUTH_`); off unless `issuer_url`
+    is set. Bearer tokens that are not OpenMemory API keys are checked by the authorization server's
+    token introspection endpoint (RFC 7662); API keys keep working beside them."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_OAUTH_", extra="ignore")
+
+    issuer_url: str | None = Field(default=None, description="the authorization server clients sign in with")
+    introspection_url: str | None = None
+    client_id: str | None = Field(default=None, description="this resource server's credentials at the AS")
+    client_secret: SecretStr | None = None
+    resource_url: str | None = Field(default=None, description="the public MCP URL (default: from host/port)")
+    default_scopes: list[str] = Field(
+        default_factory=lambda: ["read", "write"],
+        description="granted when a token carries none of read, write (or openmemory:read, openmemory:write)",
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer_url)
+
+
 class AdminSettings(BaseSettings):
     """The admin service and dashboard (env prefix `OPENMEMORY_ADMIN_`)."""
 
@@ -151,6 +174,7 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)

@@ -362,6 +362,62 @@ class RecordedOpenAITestServer:
             await self._task
 
 
+class OAuthIntrospectionTestServer:
+    """A small local OAuth *test server*: the token introspection endpoint (RFC 7662) of an
+    authorization server, answering for the tokens it was given, and keeping every request.
+
+    It stands in for a real authorization server (sign-in pages, consent) that this machine does
+    not run; the resource server's side (metadata, challenges, introspection over HTTP) is real.
+    """
+
+    def __init__(self, tokens: dict[str, dict[str, Any]], client_id: str, client_secret: str) -> None:
+        self.tokens = tokens
+        self.credentials = (client_id, client_secret)
+        self.requests: list[dict[str, str]] = []
+        self.port = free_port()
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def issuer_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def introspection_url(self) -> str:
+        return f"{self.issuer_url}/introspect"
+
+    async def _introspect(self, request: Any) -> Any:
+        import base64
+
+        from starlette.responses import JSONResponse
+
+        expected = base64.b64encode(":".join(self.credentials).encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        form = dict(await request.form())
+        self.requests.append({k: str(v) for k, v in form.items()})
+        return JSONResponse(self.tokens.get(str(form.get("token")), {"active": False}))
+
+    async def __aenter__(self) -> OAuthIntrospectionTestServer:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        app = Starlette(routes=[Route("/introspect", self._introspect, methods=["POST"])])
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
 def recorded(name: str) -> str:
     """A recorded model output from packages/core/tests/data/llm/."""
     return (Path(__file__).resolve().parents[2] / "tests" / "data" / "llm" / name).read_text()

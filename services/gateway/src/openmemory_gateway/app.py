@@ -16,15 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.transport_security import TransportSecuritySettings
 from nats.js.kv import KeyValue
+from pydantic import AnyHttpUrl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openmemory_core.errors import OpenMemoryError
-from openmemory_core.keys import presented_token, verify_key
+from openmemory_core.contracts import Principal
+from openmemory_core.errors import OpenMemoryError, Unauthorized
+from openmemory_core.keys import KEY_PREFIX, presented_token, verify_key
 from openmemory_core.ratelimit import RateLimiter, retry_after
-from openmemory_core.settings import GatewaySettings
+from openmemory_core.settings import GatewaySettings, OAuthSettings
 from openmemory_core.telemetry import AUTH_FAILURES
+from openmemory_gateway.oauth import IntrospectionTokenVerifier, principal_of_token
 from openmemory_gateway.service import MemoryGateway
 from openmemory_gateway.tools import build_mcp
 
@@ -60,11 +64,16 @@ def _token(scope: Scope) -> str | None:
     return presented_token(headers.get("authorization"), headers.get("x-api-key"))
 
 
-async def _refuse(send: Send, status: int, message: str, wait: float | None = None) -> None:
+async def _refuse(
+    send: Send, status: int, message: str, wait: float | None = None, metadata_url: str | None = None
+) -> None:
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="OpenMemory"'))
+        challenge = 'Bearer realm="OpenMemory"'
+        if metadata_url:  # RFC 9728: tells an OAuth-capable client where to find the authorization server
+            challenge += f', resource_metadata="{metadata_url}"'
+        headers.append((b"www-authenticate", challenge.encode()))
     if wait is not None:
         headers.append((b"retry-after", retry_after(wait).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -115,6 +124,19 @@ class GatewayFront:
         self.keys = keys
         self.max_body = settings.max_request_bytes
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.verifier: IntrospectionTokenVerifier | None = None
+        self.oauth_scopes: list[str] = []
+        self.metadata_url: str | None = None
+
+    async def _principal(self, scope: Scope, route: McpRoute) -> Principal:
+        """An OpenMemory API key, or, with OAuth on, any other bearer token via introspection."""
+        token = _token(scope)
+        if self.verifier is None or token is None or token.startswith(KEY_PREFIX):
+            return await verify_key(self.keys, token, route.client)
+        access = await self.verifier.verify_token(token)
+        if access is None:
+            raise Unauthorized("the OAuth token is not valid (inactive, expired, or for another resource)")
+        return principal_of_token(access, self.oauth_scopes)
 
     def add_route(self, path: str, endpoint: Any, methods: list[str] | None = None) -> None:
         """Non-MCP routes (health, metrics) belong to the FastAPI app."""
@@ -126,10 +148,10 @@ class GatewayFront:
             await self.api(scope, receive, send)
             return
         try:
-            principal = await verify_key(self.keys, _token(scope), route.client)
+            principal = await self._principal(scope, route)
         except OpenMemoryError as exc:
             AUTH_FAILURES.labels(str(exc.http_status)).inc()
-            await _refuse(send, exc.http_status, exc.message)
+            await _refuse(send, exc.http_status, exc.message, metadata_url=self.metadata_url)
             return
         wait = self.limiter.take(principal.key_id)
         if wait:
@@ -157,7 +179,9 @@ class GatewayFront:
         await self.sse(scope, receive, send)
 
 
-def create_app(gateway: MemoryGateway, keys: KeyValue, settings: GatewaySettings) -> GatewayFront:
+def create_app(
+    gateway: MemoryGateway, keys: KeyValue, settings: GatewaySettings, oauth: OAuthSettings | None = None
+) -> GatewayFront:
     mcp = build_mcp(gateway)
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
@@ -182,4 +206,15 @@ def create_app(gateway: MemoryGateway, keys: KeyValue, settings: GatewaySettings
         """Where to connect."""
         return {"service": "openmemory-gateway", "mcp": "/mcp", "sse": "/sse"}
 
-    return GatewayFront(api, streamable, sse, keys, settings)
+    front = GatewayFront(api, streamable, sse, keys, settings)
+    if oauth is not None and oauth.enabled:
+        assert oauth.issuer_url is not None
+        resource = oauth.resource_url or f"http://{settings.host}:{settings.port}/mcp"
+        front.verifier = IntrospectionTokenVerifier(oauth, resource)
+        front.oauth_scopes = oauth.default_scopes
+        front.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(resource)))
+        for route in create_protected_resource_routes(
+            AnyHttpUrl(resource), [AnyHttpUrl(oauth.issuer_url)], ["read", "write"], "OpenMemory"
+        ):
+            api.router.routes.append(route)
+    return front

@@ -18,7 +18,12 @@ async def start(runtime: Runtime) -> Running:
 
     settings = runtime.settings.gateway
     bus = await runtime.bus()
-    app = create_app(MemoryGateway(bus, settings, await bus.apps_bucket()), await bus.keys_bucket(), settings)
+    app = create_app(
+        MemoryGateway(bus, settings, await bus.apps_bucket()),
+        await bus.keys_bucket(),
+        settings,
+        runtime.settings.oauth,
+    )
     runtime.serve_http("gateway", app, settings.host, settings.port)
     return _Gateway()
 
