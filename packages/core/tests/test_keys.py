@@ -1,7 +1,11 @@
+import asyncio
+from datetime import timedelta
+
 import pytest
 
 from openmemory_core import keys
 from openmemory_core.bus import Bus
+from openmemory_core.contracts import ApiKeyRecord, now
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from openmemory_core.testing import unique
 
@@ -57,3 +61,31 @@ async def test_bad_names_and_scopes_are_refused(bus: Bus) -> None:
         await keys.create_key(kv, "has space")
     with pytest.raises(InvalidInput):
         await keys.create_key(kv, unique(), scopes=("root",))
+
+
+async def test_last_use_is_recorded_and_never_undoes_a_revocation(bus: Bus) -> None:
+    kv = await bus.keys_bucket()
+    token, record = await keys.create_key(kv, unique())
+    await keys.verify_key(kv, token)
+    entry = await kv.get(record.key_id)
+    seen = ApiKeyRecord.model_validate_json(entry.value or b"")
+    assert seen.last_used_at is not None
+    # A use that read the key just before a revocation writes its last-use afterwards: refused.
+    stale = seen.model_copy(update={"last_used_at": None})
+    await keys.revoke_key(kv, record.prefix)
+    await keys._touch(kv, stale, entry.revision)
+    after = ApiKeyRecord.model_validate_json((await kv.get(record.key_id)).value or b"")
+    assert after.revoked
+    with pytest.raises(Unauthorized, match="revoked"):
+        await keys.verify_key(kv, token)
+
+
+async def test_an_expired_key_is_refused(bus: Bus) -> None:
+    kv = await bus.keys_bucket()
+    with pytest.raises(InvalidInput, match="past"):
+        await keys.create_key(kv, unique(), expires_at=now() - timedelta(seconds=1))
+    token, _ = await keys.create_key(kv, unique(), expires_at=now() + timedelta(seconds=0.5))
+    await keys.verify_key(kv, token)
+    await asyncio.sleep(0.6)
+    with pytest.raises(Unauthorized, match="expired"):
+        await keys.verify_key(kv, token)

@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 
 from openmemory_core import contracts as c
@@ -111,11 +112,14 @@ async def _keys(args: argparse.Namespace) -> int:
         kv = await bus.keys_bucket()
         if args.keys_command == "create":
             scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
-            token, _ = await keys.create_key(kv, args.user, args.app, scopes, args.label)
+            expires = c.now() + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+            token, _ = await keys.create_key(kv, args.user, args.app, scopes, args.label, expires)
             print(token)
         elif args.keys_command == "list":
             for record in await keys.list_keys(kv, args.user):
                 state = "revoked" if record.revoked else "active"
+                if not record.revoked and record.expires_at is not None and record.expires_at <= c.now():
+                    state = "expired"
                 print(
                     f"om_{record.prefix}\t{record.user_id}\t{record.app}\t{','.join(record.scopes)}\t"
                     f"{state}\t{record.created_at:%Y-%m-%d %H:%M}\t{record.label}"
@@ -243,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--app", default=ANY_APP, help="the app (MCP client) the key is for; default: any")
     create.add_argument("--scopes", default="read,write", help="comma list of read, write, admin")
     create.add_argument("--label", default="")
+    create.add_argument("--expires-in-days", type=int, help="the key stops working after this many days")
     data_dir(create)
     listing = keys_sub.add_parser("list", help="list keys (prefix, user, app, scopes, state)")
     listing.add_argument("--user")
