@@ -175,6 +175,7 @@ async def test_bad_input_is_refused_and_changes_nothing(
             await admin.send("PATCH", f"/memories/{their_id}", {"text": "I keep wasps."}, expect=404)
             assert await theirs.texts() == ["I keep bees."]
         assert await admin.get("/memories") == before
+        assert (await admin.http.get("/graph", params={"entity": "\x00"})).status_code == 422
         bad_import = await admin.http.post("/import", content=b'{"format": "something-else"}')
         assert bad_import.status_code == 422
         broken = await admin.http.post("/import", content=b"PK\x03\x04 not really a zip")

@@ -46,6 +46,17 @@ async def test_names_are_parameters_not_cypher(graph_store: GraphStore) -> None:
     assert await graph_store.ping()
 
 
+async def test_control_characters_in_names_are_dropped_not_fatal(graph_store: GraphStore) -> None:
+    """FalkorDB's client writes parameters into the query text, where a NUL would end it (found by
+    the admin API fuzzer)."""
+    user = unique()
+    odd = memory(user, ["Ma\x00ria", "Tab\tCity"])
+    await graph_store.add_memory(odd)
+    assert await graph_store.entities_of(user, odd.id) == ["Maria", "TabCity"]
+    assert await graph_store.neighbours(user, "\x00") == []
+    assert await graph_store.memories_mentioning(user, ["maria\x00"], 10) == [odd.id]
+
+
 def test_the_url_scheme_picks_the_adapter() -> None:
     import pytest
 

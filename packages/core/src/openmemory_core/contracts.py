@@ -420,7 +420,7 @@ class HistoryResponse(BaseModel):
 
 class GraphRequest(BaseModel):
     user_id: str
-    entity: str = Field(min_length=1, max_length=200)
+    entity: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")  # no control characters
 
 
 class GraphEdge(BaseModel):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -24,9 +25,15 @@ FALKORDB_SCHEMES = ("falkordb", "redis")
 NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
+def printable(name: str) -> str:
+    """A name without control characters: FalkorDB's client writes parameters into the query text,
+    where a NUL ends it."""
+    return "".join(ch for ch in name if unicodedata.category(ch) != "Cc")
+
+
 def entity_key(name: str) -> str:
     """Entities are merged per user by their normalised name."""
-    return " ".join(name.split()).casefold()
+    return " ".join(printable(name).split()).casefold()
 
 
 @dataclass(frozen=True)
@@ -168,14 +175,17 @@ def _add_params(memory: Memory) -> dict[str, Any]:
         "created_at": memory.created_at.isoformat(),
         "valid_from": valid_from,
         "entities": [
-            {"key": entity_key(n), "name": n, "kind": kind(n)} for n in memory.entities if entity_key(n)
+            {"key": entity_key(n), "name": printable(n), "kind": kind(n)}
+            for n in memory.entities
+            if entity_key(n)
         ],
         "relations": [
             {
-                "subject": r.subject, "subject_key": entity_key(r.subject),
+                "subject": printable(r.subject), "subject_key": entity_key(r.subject),
                 "subject_kind": kind(r.subject),
-                "object": r.object, "object_key": entity_key(r.object), "object_kind": kind(r.object),
-                "type": r.type,
+                "object": printable(r.object), "object_key": entity_key(r.object),
+                "object_kind": kind(r.object),
+                "type": printable(r.type),
             }
             for r in memory.relations
             if entity_key(r.subject) and entity_key(r.object)

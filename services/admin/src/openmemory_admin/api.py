@@ -401,7 +401,9 @@ async def categories(principal: Reader, ctx: Ctx) -> list[c.Count]:
 
 @router.get("/graph", tags=["graph"])
 async def graph(
-    principal: Reader, ctx: Ctx, entity: Annotated[str | None, Query(min_length=1, max_length=200)] = None
+    principal: Reader,
+    ctx: Ctx,
+    entity: Annotated[str | None, Query(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")] = None,
 ) -> dict[str, Any]:
     """Without `entity`: the user's whole graph (entities and relations). With it: that entity's
     relations, with their type, the memory they came from and when they held (`valid_to` is null
