@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import pytest
 
+from openmemory_core import contracts as c
 from openmemory_core import keys
 from openmemory_core.bus import Bus
 from openmemory_core.contracts import ApiKeyRecord, now
@@ -89,3 +90,13 @@ async def test_an_expired_key_is_refused(bus: Bus) -> None:
     await asyncio.sleep(0.6)
     with pytest.raises(Unauthorized, match="expired"):
         await keys.verify_key(kv, token)
+
+
+async def test_listing_keys_leaves_no_consumers_behind(bus: Bus) -> None:
+    kv = await bus.keys_bucket()
+    user = unique()
+    await keys.create_key(kv, user)
+    for _ in range(30):
+        assert len(await keys.list_keys(kv, user)) == 1
+    info = await bus.js.stream_info(f"KV_{c.KEYS_BUCKET}")
+    assert info.state.consumer_count == 0

@@ -9,6 +9,7 @@ from nats.js.kv import KeyValue
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import Forbidden
+from openmemory_core.kvkeys import kv_keys
 
 
 async def get_app(kv: KeyValue, user_id: str, app: str) -> c.AppRecord:
@@ -29,11 +30,7 @@ async def put_app(kv: KeyValue, record: c.AppRecord) -> c.AppRecord:
 
 
 async def app_records(kv: KeyValue, user_id: str) -> list[c.AppRecord]:
-    prefix = c.subject_token(user_id) + "."
-    try:
-        names = [n for n in await kv.keys() if n.startswith(prefix)]
-    except nats.js.errors.NoKeysError:
-        return []
+    names = await kv_keys(kv, c.subject_token(user_id) + ".")
     records = []
     for name in names:
         try:

@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput
+from openmemory_core.kvkeys import kv_keys
 
 FORMAT = "openmemory-backup"
 VERSION = 1
@@ -29,10 +30,7 @@ BUCKETS = (c.KEYS_BUCKET, c.APPS_BUCKET, c.SETTINGS_BUCKET)
 
 
 async def _kv_entries(kv: KeyValue) -> list[dict[str, str]]:
-    try:
-        names = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        return []
+    names = await kv_keys(kv)
     entries = []
     for name in sorted(names):
         try:

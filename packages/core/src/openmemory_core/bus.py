@@ -226,9 +226,16 @@ class Bus:
         except nats.errors.TimeoutError:
             return []
         finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await self._drop(sub, c.EVENTS_STREAM)
         return [(m.metadata.sequence.stream, c.MemoryEvent.model_validate_json(m.data)) for m in msgs]
+
+    async def _drop(self, sub: JetStreamContext.PullSubscription, stream: str) -> None:
+        """Delete a reader's ephemeral consumer now: left to expire, they pile up under load until the
+        server refuses new ones."""
+        with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+            await self.js.delete_consumer(stream, sub._consumer)
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
     async def record_access(self, record: c.AccessRecord) -> None:
         await self.js.publish(
@@ -257,8 +264,7 @@ class Bus:
                 if not msgs or msgs[-1].metadata.num_pending == 0:
                     return found
         finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await self._drop(sub, stream)
 
     async def dead_letters(self) -> list[tuple[int, c.DeadLetter]]:
         """Every parked command with its stream sequence, oldest first."""

@@ -14,6 +14,7 @@ from nats.js.kv import KeyValue
 
 from openmemory_core.contracts import ANY_APP, ID_NAME_PATTERN, ApiKeyRecord, Principal, now
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from openmemory_core.kvkeys import kv_keys
 
 KEY_PREFIX = "om_"
 _KEY_SHAPE = re.compile(r"^om_[0-9a-f]{8}_[A-Za-z0-9_-]{32,64}$")
@@ -138,10 +139,7 @@ async def _touch(kv: KeyValue, record: ApiKeyRecord, revision: int | None) -> No
 
 
 async def list_keys(kv: KeyValue, user_id: str | None = None) -> list[ApiKeyRecord]:
-    try:
-        names = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        return []
+    names = await kv_keys(kv)
     records = []
     for name in names:
         try:

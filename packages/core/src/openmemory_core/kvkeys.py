@@ -1,0 +1,18 @@
+"""Listing the keys of a NATS KV bucket without a consumer.
+
+nats-py's `KeyValue.keys()` opens a watcher (a JetStream consumer) per call and leaves it to expire;
+under steady use they pile up until the server refuses new consumers. The stream's own per-subject
+counts (`stream_info` with a subject filter) list the same keys and open nothing.
+"""
+
+from __future__ import annotations
+
+from nats.js.kv import KeyValue
+
+
+async def kv_keys(kv: KeyValue, prefix: str = "") -> list[str]:
+    """The keys of `kv` that start with `prefix` (deleted ones included: `get` says which)."""
+    pre: str = kv._pre  # "$KV.<bucket>."
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{pre}{prefix}>" if prefix else f"{pre}>")
+    names = [subject.removeprefix(pre) for subject in (info.state.subjects or {})]
+    return sorted(n for n in names if n.startswith(prefix))
