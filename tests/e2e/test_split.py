@@ -106,3 +106,17 @@ async def test_adds_while_ingest_is_down_are_accepted_and_applied_after_restart(
 def test_a_split_target_without_urls_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="needs OPENMEMORY_NATS_URL"):
         start_system(tmp_path / "lonely", "gateway", {"OPENMEMORY_NATS_URL": ""}, timeout=30)
+
+
+async def test_a_revocation_reaches_every_gateway_within_a_second(split: Split) -> None:
+    key = split.key(unique())
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for gateway in split.gateways:
+            assert (await http.post(gateway.mcp_url, json={}, headers=auth)).status_code != 401
+        split.admin.cli("keys", "revoke", key.split("_")[1])
+        revoked_at = asyncio.get_running_loop().time()
+        for gateway in split.gateways:
+            while (await http.post(gateway.mcp_url, json={}, headers=auth)).status_code != 401:
+                assert asyncio.get_running_loop().time() - revoked_at < 1.0, gateway.mcp_url
+                await asyncio.sleep(0.05)
