@@ -92,3 +92,29 @@ async def test_with_the_graph_store_down_search_answers_from_the_rest_and_says_s
     assert found.missing_signals == ["graph"]
     assert found.hits[0].memory.text == "User's sister Anna lives in Vienna."
     assert all("graph" not in h.signals for h in found.hits)
+
+
+async def test_a_period_in_the_question_and_a_question_about_the_latest_have_their_signals(
+    stores: tuple[IngestService, SearchService],
+) -> None:
+    from datetime import UTC, datetime
+
+    ingest, search = stores
+    user = unique()
+    # Alex's concert is the later one, but it is stored first: only its time can put it first.
+    for day, text in [(20, "I went to a concert with Alex."), (3, "I went to a concert with Sam.")]:
+        when = datetime(2023, 5, day, 12, tzinfo=UTC)
+        await ingest.apply(c.AddCommand(user_id=user, app="a", text=text, infer=False, occurred_at=when))
+    hits = (
+        await search.search(c.SearchRequest(user_id=user, query="Who came to the concert on 20 May 2023?"))
+    ).hits
+    assert hits[0].memory.text == "I went to a concert with Alex." and "time" in hits[0].signals
+    assert "time" not in hits[1].signals  # the other concert was on another day
+    undated = (await search.search(c.SearchRequest(user_id=user, query="Who came to the concert?"))).hits
+    assert all("time" not in h.signals for h in undated)
+    latest = (
+        await search.search(
+            c.SearchRequest(user_id=user, query="Who did I go to a concert with most recently?")
+        )
+    ).hits
+    assert latest[0].memory.text == "I went to a concert with Alex." and "recency" in latest[0].signals

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 MONTHS = [
@@ -181,3 +181,81 @@ def _safe(year: int, month: int, day: int) -> date | None:
         return date(year, month, day)
     except ValueError:
         return None
+
+
+# ---- periods named in a question ------------------------------------------------------------------
+
+_DAY_MONTH_YEAR = re.compile(
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_NAME},?\s+(\d{{4}})\b", re.I
+)
+_MONTH_DAY_YEAR = re.compile(rf"\b{_MONTH_NAME}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
+_MONTH_YEAR = re.compile(rf"\b{_MONTH_NAME},?\s+(?:of\s+)?(\d{{4}})\b", re.I)
+_YEAR = re.compile(r"\b(?:in|during|of|since|throughout)\s+((?:19|20)\d\d)\b", re.I)
+_RELATIVE = re.compile(r"\b(yesterday|today|(?:last|this|past)\s+(?:week|month|year))\b", re.I)
+_LATEST = re.compile(
+    r"\b(latest|most recent(?:ly)?|recently|lately|currently|nowadays|these days|right now|at the moment|now)\b",
+    re.I,
+)
+
+
+def _month_number(name: str) -> int:
+    return _MONTH_ABBR[name.lower()[:4] if name.lower().startswith("sept") else name.lower()[:3]]
+
+
+def _span(start: date, end: date) -> tuple[datetime, datetime]:
+    """From the first moment of `start` to the last of `end`, in UTC."""
+    return (
+        datetime(start.year, start.month, start.day, tzinfo=UTC),
+        datetime(end.year, end.month, end.day, 23, 59, 59, tzinfo=UTC),
+    )
+
+
+def query_period(text: str, now: datetime) -> tuple[datetime, datetime] | None:
+    """The period a question names, if any: a day ("on 13 October 2023", "May 3, 2023"), a month
+    ("in July 2023"), a year ("in 2022"), or one relative to `now` ("yesterday", "last month")."""
+    if m := _DAY_MONTH_YEAR.search(text):
+        day = _safe(int(m.group(3)), _month_number(m.group(2)), int(m.group(1)))
+        if day:
+            return _span(day, day)
+    if m := _MONTH_DAY_YEAR.search(text):
+        day = _safe(int(m.group(3)), _month_number(m.group(1)), int(m.group(2)))
+        if day:
+            return _span(day, day)
+    if m := _MONTH_YEAR.search(text):
+        first = date(int(m.group(2)), _month_number(m.group(1)), 1)
+        return _span(first, _shift_months(first, 1) - timedelta(days=1))
+    if m := _YEAR.search(text):
+        year = int(m.group(1))
+        return _span(date(year, 1, 1), date(year, 12, 31))
+    if m := _RELATIVE.search(text):
+        return _relative_period(m.group(1).lower().split(), now.date())
+    return None
+
+
+def _relative_period(words: list[str], today: date) -> tuple[datetime, datetime]:
+    if words == ["yesterday"]:
+        return _span(today - timedelta(days=1), today - timedelta(days=1))
+    if words == ["today"]:
+        return _span(today, today)
+    which, unit = words
+    if unit == "week":
+        monday = today - timedelta(days=today.weekday())
+        start = monday - timedelta(weeks=1) if which == "last" else monday
+        return (
+            _span(today - timedelta(days=7), today) if which == "past" else _span(start, start + timedelta(6))
+        )
+    if unit == "month":
+        first = date(today.year, today.month, 1)
+        if which == "past":
+            return _span(today - timedelta(days=30), today)
+        start = _shift_months(first, -1) if which == "last" else first
+        return _span(start, _shift_months(start, 1) - timedelta(days=1))
+    if which == "past":
+        return _span(today - timedelta(days=365), today)
+    year = today.year - 1 if which == "last" else today.year
+    return _span(date(year, 1, 1), date(year, 12, 31))
+
+
+def asks_for_latest(text: str) -> bool:
+    """Whether a question asks for the newest state of something ("currently", "most recent")."""
+    return _LATEST.search(text) is not None

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from openmemory_core.contracts import Memory
 
 # Tuned on the LoCoMo dev split (bench/README.md): a small k lets each signal's top hits count, and
-# keywords carry more than meaning for conversational facts; names in the graph add a little.
+# keywords carry more than meaning for conversational facts; names in the graph add a little; a
+# period the question names ("in July 2023") and a question about the latest add their own lists.
 RRF_K = 10
-WEIGHTS = {"dense": 1.0, "keyword": 1.5, "graph": 0.25}
+WEIGHTS = {"dense": 1.0, "keyword": 1.5, "graph": 0.25, "time": 1.0, "recency": 1.0}
 
 
 @dataclass

@@ -6,12 +6,14 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 
 from nats.js.kv import KeyValue
 
 from openmemory_core import contracts as c
 from openmemory_core.apps import require_app
 from openmemory_core.bus import Bus
+from openmemory_core.dates import asks_for_latest, query_period
 from openmemory_core.embeddings import Embedder
 from openmemory_core.errors import InvalidInput, NotFound, StoreUnavailable
 from openmemory_core.extraction import find_entities
@@ -68,6 +70,14 @@ class SearchService:
             "keyword": [h.memory for h in keyword_hits],
             "graph": graph_memories,
         }
+        within = _narrowed(filters, query_period(query, c.now()))
+        if within is not None:  # the question names a period: what is about it, by meaning
+            ranked["time"] = [
+                h.memory for h in await self.vectors.dense_search(request.user_id, dense, candidates, within)
+            ]
+        if asks_for_latest(query):  # "currently", "most recent": the newest of the best candidates first
+            pool = {m.id: m for m in ranked["dense"][:RECENCY_POOL] + ranked["keyword"][:RECENCY_POOL]}
+            ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
         hits = [
             c.ScoredMemory(memory=f.memory, score=round(f.score, 6), signals=f.signals)
             for f in self.ranker.fuse(ranked, request.limit)
@@ -186,6 +196,24 @@ class SearchService:
         triples = await self.graph.relations_of_user(request.user_id, request.limit)
         entities = sorted({t.subject for t in triples} | {t.object for t in triples})
         return c.UserGraphResponse(entities=entities, relations=triples)
+
+
+#: How many of each signal's best candidates compete on recency when a question asks for the latest.
+RECENCY_POOL = 10
+
+
+def _when(memory: c.Memory) -> float:
+    return (memory.occurred_at or memory.created_at).timestamp()
+
+
+def _narrowed(filters: c.SearchFilters, period: tuple[datetime, datetime] | None) -> c.SearchFilters | None:
+    """The request's filters within the period a question names; None when it names none, or when
+    the two do not overlap."""
+    if period is None:
+        return None
+    since = max(x for x in (filters.since, period[0]) if x is not None)
+    until = min(x for x in (filters.until, period[1]) if x is not None)
+    return filters.model_copy(update={"since": since, "until": until}) if since <= until else None
 
 
 #: The dashboard's list reads a user's memories whole; beyond this many it shows the newest.

@@ -1,0 +1,44 @@
+"""The periods and the 'latest' that questions name, for search's time signal."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from openmemory_core.dates import asks_for_latest, query_period
+
+NOW = datetime(2026, 11, 22, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("question", "first", "last"),
+    [
+        ("What did Melanie paint on October 13, 2023?", "2023-10-13", "2023-10-13"),
+        ("What did Gina find on 1 February, 2023?", "2023-02-01", "2023-02-01"),
+        ("What happened on the 3rd of May 2024?", "2024-05-03", "2024-05-03"),
+        ("What did Maria start in December 2023?", "2023-12-01", "2023-12-31"),
+        ("What did I do in Sept 2025?", "2025-09-01", "2025-09-30"),
+        ("How often did I go to the beach in 2023?", "2023-01-01", "2023-12-31"),
+        ("What did I eat yesterday?", "2026-11-21", "2026-11-21"),
+        ("What did I read last month?", "2026-10-01", "2026-10-31"),
+        ("Who did I meet last week?", "2026-11-09", "2026-11-15"),
+        ("What did I buy this year?", "2026-01-01", "2026-12-31"),
+    ],
+)
+def test_a_named_period_becomes_a_time_range(question: str, first: str, last: str) -> None:
+    period = query_period(question, NOW)
+    assert period is not None
+    assert (period[0].date().isoformat(), period[1].date().isoformat()) == (first, last)
+    assert period[0].tzinfo is UTC and period[1].hour == 23
+
+
+@pytest.mark.parametrize(
+    "question", ["When did Melanie go camping?", "Where do I live?", "What may I eat?", "Call me at 2023"]
+)
+def test_no_period_when_none_is_named(question: str) -> None:
+    assert query_period(question, NOW) is None
+
+
+def test_questions_about_the_latest_state_are_recognised() -> None:
+    assert asks_for_latest("What book is Jon currently reading?")
+    assert asks_for_latest("What is my most recent project?")
+    assert not asks_for_latest("What book did Jon read?")
