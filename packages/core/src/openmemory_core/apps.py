@@ -9,7 +9,7 @@ from nats.js.kv import KeyValue
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import Forbidden
-from openmemory_core.kvkeys import kv_keys
+from openmemory_core.kvkeys import kv_entries
 
 
 async def get_app(kv: KeyValue, user_id: str, app: str) -> c.AppRecord:
@@ -30,16 +30,9 @@ async def put_app(kv: KeyValue, record: c.AppRecord) -> c.AppRecord:
 
 
 async def app_records(kv: KeyValue, user_id: str) -> list[c.AppRecord]:
-    names = await kv_keys(kv, c.subject_token(user_id) + ".")
-    records = []
-    for name in names:
-        try:
-            entry = await kv.get(name)
-        except nats.js.errors.KeyNotFoundError:
-            continue
-        if entry.value:
-            records.append(c.AppRecord.model_validate_json(entry.value))
-    return records
+    return [
+        c.AppRecord.model_validate_json(v) for _, v in await kv_entries(kv, c.subject_token(user_id) + ".")
+    ]
 
 
 async def require_app(kv: KeyValue, user_id: str, app: str, scope: str) -> None:

@@ -16,13 +16,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import nats.js.errors
 from nats.js.kv import KeyValue
 
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput
-from openmemory_core.kvkeys import kv_keys
+from openmemory_core.kvkeys import kv_entries
 
 FORMAT = "openmemory-backup"
 VERSION = 1
@@ -30,16 +29,7 @@ BUCKETS = (c.KEYS_BUCKET, c.APPS_BUCKET, c.SETTINGS_BUCKET)
 
 
 async def _kv_entries(kv: KeyValue) -> list[dict[str, str]]:
-    names = await kv_keys(kv)
-    entries = []
-    for name in sorted(names):
-        try:
-            entry = await kv.get(name)
-        except nats.js.errors.KeyNotFoundError:
-            continue
-        if entry.value is not None:
-            entries.append({"key": name, "value": base64.b64encode(entry.value).decode()})
-    return entries
+    return [{"key": name, "value": base64.b64encode(value).decode()} for name, value in await kv_entries(kv)]
 
 
 async def _buckets(bus: Bus) -> dict[str, KeyValue]:

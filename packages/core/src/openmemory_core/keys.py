@@ -14,7 +14,7 @@ from nats.js.kv import KeyValue
 
 from openmemory_core.contracts import ANY_APP, ID_NAME_PATTERN, ApiKeyRecord, Principal, now
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from openmemory_core.kvkeys import kv_keys
+from openmemory_core.kvkeys import kv_entries
 
 KEY_PREFIX = "om_"
 _KEY_SHAPE = re.compile(r"^om_[0-9a-f]{8}_[A-Za-z0-9_-]{32,64}$")
@@ -139,18 +139,9 @@ async def _touch(kv: KeyValue, record: ApiKeyRecord, revision: int | None) -> No
 
 
 async def list_keys(kv: KeyValue, user_id: str | None = None) -> list[ApiKeyRecord]:
-    names = await kv_keys(kv)
-    records = []
-    for name in names:
-        try:
-            entry = await kv.get(name)
-        except nats.js.errors.KeyNotFoundError:
-            continue
-        if entry.value:
-            record = ApiKeyRecord.model_validate_json(entry.value)
-            if user_id is None or record.user_id == user_id:
-                records.append(record)
-    return sorted(records, key=lambda r: r.created_at)
+    records = [ApiKeyRecord.model_validate_json(value) for _, value in await kv_entries(kv)]
+    mine = [r for r in records if user_id is None or r.user_id == user_id]
+    return sorted(mine, key=lambda r: r.created_at)
 
 
 async def revoke_key(kv: KeyValue, prefix: str, user_id: str | None = None) -> ApiKeyRecord:

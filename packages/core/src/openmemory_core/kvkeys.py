@@ -7,6 +7,7 @@ counts (`stream_info` with a subject filter) list the same keys and open nothing
 
 from __future__ import annotations
 
+import nats.js.errors
 from nats.js.kv import KeyValue
 
 
@@ -16,3 +17,16 @@ async def kv_keys(kv: KeyValue, prefix: str = "") -> list[str]:
     info = await kv._js.stream_info(kv._stream, subjects_filter=f"{pre}{prefix}>" if prefix else f"{pre}>")
     names = [subject.removeprefix(pre) for subject in (info.state.subjects or {})]
     return sorted(n for n in names if n.startswith(prefix))
+
+
+async def kv_entries(kv: KeyValue, prefix: str = "") -> list[tuple[str, bytes]]:
+    """The current (key, value) pairs of `kv` whose keys start with `prefix`; deleted keys left out."""
+    entries = []
+    for name in await kv_keys(kv, prefix):
+        try:
+            entry = await kv.get(name)
+        except nats.js.errors.KeyNotFoundError:
+            continue
+        if entry.value:
+            entries.append((name, entry.value))
+    return entries

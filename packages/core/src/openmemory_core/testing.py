@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -264,7 +264,37 @@ class RecordedReply:
     delay: float = 0.0
 
 
-class RecordedOpenAITestServer:
+class _LocalTestServer:
+    """A small HTTP test server on a free loopback port, run in the test's own event loop."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def routes(self) -> list[Any]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        import uvicorn
+        from starlette.applications import Starlette
+
+        app = Starlette(routes=self.routes())
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+class RecordedOpenAITestServer(_LocalTestServer):
     """A small local OpenAI-compatible HTTP *test server* that answers `/v1/chat/completions` with
     recorded responses, in order (the last one repeats), `/v1/embeddings` with recorded vectors, and
     keeps every request it received.
@@ -279,9 +309,7 @@ class RecordedOpenAITestServer:
         self.replies = replies
         self.embeddings = embeddings or {}
         self.requests: list[dict[str, Any]] = []
-        self.port = free_port()
-        self._server: Any = None
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
     @property
     def base_url(self) -> str:
@@ -337,32 +365,16 @@ class RecordedOpenAITestServer:
             }
         )
 
-    async def __aenter__(self) -> RecordedOpenAITestServer:
-        import uvicorn
-        from starlette.applications import Starlette
+    def routes(self) -> list[Any]:
         from starlette.routing import Route
 
-        app = Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._completions, methods=["POST"]),
-                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
-            ]
-        )
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await self._task
+        return [
+            Route("/v1/chat/completions", self._completions, methods=["POST"]),
+            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+        ]
 
 
-class OAuthIntrospectionTestServer:
+class OAuthIntrospectionTestServer(_LocalTestServer):
     """A small local OAuth *test server*: the token introspection endpoint (RFC 7662) of an
     authorization server, answering for the tokens it was given, and keeping every request.
 
@@ -374,9 +386,7 @@ class OAuthIntrospectionTestServer:
         self.tokens = tokens
         self.credentials = (client_id, client_secret)
         self.requests: list[dict[str, str]] = []
-        self.port = free_port()
-        self._server: Any = None
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
     @property
     def issuer_url(self) -> str:
@@ -398,24 +408,10 @@ class OAuthIntrospectionTestServer:
         self.requests.append({k: str(v) for k, v in form.items()})
         return JSONResponse(self.tokens.get(str(form.get("token")), {"active": False}))
 
-    async def __aenter__(self) -> OAuthIntrospectionTestServer:
-        import uvicorn
-        from starlette.applications import Starlette
+    def routes(self) -> list[Any]:
         from starlette.routing import Route
 
-        app = Starlette(routes=[Route("/introspect", self._introspect, methods=["POST"])])
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await self._task
+        return [Route("/introspect", self._introspect, methods=["POST"])]
 
 
 def recorded(name: str) -> str:
