@@ -359,7 +359,7 @@ class Bus:
             raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")
         return response.model_validate(reply.result or {})
 
-    async def serve_query(self, query: c.Query, handler: QueryHandler, concurrency: int = 16) -> None:
+    async def serve_query(self, query: c.Query, handler: QueryHandler, concurrency: int = 16) -> Subscription:
         """Answer one query kind in the search queue group; every error becomes an error reply."""
         limit = asyncio.Semaphore(concurrency)
 
@@ -380,6 +380,7 @@ class Bus:
 
         sub = await self.nc.subscribe(query.subject, queue=c.SEARCH_QUEUE_GROUP, cb=dispatch)
         self._subscriptions.append(sub)
+        return sub
 
     async def close(self) -> None:
         for sub in self._subscriptions:

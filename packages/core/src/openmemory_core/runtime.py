@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -240,6 +241,16 @@ class Runtime:
                 self.health.checks["graph"] = store.ping
             return self._graph
 
+    async def drop_embedder(self) -> None:
+        """Close the vector store and forget the embedder: the next use opens both from the settings
+        then in force (a switch of embedding model)."""
+        async with self._lock:
+            if self._vectors is not None:
+                with contextlib.suppress(Exception):
+                    await self._vectors.close()
+            self._vectors = None
+            self._embedder = None
+
     async def close(self) -> None:
         for closer in (self._bus, self._vectors, self._graph):
             if closer is not None:
@@ -388,7 +399,13 @@ async def run(
                 _write_endpoints(runtime)
             if on_ready is not None:
                 await on_ready(runtime)
+            watch = asyncio.create_task(
+                _watch_embedder(runtime, chosen, running, stop), name="embedder-watch"
+            )
             await stop.wait()
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             log.info("stopping")
         finally:
             runtime.health.started = False
@@ -406,6 +423,58 @@ async def run(
             if plan:
                 endpoints_file(settings.core.data_dir).unlink(missing_ok=True)
             shutdown_tracing()
+
+
+async def _watch_embedder(
+    runtime: Runtime,
+    chosen: list[Component],
+    running: list[Running],
+    stop: asyncio.Event,
+    interval: float = 2.0,
+) -> None:
+    """Apply embedder settings saved from the dashboard without a restart of the process: stop the
+    components that embed (ingest, search), reopen the embedder and its collection, start them
+    again, and have ingest re-embed the memories of the previous model into the new collection."""
+    from openmemory_core import contracts as c
+    from openmemory_core.errors import OpenMemoryError
+    from openmemory_core.stored_settings import effective_embedder
+
+    embedding = [i for i, component in enumerate(chosen) if EMBEDDER in component.uses]
+    if not embedding or runtime.nats_url is None:
+        return
+    current = effective_embedder(runtime.settings.embedder, await runtime.stored_settings())
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        try:
+            wanted = effective_embedder(runtime.settings.embedder, await runtime.stored_settings())
+        except OpenMemoryError as exc:
+            log.error("the saved embedder settings cannot be applied: %s", exc.message)
+            continue
+        except Exception:
+            log.warning("reading the saved settings failed", exc_info=True)
+            continue
+        if wanted == current or stop.is_set():
+            continue
+        old_tag = (await runtime.embedder()).model_tag
+        log.info("embedder settings changed: restarting %s", ", ".join(chosen[i].name for i in embedding))
+        for i in reversed(embedding):
+            await running[i].stop()
+        await runtime.drop_embedder()
+        for i in embedding:
+            running[i] = await chosen[i].start(runtime)
+        current = wanted
+        new_tag = (await runtime.embedder()).model_tag
+        if (
+            "ingest" in runtime.names
+            and new_tag != old_tag
+            and old_tag in await (await runtime.vectors()).model_tags()
+        ):
+            # The same request id in every ingest process: JetStream keeps one of these commands.
+            request_id = uuid.uuid5(uuid.NAMESPACE_URL, f"openmemory:reembed:{old_tag}:{new_tag}").hex
+            command = c.ReembedCommand(from_model_tag=old_tag, request_id=request_id)
+            await (await runtime.bus()).publish_command(command)
+            log.info("re-embedding the memories of %s into %s", old_tag, new_tag)
 
 
 def _write_endpoints(runtime: Runtime) -> None:

@@ -1,8 +1,8 @@
 """Settings saved from the dashboard (a NATS KV entry) on top of those from the environment.
 
-The LLM part applies to ingest without a restart: ingest watches the entry and rebuilds its
-extractor. The embedder part applies when ingest and search next start (a new model means a new
-collection; `openmemory reembed` moves the memories). Keys are write-only: never returned.
+Both parts apply without a restart: ingest watches the entry and rebuilds its extractor; the runtime
+watches the embedder part and reloads ingest and search with the new model (a new model means a new
+collection, which ingest then fills by re-embedding the stored memories). Keys are write-only.
 """
 
 from __future__ import annotations

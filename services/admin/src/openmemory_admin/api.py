@@ -607,7 +607,10 @@ async def _settings_view(ctx: AdminContext) -> dict[str, Any]:
             for k, v in stored_settings.public(embedder).items()
             if k in EMBEDDER_FIELDS | {"api_key_set"}
         },
-        "applies": {"llm": "to ingest within seconds", "embedder": "when ingest and search next start"},
+        "applies": {
+            "llm": "to ingest within seconds",
+            "embedder": "within seconds: ingest and search reload, and stored memories are re-embedded",
+        },
     }
 
 

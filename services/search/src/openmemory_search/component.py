@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
+from nats.aio.subscription import Subscription
 from pydantic import BaseModel
 
 from openmemory_core import contracts as c
@@ -16,15 +19,17 @@ if TYPE_CHECKING:
 
 
 class _Search:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, subscriptions: list[Subscription]) -> None:
+        self.subscriptions = subscriptions
 
     async def stop(self) -> None:
-        # The shared bus is closed by the runtime, which drains in-flight replies.
-        return None
+        """Stop answering; the shared bus itself is closed by the runtime, which drains replies."""
+        for sub in self.subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
 
 
-async def serve(bus: Bus, service: SearchService) -> None:
+async def serve(bus: Bus, service: SearchService) -> list[Subscription]:
     """Answer every query kind on the bus with this service."""
     handlers: list[tuple[c.Query, type[BaseModel], Callable[[Any], Awaitable[BaseModel]]]] = [
         (c.Query.SEARCH, c.SearchRequest, service.search),
@@ -36,6 +41,7 @@ async def serve(bus: Bus, service: SearchService) -> None:
         (c.Query.STATS, c.StatsRequest, service.stats),
         (c.Query.USER_GRAPH, c.UserGraphRequest, service.user_graph),
     ]
+    subscriptions: list[Subscription] = []
     for query, request_model, method in handlers:
 
         async def handle(
@@ -45,7 +51,8 @@ async def serve(bus: Bus, service: SearchService) -> None:
         ) -> BaseModel:
             return await answer(model.model_validate(data))
 
-        await bus.serve_query(query, handle)
+        subscriptions.append(await bus.serve_query(query, handle))
+    return subscriptions
 
 
 async def start(runtime: Runtime) -> Running:
@@ -55,8 +62,7 @@ async def start(runtime: Runtime) -> Running:
     bus = await runtime.bus()
     stores = (await runtime.vectors(), await runtime.graph(), await runtime.embedder())
     service = SearchService(*stores, runtime.settings.search, bus, await bus.apps_bucket())
-    await serve(bus, service)
-    return _Search(runtime)
+    return _Search(await serve(bus, service))
 
 
 component = Component(name="search", uses=frozenset({BUS, VECTORS, GRAPH, EMBEDDER}), start=start, order=10)

@@ -393,7 +393,7 @@ async function renderSettings() {
     field("llm", "base_url", "LLM base URL", llm.base_url), field("llm", "model", "LLM model", llm.model),
     field("llm", "api_key", "LLM API key", "", "password"),
     el("label", { class: "field" }, el("span", {}, "Custom instructions"), el("textarea", { name: "llm.custom_instructions" }, llm.custom_instructions || "")),
-    el("h2", {}, "Embeddings (apply when ingest and search next start)"),
+    el("h2", {}, "Embeddings (apply within seconds; stored memories are re-embedded)"),
     select("embedder", "provider", "Provider", emb.provider, ["local", "openai"]),
     field("embedder", "model", "Model", emb.model), field("embedder", "base_url", "Base URL", emb.base_url),
     field("embedder", "api_key", "API key", "", "password"),
