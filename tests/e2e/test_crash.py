@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from e2e_support import Client, ToolFailed, mcp_client
+from mcp.shared.exceptions import MCPError
 
 from openmemory_core.embedded import SupervisedProcess, embedded_falkordb, embedded_nats
 from openmemory_core.testing import RunningSystem, start_system, stop_all, unique
@@ -30,6 +32,7 @@ class Cluster:
     workers: RunningSystem
     env: dict[str, str]
     root: Path
+    key_while_up: str = ""
 
     def key(self, user: str) -> str:
         return self.gateway.cli("keys", "create", "--user", user).stdout.strip()
@@ -69,7 +72,7 @@ async def add_with_retries(client: Client, text: str) -> None:
         try:
             await client.call("add_memories", text=text, infer=False)
             return
-        except ToolFailed:
+        except (ToolFailed, MCPError):
             await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
     raise AssertionError(f"could not add {text!r}")
 
@@ -82,9 +85,19 @@ async def burst(cluster: Cluster, tag: str) -> dict[str, set[str]]:
         user = unique(tag)
         texts = [f"{tag} note {i} of {user}" for i in range(ADDS_PER_USER)]
         sent[user] = set(texts)
-        async with mcp_client(cluster.gateway.mcp_url, cluster.key(user)) as client:
-            for start in range(0, len(texts), 10):
-                await asyncio.gather(*(add_with_retries(client, t) for t in texts[start : start + 10]))
+        key = cluster.key(user)
+        for start in range(0, len(texts), 10):
+            for attempt in range(30):
+                try:  # a session can break while the bus restarts: open another, send the chunk again
+                    async with mcp_client(cluster.gateway.mcp_url, key) as client:
+                        await asyncio.gather(
+                            *(add_with_retries(client, t) for t in texts[start : start + 10])
+                        )
+                    break
+                except Exception:
+                    if attempt == 29:
+                        raise
+                    await asyncio.sleep(0.5)
 
     await asyncio.gather(*(one_user() for _ in range(USERS)))
     return sent
@@ -124,10 +137,16 @@ async def test_sigkill_of_ingest_during_a_burst_loses_nothing(cluster: Cluster) 
 
 
 async def test_a_nats_restart_during_a_burst_loses_nothing(cluster: Cluster) -> None:
+    cluster.key_while_up = cluster.key(unique("bus"))
     adding = asyncio.create_task(burst(cluster, "bus"))
     await asyncio.sleep(4)
     await cluster.nats.stop()
-    await asyncio.sleep(2)
+    async with httpx.AsyncClient(timeout=30) as http:  # no bus: a clear, retryable refusal
+        down = await http.post(
+            cluster.gateway.mcp_url, json={}, headers={"Authorization": f"Bearer {cluster.key_while_up}"}
+        )
+    assert down.status_code == 503 and "retry" in down.text, down.text
+    await asyncio.sleep(1)
     await cluster.nats.start()
     sent = await adding
     await all_present_once(cluster, sent)

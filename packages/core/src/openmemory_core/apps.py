@@ -4,23 +4,17 @@ every query it is given an app for."""
 
 from __future__ import annotations
 
-import nats.js.errors
 from nats.js.kv import KeyValue
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import Forbidden
-from openmemory_core.kvkeys import kv_entries
+from openmemory_core.kvkeys import kv_entries, kv_value
 
 
 async def get_app(kv: KeyValue, user_id: str, app: str) -> c.AppRecord:
     """The app's settings for the user; an app never configured may do everything."""
-    try:
-        entry = await kv.get(c.app_key(user_id, app))
-    except nats.js.errors.KeyNotFoundError:
-        return c.AppRecord(user_id=user_id, app=app)
-    if not entry.value:
-        return c.AppRecord(user_id=user_id, app=app)
-    return c.AppRecord.model_validate_json(entry.value)
+    value, _ = await kv_value(kv, c.app_key(user_id, app))
+    return c.AppRecord.model_validate_json(value) if value else c.AppRecord(user_id=user_id, app=app)
 
 
 async def put_app(kv: KeyValue, record: c.AppRecord) -> c.AppRecord:

@@ -14,7 +14,7 @@ from nats.js.kv import KeyValue
 
 from openmemory_core.contracts import ANY_APP, ID_NAME_PATTERN, ApiKeyRecord, Principal, now
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from openmemory_core.kvkeys import kv_entries
+from openmemory_core.kvkeys import kv_entries, kv_value
 
 KEY_PREFIX = "om_"
 _KEY_SHAPE = re.compile(r"^om_[0-9a-f]{8}_[A-Za-z0-9_-]{32,64}$")
@@ -83,13 +83,10 @@ async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None 
         raise Unauthorized("an API key is required: send it as 'Authorization: Bearer <key>'")
     if not _KEY_SHAPE.match(token):
         raise Unauthorized("the API key is not valid")
-    try:
-        entry = await kv.get(key_id(token))
-    except nats.js.errors.KeyNotFoundError as exc:
-        raise Unauthorized("the API key is not valid") from exc
-    if entry.value is None:
+    value, revision = await kv_value(kv, key_id(token))
+    if value is None:
         raise Unauthorized("the API key is not valid")
-    record = ApiKeyRecord.model_validate_json(entry.value)
+    record = ApiKeyRecord.model_validate_json(value)
     usable(record)
     app = record.app
     if requested_app is not None:
@@ -100,7 +97,7 @@ async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None 
         app = requested_app
     if app == ANY_APP:
         app = "default"
-    await _touch(kv, record, entry.revision)
+    await _touch(kv, record, revision)
     return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
 
 
@@ -114,15 +111,12 @@ def usable(record: ApiKeyRecord) -> None:
 
 async def principal_of(kv: KeyValue, stored_key_id: str) -> Principal:
     """The principal of a key known by its id (a dashboard session), if it is still usable."""
-    try:
-        entry = await kv.get(stored_key_id)
-    except nats.js.errors.KeyNotFoundError as exc:
-        raise Unauthorized("the session's API key no longer exists: sign in again") from exc
-    if not entry.value:
+    value, revision = await kv_value(kv, stored_key_id)
+    if value is None:
         raise Unauthorized("the session's API key no longer exists: sign in again")
-    record = ApiKeyRecord.model_validate_json(entry.value)
+    record = ApiKeyRecord.model_validate_json(value)
     usable(record)
-    await _touch(kv, record, entry.revision)
+    await _touch(kv, record, revision)
     app = "default" if record.app == ANY_APP else record.app
     return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
 

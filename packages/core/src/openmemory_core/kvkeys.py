@@ -7,8 +7,11 @@ counts (`stream_info` with a subject filter) list the same keys and open nothing
 
 from __future__ import annotations
 
+import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
+
+from openmemory_core.errors import Unavailable
 
 
 async def kv_keys(kv: KeyValue, prefix: str = "") -> list[str]:
@@ -30,3 +33,17 @@ async def kv_entries(kv: KeyValue, prefix: str = "") -> list[tuple[str, bytes]]:
         if entry.value:
             entries.append((name, entry.value))
     return entries
+
+
+async def kv_value(kv: KeyValue, key: str) -> tuple[bytes | None, int | None]:
+    """One key's value and revision; (None, None) when it is absent. While NATS cannot be reached
+    the caller gets `Unavailable` (503, retryable), not a crash."""
+    try:
+        entry = await kv.get(key)
+    except nats.js.errors.KeyNotFoundError:
+        return None, None
+    except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+        raise Unavailable(
+            f"the bus (NATS) is not reachable just now; retry shortly ({type(exc).__name__})"
+        ) from exc
+    return entry.value or None, entry.revision
