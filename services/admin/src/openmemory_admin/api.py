@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import json
-import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from openmemory_core.keys import (
     presented_token,
     principal_of,
     revoke_key,
+    validate_name,
     verify_key,
 )
 from openmemory_core.ratelimit import RateLimiter, retry_after
@@ -316,10 +316,9 @@ class AppView(BaseModel):
     can_write: bool
 
 
-async def _apps(ctx: AdminContext, user_id: str) -> list[AppView]:
+async def _apps(ctx: AdminContext, user_id: str, accesses: list[c.AccessRecord]) -> list[AppView]:
     stats = await ctx.ask(c.Query.STATS, c.StatsRequest(user_id=user_id), c.StatsResponse)
     created = {x.name: x.count for x in stats.by_app}
-    accesses = await ctx.bus.accesses_of(user_id)
     accessed: Counter[str] = Counter()
     last: dict[str, datetime] = {}
     for access in accesses:
@@ -343,7 +342,7 @@ async def _apps(ctx: AdminContext, user_id: str) -> list[AppView]:
 @router.get("/apps", tags=["apps"])
 async def apps(principal: Reader, ctx: Ctx) -> list[AppView]:
     """The MCP clients that wrote or read this user's memories, or were configured, with counts."""
-    return await _apps(ctx, principal.user_id)
+    return await _apps(ctx, principal.user_id, await ctx.bus.accesses_of(principal.user_id))
 
 
 class AppDetail(BaseModel):
@@ -354,13 +353,14 @@ class AppDetail(BaseModel):
 
 @router.get("/apps/{app}", tags=["apps"])
 async def app_detail(app: str, principal: Reader, ctx: Ctx) -> AppDetail:
-    views = {v.app: v for v in await _apps(ctx, principal.user_id)}
+    accesses = await ctx.bus.accesses_of(principal.user_id)
+    views = {v.app: v for v in await _apps(ctx, principal.user_id, accesses)}
     if app not in views:
         raise NotFound(f"no app {app!r} for this user")
     memories = await ctx.ask(
         c.Query.BROWSE, c.BrowseRequest(user_id=principal.user_id, app=app, page_size=20), c.BrowseResponse
     )
-    access = [a for a in await ctx.bus.accesses_of(principal.user_id) if a.app == app][::-1][:20]
+    access = [a for a in accesses if a.app == app][::-1][:20]
     return AppDetail(app=views[app], recent_memories=memories.memories, recent_access=access)
 
 
@@ -374,15 +374,10 @@ class AppChange(BaseModel):
 async def change_app(app: str, body: AppChange, principal: Admin, ctx: Ctx) -> c.AppRecord:
     """Pause or resume an app, or set its read and write permission. Gateway and search refuse a
     paused app, or one without the permission, from the next call on."""
-    if not _valid_name(app):
-        raise InvalidInput(f"app {app!r} is not a valid app name")
+    validate_name("app", app)
     record = await get_app(ctx.apps, principal.user_id, app)
     changes = body.model_dump(exclude_none=True)
     return await put_app(ctx.apps, record.model_copy(update=changes))
-
-
-def _valid_name(value: str) -> bool:
-    return re.match(c.ID_NAME_PATTERN, value) is not None
 
 
 # ---- stats, categories, graph, activity ------------------------------------------------------------
