@@ -43,7 +43,10 @@ class IntrospectionTokenVerifier(TokenVerifier):
             return None
         if answer.status_code != 200:
             return None
-        claims = answer.json()
+        try:
+            claims = answer.json()
+        except ValueError:  # not JSON: no authorization server answers like that; refuse the token
+            return None
         if not isinstance(claims, dict) or claims.get("active") is not True:
             return None
         expires = claims.get("exp")
