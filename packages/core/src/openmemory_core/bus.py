@@ -218,16 +218,29 @@ class Bus:
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=sequence + 1,
             ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
         )  # fmt: skip
-        sub = await self.js.pull_subscribe(
-            f"{c.EVENTS_SUBJECT_PREFIX}.>", stream=c.EVENTS_STREAM, config=config
-        )
-        try:
-            msgs = await sub.fetch(batch, timeout=2.0)
-        except nats.errors.TimeoutError:
-            return []
-        finally:
-            await self._drop(sub, c.EVENTS_STREAM)
+        msgs = await self._read(c.EVENTS_STREAM, f"{c.EVENTS_SUBJECT_PREFIX}.>", config, batch, whole=False)
         return [(m.metadata.sequence.stream, c.MemoryEvent.model_validate_json(m.data)) for m in msgs]
+
+    async def _read(
+        self, stream: str, subject: str, config: ConsumerConfig, batch: int, whole: bool
+    ) -> list[Msg]:
+        """Messages through an ephemeral consumer, deleted afterwards: one batch, or (`whole`) every
+        message up to the end of the stream."""
+        sub = await self.js.pull_subscribe(subject, stream=stream, config=config)
+        found: list[Msg] = []
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(batch, timeout=2.0)
+                except nats.errors.TimeoutError:
+                    if whole:
+                        raise
+                    return found
+                found.extend(msgs)
+                if not whole or not msgs or msgs[-1].metadata.num_pending == 0:
+                    return found
+        finally:
+            await self._drop(sub, stream)
 
     async def _drop(self, sub: JetStreamContext.PullSubscription, stream: str) -> None:
         """Delete a reader's ephemeral consumer now: left to expire, they pile up under load until the
@@ -255,16 +268,7 @@ class Bus:
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0
         )
-        sub = await self.js.pull_subscribe(subject, stream=stream, config=config)
-        found: list[Msg] = []
-        try:
-            while True:
-                msgs = await sub.fetch(batch, timeout=2.0)
-                found.extend(msgs)
-                if not msgs or msgs[-1].metadata.num_pending == 0:
-                    return found
-        finally:
-            await self._drop(sub, stream)
+        return await self._read(stream, subject, config, batch, whole=True)
 
     async def dead_letters(self) -> list[tuple[int, c.DeadLetter]]:
         """Every parked command with its stream sequence, oldest first."""

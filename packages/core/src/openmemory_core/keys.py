@@ -86,19 +86,7 @@ async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None 
     value, revision = await kv_value(kv, key_id(token))
     if value is None:
         raise Unauthorized("the API key is not valid")
-    record = ApiKeyRecord.model_validate_json(value)
-    usable(record)
-    app = record.app
-    if requested_app is not None:
-        if not _NAME.match(requested_app):
-            raise InvalidInput(f"client name {requested_app!r} in the URL is not valid")
-        if app not in (ANY_APP, requested_app):
-            raise Forbidden(f"this API key is for app {app!r}, not {requested_app!r}")
-        app = requested_app
-    if app == ANY_APP:
-        app = "default"
-    await _touch(kv, record, revision)
-    return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
+    return await _principal(kv, ApiKeyRecord.model_validate_json(value), revision, requested_app)
 
 
 def usable(record: ApiKeyRecord) -> None:
@@ -114,10 +102,24 @@ async def principal_of(kv: KeyValue, stored_key_id: str) -> Principal:
     value, revision = await kv_value(kv, stored_key_id)
     if value is None:
         raise Unauthorized("the session's API key no longer exists: sign in again")
-    record = ApiKeyRecord.model_validate_json(value)
+    return await _principal(kv, ApiKeyRecord.model_validate_json(value), revision, None)
+
+
+async def _principal(
+    kv: KeyValue, record: ApiKeyRecord, revision: int | None, requested_app: str | None
+) -> Principal:
+    """A usable key's principal: its app, or the URL's client when the key is for any app."""
     usable(record)
+    app = record.app
+    if requested_app is not None:
+        if not _NAME.match(requested_app):
+            raise InvalidInput(f"client name {requested_app!r} in the URL is not valid")
+        if app not in (ANY_APP, requested_app):
+            raise Forbidden(f"this API key is for app {app!r}, not {requested_app!r}")
+        app = requested_app
+    if app == ANY_APP:
+        app = "default"
     await _touch(kv, record, revision)
-    app = "default" if record.app == ANY_APP else record.app
     return Principal(user_id=record.user_id, app=app, key_id=record.key_id, scopes=tuple(record.scopes))
 
 

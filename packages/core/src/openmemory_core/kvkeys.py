@@ -26,12 +26,9 @@ async def kv_entries(kv: KeyValue, prefix: str = "") -> list[tuple[str, bytes]]:
     """The current (key, value) pairs of `kv` whose keys start with `prefix`; deleted keys left out."""
     entries = []
     for name in await kv_keys(kv, prefix):
-        try:
-            entry = await kv.get(name)
-        except nats.js.errors.KeyNotFoundError:
-            continue
-        if entry.value:
-            entries.append((name, entry.value))
+        value, _ = await kv_value(kv, name)
+        if value is not None:
+            entries.append((name, value))
     return entries
 
 
