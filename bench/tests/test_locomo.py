@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from openmemory_bench.locomo import load
-from openmemory_bench.retrieval import Scoreboard, Tally
+from openmemory_bench.retrieval import Bm25, Scoreboard, Tally
 
 
 def write_sample(path: Path) -> Path:
@@ -101,3 +101,17 @@ async def test_the_scale_bench_builds_and_times_searches() -> None:
     report = await run([40, 80], questions=5)
     assert set(report["sizes"]) == {"40", "80"}
     assert all(v["queries"] == 5 and v["search_p50_ms"] > 0 for v in report["sizes"].values())
+
+
+def test_the_bm25_baseline_ranks_by_rare_shared_terms() -> None:
+    bm25 = Bm25({
+        "D1:1": "Caroline: I went to a pottery class yesterday.",
+        "D1:2": "Melanie: Pottery sounds fun! I painted a sunset.",
+        "D1:3": "Caroline: The class was fun.",
+        "D1:4": "Melanie: Fun fun fun.",
+    })  # fmt: skip
+    found = bm25.search("pottery class", 10)
+    assert found[0] == "D1:1" and set(found[1:]) == {"D1:2", "D1:3"}  # both terms first, then one of them
+    assert bm25.search("sunset", 10) == ["D1:2"]
+    assert bm25.search("where is the zebra", 10) == []
+    assert bm25.search("fun", 1) == ["D1:4"]  # more often, in a shorter text

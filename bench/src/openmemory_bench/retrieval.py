@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+from openmemory_core.keywords import SparseVector, document_vector, query_vector
 
 KS = (5, 10)
 
@@ -52,3 +55,30 @@ class Scoreboard:
             "overall": self.overall.means(),
             "by_category": {name: tally.means() for name, tally in sorted(self.by_category.items())},
         }
+
+
+class Bm25:
+    """Plain BM25 over some texts, computed here and not by the product's index: the baseline stays
+    BM25 of each text alone whatever the product adds to its keyword vectors. The same terms, term
+    frequency saturation and IDF (ln(1 + (N - n + 0.5) / (n + 0.5))) as Qdrant's IDF modifier."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.vectors: dict[str, SparseVector] = {key: document_vector(text) for key, text in texts.items()}
+        frequency: dict[int, int] = defaultdict(int)
+        for vector in self.vectors.values():
+            for index in vector.indices:
+                frequency[index] += 1
+        n = len(self.vectors)
+        self.idf = {i: math.log(1 + (n - f + 0.5) / (f + 0.5)) for i, f in frequency.items()}
+
+    def search(self, query: str, limit: int) -> list[str]:
+        wanted = set(query_vector(query).indices)
+        scored = []
+        for key, vector in self.vectors.items():
+            score = sum(
+                self.idf[i] * v for i, v in zip(vector.indices, vector.values, strict=True) if i in wanted
+            )
+            if score > 0:
+                scored.append((score, key))
+        scored.sort(key=lambda pair: -pair[0])
+        return [key for _, key in scored[:limit]]

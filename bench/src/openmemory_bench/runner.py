@@ -2,8 +2,9 @@
 
 Each conversation is its own user; every turn is one memory (verbatim, with its session's date as the
 time it refers to and its `dia_id` in metadata). Every question of categories 1-4 is asked through
-the search service over NATS; in the same run BM25-only and dense-only rankings over the very same
-stored vectors are the baselines.
+the search service over NATS; in the same run the baselines rank the same turns: plain BM25 of each
+turn's text and date (computed here, so nothing the product adds to its keyword vectors helps it),
+and dense-only over the very same stored vectors.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from openmemory_bench.locomo import CATEGORIES, Conversation, load
-from openmemory_bench.retrieval import Scoreboard, p95
+from openmemory_bench.retrieval import Bm25, Scoreboard, p95
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embedded import embedded_falkordb, embedded_nats
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.extraction import LocalExtractor
 from openmemory_core.graph import GraphStore, open_graph_store
-from openmemory_core.keywords import query_vector
 from openmemory_core.settings import IngestSettings, SearchSettings
 from openmemory_core.vectors import VectorStore, open_vector_store
 from openmemory_ingest.service import IngestService
@@ -137,6 +138,11 @@ async def ingest(s: Stack, conversations: list[Conversation], latency_samples: i
     }
 
 
+def _dated(text: str, at: datetime) -> str:
+    """A turn's text with its date, as the product's keyword vectors carry it (without the context)."""
+    return f"{text} {at.day} {at:%B %Y}"
+
+
 def _turns(memory_ids: list[str], owner: dict[str, list[str]]) -> list[str]:
     ranked: list[str] = []
     for memory_id in memory_ids:
@@ -151,6 +157,7 @@ async def ask(
     latencies: list[float] = []
     for conversation in conversations:
         user = _user(conversation)
+        bm25 = Bm25({turn.dia_id: _dated(turn.text, turn.at) for turn in conversation.turns})
         for question in conversation.questions:
             category = CATEGORIES[question.category]
             started = time.perf_counter()
@@ -164,8 +171,7 @@ async def ask(
             boards["hybrid"].add(
                 category, _turns([h.memory.id for h in answer.hits], owner[user]), question.evidence
             )
-            bm25 = await s.vectors.keyword_search(user, query_vector(question.text), 10)
-            boards["bm25"].add(category, _turns([h.memory.id for h in bm25], owner[user]), question.evidence)
+            boards["bm25"].add(category, bm25.search(question.text, 10), question.evidence)
             (vector,) = await s.embedder.embed([question.text])
             dense = await s.vectors.dense_search(user, vector, 10)
             boards["dense"].add(
