@@ -16,3 +16,14 @@ def test_query_vector_is_binary_and_empty_for_stopwords() -> None:
     vec = query_vector("where is my tea tea")
     assert vec.values == [1.0] and vec.indices == [term_index("tea")]
     assert query_vector("what is it").indices == []
+
+
+def test_context_terms_count_at_a_share_of_the_texts_own() -> None:
+    alone = dict(
+        zip(*(lambda v: (v.indices, v.values))(document_vector("a sunset over the lake")), strict=True)
+    )
+    vec = document_vector("a sunset over the lake", context="what did you paint last week")
+    weights = dict(zip(vec.indices, vec.values, strict=True))
+    assert weights[term_index("sunset")] == alone[term_index("sunset")]  # its own words are unchanged
+    assert 0 < weights[term_index("paint")] < weights[term_index("sunset")]
+    assert document_vector("tea", context="") == document_vector("tea")

@@ -40,3 +40,23 @@ def test_a_superseded_memory_never_ranks_above_its_replacement() -> None:
     assert fused[2].signals == ["dense", "keyword", "superseded"]
     alone = HybridRanker().fuse({"dense": [old]}, limit=10)
     assert alone[0].score == 0.5 / (RRF_K + 1)
+
+
+def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
+    question, answer, after, stranger = mem("q", 1), mem("a", 2), mem("after", 3), mem("stranger", 4)
+    answer = answer.model_copy(update={"previous": question.id})
+    after = after.model_copy(update={"previous": answer.id})
+    ranker = HybridRanker()
+    # `answer` ranks first; `after` and `stranger` are level without the conversation signal
+    fused = ranker.scores({"dense": [answer, stranger, after], "keyword": [answer, after, stranger]})
+    ranked = ranker.finish(fused, [question], limit=10)
+    by_text = {f.memory.text: f for f in ranked}
+    assert [f.memory.text for f in ranked][:2] == ["a", "after"]
+    assert "conversation" in by_text["after"].signals and "conversation" in by_text["q"].signals
+    assert "conversation" not in by_text["stranger"].signals
+    assert by_text["q"].score == 0.2 * 2 / (RRF_K + 1)  # a fifth of the best hit's fused score
+    # without the links nothing is lifted: `stranger` keeps its place ahead of `after` (the newest wins a tie)
+    answer, after = (m.model_copy(update={"previous": None}) for m in (answer, after))
+    plain = ranker.fuse({"dense": [answer, stranger, after], "keyword": [answer, after, stranger]}, limit=10)
+    assert [f.memory.text for f in plain] == ["a", "stranger", "after"]
+    assert all("conversation" not in f.signals for f in plain)

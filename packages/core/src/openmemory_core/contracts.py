@@ -165,6 +165,10 @@ class Memory(BaseModel):
     updated_at: datetime
     occurred_at: datetime | None = None
     superseded_by: str | None = None  # the memory whose fact replaced this one's (e.g. a move)
+    # For a memory kept verbatim: the one the same app added just before it in the same conversation,
+    # and its text; an answer ("A sunset.") is found by the words of its question ("What did you paint?").
+    previous: str | None = None
+    context: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     content_hash: str
     request_id: str
@@ -286,6 +290,8 @@ class ImportedMemory(BaseModel):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     occurred_at: datetime | None = None
+    previous: str | None = None  # the turn before it, by its id in the export
+    context: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
 
 
 MAX_IMPORT_BATCH = 100

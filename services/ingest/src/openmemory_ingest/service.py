@@ -19,15 +19,17 @@ from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import SparseVector, document_vector
 from openmemory_core.telemetry import stage
 from openmemory_core.vectors import VectorRecord, VectorStore
+from openmemory_ingest.conversation import Conversations, following
 
 DELETE_BATCH = 256
 
 
 def keyword_vector(memory: c.Memory) -> SparseVector:
     """Keywords of the text, and of the date the memory refers to ("8 May 2023"), so that a question
-    naming a month or a year finds what happened then."""
+    naming a month or a year finds what happened then; and, at a lower weight, of the memory said
+    just before it in the same conversation."""
     when = memory.occurred_at
-    return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""))
+    return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""), memory.context)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class IngestService:
         self.extractor = extractor
         self.analyser = LocalExtractor()  # reads texts kept verbatim (edits, imports): no model call
         self.event_log: EventLog | None = None  # the events stream, for rebuilds (set by the component)
+        self.conversations = Conversations()
 
     async def apply(self, command: c.AnyCommand) -> Applied:
         if isinstance(command, c.AddCommand):
@@ -144,10 +147,11 @@ class IngestService:
             async with stage("decide"):
                 decisions = await self.extractor.decide(facts, await self._similar(command.user_id, dense))
         records: list[VectorRecord] = []
+        before = None if command.infer else self.conversations.before(command)
         for decision in decisions:
             fact, vector = facts[decision.fact], dense[decision.fact]
             if decision.event == "ADD":
-                record = await self._new_record(command, decision.fact, fact, vector, applied)
+                record = await self._new_record(command, decision.fact, fact, vector, applied, before)
                 if record is not None:
                     records.append(record)
             elif decision.event == "NONE":
@@ -161,6 +165,8 @@ class IngestService:
                 applied.summary.extend(done.summary)
         async with stage("write_vectors"):
             await self.vectors.upsert(records)
+        if records and not command.infer:
+            self.conversations.added(command, before, records[-1].memory)
         superseded: dict[str, str] = {}
         async with stage("write_graph"):
             for record in records:
@@ -200,9 +206,16 @@ class IngestService:
         )
 
     async def _new_record(
-        self, command: c.AddCommand, index: int, fact: Fact, vector: list[float], applied: Applied
+        self,
+        command: c.AddCommand,
+        index: int,
+        fact: Fact,
+        vector: list[float],
+        applied: Applied,
+        before: c.Memory | None,
     ) -> VectorRecord | None:
         memory = self._memory(command, c.memory_id_for(command.request_id, index), fact, fact.text)
+        memory = following(memory, before)
         existing = await self.vectors.find_by_hash(command.user_id, memory.content_hash)
         if existing is not None and existing.id != memory.id:
             applied.record(command, c.ChangeKind.NONE, existing, before=False)
@@ -218,7 +231,13 @@ class IngestService:
         old = found[0]
         text = (decision.text or fact.text).strip()
         new = self._memory(command, old.id, fact, text).model_copy(
-            update={"app": old.app, "created_at": old.created_at, "request_id": old.request_id}
+            update={
+                "app": old.app,
+                "created_at": old.created_at,
+                "request_id": old.request_id,
+                "previous": old.previous,
+                "context": old.context,
+            }
         )
         await self._rewrite(command, old, new, applied)
 
@@ -293,9 +312,14 @@ class IngestService:
         taken = await self.vectors.existing(wanted)
         own = {m.id for m in await self.vectors.get(command.user_id, list(taken))}
         memories: list[c.Memory] = []
+        earlier = [m.previous for m in command.memories if m.previous and c.is_memory_id(m.previous)]
+        # an export's id -> the id it is stored under: this user's (an earlier batch), then this batch's
+        renamed = {m.id: m.id for m in await self.vectors.get(command.user_id, earlier)}
         for index, item in enumerate(command.memories):
             memory_id = item.id if item.id in own or (item.id in wanted and item.id not in taken) else None
             memory_id = memory_id or c.memory_id_for(command.request_id, index)
+            if item.id:
+                renamed[item.id] = memory_id
             at = item.occurred_at or item.created_at or command.issued_at
             fact = await self._analyse(item.text, at)
             created = item.created_at or command.issued_at
@@ -306,7 +330,8 @@ class IngestService:
                     entities=fact.entities, entity_kinds=fact.entity_kinds, relations=fact.relations,
                     created_at=created, updated_at=item.updated_at or created, occurred_at=item.occurred_at,
                     metadata=item.metadata, content_hash=c.content_hash(command.user_id, item.text),
-                    request_id=command.request_id,
+                    request_id=command.request_id, context=item.context,
+                    previous=renamed.get(item.previous) if item.previous else None,
                 )
             )  # fmt: skip
         if item_states := [m for m in memories if m.state is c.MemoryState.DELETED]:

@@ -8,7 +8,8 @@ from openmemory_core.contracts import Memory
 
 # Tuned on the LoCoMo dev split (bench/README.md): a small k lets each signal's top hits count, and
 # keywords carry more than meaning for conversational facts; names in the graph add a little; a
-# period the question names ("in July 2023") and a question about the latest add their own lists.
+# period the question names ("in July 2023") and a question about the latest add their own lists;
+# the five best lift their conversation neighbours by a fifth of their score.
 RRF_K = 10
 WEIGHTS = {"dense": 1.0, "keyword": 1.5, "graph": 0.25, "time": 1.0, "recency": 1.0}
 
@@ -21,10 +22,16 @@ class Fused:
 
 
 SUPERSEDED_FACTOR = 0.5
+NEIGHBOUR_TOP = 5
+NEIGHBOUR_SHARE = 0.2
 
 
 class HybridRanker:
     """Reciprocal-rank fusion: each signal adds weight / (k + rank) for every memory it ranks.
+
+    Then the best few pass a share of their score to the memories said just before and just after
+    them in the same conversation (signal "conversation"): the question next to a found answer, the
+    answer next to a found question.
 
     A memory whose fact a newer one replaced ("lives in Lisbon" after "moved to Berlin") stays in the
     results at half its score, and never above the memory that replaced it: the current fact first.
@@ -34,7 +41,7 @@ class HybridRanker:
         self.weights = weights or {}
         self.k = k
 
-    def fuse(self, ranked: dict[str, list[Memory]], limit: int) -> list[Fused]:
+    def scores(self, ranked: dict[str, list[Memory]]) -> dict[str, Fused]:
         fused: dict[str, Fused] = {}
         for signal, memories in ranked.items():
             weight = self.weights.get(signal, 1.0)
@@ -42,12 +49,42 @@ class HybridRanker:
                 entry = fused.setdefault(memory.id, Fused(memory))
                 entry.score += weight / (self.k + rank + 1)
                 entry.signals.append(signal)
+        return fused
+
+    @staticmethod
+    def best(fused: dict[str, Fused]) -> list[Fused]:
+        """The entries whose neighbours gain: the NEIGHBOUR_TOP best."""
+        return sorted(fused.values(), key=lambda f: -f.score)[:NEIGHBOUR_TOP]
+
+    def finish(self, fused: dict[str, Fused], said_before: list[Memory], limit: int) -> list[Fused]:
+        """Spread to neighbours (`said_before`: the memories before the best ones that no signal
+        ranked), mark superseded memories down, order, and cut at the limit."""
+        best = self.best(fused)
+        gains: dict[str, float] = {}
+        by_previous: dict[str, list[str]] = {}
+        for entry in fused.values():
+            if entry.memory.previous:
+                by_previous.setdefault(entry.memory.previous, []).append(entry.memory.id)
+        for memory in said_before:
+            fused.setdefault(memory.id, Fused(memory))
+        for top in best:
+            share = NEIGHBOUR_SHARE * top.score
+            for neighbour in [top.memory.previous, *by_previous.get(top.memory.id, [])]:
+                if neighbour in fused:
+                    gains[neighbour] = gains.get(neighbour, 0.0) + share
+        for memory_id, gain in gains.items():
+            fused[memory_id].score += gain
+            fused[memory_id].signals.append("conversation")
         for entry in fused.values():
             if entry.memory.superseded_by:
                 entry.score *= SUPERSEDED_FACTOR
                 entry.signals.append("superseded")
         ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.memory.created_at.timestamp()))
         return _after_replacements(ordered)[:limit]
+
+    def fuse(self, ranked: dict[str, list[Memory]], limit: int) -> list[Fused]:
+        """Fusion when every neighbour worth adding is among the ranked memories."""
+        return self.finish(self.scores(ranked), [], limit)
 
 
 def _after_replacements(ordered: list[Fused]) -> list[Fused]:

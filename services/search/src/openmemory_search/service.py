@@ -21,7 +21,7 @@ from openmemory_core.graph import GraphStore
 from openmemory_core.keywords import query_vector
 from openmemory_core.settings import SearchSettings
 from openmemory_core.vectors import VectorStore
-from openmemory_search.ranking import RRF_K, WEIGHTS, HybridRanker
+from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,23 @@ class SearchService:
         if asks_for_latest(query):  # "currently", "most recent": the newest of the best candidates first
             pool = {m.id: m for m in ranked["dense"][:RECENCY_POOL] + ranked["keyword"][:RECENCY_POOL]}
             ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
+        fused = self.ranker.scores(ranked)
+        said_before = await self._said_before(request.user_id, self.ranker.best(fused), fused, filters)
         hits = [
             c.ScoredMemory(memory=f.memory, score=round(f.score, 6), signals=f.signals)
-            for f in self.ranker.fuse(ranked, request.limit)
+            for f in self.ranker.finish(fused, said_before, request.limit)
         ]
         return c.SearchResponse(hits=hits, missing_signals=missing)
+
+    async def _said_before(
+        self, user_id: str, best: list[Fused], fused: dict[str, Fused], filters: c.SearchFilters
+    ) -> list[c.Memory]:
+        """The memories said just before the best hits that no signal ranked: one read by id."""
+        wanted = [f.memory.previous for f in best if f.memory.previous and f.memory.previous not in fused]
+        if not wanted:
+            return []
+        found = await self.vectors.get(user_id, wanted)
+        return [m for m in found if m.state == c.MemoryState.ACTIVE and filters.admits(m)]
 
     async def _graph_or_nothing(
         self, user_id: str, query: str, limit: int
