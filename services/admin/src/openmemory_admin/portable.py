@@ -71,7 +71,7 @@ def _from_ours(memory: c.Memory) -> c.ImportedMemory:
     return c.ImportedMemory(
         id=memory.id, text=memory.text, app=memory.app, state=memory.state, categories=memory.categories,
         metadata=memory.metadata, created_at=memory.created_at, updated_at=memory.updated_at,
-        occurred_at=memory.occurred_at,
+        occurred_at=memory.occurred_at, previous=memory.previous, context=memory.context,
     )  # fmt: skip
 
 
