@@ -5,10 +5,21 @@ def test_terms_drop_stopwords_and_fold_plurals() -> None:
     assert terms("I love the mountains and my dog's toys") == ["love", "mountain", "dog", "toy"]
 
 
+def test_every_form_of_a_word_is_one_term() -> None:
+    assert len(set(terms("paint painted painting paints"))) == 1
+    assert terms("cities")[0] == terms("city")[0] and terms("camping")[0] == terms("camp")[0]
+    assert terms("news")[0] != terms("new")[0]  # a stemmer, not a blind strip of a final s
+    paint = term_index(terms("paint")[0])
+    assert paint in document_vector("she painted a sunset").indices
+    assert query_vector("paint").indices == [paint]
+    assert terms("for a living") != terms("lives")  # "a living" is work, not a home
+
+
 def test_document_vector_weights_repeated_terms_higher() -> None:
     vec = document_vector("tea tea coffee")
     weights = dict(zip(vec.indices, vec.values, strict=True))
-    assert weights[term_index("tea")] > weights[term_index("coffee")] > 0
+    (coffee,) = terms("coffee")
+    assert weights[term_index("tea")] > weights[term_index(coffee)] > 0
     assert vec.indices == sorted(vec.indices)
 
 

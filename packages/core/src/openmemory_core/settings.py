@@ -152,7 +152,7 @@ class SearchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OPENMEMORY_SEARCH_", extra="ignore")
 
-    candidates: int = Field(default=100, ge=1, le=1000)
+    candidates: int = Field(default=50, ge=1, le=1000)
 
 
 class OpsSettings(BaseSettings):

@@ -10,7 +10,7 @@ from openmemory_core.contracts import Memory
 # keywords carry more than meaning for conversational facts; names in the graph add a little; a
 # period the question names ("in July 2023") and a question about the latest add their own lists;
 # the five best lift their conversation neighbours by a fifth of their score.
-RRF_K = 10
+RRF_K = 5
 WEIGHTS = {"dense": 1.0, "keyword": 1.5, "graph": 0.25, "time": 1.0, "recency": 1.0}
 
 
