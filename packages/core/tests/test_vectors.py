@@ -1,6 +1,8 @@
 import uuid
 from pathlib import Path
 
+import pytest
+
 from openmemory_core import contracts as c
 from openmemory_core.keywords import document_vector, query_vector
 from openmemory_core.testing import at
@@ -106,3 +108,17 @@ def test_the_embedded_engine_is_edge_unless_local_mode_data_is_there(tmp_path: P
     assert isinstance(open_vector_store("m-8", 8, tmp_path / "old"), QdrantVectorStore)  # keeps its data
     server = open_vector_store("m-8", 8, tmp_path / "any", url="http://127.0.0.1:1")
     assert isinstance(server, QdrantVectorStore) and not server.local
+
+
+async def test_keyword_ranking_uses_the_users_own_idf(vector_store: VectorStore) -> None:
+    """Another user's memories never weigh on a user's keyword ranking: bob writes "coffee" twenty
+    times, which makes it common in the collection, but for alice "coffee" and "tea" are equally rare."""
+    await vector_store.upsert([record("bob", f"coffee number {i}", axis(3)) for i in range(20)])
+    tea, coffee = record("alice", "tea at noon", axis(0)), record("alice", "coffee at noon", axis(1))
+    walk = record("alice", "a walk at dusk", axis(2))
+    await vector_store.upsert([tea, coffee, walk])
+    hits = await vector_store.keyword_search("alice", query_vector("tea coffee"), 10)
+    scores = {h.memory.id: h.score for h in hits}
+    assert set(scores) == {tea.memory.id, coffee.memory.id}
+    assert scores[tea.memory.id] == pytest.approx(scores[coffee.memory.id], rel=1e-3)
+    assert await vector_store.keyword_search("alice", query_vector("number"), 10) == []  # only bob's word

@@ -17,13 +17,22 @@ from typing import Any, TypeVar
 from openmemory_core.contracts import Memory, MemoryState, SearchFilters
 from openmemory_core.keywords import SparseVector
 from openmemory_core.telemetry import store_call
-from openmemory_core.vectors import DENSE, KEYWORDS, Hit, VectorRecord, _memory, _payload, collection_name
+from openmemory_core.vectors import (
+    DENSE,
+    KEYWORDS,
+    Hit,
+    VectorRecord,
+    _memory,
+    _payload,
+    collection_name,
+    per_user,
+)  # fmt: skip
 
 T = TypeVar("T")
 
 INDEXES = {
     "user_id": "Keyword", "state": "Keyword", "content_hash": "Keyword", "app": "Keyword",
-    "categories": "Keyword", "created_ts": "Float", "time_ts": "Float",
+    "categories": "Keyword", "created_ts": "Float", "time_ts": "Float", "terms": "Integer",
 }  # fmt: skip
 
 
@@ -59,9 +68,10 @@ class EdgeVectorStore:
 
         def open_shard() -> Any:
             if path.exists() and any(path.iterdir()):
-                return qe.EdgeShard.load(str(path))
-            shard = qe.EdgeShard.create(str(path), self._config(self._dimension))
-            for field, kind in INDEXES.items():
+                shard = qe.EdgeShard.load(str(path))
+            else:
+                shard = qe.EdgeShard.create(str(path), self._config(self._dimension))
+            for field, kind in INDEXES.items():  # idempotent: a shard made before an index gets it
                 shard.update(
                     qe.UpdateOperation.create_field_index(field, getattr(qe.PayloadSchemaType, kind))
                 )
@@ -186,8 +196,36 @@ class EdgeVectorStore:
 
         if not vector.indices:
             return []
-        query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=KEYWORDS)
-        return await self._query("keyword_search", query, limit, self._filter(user_id, filters=filters))
+        user_filter: list[Any] = [qe.FieldCondition(key="user_id", match=qe.MatchValue(user_id))]
+
+        def count(*must: Any) -> int:
+            return int(self._shard.count(qe.CountRequest(filter=qe.Filter(must=list(must)))))
+
+        def weighted() -> SparseVector:
+            # The index's count of the user's memories and the shard's total: neither scans points.
+            mine = int(self._shard.count(qe.CountRequest(filter=qe.Filter(must=user_filter), exact=False)))
+            everyone = int(self._shard.info().points_count)
+            if mine == everyone:  # one user holds every memory: the collection's IDF is theirs
+                return vector
+            terms = [qe.FieldCondition(key="terms", match=qe.MatchValue(i)) for i in vector.indices]
+            return per_user(
+                vector,
+                (mine, [count(*user_filter, term) for term in terms]),
+                (everyone, [count(term) for term in terms]),
+            )
+
+        def search() -> list[Any]:
+            query_vector = weighted()
+            query = qe.Query.Nearest(
+                qe.SparseVector(query_vector.indices, query_vector.values), using=KEYWORDS
+            )
+            request = qe.QueryRequest(
+                limit=limit, query=query, filter=self._filter(user_id, filters=filters), with_payload=True
+            )
+            return list(self._shard.query(request))
+
+        points = await self._run("keyword_search", search)
+        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(points)]
 
     async def count_by_state(self) -> dict[str, int]:
         import qdrant_edge as qe

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from openmemory_core.contracts import Memory, MemoryState, SearchFilters
 from openmemory_core.errors import StoreUnavailable, Unavailable
-from openmemory_core.keywords import SparseVector
+from openmemory_core.keywords import SparseVector, document_vector
 from openmemory_core.telemetry import store_call
 
 T = TypeVar("T")
@@ -76,14 +78,41 @@ def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
     return models.Filter(must=must)
 
 
-_DERIVED = ("created_ts", "time_ts")
+_DERIVED = ("created_ts", "time_ts", "terms")
+
+
+def keyword_vector(memory: Memory) -> SparseVector:
+    """Keywords of the text, and of the date the memory refers to ("8 May 2023"), so that a question
+    naming a month or a year finds what happened then; and, at a lower weight, of the memory said
+    just before it in the same conversation."""
+    when = memory.occurred_at
+    return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""), memory.context)
 
 
 def _payload(memory: Memory) -> dict[str, Any]:
     payload = memory.model_dump(mode="json")
     payload["created_ts"] = memory.created_at.timestamp()  # numeric, for ordering
     payload["time_ts"] = (memory.occurred_at or memory.created_at).timestamp()  # for time-range filters
+    payload["terms"] = keyword_vector(memory).indices  # for per-user document frequencies
     return payload
+
+
+def _idf(documents: int, frequency: int) -> float:
+    """Qdrant's IDF modifier: ln(1 + (N - n + 0.5) / (n + 0.5))."""
+    return math.log(1 + (documents - frequency + 0.5) / (frequency + 0.5))
+
+
+def per_user(vector: SparseVector, user: tuple[int, list[int]], every: tuple[int, list[int]]) -> SparseVector:
+    """A keyword query weighted so that the store's collection-wide IDF becomes the user's own: each
+    term's weight is the user's IDF over the collection's, which the IDF modifier multiplies back in.
+    (documents, frequency per term) for the user's memories and for the whole collection."""
+    weights = []
+    for value, mine, everyone in zip(vector.values, user[1], every[1], strict=True):
+        if mine == 0 or everyone == 0:
+            weights.append(0.0)  # the user has no memory with the term: it cannot score
+        else:
+            weights.append(value * _idf(user[0], mine) / _idf(every[0], everyone))
+    return SparseVector(vector.indices, weights)
 
 
 def _memory(payload: dict[str, Any] | None) -> Memory:
@@ -160,6 +189,7 @@ class QdrantVectorStore:
                 ("state", models.PayloadSchemaType.KEYWORD),
                 ("content_hash", models.PayloadSchemaType.KEYWORD),
                 ("created_ts", models.PayloadSchemaType.FLOAT),
+                ("terms", models.PayloadSchemaType.INTEGER),
             ):
                 if not self.local:  # local mode ignores payload indexes (and warns)
                     await self._client.create_payload_index(self.collection, field, schema)
@@ -252,11 +282,41 @@ class QdrantVectorStore:
         )
         return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
 
+    async def _frequencies(self, user_id: str | None, indices: list[int]) -> tuple[int, list[int]]:
+        """How many memories (of the user, or in all) there are, and how many hold each term."""
+
+        def count(term: int | None) -> Awaitable[models.CountResult]:
+            must: list[models.Condition] = []
+            if user_id is not None:
+                must.append(models.FieldCondition(key="user_id", match=models.MatchValue(value=user_id)))
+            if term is not None:
+                must.append(models.FieldCondition(key="terms", match=models.MatchValue(value=term)))
+            return self._client.count(self.collection, count_filter=models.Filter(must=must), exact=True)
+
+        results = await self._timed("count_terms", asyncio.gather(*(count(t) for t in [None, *indices])))
+        return results[0].count, [r.count for r in results[1:]]
+
+    async def _count(self, user_id: str | None) -> int:
+        flt = models.Filter(
+            must=[models.FieldCondition(key="user_id", match=models.MatchValue(value=user_id))]
+            if user_id
+            else []
+        )
+        counted = self._client.count(self.collection, count_filter=flt, exact=False)  # from the index
+        return (await self._timed("count", counted)).count
+
     async def keyword_search(
         self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
     ) -> list[Hit]:
+        """BM25 with the user's own IDF: other users' memories never weigh on a user's ranking."""
         if not vector.indices:
             return []
+        if await self._count(user_id) != await self._count(None):  # else the collection's IDF is the user's
+            vector = per_user(
+                vector,
+                await self._frequencies(user_id, vector.indices),
+                await self._frequencies(None, vector.indices),
+            )
         response = await self._timed(
             "keyword_search",
             self._client.query_points(

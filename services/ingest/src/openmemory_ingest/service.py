@@ -16,20 +16,11 @@ from openmemory_core.errors import InvalidInput
 from openmemory_core.extraction import Decision, Extractor, Fact, LocalExtractor
 from openmemory_core.facts import FUNCTIONAL
 from openmemory_core.graph import GraphStore
-from openmemory_core.keywords import SparseVector, document_vector
 from openmemory_core.telemetry import stage
-from openmemory_core.vectors import VectorRecord, VectorStore
+from openmemory_core.vectors import VectorRecord, VectorStore, keyword_vector
 from openmemory_ingest.conversation import Conversations, following
 
 DELETE_BATCH = 256
-
-
-def keyword_vector(memory: c.Memory) -> SparseVector:
-    """Keywords of the text, and of the date the memory refers to ("8 May 2023"), so that a question
-    naming a month or a year finds what happened then; and, at a lower weight, of the memory said
-    just before it in the same conversation."""
-    when = memory.occurred_at
-    return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""), memory.context)
 
 
 @dataclass
