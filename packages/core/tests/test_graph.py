@@ -1,7 +1,16 @@
+import os
+import signal
+import threading
 import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
 
 from openmemory_core import contracts as c
-from openmemory_core.graph import GraphStore
+from openmemory_core.embedded import embedded_falkordb
+from openmemory_core.errors import StoreUnavailable
+from openmemory_core.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.testing import at, unique
 
 
@@ -106,3 +115,30 @@ async def test_a_new_value_closes_the_old_relation_and_deleting_it_reopens(graph
     assert set(by_object) == {"Lisbon", "Fado"} and by_object["Lisbon"].valid_to is None
     assert await graph_store.neighbours(user, "Berlin") == []  # an orphaned entity goes with its memory
     assert await graph_store.memories_mentioning(user, ["Fado"], 10) == [lisbon.id]  # via its relation
+
+
+async def test_schema_creation_waits_out_a_stalled_store(tmp_path: Path) -> None:
+    """A graph store that stops answering for a while (a stall, a slow start) delays start-up;
+    it does not fail it. FalkorDB is frozen with SIGSTOP for 3 s against a 1 s query timeout."""
+    proc, url = embedded_falkordb(tmp_path / "graph")
+    await proc.start()
+    try:
+        address = urlparse(url)
+        store = FalkorDBGraphStore(address.hostname or "", address.port or 0, timeout=1, schema_tries=6)
+        pid = proc.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        threading.Timer(3, os.kill, (pid, signal.SIGCONT)).start()
+        await store.ensure_schema()  # answered once the store wakes up
+        await store.ensure_schema()  # and again, idempotently
+        stalled = FalkorDBGraphStore(address.hostname or "", address.port or 0, timeout=1, schema_tries=1)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable, match="did not answer"):
+                await stalled.ensure_schema()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await store.close()
+        await stalled.close()
+    finally:
+        await proc.stop()

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +21,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from openmemory_core.contracts import Memory, Triple
 from openmemory_core.errors import ConfigurationError, StoreUnavailable, Unavailable
 from openmemory_core.telemetry import store_call
+
+log = logging.getLogger(__name__)
 
 GRAPH_NAME = "openmemory"
 FALKORDB_SCHEMES = ("falkordb", "redis")
@@ -275,8 +279,12 @@ class GraphQueries:
 class FalkorDBGraphStore(GraphQueries):
     """`GraphStore` on FalkorDB through its own asyncio client."""
 
-    def __init__(self, host: str, port: int, password: str | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, password: str | None = None, timeout: float = 10, schema_tries: int = 6
+    ) -> None:
         self._address = (host, port, password)
+        self._timeout = timeout  # seconds a query may take before the store counts as unreachable
+        self._schema_tries = schema_tries
         self._db: Any = None
         self._graph: Any = None
 
@@ -287,7 +295,7 @@ class FalkorDBGraphStore(GraphQueries):
 
             host, port, password = self._address
             try:
-                db = FalkorDB(host=host, port=port, password=password, socket_timeout=10)
+                db = FalkorDB(host=host, port=port, password=password, socket_timeout=self._timeout)
             except (ConnectionError, OSError) as exc:
                 raise StoreUnavailable(f"the graph store at {host}:{port} is not reachable: {exc}") from exc
             self._db, self._graph = db, db.select_graph(GRAPH_NAME)
@@ -309,13 +317,25 @@ class FalkorDBGraphStore(GraphQueries):
             ("Entity", "user_id"),
             ("Entity", "key"),
         ):
+            await self._create_index(label, prop)
+
+    async def _create_index(self, label: str, prop: str) -> None:
+        """One index; a store that stalls (a timeout) is asked again rather than failing start-up."""
+        for attempt in range(1, self._schema_tries + 1):
             try:
                 await self._handle().query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+                return
             except Unavailable:
                 raise
+            except (TimeoutError, RedisTimeoutError) as exc:
+                if attempt == self._schema_tries:
+                    raise StoreUnavailable(f"the graph store did not answer: {exc}") from exc
+                log.warning("the graph store did not answer creating its schema; asking again")
+                await asyncio.sleep(1)
             except Exception as exc:  # FalkorDB answers an error when the index exists already
                 if "already indexed" not in str(exc) and "already exists" not in str(exc):
                     raise StoreUnavailable(f"the graph store refused its schema: {exc}") from exc
+                return
 
     async def close(self) -> None:
         if self._db is not None:
