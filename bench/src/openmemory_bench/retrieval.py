@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from openmemory_core.keywords import SparseVector, document_vector, query_vector
+from openmemory_core.keywords import SparseVector, document_vector, idf, query_vector
 
 KS = (5, 10)
 
@@ -60,7 +59,7 @@ class Scoreboard:
 class Bm25:
     """Plain BM25 over some texts, computed here and not by the product's index: the baseline stays
     BM25 of each text alone whatever the product adds to its keyword vectors. The same terms, term
-    frequency saturation and IDF (ln(1 + (N - n + 0.5) / (n + 0.5))) as Qdrant's IDF modifier."""
+    frequency saturation and IDF (`keywords.idf`) as the product with Qdrant's IDF modifier."""
 
     def __init__(self, texts: dict[str, str]) -> None:
         self.vectors: dict[str, SparseVector] = {key: document_vector(text) for key, text in texts.items()}
@@ -69,7 +68,7 @@ class Bm25:
             for index in vector.indices:
                 frequency[index] += 1
         n = len(self.vectors)
-        self.idf = {i: math.log(1 + (n - f + 0.5) / (f + 0.5)) for i, f in frequency.items()}
+        self.idf = {i: idf(n, f) for i, f in frequency.items()}
 
     def search(self, query: str, limit: int) -> list[str]:
         wanted = set(query_vector(query).indices)

@@ -114,7 +114,7 @@ class EdgeVectorStore:
             qe.Point(
                 r.memory.id,
                 {DENSE: r.dense, KEYWORDS: qe.SparseVector(r.sparse.indices, r.sparse.values)},
-                _payload(r.memory),
+                _payload(r.memory, r.sparse.indices),
             )
             for r in records
         ]

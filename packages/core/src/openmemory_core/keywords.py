@@ -7,6 +7,7 @@ the inverse document frequency at query time, so together they score like BM25.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import zlib
 from collections import Counter
@@ -96,6 +97,11 @@ def document_vector(text: str, context: str | None = None) -> SparseVector:
     if context:
         _saturated(context, CONTEXT_SHARE, weights)
     return _merge(weights)
+
+
+def idf(documents: int, frequency: int) -> float:
+    """Inverse document frequency as Qdrant's IDF modifier computes it: ln(1 + (N - n + 0.5) / (n + 0.5))."""
+    return math.log(1 + (documents - frequency + 0.5) / (frequency + 0.5))
 
 
 def query_vector(text: str) -> SparseVector:

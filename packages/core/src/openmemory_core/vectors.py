@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from openmemory_core.contracts import Memory, MemoryState, SearchFilters
 from openmemory_core.errors import StoreUnavailable, Unavailable
-from openmemory_core.keywords import SparseVector, document_vector
+from openmemory_core.keywords import SparseVector, document_vector, idf
 from openmemory_core.telemetry import store_call
 
 T = TypeVar("T")
@@ -89,17 +88,13 @@ def keyword_vector(memory: Memory) -> SparseVector:
     return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""), memory.context)
 
 
-def _payload(memory: Memory) -> dict[str, Any]:
+def _payload(memory: Memory, terms: list[int] | None = None) -> dict[str, Any]:
+    """The stored fields; `terms`, the keyword vector's indices, when the caller has the vector."""
     payload = memory.model_dump(mode="json")
     payload["created_ts"] = memory.created_at.timestamp()  # numeric, for ordering
     payload["time_ts"] = (memory.occurred_at or memory.created_at).timestamp()  # for time-range filters
-    payload["terms"] = keyword_vector(memory).indices  # for per-user document frequencies
+    payload["terms"] = keyword_vector(memory).indices if terms is None else terms  # per-user frequencies
     return payload
-
-
-def _idf(documents: int, frequency: int) -> float:
-    """Qdrant's IDF modifier: ln(1 + (N - n + 0.5) / (n + 0.5))."""
-    return math.log(1 + (documents - frequency + 0.5) / (frequency + 0.5))
 
 
 def per_user(vector: SparseVector, user: tuple[int, list[int]], every: tuple[int, list[int]]) -> SparseVector:
@@ -111,7 +106,7 @@ def per_user(vector: SparseVector, user: tuple[int, list[int]], every: tuple[int
         if mine == 0 or everyone == 0:
             weights.append(0.0)  # the user has no memory with the term: it cannot score
         else:
-            weights.append(value * _idf(user[0], mine) / _idf(every[0], everyone))
+            weights.append(value * idf(user[0], mine) / idf(every[0], everyone))
     return SparseVector(vector.indices, weights)
 
 
@@ -204,7 +199,7 @@ class QdrantVectorStore:
                     DENSE: r.dense,
                     KEYWORDS: models.SparseVector(indices=r.sparse.indices, values=r.sparse.values),
                 },
-                payload=_payload(r.memory),
+                payload=_payload(r.memory, r.sparse.indices),
             )
             for r in records
         ]
@@ -282,28 +277,29 @@ class QdrantVectorStore:
         )
         return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
 
-    async def _frequencies(self, user_id: str | None, indices: list[int]) -> tuple[int, list[int]]:
-        """How many memories (of the user, or in all) there are, and how many hold each term."""
-
-        def count(term: int | None) -> Awaitable[models.CountResult]:
-            must: list[models.Condition] = []
-            if user_id is not None:
-                must.append(models.FieldCondition(key="user_id", match=models.MatchValue(value=user_id)))
-            if term is not None:
-                must.append(models.FieldCondition(key="terms", match=models.MatchValue(value=term)))
-            return self._client.count(self.collection, count_filter=models.Filter(must=must), exact=True)
-
-        results = await self._timed("count_terms", asyncio.gather(*(count(t) for t in [None, *indices])))
-        return results[0].count, [r.count for r in results[1:]]
-
-    async def _count(self, user_id: str | None) -> int:
-        flt = models.Filter(
-            must=[models.FieldCondition(key="user_id", match=models.MatchValue(value=user_id))]
-            if user_id
-            else []
-        )
-        counted = self._client.count(self.collection, count_filter=flt, exact=False)  # from the index
+    async def _count(self, user_id: str | None, term: int | None = None, exact: bool = True) -> int:
+        """How many memories (of the user, or in all; holding `term`, or any)."""
+        must: list[models.Condition] = []
+        if user_id is not None:
+            must.append(models.FieldCondition(key="user_id", match=models.MatchValue(value=user_id)))
+        if term is not None:
+            must.append(models.FieldCondition(key="terms", match=models.MatchValue(value=term)))
+        counted = self._client.count(self.collection, count_filter=models.Filter(must=must), exact=exact)
         return (await self._timed("count", counted)).count
+
+    async def _per_user(self, user_id: str, vector: SparseVector) -> SparseVector:
+        # The totals come from the index (not exact: no scan); equal, one user holds every memory and
+        # the collection's IDF is theirs.
+        mine, everyone = await asyncio.gather(
+            self._count(user_id, exact=False), self._count(None, exact=False)
+        )
+        if mine == everyone:
+            return vector
+        user_terms = [self._count(user_id, term) for term in vector.indices]
+        all_terms = [self._count(None, term) for term in vector.indices]
+        counts = await asyncio.gather(*user_terms, *all_terms)
+        n = len(vector.indices)
+        return per_user(vector, (mine, list(counts[:n])), (everyone, list(counts[n:])))
 
     async def keyword_search(
         self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
@@ -311,12 +307,7 @@ class QdrantVectorStore:
         """BM25 with the user's own IDF: other users' memories never weigh on a user's ranking."""
         if not vector.indices:
             return []
-        if await self._count(user_id) != await self._count(None):  # else the collection's IDF is the user's
-            vector = per_user(
-                vector,
-                await self._frequencies(user_id, vector.indices),
-                await self._frequencies(None, vector.indices),
-            )
+        vector = await self._per_user(user_id, vector)
         response = await self._timed(
             "keyword_search",
             self._client.query_points(
