@@ -49,7 +49,7 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
     ranker = HybridRanker()
     # `answer` ranks first; `after` and `stranger` are level without the conversation signal
     fused = ranker.scores({"dense": [answer, stranger, after], "keyword": [answer, after, stranger]})
-    ranked = ranker.finish(fused, [question], limit=10)
+    ranked = ranker.finish(fused, ranker.best(fused), [question], limit=10)
     by_text = {f.memory.text: f for f in ranked}
     assert [f.memory.text for f in ranked][:2] == ["a", "after"]
     assert "conversation" in by_text["after"].signals and "conversation" in by_text["q"].signals

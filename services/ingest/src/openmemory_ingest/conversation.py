@@ -41,7 +41,10 @@ class Conversations:
         self._last: OrderedDict[tuple[str, str], _Last] = OrderedDict()
 
     def before(self, command: c.AddCommand) -> c.Memory | None:
-        """The memory the command's new memory follows, if it is part of the same conversation."""
+        """The memory the command's new memory follows, if it is a verbatim turn of the same
+        conversation; None for extracted facts."""
+        if command.infer:
+            return None
         last = self._last.get((command.user_id, command.app))
         if last is None:
             return None
@@ -57,6 +60,9 @@ class Conversations:
         return last.memory
 
     def added(self, command: c.AddCommand, before: c.Memory | None, last: c.Memory) -> None:
+        """A verbatim turn was stored (extracted facts are not tracked)."""
+        if command.infer:
+            return
         key = (command.user_id, command.app)
         self._last[key] = _Last(command, before, last)
         self._last.move_to_end(key)

@@ -138,7 +138,7 @@ class IngestService:
             async with stage("decide"):
                 decisions = await self.extractor.decide(facts, await self._similar(command.user_id, dense))
         records: list[VectorRecord] = []
-        before = None if command.infer else self.conversations.before(command)
+        before = self.conversations.before(command)
         for decision in decisions:
             fact, vector = facts[decision.fact], dense[decision.fact]
             if decision.event == "ADD":
@@ -156,7 +156,7 @@ class IngestService:
                 applied.summary.extend(done.summary)
         async with stage("write_vectors"):
             await self.vectors.upsert(records)
-        if records and not command.infer:
+        if records:
             self.conversations.added(command, before, records[-1].memory)
         superseded: dict[str, str] = {}
         async with stage("write_graph"):

@@ -56,10 +56,12 @@ class HybridRanker:
         """The entries whose neighbours gain: the NEIGHBOUR_TOP best."""
         return sorted(fused.values(), key=lambda f: -f.score)[:NEIGHBOUR_TOP]
 
-    def finish(self, fused: dict[str, Fused], said_before: list[Memory], limit: int) -> list[Fused]:
-        """Spread to neighbours (`said_before`: the memories before the best ones that no signal
-        ranked), mark superseded memories down, order, and cut at the limit."""
-        best = self.best(fused)
+    def finish(
+        self, fused: dict[str, Fused], best: list[Fused], said_before: list[Memory], limit: int
+    ) -> list[Fused]:
+        """Spread from `best` (`self.best(fused)`) to their neighbours (`said_before`: the memories
+        before the best ones that no signal ranked), mark superseded memories down, order, and cut
+        at the limit."""
         gains: dict[str, float] = {}
         by_previous: dict[str, list[str]] = {}
         for entry in fused.values():
@@ -84,7 +86,8 @@ class HybridRanker:
 
     def fuse(self, ranked: dict[str, list[Memory]], limit: int) -> list[Fused]:
         """Fusion when every neighbour worth adding is among the ranked memories."""
-        return self.finish(self.scores(ranked), [], limit)
+        fused = self.scores(ranked)
+        return self.finish(fused, self.best(fused), [], limit)
 
 
 def _after_replacements(ordered: list[Fused]) -> list[Fused]:

@@ -79,10 +79,11 @@ class SearchService:
             pool = {m.id: m for m in ranked["dense"][:RECENCY_POOL] + ranked["keyword"][:RECENCY_POOL]}
             ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
         fused = self.ranker.scores(ranked)
-        said_before = await self._said_before(request.user_id, self.ranker.best(fused), fused, filters)
+        best = self.ranker.best(fused)
+        said_before = await self._said_before(request.user_id, best, fused, filters)
         hits = [
             c.ScoredMemory(memory=f.memory, score=round(f.score, 6), signals=f.signals)
-            for f in self.ranker.finish(fused, said_before, request.limit)
+            for f in self.ranker.finish(fused, best, said_before, request.limit)
         ]
         return c.SearchResponse(hits=hits, missing_signals=missing)
 
