@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from openmemory_bench.locomo import load
+from openmemory_bench.locomo import Conversation, load
 from openmemory_bench.retrieval import Bm25, Scoreboard, Tally
 
 
@@ -115,3 +115,12 @@ def test_the_bm25_baseline_ranks_by_rare_shared_terms() -> None:
     assert bm25.search("sunset", 10) == ["D1:2"]
     assert bm25.search("where is the zebra", 10) == []
     assert bm25.search("fun", 1) == ["D1:4"]  # more often, in a shorter text
+
+
+def test_every_user_adds_at_once_each_in_order(tmp_path: Path) -> None:
+    from openmemory_bench.runner import arrival_order
+
+    (three,) = load(write_sample(tmp_path / "locomo.json"))
+    one = Conversation(sample_id="conv-y", turns=three.turns[:1], questions=[])
+    order = [(conversation.sample_id, index) for conversation, index in arrival_order([three, one])]
+    assert order == [("conv-x", 0), ("conv-y", 0), ("conv-x", 1), ("conv-x", 2)]

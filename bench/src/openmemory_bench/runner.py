@@ -63,8 +63,10 @@ async def stack(root: Path, engine: str = "edge") -> AsyncIterator[Stack]:
     ingest_bus, search_bus, client = [
         await Bus.connect(nats_url, n, PARTITIONS) for n in ("ingest", "search", "bench")
     ]
+    # The worker embeds as an ingest process of a split deployment does: its own model, no spinning.
+    ingest_embedder = MiniLMEmbedder(spinning=False)
     worker = IngestWorker(
-        ingest_bus, IngestService(vectors, graph, embedder, LocalExtractor()), IngestSettings()
+        ingest_bus, IngestService(vectors, graph, ingest_embedder, LocalExtractor()), IngestSettings()
     )
     await worker.start()
     await serve(search_bus, SearchService(vectors, graph, embedder, SearchSettings(), search_bus))
@@ -98,16 +100,26 @@ async def _add(client: Bus, command: c.AddCommand) -> c.CommandResult:
         return await asyncio.wait_for(result, 60)
 
 
+def arrival_order(conversations: list[Conversation]) -> list[tuple[Conversation, int]]:
+    """Every user adds at once, each in their own order: the first turn of every conversation, then
+    the second, and so on. (One conversation after another would keep one partition busy at a time,
+    which measures a single user's latency, not what a worker can do.)"""
+    longest = max((len(conversation.turns) for conversation in conversations), default=0)
+    return [
+        (conversation, index)
+        for index in range(longest)
+        for conversation in conversations
+        if index < len(conversation.turns)
+    ]
+
+
 async def ingest(s: Stack, conversations: list[Conversation], latency_samples: int) -> dict[str, Any]:
     """Add every turn. The first turns go one at a time (add-to-searchable latency: from publishing to
     the result, after which search sees the memory); the rest go in parallel (throughput)."""
-    owner: dict[str, dict[str, list[str]]] = {}  # user -> memory id -> the turns it holds
+    # user -> memory id -> the turns it holds
+    owner: dict[str, dict[str, list[str]]] = {_user(conversation): {} for conversation in conversations}
     latencies: list[float] = []
-    pending: list[tuple[Conversation, c.AddCommand]] = []
-    for conversation in conversations:
-        owner[_user(conversation)] = {}
-        for index in range(len(conversation.turns)):
-            pending.append((conversation, _command(conversation, index)))
+    pending = [(conv, _command(conv, index)) for conv, index in arrival_order(conversations)]
 
     def record(conversation: Conversation, command: c.AddCommand, done: c.CommandResult) -> None:
         if not done.ok:

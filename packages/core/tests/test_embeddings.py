@@ -19,3 +19,16 @@ async def test_batching_does_not_change_vectors(embedder: MiniLMEmbedder) -> Non
     for x, y in zip(batched[:3], single, strict=True):
         assert float(np.dot(x, y)) > 0.999
     assert await embedder.embed([]) == []
+
+
+async def test_a_process_that_answers_no_searches_embeds_the_same_without_spinning(
+    embedder: MiniLMEmbedder,
+) -> None:
+    from openmemory_core.embeddings import open_embedder
+    from openmemory_core.settings import EmbedderSettings
+
+    quiet = open_embedder(EmbedderSettings(), answers_searches=False)
+    assert isinstance(quiet, MiniLMEmbedder) and quiet.model_tag == embedder.model_tag
+    texts = ["We moved to Oslo in June", "Caroline paints sunsets"]
+    for x, y in zip(await quiet.embed(texts), await embedder.embed(texts), strict=True):
+        assert float(np.dot(x, y)) > 0.9999

