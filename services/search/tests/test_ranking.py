@@ -2,7 +2,7 @@ import uuid
 
 from openmemory_core import contracts as c
 from openmemory_core.testing import at
-from openmemory_search.ranking import RRF_K, HybridRanker
+from openmemory_search.ranking import RRF_K, WEIGHTS, HybridRanker
 
 
 def mem(text: str, minute: int = 0) -> c.Memory:
@@ -60,3 +60,21 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
     plain = ranker.fuse({"dense": [answer, stranger, after], "keyword": [answer, after, stranger]}, limit=10)
     assert [f.memory.text for f in plain] == ["a", "stranger", "after"]
     assert all("conversation" not in f.signals for f in plain)
+
+
+def test_a_clearly_stronger_match_gains_on_a_hit_one_rank_ahead() -> None:
+    close, clear = mem("close"), mem("clear")
+    ranked = {"dense": [clear, close], "keyword": [close, clear]}
+    # by rank alone the keyword list's first wins (keywords weigh more)
+    assert [f.memory.text for f in HybridRanker(WEIGHTS).fuse(ranked, limit=2)] == ["close", "clear"]
+    # ...but `clear` means far more (0.9 against 0.3) and is nearly level on keywords (4.9 against 5.0)
+    strengths = {"dense": [0.9, 0.3], "keyword": [5.0, 4.9]}
+    fused = HybridRanker(WEIGHTS).fuse(ranked, limit=2, strengths=strengths)
+    assert [f.memory.text for f in fused] == ["clear", "close"]
+    by_rank = 1.0 / (RRF_K + 1) + 1.5 / (RRF_K + 2)
+    assert fused[0].score == by_rank + 0.1 * 0.9 / 0.9 + 0.2 * 4.9 / 5.0
+    # a list whose best score is not positive adds nothing; neither do signals without a weight
+    flat = HybridRanker(WEIGHTS).fuse({"dense": [close]}, limit=1, strengths={"dense": [-0.2]})
+    assert flat[0].score == 1.0 / (RRF_K + 1)
+    unweighted = HybridRanker(WEIGHTS, strength_weights={}).fuse(ranked, limit=2, strengths=strengths)
+    assert [f.memory.text for f in unweighted] == ["close", "clear"]

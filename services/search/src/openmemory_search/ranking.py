@@ -1,4 +1,5 @@
-"""Fusing ranked lists from several signals into one ranking (reciprocal-rank fusion)."""
+"""Fusing ranked lists from several signals into one ranking (reciprocal-rank fusion, plus a little
+of the dense and keyword scores themselves)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from openmemory_core.contracts import Memory
 # the five best lift their conversation neighbours by a fifth of their score.
 RRF_K = 5
 WEIGHTS = {"dense": 1.0, "keyword": 1.5, "graph": 0.25, "time": 1.0, "recency": 1.0}
+# Ranks alone hide how far ahead a hit is: a memory whose keyword score is twice the runner-up's counts
+# the same as one a hair ahead. Each of these signals also adds weight x (its score / the best score
+# in its list), so a clear match gains on a close one (LoCoMo dev: R@5 +0.009, R@10 +0.009).
+STRENGTH_WEIGHTS = {"dense": 0.1, "keyword": 0.2}
 
 
 @dataclass
@@ -27,7 +32,8 @@ NEIGHBOUR_SHARE = 0.2
 
 
 class HybridRanker:
-    """Reciprocal-rank fusion: each signal adds weight / (k + rank) for every memory it ranks.
+    """Reciprocal-rank fusion: each signal adds weight / (k + rank) for every memory it ranks; dense
+    and keyword also add a small share of each hit's own score, relative to their best hit's.
 
     Then the best few pass a share of their score to the memories said just before and just after
     them in the same conversation (signal "conversation"): the question next to a found answer, the
@@ -37,11 +43,21 @@ class HybridRanker:
     results at half its score, and never above the memory that replaced it: the current fact first.
     """
 
-    def __init__(self, weights: dict[str, float] | None = None, k: int = RRF_K) -> None:
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        k: int = RRF_K,
+        strength_weights: dict[str, float] | None = None,
+    ) -> None:
         self.weights = weights or {}
         self.k = k
+        self.strength_weights = STRENGTH_WEIGHTS if strength_weights is None else strength_weights
 
-    def scores(self, ranked: dict[str, list[Memory]]) -> dict[str, Fused]:
+    def scores(
+        self, ranked: dict[str, list[Memory]], strengths: dict[str, list[float]] | None = None
+    ) -> dict[str, Fused]:
+        """`strengths`: for some signals, each ranked memory's own score (a cosine, a BM25 score),
+        in the order of `ranked`."""
         fused: dict[str, Fused] = {}
         for signal, memories in ranked.items():
             weight = self.weights.get(signal, 1.0)
@@ -49,6 +65,11 @@ class HybridRanker:
                 entry = fused.setdefault(memory.id, Fused(memory))
                 entry.score += weight / (self.k + rank + 1)
                 entry.signals.append(signal)
+        for signal, values in (strengths or {}).items():
+            weight, best = self.strength_weights.get(signal, 0.0), max(values, default=0.0)
+            if weight and best > 0:
+                for memory, value in zip(ranked[signal], values, strict=True):
+                    fused[memory.id].score += weight * max(value, 0.0) / best
         return fused
 
     @staticmethod
@@ -84,9 +105,11 @@ class HybridRanker:
         ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.memory.created_at.timestamp()))
         return _after_replacements(ordered)[:limit]
 
-    def fuse(self, ranked: dict[str, list[Memory]], limit: int) -> list[Fused]:
+    def fuse(
+        self, ranked: dict[str, list[Memory]], limit: int, strengths: dict[str, list[float]] | None = None
+    ) -> list[Fused]:
         """Fusion when every neighbour worth adding is among the ranked memories."""
-        fused = self.scores(ranked)
+        fused = self.scores(ranked, strengths)
         return self.finish(fused, self.best(fused), [], limit)
 
 

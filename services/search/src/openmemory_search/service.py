@@ -78,7 +78,8 @@ class SearchService:
         if asks_for_latest(query):  # "currently", "most recent": the newest of the best candidates first
             pool = {m.id: m for m in ranked["dense"][:RECENCY_POOL] + ranked["keyword"][:RECENCY_POOL]}
             ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
-        fused = self.ranker.scores(ranked)
+        strengths = {"dense": [h.score for h in dense_hits], "keyword": [h.score for h in keyword_hits]}
+        fused = self.ranker.scores(ranked, strengths)
         best = self.ranker.best(fused)
         said_before = await self._said_before(request.user_id, best, fused, filters)
         hits = [
