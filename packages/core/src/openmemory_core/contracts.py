@@ -173,6 +173,11 @@ class Memory(BaseModel):
     content_hash: str
     request_id: str
 
+    @property
+    def when(self) -> datetime:
+        """The time the memory is about: when it happened, if that was told; else when it was added."""
+        return self.occurred_at or self.created_at
+
 
 class AppRecord(BaseModel):
     """One user's access settings for one app (MCP client): enforced by gateway and search."""
@@ -382,7 +387,7 @@ class SearchFilters(BaseModel):
     until: datetime | None = None
 
     def admits(self, memory: Memory) -> bool:
-        when = (memory.occurred_at or memory.created_at).timestamp()
+        when = memory.when.timestamp()
         return (
             (self.app is None or memory.app == self.app)
             and (not self.categories or bool(set(self.categories) & set(memory.categories)))

@@ -171,7 +171,7 @@ def _add_params(memory: Memory) -> dict[str, Any]:
     def kind(name: str) -> str:
         return "user" if name == "User" else kinds.get(name, "other")
 
-    valid_from = (memory.occurred_at or memory.created_at).isoformat()
+    valid_from = memory.when.isoformat()
     return {
         "id": memory.id,
         "user_id": memory.user_id,

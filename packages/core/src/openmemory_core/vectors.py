@@ -92,7 +92,7 @@ def _payload(memory: Memory, terms: list[int] | None = None) -> dict[str, Any]:
     """The stored fields; `terms`, the keyword vector's indices, when the caller has the vector."""
     payload = memory.model_dump(mode="json")
     payload["created_ts"] = memory.created_at.timestamp()  # numeric, for ordering
-    payload["time_ts"] = (memory.occurred_at or memory.created_at).timestamp()  # for time-range filters
+    payload["time_ts"] = memory.when.timestamp()  # for time-range filters
     payload["terms"] = keyword_vector(memory).indices if terms is None else terms  # per-user frequencies
     return payload
 

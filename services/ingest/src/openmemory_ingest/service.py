@@ -262,7 +262,7 @@ class IngestService:
             raise InvalidInput("the new text is empty")
         if text == old.text:
             return applied
-        fact = await self._analyse(text, old.occurred_at or old.created_at)
+        fact = await self._analyse(text, old.when)
         new = old.model_copy(
             update={
                 "text": text, "categories": fact.categories or old.categories, "entities": fact.entities,
@@ -393,7 +393,7 @@ class IngestService:
             await self.graph.clear_user(user)
         memories = sorted(
             (m for m in latest.values() if m is not None),
-            key=lambda m: ((m.occurred_at or m.created_at).timestamp(), m.created_at.timestamp(), m.id),
+            key=lambda m: (m.when.timestamp(), m.created_at.timestamp(), m.id),
         )
         for start in range(0, len(memories), batch):
             chunk = memories[start : start + batch]

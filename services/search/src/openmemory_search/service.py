@@ -217,7 +217,7 @@ RECENCY_POOL = 10
 
 
 def _when(memory: c.Memory) -> float:
-    return (memory.occurred_at or memory.created_at).timestamp()
+    return memory.when.timestamp()
 
 
 def _narrowed(filters: c.SearchFilters, period: tuple[datetime, datetime] | None) -> c.SearchFilters | None:
@@ -237,6 +237,6 @@ SORT_KEYS: dict[str, tuple[Callable[[c.Memory], float], bool]] = {
     "created_desc": (lambda m: m.created_at.timestamp(), True),
     "created_asc": (lambda m: m.created_at.timestamp(), False),
     "updated_desc": (lambda m: m.updated_at.timestamp(), True),
-    "time_desc": (lambda m: (m.occurred_at or m.created_at).timestamp(), True),
-    "time_asc": (lambda m: (m.occurred_at or m.created_at).timestamp(), False),
+    "time_desc": (lambda m: m.when.timestamp(), True),
+    "time_asc": (lambda m: m.when.timestamp(), False),
 }
