@@ -122,3 +122,24 @@ async def test_keyword_ranking_uses_the_users_own_idf(vector_store: VectorStore)
     assert set(scores) == {tea.memory.id, coffee.memory.id}
     assert scores[tea.memory.id] == pytest.approx(scores[coffee.memory.id], rel=1e-3)
     assert await vector_store.keyword_search("alice", query_vector("number"), 10) == []  # only bob's word
+
+
+async def test_a_server_collection_made_by_an_earlier_version_gets_the_missing_indexes(
+    qdrant_server_url: str,
+) -> None:
+    from qdrant_client import AsyncQdrantClient, models
+
+    from openmemory_core.vectors import DENSE, PAYLOAD_INDEXES, QdrantVectorStore, collection_name
+
+    client = AsyncQdrantClient(url=qdrant_server_url, check_compatibility=False)
+    name = collection_name("olderversion-8")
+    dense = models.VectorParams(size=8, distance=models.Distance.COSINE)
+    await client.create_collection(name, {DENSE: dense})
+    await client.create_payload_index(name, "user_id", models.PayloadSchemaType.KEYWORD)
+    store = QdrantVectorStore.open("olderversion-8", 8, qdrant_server_url, None)
+    await store.ensure_collection()
+    await store.ensure_collection()  # a second start changes nothing
+    schema = (await client.get_collection(name)).payload_schema
+    assert {field: str(index.data_type.value) for field, index in schema.items()} == PAYLOAD_INDEXES
+    await store.close()
+    await client.close()

@@ -20,6 +20,7 @@ from openmemory_core.telemetry import store_call
 from openmemory_core.vectors import (
     DENSE,
     KEYWORDS,
+    PAYLOAD_INDEXES,
     Hit,
     VectorRecord,
     _memory,
@@ -29,11 +30,6 @@ from openmemory_core.vectors import (
 )  # fmt: skip
 
 T = TypeVar("T")
-
-INDEXES = {
-    "user_id": "Keyword", "state": "Keyword", "content_hash": "Keyword", "app": "Keyword",
-    "categories": "Keyword", "created_ts": "Float", "time_ts": "Float", "terms": "Integer",
-}  # fmt: skip
 
 
 class EdgeVectorStore:
@@ -71,10 +67,9 @@ class EdgeVectorStore:
                 shard = qe.EdgeShard.load(str(path))
             else:
                 shard = qe.EdgeShard.create(str(path), self._config(self._dimension))
-            for field, kind in INDEXES.items():  # idempotent: a shard made before an index gets it
-                shard.update(
-                    qe.UpdateOperation.create_field_index(field, getattr(qe.PayloadSchemaType, kind))
-                )
+            for field, kind in PAYLOAD_INDEXES.items():  # idempotent: a shard made before an index gets it
+                schema = getattr(qe.PayloadSchemaType, kind.capitalize())
+                shard.update(qe.UpdateOperation.create_field_index(field, schema))
             return shard
 
         self._shard = await self._run("open", open_shard)

@@ -79,6 +79,12 @@ def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
 
 _DERIVED = ("created_ts", "time_ts", "terms")
 
+#: The payload fields every engine indexes (filters, counts), with their index type.
+PAYLOAD_INDEXES = {
+    "user_id": "keyword", "state": "keyword", "content_hash": "keyword", "app": "keyword",
+    "categories": "keyword", "created_ts": "float", "time_ts": "float", "terms": "integer",
+}  # fmt: skip
+
 
 def keyword_vector(memory: Memory) -> SparseVector:
     """Keywords of the text, and of the date the memory refers to ("8 May 2023"), so that a question
@@ -169,25 +175,25 @@ class QdrantVectorStore:
         return cls(client, model_tag, dimension, True)
 
     async def ensure_collection(self) -> None:
+        """Create the collection if it is missing, and any payload index it lacks (a collection made
+        by an earlier version gets the indexes added since)."""
         try:
-            if await self._client.collection_exists(self.collection):
+            if not await self._client.collection_exists(self.collection):
+                await self._client.create_collection(
+                    self.collection,
+                    vectors_config={
+                        DENSE: models.VectorParams(size=self._dimension, distance=models.Distance.COSINE)
+                    },
+                    sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                )
+            if self.local:  # local mode ignores payload indexes (and warns)
                 return
-            await self._client.create_collection(
-                self.collection,
-                vectors_config={
-                    DENSE: models.VectorParams(size=self._dimension, distance=models.Distance.COSINE)
-                },
-                sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            )
-            for field, schema in (
-                ("user_id", models.PayloadSchemaType.KEYWORD),
-                ("state", models.PayloadSchemaType.KEYWORD),
-                ("content_hash", models.PayloadSchemaType.KEYWORD),
-                ("created_ts", models.PayloadSchemaType.FLOAT),
-                ("terms", models.PayloadSchemaType.INTEGER),
-            ):
-                if not self.local:  # local mode ignores payload indexes (and warns)
-                    await self._client.create_payload_index(self.collection, field, schema)
+            present = (await self._client.get_collection(self.collection)).payload_schema or {}
+            for field, kind in PAYLOAD_INDEXES.items():
+                if field not in present:
+                    await self._client.create_payload_index(
+                        self.collection, field, models.PayloadSchemaType(kind)
+                    )
         except (ResponseHandlingException, UnexpectedResponse) as exc:
             raise StoreUnavailable(f"the vector store is not reachable: {exc}") from exc
 
