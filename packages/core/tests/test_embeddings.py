@@ -29,6 +29,11 @@ async def test_a_process_that_answers_no_searches_embeds_the_same_without_spinni
 
     quiet = open_embedder(EmbedderSettings(), answers_searches=False)
     assert isinstance(quiet, MiniLMEmbedder) and quiet.model_tag == embedder.model_tag
+    assert not quiet.spinning and embedder.spinning
+    assert (
+        quiet._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        == "0"
+    )
     texts = ["We moved to Oslo in June", "Caroline paints sunsets"]
     for x, y in zip(await quiet.embed(texts), await embedder.embed(texts), strict=True):
         assert float(np.dot(x, y)) > 0.9999
