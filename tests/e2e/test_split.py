@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from e2e_support import ToolFailed, mcp_client
 
 from openmemory_core.embedded import embedded_nats
 from openmemory_core.testing import RunningSystem, start_system, stop_all, unique
+
+GATEWAY_LIMIT = 40  # requests per minute per key, across both gateways
 
 
 @dataclass
@@ -33,7 +36,11 @@ async def split(tmp_path_factory: pytest.TempPathFactory, graph_url: str) -> Asy
     tmp_path = tmp_path_factory.mktemp("split")
     nats_proc, nats_url = embedded_nats(tmp_path / "nats")  # a bus of its own, no other test's commands
     await nats_proc.start()
-    env = {"OPENMEMORY_NATS_URL": nats_url, "OPENMEMORY_GRAPH_URL": graph_url}
+    env = {
+        "OPENMEMORY_NATS_URL": nats_url,
+        "OPENMEMORY_GRAPH_URL": graph_url,
+        "OPENMEMORY_GATEWAY_RATE_LIMIT_PER_MINUTE": str(GATEWAY_LIMIT),
+    }
     started: list[RunningSystem] = []
     built: Split | None = None
     try:
@@ -120,3 +127,18 @@ async def test_a_revocation_reaches_every_gateway_within_a_second(split: Split) 
             while (await http.post(gateway.mcp_url, json={}, headers=auth)).status_code != 401:
                 assert asyncio.get_running_loop().time() - revoked_at < 1.0, gateway.mcp_url
                 await asyncio.sleep(0.05)
+
+
+async def test_the_two_gateways_share_each_keys_rate_limit(split: Split) -> None:
+    key = split.key(unique())
+    auth = {"Authorization": f"Bearer {key}"}
+    if time.time() % 60 > 50:  # the limit counts per clock minute: start in a fresh one
+        await asyncio.sleep(61 - time.time() % 60)
+    async with httpx.AsyncClient(timeout=30) as http:
+        statuses = [
+            [(await http.post(gateway.mcp_url, json={}, headers=auth)).status_code for _ in range(25)]
+            for gateway in split.gateways
+        ]
+    assert 429 not in statuses[0]
+    # the second gateway served only 25 itself, but the key had 40 a minute in all
+    assert statuses[1].count(429) == 10 and 429 not in statuses[1][:15]

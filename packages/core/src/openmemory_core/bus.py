@@ -116,6 +116,7 @@ class Bus:
         await self.keys_bucket()
         await self.apps_bucket()
         await self.settings_bucket()
+        await self.rate_bucket()
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         assert config.name is not None
@@ -134,13 +135,19 @@ class Bus:
     async def settings_bucket(self) -> KeyValue:
         return await self._bucket(c.SETTINGS_BUCKET)
 
-    async def _bucket(self, name: str) -> KeyValue:
+    async def rate_bucket(self) -> KeyValue:
+        """Request counts per key and minute: in memory, each kept two minutes."""
+        return await self._bucket(c.RATE_BUCKET, KeyValueConfig(
+            bucket=c.RATE_BUCKET, history=1, ttl=120.0, storage=StorageType.MEMORY
+        ))  # fmt: skip
+
+    async def _bucket(self, name: str, config: KeyValueConfig | None = None) -> KeyValue:
         try:
             return await self.js.key_value(name)
         except nats.js.errors.BucketNotFoundError:
             with contextlib.suppress(nats.js.errors.BadRequestError):  # a sibling made it meanwhile
                 return await self.js.create_key_value(
-                    KeyValueConfig(bucket=name, history=5, storage=StorageType.FILE)
+                    config or KeyValueConfig(bucket=name, history=5, storage=StorageType.FILE)
                 )
             return await self.js.key_value(name)
 

@@ -1,11 +1,25 @@
-"""Per-key rate limits: a token bucket per API key, in each process (each gateway or admin replica
-enforces the limit on what it serves)."""
+"""Per-key rate limits. `SharedRateLimiter` counts each key's requests in a NATS KV bucket, so every
+replica of a gateway (or of admin) draws on one allowance; while NATS cannot be asked, a token bucket
+in the process (`RateLimiter`) stands in."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+log = logging.getLogger(__name__)
+
+#: Tries of the compare-and-set increment (each lost race means another request was counted) before
+#: a request is judged by the process's own bucket.
+SHARED_TRIES = 32
 
 
 @dataclass
@@ -42,3 +56,45 @@ class RateLimiter:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
+
+
+class SharedRateLimiter:
+    """`per_minute` requests per key in each clock minute, counted in `kv` (a counter per key and
+    minute, incremented by compare-and-set, expired by the bucket's TTL) and so shared by every
+    process that uses the same bucket."""
+
+    def __init__(
+        self, kv: KeyValue, per_minute: int, scope: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.kv = kv
+        self.per_minute = per_minute
+        self.scope = scope  # "gateway", "admin": each service's limit is counted apart
+        self.clock = clock
+        self.local = RateLimiter(per_minute)
+
+    async def take(self, key: str) -> float:
+        """0 when the request may go ahead, else the seconds until the next minute, when it will."""
+        now = self.clock()
+        minute = int(now // 60)
+        counter = f"{self.scope}.{hashlib.sha256(key.encode()).hexdigest()[:32]}.{minute}"
+        try:
+            for _ in range(SHARED_TRIES):
+                try:
+                    entry = await self.kv.get(counter)
+                except nats.js.errors.KeyNotFoundError:
+                    try:
+                        await self.kv.create(counter, b"1")
+                        return 0.0
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        continue  # another replica counted the minute's first request meanwhile
+                count = int(entry.value or b"0")
+                if count >= self.per_minute:
+                    return max(0.001, (minute + 1) * 60 - now)
+                try:
+                    await self.kv.update(counter, str(count + 1).encode(), last=entry.revision)
+                    return 0.0
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # counted by another request meanwhile: read again
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.debug("the shared rate limit could not be asked (%s): this process's own applies", exc)
+        return self.local.take(key)

@@ -41,7 +41,7 @@ from openmemory_core.keys import (
     validate_name,
     verify_key,
 )
-from openmemory_core.ratelimit import RateLimiter, retry_after
+from openmemory_core.ratelimit import SharedRateLimiter, retry_after
 from openmemory_core.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,7 +57,7 @@ class AdminContext:
     settings: Settings
     mcp_url: str
     secret: bytes
-    limiter: RateLimiter
+    limiter: SharedRateLimiter
 
     @property
     def query_wait(self) -> float:
@@ -83,7 +83,7 @@ async def caller(request: Request, ctx: Ctx) -> c.Principal:
     """The API key in the headers, else the session cookie (with CSRF checks on writes); each key
     (however presented) within its rate limit."""
     principal = await _authenticated(request, ctx)
-    wait = ctx.limiter.take(principal.key_id)
+    wait = await ctx.limiter.take(principal.key_id)
     if wait:
         raise RateLimited(f"too many requests for this API key: retry in {retry_after(wait)} s", wait)
     return principal

@@ -20,7 +20,7 @@ from openmemory_admin.session import COOKIE, read, session_secret
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Busy, OpenMemoryError, RateLimited
 from openmemory_core.keys import principal_of
-from openmemory_core.ratelimit import RateLimiter, retry_after
+from openmemory_core.ratelimit import SharedRateLimiter, retry_after
 from openmemory_core.settings import Settings
 
 STATIC = Path(str(files("openmemory_admin") / "static"))
@@ -73,7 +73,7 @@ async def build_context(bus: Bus, mcp_url: str, settings: Settings) -> AdminCont
     return AdminContext(
         bus=bus, keys=await bus.keys_bucket(), apps=await bus.apps_bucket(), settings_kv=settings_kv,
         settings=settings, mcp_url=mcp_url, secret=await session_secret(settings_kv),
-        limiter=RateLimiter(settings.admin.rate_limit_per_minute),
+        limiter=SharedRateLimiter(await bus.rate_bucket(), settings.admin.rate_limit_per_minute, "admin"),
     )  # fmt: skip
 
 

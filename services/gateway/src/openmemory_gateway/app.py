@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openmemory_core.contracts import Principal
 from openmemory_core.errors import OpenMemoryError, Unauthorized
 from openmemory_core.keys import KEY_PREFIX, presented_token, verify_key
-from openmemory_core.ratelimit import RateLimiter, retry_after
+from openmemory_core.ratelimit import SharedRateLimiter, retry_after
 from openmemory_core.settings import GatewaySettings, OAuthSettings
 from openmemory_core.telemetry import AUTH_FAILURES
 from openmemory_gateway.oauth import IntrospectionTokenVerifier, principal_of_token
@@ -116,14 +116,20 @@ class GatewayFront:
     """ASGI entry: MCP paths are authenticated and routed; everything else goes to the FastAPI app."""
 
     def __init__(
-        self, api: FastAPI, streamable: ASGIApp, sse: ASGIApp, keys: KeyValue, settings: GatewaySettings
+        self,
+        api: FastAPI,
+        streamable: ASGIApp,
+        sse: ASGIApp,
+        keys: KeyValue,
+        rates: KeyValue,
+        settings: GatewaySettings,
     ) -> None:
         self.api = api
         self.streamable = streamable
         self.sse = sse
         self.keys = keys
         self.max_body = settings.max_request_bytes
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.limiter = SharedRateLimiter(rates, settings.rate_limit_per_minute, "gateway")
         self.verifier: IntrospectionTokenVerifier | None = None
         self.oauth_scopes: list[str] = []
         self.metadata_url: str | None = None
@@ -153,7 +159,7 @@ class GatewayFront:
             AUTH_FAILURES.labels(str(exc.http_status)).inc()
             await _refuse(send, exc.http_status, exc.message, metadata_url=self.metadata_url)
             return
-        wait = self.limiter.take(principal.key_id)
+        wait = await self.limiter.take(principal.key_id)
         if wait:
             AUTH_FAILURES.labels("429").inc()
             await _refuse(
@@ -180,7 +186,11 @@ class GatewayFront:
 
 
 def create_app(
-    gateway: MemoryGateway, keys: KeyValue, settings: GatewaySettings, oauth: OAuthSettings | None = None
+    gateway: MemoryGateway,
+    keys: KeyValue,
+    rates: KeyValue,
+    settings: GatewaySettings,
+    oauth: OAuthSettings | None = None,
 ) -> GatewayFront:
     mcp = build_mcp(gateway)
     security = TransportSecuritySettings(
@@ -206,7 +216,7 @@ def create_app(
         """Where to connect."""
         return {"service": "openmemory-gateway", "mcp": "/mcp", "sse": "/sse"}
 
-    front = GatewayFront(api, streamable, sse, keys, settings)
+    front = GatewayFront(api, streamable, sse, keys, rates, settings)
     if oauth is not None and oauth.enabled:
         assert oauth.issuer_url is not None
         resource = oauth.resource_url or f"http://{settings.host}:{settings.port}/mcp"

@@ -21,6 +21,7 @@ async def start(runtime: Runtime) -> Running:
     app = create_app(
         MemoryGateway(bus, settings, await bus.apps_bucket()),
         await bus.keys_bucket(),
+        await bus.rate_bucket(),
         settings,
         runtime.settings.oauth,
     )
