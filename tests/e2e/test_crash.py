@@ -1,5 +1,6 @@
 """Nothing is lost: a burst of concurrent adds through MCP while the ingest process is killed with
-SIGKILL, while nats-server restarts, and while the graph store is frozen for 10 s. Afterwards every
+SIGKILL, while it is stopped with SIGTERM, while nats-server restarts, and while the graph store is
+frozen for 10 s. Afterwards every
 add is present exactly once. Real processes on loopback; each scenario bounded in time."""
 
 from __future__ import annotations
@@ -131,6 +132,20 @@ async def test_sigkill_of_ingest_during_a_burst_loses_nothing(cluster: Cluster) 
     os.kill(cluster.workers.process.pid, signal.SIGKILL)
     cluster.workers.process.wait()
     await asyncio.sleep(1)
+    cluster.restart_workers()
+    sent = await adding
+    await all_present_once(cluster, sent)
+
+
+async def test_a_graceful_stop_of_ingest_during_a_burst_is_prompt_and_loses_nothing(cluster: Cluster) -> None:
+    """SIGTERM (what Kubernetes sends before a pod goes): ingest finishes the command in hand, stops
+    pulling, and exits cleanly well within its grace period; a new process takes the rest."""
+    adding = asyncio.create_task(burst(cluster, "term"))
+    await asyncio.sleep(4)
+    started = asyncio.get_running_loop().time()
+    code = await asyncio.to_thread(cluster.workers.stop, 20)
+    assert code == 0, cluster.workers.log()[-2000:]
+    assert asyncio.get_running_loop().time() - started < 15
     cluster.restart_workers()
     sent = await adding
     await all_present_once(cluster, sent)
