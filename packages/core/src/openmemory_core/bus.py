@@ -136,9 +136,10 @@ class Bus:
         return await self._bucket(c.SETTINGS_BUCKET)
 
     async def rate_bucket(self) -> KeyValue:
-        """Request counts per key and minute: in memory, each kept two minutes."""
+        """Request counts per key and minute, each kept two minutes. On file like every bucket: a NATS
+        that an operator runs may allow no memory storage."""
         return await self._bucket(c.RATE_BUCKET, KeyValueConfig(
-            bucket=c.RATE_BUCKET, history=1, ttl=120.0, storage=StorageType.MEMORY
+            bucket=c.RATE_BUCKET, history=1, ttl=120.0, storage=StorageType.FILE
         ))  # fmt: skip
 
     async def _bucket(self, name: str, config: KeyValueConfig | None = None) -> KeyValue:
