@@ -1,7 +1,7 @@
 """Nothing is lost: a burst of concurrent adds through MCP while the ingest process is killed with
 SIGKILL, while it is stopped with SIGTERM, while nats-server restarts, and while the graph store is
-frozen for 10 s. Afterwards every
-add is present exactly once. Real processes on loopback; each scenario bounded in time."""
+frozen for 10 s. Afterwards every add is present exactly once. Real processes on loopback; each
+scenario bounded in time."""
 
 from __future__ import annotations
 

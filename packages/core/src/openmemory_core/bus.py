@@ -138,17 +138,15 @@ class Bus:
     async def rate_bucket(self) -> KeyValue:
         """Request counts per key and minute, each kept two minutes. On file like every bucket: a NATS
         that an operator runs may allow no memory storage."""
-        return await self._bucket(c.RATE_BUCKET, KeyValueConfig(
-            bucket=c.RATE_BUCKET, history=1, ttl=120.0, storage=StorageType.FILE
-        ))  # fmt: skip
+        return await self._bucket(c.RATE_BUCKET, history=1, ttl=120.0)
 
-    async def _bucket(self, name: str, config: KeyValueConfig | None = None) -> KeyValue:
+    async def _bucket(self, name: str, history: int = 5, ttl: float | None = None) -> KeyValue:
         try:
             return await self.js.key_value(name)
         except nats.js.errors.BucketNotFoundError:
             with contextlib.suppress(nats.js.errors.BadRequestError):  # a sibling made it meanwhile
                 return await self.js.create_key_value(
-                    config or KeyValueConfig(bucket=name, history=5, storage=StorageType.FILE)
+                    KeyValueConfig(bucket=name, history=history, ttl=ttl, storage=StorageType.FILE)
                 )
             return await self.js.key_value(name)
 
