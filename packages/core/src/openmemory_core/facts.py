@@ -8,6 +8,7 @@ with patterns. Types whose new value replaces the old one are listed in `FUNCTIO
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 USER = "User"
@@ -124,16 +125,55 @@ PROFESSIONS = (
     "data scientist|product manager|therapist|counselor|veterinarian|vet|mechanic|farmer|baker"
 )
 
-_TYPED = [
+# Two kinds of name are found by functions, not patterns: as `({NAME}) said` or `({NAME} Corp)`
+# a pattern retries from every word of a run of capitalised words and rescans the rest of the run
+# each time, which is quadratic in the run's length (finding V4). Every start inside one run
+# extends to the same end, so one look per run gives what the pattern would.
+_NAME_RUN = re.compile(rf"\b{NAME}")
+_CAPITALISED = re.compile(r"[A-Z][\w’'-]*")
+_SPEAKS_OR_JOINS = re.compile(rf" (?:and {USER}|said|told|asked|is {USER}'s)\b")
+_ORG_WORD = re.compile(_ORG_SUFFIX)
+
+
+def _people_by_what_follows(sentence: str) -> Iterator[str]:
+    r"""What `finditer(rf"\b({NAME}) (?:and {USER}|said|told|asked|is {USER}'s)\b")` finds, in
+    linear time. A name cannot take in " said" or " and …", so only a run's end can be followed by it."""
+    pos = 0
+    while (run := _NAME_RUN.search(sentence, pos)) is not None:
+        after = _SPEAKS_OR_JOINS.match(sentence, run.end())
+        if after is not None:
+            yield run.group()
+        pos = run.end() if after is None else after.end()
+
+
+def _organizations(sentence: str) -> Iterator[str]:
+    r"""What `finditer(rf"\b({NAME} {_ORG_SUFFIX})")` finds ("Acme Corp"), in linear time. The
+    pattern keeps the longest name in a run that " " and a suffix follow, so the run's words are
+    tried from its last; a start later in a run has fewer names to try, so none succeeds either."""
+    pos = 0
+    while (run := _NAME_RUN.search(sentence, pos)) is not None:
+        pos = run.end()
+        for word in reversed(list(_CAPITALISED.finditer(sentence, run.start(), run.end()))):
+            end = word.end()
+            suffix = _ORG_WORD.match(sentence, end + 1) if sentence[end : end + 1] == " " else None
+            if suffix is not None:
+                yield sentence[run.start() : suffix.end()]
+                pos = suffix.end()
+                break
+
+
+_Finder = re.Pattern[str] | Callable[[str], Iterator[str]]
+
+_TYPED: list[tuple[str, _Finder]] = [
     ("pet", re.compile(rf"\b(?:{_PETS})(?:,)? (?:is |was )?(?:called |named )({NAME})")),
     ("person", re.compile(rf"\b(?:{_KIN})(?:,)? (?:is |was )?(?:called |named )?({NAME})")),
     ("person", re.compile(rf"\b(?:named|called) ({NAME})")),
     ("person", re.compile(rf"\b({_TITLES} {NAME})")),
     ("person", re.compile(rf"\b(?:met|with|told|asked|visited|texted|called|married|dating) ({NAME})")),
-    ("person", re.compile(rf"\b({NAME}) (?:and {USER}|said|told|asked|is {USER}'s)\b")),
+    ("person", _people_by_what_follows),
     ("organization", re.compile(rf"\b(?:works?|worked|working|job|internship|intern) (?:at|for) ({NAME})")),
     ("organization", re.compile(rf"\b(?:joined|joins|studies at|studied at|studying at|hired by) ({NAME})")),
-    ("organization", re.compile(rf"\b({NAME} {_ORG_SUFFIX})")),
+    ("organization", _organizations),
     ("place", re.compile(rf"\b(?:lives?|lived|living|based|born|grew up|stayed|staying) in ({NAME})")),
     ("place", re.compile(rf"\b(?:moved|moving|move|trip|travel(?:l?ed|l?ing)?|flew|fly|flying|went|going|relocated|back) to ({NAME})")),
     ("place", re.compile(rf"\b(?:from|visit|visited|visiting|in|near|around) ({NAME})")),
@@ -143,27 +183,44 @@ _TYPED = [
 
 def _clean(name: str) -> str:
     words = name.replace("’", "'").split()
-    while words and words[0].strip("'") in _NOT_NAMES:
-        words = words[1:]
-    while words and words[-1].strip("'") in _NOT_NAMES:
-        words = words[:-1]
-    cleaned = re.sub(r"'s$", "", " ".join(words)).strip(" -'")
-    return cleaned
+    first, last = 0, len(words)  # indices, not slices: a run of names can be thousands of words
+    while first < last and words[first].strip("'") in _NOT_NAMES:
+        first += 1
+    while last > first and words[last - 1].strip("'") in _NOT_NAMES:
+        last -= 1
+    joined = " ".join(words[first:last])
+    return joined.removesuffix("'s").strip(" -'")
+
+
+def _found_by(finder: _Finder, sentence: str) -> Iterator[str]:
+    if isinstance(finder, re.Pattern):
+        return (match.group(1) for match in finder.finditer(sentence))
+    return finder(sentence)
+
+
+def _opens_sentence(text: str, at: int) -> bool:
+    r"""Whether `text[:at]` is empty or ends a sentence: `re.search(r"(?:^|[.!?]\s+)$", text[:at])`,
+    without copying and scanning the prefix once per name (quadratic in a long text)."""
+    if at == 0 or (at == 1 and text[0] == "\n"):
+        return True
+    i = at
+    while i > 0 and text[i - 1].isspace():
+        i -= 1
+    return 0 < i < at and text[i - 1] in ".!?"
 
 
 def typed_entities(sentence: str) -> list[Entity]:
     """Names in a sentence, typed by the words around them; untyped capitalised names are "other"."""
     found: dict[str, Entity] = {}
-    for kind, pattern in _TYPED:
-        for match in pattern.finditer(sentence):
-            name = _clean(match.group(1))
+    for kind, finder in _TYPED:
+        for raw in _found_by(finder, sentence):
+            name = _clean(raw)
             if len(name) < 2 or name == USER or name in found:
                 continue
             found[name] = Entity(name, "language" if name in LANGUAGES else kind)
     for match in re.finditer(NAME, sentence):
         name = _clean(match.group(0))
-        opens_sentence = re.search(r"(?:^|[.!?]\s+)$", sentence[: match.start()]) is not None
-        if opens_sentence and " " not in name and name == match.group(0):
+        if _opens_sentence(sentence, match.start()) and " " not in name and name == match.group(0):
             continue  # "Loved it." — a capital that only marks a sentence's start
         if len(name) >= 2 and name != USER and not any(name in e or e in name for e in found):
             found[name] = Entity(name, "language" if name in LANGUAGES else "other")
@@ -179,6 +236,9 @@ _STOP = r"but|because|since|so|when|while|who|which|where|as well|at|for|with|in
 END = rf"(?=$|[.,!?;:]| (?:and|{_STOP})\b| (?:on|in) \d)"
 LIST_END = rf"(?=$|[.!?;:]| (?:{_STOP})\b| (?:on|in) \d)"
 LIST = r"(?P<o>[\w'’ ,-]+?)"
+# The words between a verb and the word a pattern needs next ("works as a … at"): bounded, or each
+# of many starts would scan to the end of the text before failing (quadratic; finding V4).
+GAP = "{1,100}?"
 WORKING = r"(?:now |currently |still )?(?:works|is working|has worked|worked|has been working|had been working|used to work)"
 
 _KIN_TYPES = {
@@ -194,13 +254,13 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("GREW_UP_IN", re.compile(rf"{SUBJ} grew up in {OBJ}")),
     ("BORN_IN", re.compile(rf"{SUBJ} was born in {OBJ}")),
     ("WORKS_AT", re.compile(rf"{SUBJ} (?:{WORKING}|started working|started a new job|got a job|took a job) (?:at|for) {OBJ}")),
-    ("WORKS_AT", re.compile(rf"{SUBJ} {WORKING} as an? [\w' -]+? (?:at|for) {OBJ}")),
-    ("WORKS_AT", re.compile(rf"{SUBJ} {WORKING} (?:remotely |part-time |full-time )?(?:at|for) an? [\w -]+? (?:called|named) {OBJ}")),
+    ("WORKS_AT", re.compile(rf"{SUBJ} {WORKING} as an? [\w' -]{GAP} (?:at|for) {OBJ}")),
+    ("WORKS_AT", re.compile(rf"{SUBJ} {WORKING} (?:remotely |part-time |full-time )?(?:at|for) an? [\w -]{GAP} (?:called|named) {OBJ}")),
     ("WORKS_AT", re.compile(rf"{SUBJ} (?:just |recently )?(?:joined|has joined|was hired by|got hired (?:at|by)) {OBJ}")),
     ("WORKS_AS", re.compile(rf"{SUBJ} {WORKING} as an? {PHRASE}{END}")),
     ("WORKS_AS", re.compile(rf"{SUBJ} {WORKING} (?:at|for) {NAME} as an? {PHRASE}{END}")),
     ("WORKS_AS", re.compile(rf"{SUBJ} is an? (?P<o>(?:{PROFESSIONS}))\b")),
-    ("STUDIES_AT", re.compile(rf"{SUBJ} (?:studies|is studying|studied|goes to school|is a student)(?: [\w ]+?)? at {OBJ}")),
+    ("STUDIES_AT", re.compile(rf"{SUBJ} (?:studies|is studying|studied|goes to school|is a student)(?: [\w ]{GAP})? at {OBJ}")),
     ("ALLERGIC_TO", re.compile(rf"{SUBJ} (?:is|am|are|was) (?:severely |very |mildly )?allergic to {LIST}{LIST_END}")),
     ("MARRIED_TO", re.compile(rf"{SUBJ} (?:is|got|has been) (?:happily )?married to {OBJ}")),
     ("DISLIKES", re.compile(rf"{SUBJ} (?:really )?(?:hates|dislikes|can't stand|can’t stand|doesn't like|doesn’t like|does not like|is not a fan of) {LIST}{LIST_END}")),
@@ -249,10 +309,11 @@ def relations(sentence: str) -> list[Relation]:
             add(USER, "HAS_PET", name)
         else:
             add(USER, f"HAS_{kin.upper().replace(' ', '_')}", name)
-    for match in _PET_RELATION.finditer(sentence):
+    for i, match in enumerate(_PET_RELATION.finditer(sentence)):
         add(USER, "HAS_PET", _clean(match.group("o")))
-        for more in _MORE_PETS.finditer(sentence, match.end()):
-            add(USER, "HAS_PET", _clean(more.group("o")))
+        if i == 0:  # "…, and a cat named Tom": a scan after each later pet would find none new
+            for more in _MORE_PETS.finditer(sentence, match.end()):
+                add(USER, "HAS_PET", _clean(more.group("o")))
     for kind, pattern in _PATTERNS:
         for match in pattern.finditer(sentence):
             subject = match.group("s")

@@ -11,6 +11,7 @@ import math
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import snowballstemmer  # type: ignore[import-untyped]
@@ -56,19 +57,23 @@ def stem(word: str) -> str:
     return word if word in _UNSTEMMED else str(_STEMMER.stemWord(word))
 
 
-def terms(text: str) -> list[str]:
-    """Lower-cased, stemmed word terms without stopwords or possessives."""
-    out = []
-    for token in _TOKEN.findall(text.casefold()):
-        token = token.replace("’", "'")
+def iter_terms(text: str) -> Iterator[str]:
+    """`terms`, one at a time: a caller that stops early is spared stemming the rest (some 0.1 ms a
+    word that is not yet cached, so 0.3 s for 20,000 characters of distinct short words)."""
+    for match in _TOKEN.finditer(text.casefold()):
+        token = match.group().replace("’", "'")
         if token in STOPWORDS:
             continue
         if token.endswith("'s"):
             token = token[:-2]
         token = stem(token)
         if token:
-            out.append(token)
-    return out
+            yield token
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased, stemmed word terms without stopwords or possessives."""
+    return list(iter_terms(text))
 
 
 def term_index(term: str) -> int:

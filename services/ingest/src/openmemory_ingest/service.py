@@ -6,6 +6,7 @@ come from the command, so applying a redelivered command again changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
@@ -21,6 +22,16 @@ from openmemory_core.vectors import VectorRecord, VectorStore, keyword_vector
 from openmemory_ingest.conversation import Conversations, following
 
 DELETE_BATCH = 256
+
+
+async def vector_records(memories: list[c.Memory], dense: list[list[float]]) -> list[VectorRecord]:
+    """The records to store, with their keyword vectors made in a worker thread: stemming a long
+    text is CPU work, and the event loop also serves the gateway, search and admin."""
+
+    def made() -> list[VectorRecord]:
+        return [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(memories, dense, strict=True)]
+
+    return await asyncio.to_thread(made)
 
 
 @dataclass
@@ -115,7 +126,7 @@ class IngestService:
             if todo:
                 async with stage("embed"):
                     dense = await self.embedder.embed([m.text for m in todo])
-                records = [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(todo, dense, strict=True)]
+                records = await vector_records(todo, dense)
                 async with stage("write_vectors"):
                     await self.vectors.upsert(records)
                 moved += len(todo)
@@ -212,7 +223,8 @@ class IngestService:
             applied.record(command, c.ChangeKind.NONE, existing, before=False)
             return None
         applied.record(command, c.ChangeKind.ADD, memory, before=False)
-        return VectorRecord(memory, vector, keyword_vector(memory))
+        (record,) = await vector_records([memory], [vector])
+        return record
 
     async def _update(self, command: c.AddCommand, decision: Decision, fact: Fact, applied: Applied) -> None:
         """Rewrite a stored memory in place: new text, vectors, entities and relations; same id."""
@@ -237,7 +249,7 @@ class IngestService:
         the new text replaces (a move closes the old LIVES_IN) and reopen what the old one closed."""
         (vector,) = await self.embedder.embed([new.text])
         async with stage("write_vectors"):
-            await self.vectors.upsert([VectorRecord(new, vector, keyword_vector(new))])
+            await self.vectors.upsert(await vector_records([new], [vector]))
         async with stage("write_graph"):
             superseded: dict[str, str | None] = dict.fromkeys(
                 await self.graph.delete_memories(command.user_id, [old.id])
@@ -332,9 +344,7 @@ class IngestService:
         async with stage("embed"):
             dense = await self.embedder.embed([m.text for m in memories])
         async with stage("write_vectors"):
-            await self.vectors.upsert(
-                [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(memories, dense, strict=True)]
-            )
+            await self.vectors.upsert(await vector_records(memories, dense))
         async with stage("write_graph"):
             await self.graph.delete_memories(command.user_id, [m.id for m in memories])
             for memory in memories:
@@ -398,9 +408,7 @@ class IngestService:
         for start in range(0, len(memories), batch):
             chunk = memories[start : start + batch]
             dense = await self.embedder.embed([m.text for m in chunk])
-            await self.vectors.upsert(
-                [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(chunk, dense, strict=True)]
-            )
+            await self.vectors.upsert(await vector_records(chunk, dense))
         for memory in memories:
             await self.graph.close_superseded(memory, FUNCTIONAL)
             await self.graph.add_memory(memory)
