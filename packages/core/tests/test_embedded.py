@@ -1,13 +1,16 @@
 import asyncio
 import os
 import signal
+import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from openmemory_core.bus import Bus
-from openmemory_core.embedded import embedded_nats
-from openmemory_core.errors import ConfigurationError
+from openmemory_core.embedded import embedded_falkordb, embedded_nats, make_private
+from openmemory_core.errors import ConfigurationError, Unavailable
+from openmemory_core.graph import open_graph_store
 from openmemory_core.runtime import data_dir_lock
 
 
@@ -43,3 +46,69 @@ def test_one_process_per_data_dir(tmp_path: Path) -> None:
         pass
     with data_dir_lock(tmp_path):  # released
         pass
+
+
+async def test_the_embedded_nats_server_takes_only_its_generated_credentials(tmp_path: Path) -> None:
+    proc, url = embedded_nats(tmp_path)
+    config = tmp_path / "run" / "nats-server.conf"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    parts = urlsplit(url)
+    assert parts.username == "openmemory" and parts.password and parts.password in config.read_text()
+    await proc.start()
+    try:
+        assert parts.password not in " ".join(proc.argv)
+        for refused in (f"nats://127.0.0.1:{parts.port}", f"nats://openmemory:guess@127.0.0.1:{parts.port}"):
+            with pytest.raises(Unavailable, match="refused the credentials") as caught:
+                await asyncio.wait_for(Bus.connect(refused, "t", partitions=1), 10)
+            assert "guess" not in caught.value.message  # a password is never in a message
+        bus = await Bus.connect(url, "t", partitions=1)
+        await bus.close()
+    finally:
+        await proc.stop()
+    _, again = embedded_nats(tmp_path)  # generated once: the next start keeps the password
+    assert urlsplit(again).password == parts.password
+
+
+async def test_the_embedded_falkordb_takes_only_its_password(tmp_path: Path) -> None:
+    proc, url = embedded_falkordb(tmp_path)
+    config = tmp_path / "run" / "falkordb.conf"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    password = urlsplit(url).password
+    assert password and f"requirepass {password}" in config.read_text()
+    await proc.start()
+    try:
+        assert password not in " ".join(proc.argv)
+        without = open_graph_store(f"falkordb://127.0.0.1:{urlsplit(url).port}")
+        assert not await without.ping()
+        await without.close()
+        store = open_graph_store(url)
+        assert await store.ping()
+        await store.close()
+    finally:
+        await proc.stop()
+    _, again = embedded_falkordb(tmp_path)
+    assert urlsplit(again).password == password
+
+
+def test_make_private_tightens_what_an_older_version_left(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "vectors" / "segment").mkdir(parents=True)
+    (data / "vectors" / "segment" / "points.dat").write_text("memory text")
+    (data / "first-api-key").write_text("om_x_y\n")
+    (tmp_path / "elsewhere").write_text("not ours to change")
+    (data / "link").symlink_to(tmp_path / "elsewhere")
+    for path in (data, data / "vectors", data / "vectors" / "segment"):
+        path.chmod(0o755)
+    for path in (data / "vectors" / "segment" / "points.dat", data / "first-api-key", tmp_path / "elsewhere"):
+        path.chmod(0o644)
+    before = os.umask(0o022)
+    try:
+        make_private(data)
+        assert os.umask(0o022) == 0o077  # and so is what this process writes from now on
+    finally:
+        os.umask(before)
+    for path in (data, data / "vectors", data / "vectors" / "segment"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in (data / "vectors" / "segment" / "points.dat", data / "first-api-key"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((tmp_path / "elsewhere").stat().st_mode) == 0o644  # a link is not followed

@@ -124,14 +124,15 @@ async def test_schema_creation_waits_out_a_stalled_store(tmp_path: Path) -> None
     await proc.start()
     try:
         address = urlparse(url)
-        store = FalkorDBGraphStore(address.hostname or "", address.port or 0, timeout=1, schema_tries=6)
+        host, port, password = address.hostname or "", address.port or 0, address.password
+        store = FalkorDBGraphStore(host, port, password, timeout=1, schema_tries=6)
         pid = proc.pid
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)
         threading.Timer(3, os.kill, (pid, signal.SIGCONT)).start()
         await store.ensure_schema()  # answered once the store wakes up
         await store.ensure_schema()  # and again, idempotently
-        stalled = FalkorDBGraphStore(address.hostname or "", address.port or 0, timeout=1, schema_tries=1)
+        stalled = FalkorDBGraphStore(host, port, password, timeout=1, schema_tries=1)
         os.kill(pid, signal.SIGSTOP)
         try:
             with pytest.raises(StoreUnavailable, match="did not answer"):

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -56,18 +57,42 @@ class Bus:
 
     @classmethod
     async def connect(cls, url: str, name: str, partitions: int, connect_timeout: float = 5.0) -> Bus:
+        """Connect (waiting for a server that is not up yet) and ensure the topology. Credentials
+        travel in the URL (`nats://user:password@host:port`); a server that refuses them fails the
+        call at once, instead of being asked again forever."""
+        connecting, given_up = True, False
+
+        async def on_error(exc: Exception) -> None:
+            if given_up:  # closing the socket a refusing server reset
+                return
+            if connecting and _refused(exc):
+                raise Unavailable(f"NATS at {redacted(url)} refused the credentials: {exc}")
+            log.error("nats: encountered error", exc_info=exc)
+
+        options: dict[str, Any] = {  # nats-py annotates these seconds as int; it takes floats
+            "connect_timeout": connect_timeout,
+            "reconnect_time_wait": 0.5,
+        }
+        nc = NatsClient()
         try:
-            nc = await nats.connect(
+            await nc.connect(
                 url,
                 name=name,
-                connect_timeout=connect_timeout,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
                 allow_reconnect=True,
                 drain_timeout=5,
+                error_cb=on_error,
+                **options,
             )
+        except Unavailable:
+            given_up = True
+            await nc.close()
+            raise
         except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
-            raise Unavailable(f"cannot reach NATS at {url}: {exc}") from exc
+            given_up = True
+            await nc.close()
+            raise Unavailable(f"cannot reach NATS at {redacted(url)}: {exc}") from exc
+        connecting = False
         bus = cls(nc, partitions)
         await bus.ensure_topology()
         return bus
@@ -436,3 +461,18 @@ def _validation_message(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "input"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def redacted(url: str) -> str:
+    """A server URL fit for messages and logs: its password replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _refused(exc: Exception) -> bool:
+    """The server turned the credentials down (nats-py reports it as a plain `Error` at connect)."""
+    return isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower()

