@@ -4,6 +4,11 @@ this project succeeds (`memories.json`, optionally with `memories.jsonl.gz`).
 Our format is one JSON document: the memories as stored, their history (events), the user's graph
 and the embedding model's tag. Import keeps ids, texts, apps, states, categories and times; ingest
 re-embeds with the model in use and rebuilds the graph from the texts.
+
+An upload is untrusted: a small zip can unpack to gigabytes, a small JSON can nest past the
+parser's recursion limit or hold millions of values, each a Python object. So every unpacked byte
+is counted as it is read, the JSON's nesting and size are measured on its bytes before it is
+parsed, and every memory gets the rules the API applies to what it takes in.
 """
 
 from __future__ import annotations
@@ -11,9 +16,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import lzma
+import re
+import struct
+import unicodedata
 import zipfile
+import zlib
+from array import array
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from itertools import accumulate
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -23,8 +36,26 @@ from openmemory_core.errors import InvalidInput
 FORMAT = "openmemory-export"
 VERSION = 1
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+#: What the zip's members and the gzip inside may unpack to, all together.
+MAX_IMPORT_UNPACKED_BYTES = 64 * 1024 * 1024
+MAX_ZIP_MEMBERS = 64
+MAX_ZIP_DIRECTORY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64
+#: Values in one JSON document, an object counting 3 (in memory it costs about three strings): each
+#: becomes a Python object. A 64 MB export of memories with their history holds about 3.5 million
+#: (some 200 MB of objects); 64 MB of `{},` is 22 million objects, and 20 GB of pydantic errors.
+MAX_JSON_VALUES = 6_000_000
 MAX_MEMORIES = 100_000
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 8
+MAX_CATEGORIES = 50
+MAX_CATEGORY_CHARS = 100
+
+_MB = 1024 * 1024
+_READ_CHUNK = 64 * 1024  # unpacked bytes read at a time: the overshoot past the budget
+_SCAN_CHUNK = 1024 * 1024  # JSON bytes measured at a time: the event loop gets the GIL in between
+_APP_NAME = re.compile(c.ID_NAME_PATTERN)
+M = TypeVar("M", bound=BaseModel)
 
 
 class Export(BaseModel):
@@ -40,82 +71,177 @@ class Export(BaseModel):
 
 def parse_upload(data: bytes) -> tuple[str, list[c.ImportedMemory]]:
     """What an uploaded file holds: ("openmemory-export" | "openmemory-zip", its memories).
-    Anything else, or anything malformed, is refused with the reason; nothing is imported."""
+    Anything else, or anything malformed, is refused with the reason; nothing is imported.
+    CPU-bound (up to a second or two for the largest upload): call it off the event loop."""
     if not data:
         raise InvalidInput("the upload is empty")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise InvalidInput(f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        raise InvalidInput(f"the upload is larger than {MAX_UPLOAD_BYTES // _MB} MB")
     if data[:2] == b"PK":
         return "openmemory-zip", _from_zip(data)
     try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = _load(data, "the upload")
+    except _NotJson as exc:
         raise InvalidInput("the upload is neither an OpenMemory export (JSON) nor an export zip") from exc
+    return FORMAT, _from_ours(document)
+
+
+# ---- our format ----------------------------------------------------------------------------------
+
+
+def _from_ours(document: Any) -> list[c.ImportedMemory]:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InvalidInput(f"the JSON is not an export of this format (its 'format' must be {FORMAT!r})")
     if document.get("version") != VERSION:
         raise InvalidInput(f"export version {document.get('version')!r} is not supported (only {VERSION})")
+    memories, history = document.get("memories"), document.get("history", [])
+    if not isinstance(memories, list) or not isinstance(history, list):
+        raise InvalidInput("the export's 'memories' and 'history' must be lists")
+    if len(memories) > MAX_MEMORIES:
+        raise InvalidInput(f"the export holds more than {MAX_MEMORIES} memories")
+    _check_history_and_graph(document)
+    found = []
+    for index, row in enumerate(memories):
+        label = _label(index, row)
+        if isinstance(row, dict) and not _is_app_name(row.get("app")):
+            raise InvalidInput(
+                f"{label}: app {_shown(row.get('app'))} is not a valid app name (1-128 letters, digits, "
+                "'.', '_', '@' or '-', starting with a letter or digit)"
+            )
+        memory = _valid(c.Memory, row, label)
+        if memory.state is not c.MemoryState.DELETED:
+            found.append(_imported(label, _as_imported(memory)))
+    return found
+
+
+def _check_history_and_graph(document: dict[str, Any]) -> None:
+    """The parts an import does not keep must still be well-formed. Checked one item at a time,
+    stopping at the first fault: a list of a million bad items would make millions of errors."""
+    graph = document.get("graph", {"entities": [], "relations": []})
+    empty = {"memories": [], "history": [], "graph": {"entities": [], "relations": []}}
+    _valid(Export, {**document, **empty}, "the export")
+    for index, event in enumerate(document.get("history", [])):
+        _valid(c.MemoryEvent, event, f"history event {index + 1}")
+    entities, relations = (
+        graph.get(k) if isinstance(graph, dict) else None for k in ("entities", "relations")
+    )
+    if not isinstance(entities, list) or not isinstance(relations, list):
+        raise InvalidInput("the export's graph must have 'entities' and 'relations' lists")
+    if not all(isinstance(entity, str) for entity in entities):
+        raise InvalidInput("the export's graph: every entity must be a name (text)")
+    for index, relation in enumerate(relations):
+        _valid(c.Triple, relation, f"graph relation {index + 1}")
+
+
+def _as_imported(memory: c.Memory) -> dict[str, Any]:
+    return {
+        "id": memory.id, "text": memory.text, "app": memory.app, "state": memory.state,
+        "categories": memory.categories, "metadata": memory.metadata, "created_at": memory.created_at,
+        "updated_at": memory.updated_at, "occurred_at": memory.occurred_at, "previous": memory.previous,
+        "context": memory.context,
+    }  # fmt: skip
+
+
+def _valid(model: type[M], value: Any, label: str) -> M:
     try:
-        export = Export.model_validate(document)
+        return model.model_validate(value)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidInput(f"the export is malformed at {_where(first)}: {first['msg']}") from exc
-    return FORMAT, [_from_ours(m) for m in export.memories if m.state is not c.MemoryState.DELETED]
+        first = exc.errors(include_url=False)[0]
+        raise InvalidInput(f"{label} is malformed at {_where(first)}: {first['msg']}") from exc
 
 
 def _where(error: Any) -> str:
     return ".".join(str(p) for p in error["loc"]) or "the top"
 
 
-def _from_ours(memory: c.Memory) -> c.ImportedMemory:
-    return c.ImportedMemory(
-        id=memory.id, text=memory.text, app=memory.app, state=memory.state, categories=memory.categories,
-        metadata=memory.metadata, created_at=memory.created_at, updated_at=memory.updated_at,
-        occurred_at=memory.occurred_at, previous=memory.previous, context=memory.context,
-    )  # fmt: skip
+def _label(index: int, row: Any) -> str:
+    """How a message names a memory: its place in the file, and its id when it has one."""
+    memory_id = row.get("id") if isinstance(row, dict) else None
+    return f"memory {index + 1}" + (f" ({_shown(memory_id)})" if memory_id is not None else "")
 
 
-def _member(archive: zipfile.ZipFile, name: str) -> bytes | None:
-    matches = [i for i in archive.infolist() if not i.is_dir() and i.filename.rsplit("/", 1)[-1] == name]
-    if not matches:
-        return None
-    if len(matches) > 1:
-        raise InvalidInput(f"the zip holds {name} twice")
-    if matches[0].file_size > MAX_UNPACKED_BYTES:
-        raise InvalidInput(f"{name} is larger than {MAX_UNPACKED_BYTES // (1024 * 1024)} MB unpacked")
-    with archive.open(matches[0]) as handle:
-        return handle.read(MAX_UNPACKED_BYTES + 1)
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_app_name(value: object) -> bool:
+    return isinstance(value, str) and _APP_NAME.fullmatch(value) is not None
+
+
+# ---- every memory, either format: the API's rules ------------------------------------------------
+
+
+def _imported(label: str, fields: dict[str, Any]) -> c.ImportedMemory:
+    """One memory as ingest takes it, after the checks the API would make."""
+    metadata, categories = fields.get("metadata"), fields.get("categories")
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"{label}: metadata must be an object")
+    if len(json.dumps(metadata, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"{label}: metadata is larger than {MAX_METADATA_BYTES // 1024} KB as JSON")
+    if _depth(metadata) > MAX_METADATA_DEPTH:
+        raise InvalidInput(f"{label}: metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if categories is not None:
+        if not isinstance(categories, list) or len(categories) > MAX_CATEGORIES:
+            raise InvalidInput(f"{label}: categories must be a list of at most {MAX_CATEGORIES} names")
+        for name in categories:
+            if not _is_category(name):
+                raise InvalidInput(
+                    f"{label}: category {_shown(name)} is not a valid category (1-{MAX_CATEGORY_CHARS} "
+                    "characters, not only spaces, no control characters)"
+                )
+    return _valid(c.ImportedMemory, fields, label)
+
+
+def _is_category(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_CATEGORY_CHARS
+        and bool(name.strip())
+        and not any(unicodedata.category(ch) == "Cc" for ch in name)
+    )
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed JSON value (a scalar is 0)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+# ---- the OpenMemory server's export zip ----------------------------------------------------------
 
 
 def _from_zip(data: bytes) -> list[c.ImportedMemory]:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            manifest = _member(archive, "memories.json")
-            logical = _member(archive, "memories.jsonl.gz")
-    except zipfile.BadZipFile as exc:
-        raise InvalidInput("the zip file is damaged") from exc
+    budget = _Budget()
+    manifest, logical = _unpack(data, budget)
     if manifest is None:
         raise InvalidInput("the zip has no memories.json: it is not an OpenMemory export")
-    try:
-        document = json.loads(manifest)
-    except ValueError as exc:
-        raise InvalidInput("memories.json is not valid JSON") from exc
+    document = _load(manifest, "memories.json")
+    del manifest
     if not isinstance(document, dict) or not isinstance(document.get("memories"), list):
         raise InvalidInput("memories.json has no 'memories' list")
-    apps = {str(a.get("id")): a.get("name") for a in document.get("apps", []) if isinstance(a, dict)}
-    categories = {
-        str(k.get("id")): k.get("name") for k in document.get("categories", []) if isinstance(k, dict)
-    }
+    if len(document["memories"]) > MAX_MEMORIES:
+        raise InvalidInput(f"the export holds more than {MAX_MEMORIES} memories")
+    apps, categories = _names(document.get("apps")), _names(document.get("categories"))
     rows: dict[str, dict[str, Any]] = {}
     for index, row in enumerate(document["memories"]):
         if not isinstance(row, dict):
             raise InvalidInput(f"memories.json: memories[{index}] is not an object")
+        ids = row.get("category_ids") or []
+        if not isinstance(ids, list):
+            raise InvalidInput(f"memories.json: {_label(index, row)}: category_ids must be a list")
         rows[str(row.get("id"))] = {
             **row,
             "app": apps.get(str(row.get("app_id"))),
-            "categories": [categories[i] for i in map(str, row.get("category_ids") or []) if i in categories],
+            "categories": [categories[i] for i in map(str, ids) if i in categories],
         }
-    for index, record in enumerate(_jsonl_gz(logical) if logical is not None else []):
+    for index, record in enumerate(_jsonl(logical, budget) if logical is not None else []):
         if not isinstance(record, dict):
             raise InvalidInput(f"memories.jsonl.gz: record {index + 1} is not an object")
         base = rows.get(str(record.get("id")), {})
@@ -124,45 +250,190 @@ def _from_zip(data: bytes) -> list[c.ImportedMemory]:
         raise InvalidInput(f"the export holds more than {MAX_MEMORIES} memories")
     found: list[c.ImportedMemory] = []
     for index, row in enumerate(rows.values()):
-        if row.get("state", "active") == "deleted" or not (row.get("content") or "").strip():
+        label, content = _label(index, row), row.get("content")
+        if row.get("state") == "deleted" or content is None or content == "":
             continue
-        try:
-            found.append(
-                c.ImportedMemory(
-                    id=row.get("id"), text=row["content"].strip(), app=_app_name(row.get("app")),
-                    state=c.MemoryState(row.get("state") or "active"),
-                    categories=row.get("categories") or None,
-                    metadata=row.get("metadata") or {}, created_at=row.get("created_at"),
-                    updated_at=row.get("updated_at"),
-                )
-            )  # fmt: skip
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InvalidInput(
-                f"memory {index + 1} ({row.get('id')}): {_where(first)}: {first['msg']}"
-            ) from exc
+        if not isinstance(content, str):
+            raise InvalidInput(f"{label}: content must be text")
+        if not content.strip():
+            continue
+        fields = {
+            "id": row.get("id"), "text": content.strip(), "app": _app_name(row.get("app")),
+            "state": row.get("state") or "active", "categories": row.get("categories") or None,
+            "metadata": row.get("metadata") or {}, "created_at": row.get("created_at"),
+            "updated_at": row.get("updated_at"),
+        }  # fmt: skip
+        found.append(_imported(label, fields))
     return found
 
 
+def _names(items: object) -> dict[str, object]:
+    """OpenMemory's apps or categories by id: {id: name}."""
+    if not isinstance(items, list):
+        return {}
+    return {str(item.get("id")): item.get("name") for item in items if isinstance(item, dict)}
+
+
 def _app_name(name: object) -> str:
-    """OpenMemory's app names become ours where they fit our name rules."""
+    """OpenMemory's app names (free text) become ours where they fit our name rules."""
     text = str(name or "openmemory")
-    cleaned = "".join(ch if ch.isalnum() or ch in "._@-" else "-" for ch in text).strip("-._@")[:128]
-    return cleaned or "openmemory"
+    cleaned = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "._@-" else "-" for ch in text)
+    cleaned = cleaned.strip("-._@")[:128]
+    return cleaned if _is_app_name(cleaned) else "openmemory"
 
 
-def _jsonl_gz(blob: bytes) -> list[Any]:
+# What zipfile and its decompressors raise on a broken or hostile archive: damaged streams, offsets
+# pointing outside the file (ValueError, IndexError), undecodable names, encrypted members (RuntimeError).
+_DAMAGED = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    struct.error,
+    OSError,
+    EOFError,
+    ValueError,
+    IndexError,
+    KeyError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
+def _unpack(data: bytes, budget: _Budget) -> tuple[bytearray | None, bytearray | None]:
+    """memories.json and memories.jsonl.gz (still gzipped) from the zip, within the budget."""
+    _check_directory(data)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_ZIP_MEMBERS:
+                raise InvalidInput(f"the zip holds more than {MAX_ZIP_MEMBERS} files: it is not an export")
+            found: list[bytearray | None] = []
+            for name in ("memories.json", "memories.jsonl.gz"):
+                matches = [i for i in members if not i.is_dir() and i.filename.rsplit("/", 1)[-1] == name]
+                if len(matches) > 1:
+                    raise InvalidInput(f"the zip holds {name} twice")
+                if not matches:
+                    found.append(None)
+                    continue
+                with archive.open(matches[0]) as handle:
+                    found.append(budget.read(handle.read, name))
+    except _DAMAGED as exc:
+        raise InvalidInput("the zip file is damaged (or encrypted)") from exc
+    return found[0], found[1]
+
+
+def _check_directory(data: bytes) -> None:
+    """Refuse a zip that declares too many members, before `zipfile` builds an object for each of
+    them: its end record says how many there are and how large their directory is."""
+    end = len(data) - 22  # zipfile's own search: the end record, or the last one in the comment
+    if end < 0 or data[end : end + 4] != b"PK\x05\x06" or data[-2:] != b"\0\0":
+        end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 0xFFFF))
+    if end < 0 or len(data) - end < 22:
+        raise InvalidInput("the zip file is damaged (it has no end record)")
+    members = int.from_bytes(data[end + 10 : end + 12], "little")
+    size = int.from_bytes(data[end + 12 : end + 16], "little")
+    if end >= 20 and data[end - 20 : end - 16] == b"PK\x06\x07":  # zip64: its own end record, before
+        record = data[end - 76 : end - 20] if end >= 76 else b""
+        if record[:4] != b"PK\x06\x06":
+            raise InvalidInput("the zip file is damaged (its zip64 end record is missing)")
+        members = int.from_bytes(record[32:40], "little")
+        size = int.from_bytes(record[40:48], "little")
+    if members > MAX_ZIP_MEMBERS or size > MAX_ZIP_DIRECTORY_BYTES:
+        raise InvalidInput(f"the zip holds more than {MAX_ZIP_MEMBERS} files: it is not an export")
+
+
+class _Budget:
+    """The unpacked bytes one upload may still read: every member and the gzip inside draw on it.
+    Bytes are counted as they come out of the decompressor, never taken from a header."""
+
+    def __init__(self) -> None:
+        self.left = MAX_IMPORT_UNPACKED_BYTES
+
+    def read(self, read: Callable[[int], bytes], name: str) -> bytearray:
+        out = bytearray()
+        while chunk := read(min(_READ_CHUNK, self.left + 1)):
+            out += chunk
+            self.left -= len(chunk)
+            if self.left < 0:
+                raise InvalidInput(
+                    f"the export unpacks to more than {MAX_IMPORT_UNPACKED_BYTES // _MB} MB (at {name}); "
+                    "import it in parts"
+                )
+        return out
+
+
+def _jsonl(blob: bytearray, budget: _Budget) -> list[Any]:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(blob)) as unpacked:
-            text = unpacked.read(MAX_UNPACKED_BYTES + 1)  # bounded: a small bomb cannot fill memory
-    except (OSError, EOFError) as exc:
+            text = budget.read(unpacked.read, "memories.jsonl.gz")
+    except (OSError, EOFError, zlib.error) as exc:
         raise InvalidInput("memories.jsonl.gz is not valid gzip") from exc
-    if len(text) > MAX_UNPACKED_BYTES:
-        raise InvalidInput("memories.jsonl.gz is too large unpacked")
+    if text.count(b"\n") > MAX_MEMORIES:
+        raise InvalidInput(f"memories.jsonl.gz holds more than {MAX_MEMORIES} lines")
+    _check_shape(text, "memories.jsonl.gz")
+    lines = enumerate(text.split(b"\n"), 1)
+    return [_parse(line, f"memories.jsonl.gz line {n}") for n, line in lines if line.strip()]
+
+
+# ---- JSON, measured before it is parsed ----------------------------------------------------------
+
+_STRUCTURE = b'"[]{},'
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(_STRUCTURE)))
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 opens, -1 closes
+
+
+class _NotJson(InvalidInput):
+    """The bytes are not JSON at all (as opposed to JSON too large or too deep)."""
+
+
+def _load(blob: bytes | bytearray, what: str) -> Any:
+    _check_shape(blob, what)
+    return _parse(blob, what)
+
+
+def _parse(blob: bytes | bytearray, what: str) -> Any:
     try:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except ValueError as exc:
-        raise InvalidInput("memories.jsonl.gz holds a line that is not JSON") from exc
+        return json.loads(blob)
+    except RecursionError as exc:  # not reached after _check_shape; the last guard against a 500
+        raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep") from exc
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise _NotJson(f"{what} is not valid JSON") from exc
+
+
+def _check_shape(blob: bytes | bytearray, what: str) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH or holding more than MAX_JSON_VALUES values.
+    Linear, and in bytes operations: per chunk, the escapes `\\\\` and `\\"` are dropped, then every
+    byte but quotes, brackets and commas; what lies between quotes is a string's, the rest counts."""
+    if json.detect_encoding(blob) not in ("utf-8", "utf-8-sig"):
+        raise _NotJson(f"{what} is not valid JSON (it must be UTF-8)")
+    in_string, level, values = False, 0, 0
+    start = 0
+    while start < len(blob):
+        end = min(start + _SCAN_CHUNK, len(blob))
+        while end < len(blob) and blob[end - 1] == 0x5C:  # keep an escape and what it escapes together
+            end += 1
+        chunk = bytes(blob[start:end])
+        if b"\\" in chunk:
+            chunk = chunk.replace(b"\\\\", b"").replace(b'\\"', b"")
+        parts = chunk.translate(None, _NOT_STRUCTURE).split(b'"')
+        outside = b"".join(parts[1 if in_string else 0 :: 2])
+        in_string ^= len(parts) % 2 == 0
+        objects, arrays = outside.count(b"{"), outside.count(b"[")
+        opens = objects + arrays
+        values += 3 * objects + arrays + outside.count(b",")
+        if values > MAX_JSON_VALUES:
+            raise InvalidInput(
+                f"{what} holds too many values (more than {MAX_JSON_VALUES:,}, an object counting 3); "
+                "import it in parts"
+            )
+        steps = array("b", outside.translate(_STEPS, b","))
+        if level + opens > MAX_JSON_DEPTH and max(accumulate(steps, initial=level)) > MAX_JSON_DEPTH:
+            raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        level += sum(steps)
+        start = end
+
+
+# ---- import batches ------------------------------------------------------------------------------
 
 
 def batches(memories: list[c.ImportedMemory], size: int = c.MAX_IMPORT_BATCH) -> list[list[c.ImportedMemory]]:
