@@ -1,6 +1,10 @@
-"""Per-key rate limits. `SharedRateLimiter` counts each key's requests in a NATS KV bucket, so every
+"""Who may knock, and how often.
+
+Per-key rate limits: `SharedRateLimiter` counts each key's requests in a NATS KV bucket, so every
 replica of a gateway (or of admin) draws on one allowance; while NATS cannot be asked, a token bucket
-in the process (`RateLimiter`) stands in."""
+in the process (`RateLimiter`) stands in. `FailedAuthThrottle` counts failed authentications per
+client address the same way.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from dataclasses import dataclass, field
 import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
+
+from openmemory_core.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,17 @@ class RateLimiter:
             self._buckets = {k: b for k, b in self._buckets.items() if now - b.at < 120}
         return max(0.001, (1 - bucket.tokens) / rate)
 
+    def peek(self, key: str) -> float:
+        """What `take` would answer, without taking anything."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        rate = self.per_minute / 60.0
+        tokens = min(
+            float(self.burst or self.per_minute), bucket.tokens + (time.monotonic() - bucket.at) * rate
+        )
+        return 0.0 if tokens >= 1 else max(0.001, (1 - tokens) / rate)
+
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
@@ -72,11 +89,14 @@ class SharedRateLimiter:
         self.clock = clock
         self.local = RateLimiter(per_minute)
 
+    def _counter(self, key: str, minute: int) -> str:
+        return f"{self.scope}.{hashlib.sha256(key.encode()).hexdigest()[:32]}.{minute}"
+
     async def take(self, key: str) -> float:
         """0 when the request may go ahead, else the seconds until the next minute, when it will."""
         now = self.clock()
         minute = int(now // 60)
-        counter = f"{self.scope}.{hashlib.sha256(key.encode()).hexdigest()[:32]}.{minute}"
+        counter = self._counter(key, minute)
         try:
             for _ in range(SHARED_TRIES):
                 try:
@@ -98,3 +118,62 @@ class SharedRateLimiter:
         except (nats.errors.Error, TimeoutError) as exc:
             log.debug("the shared rate limit could not be asked (%s): this process's own applies", exc)
         return self.local.take(key)
+
+    async def peek(self, key: str) -> float:
+        """What `take` would answer, without counting a request."""
+        now = self.clock()
+        minute = int(now // 60)
+        try:
+            entry = await self.kv.get(self._counter(key, minute))
+        except nats.js.errors.KeyNotFoundError:
+            return 0.0
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.debug("the shared rate limit could not be asked (%s): this process's own applies", exc)
+            return self.local.peek(key)
+        return max(0.001, (minute + 1) * 60 - now) if int(entry.value or b"0") >= self.per_minute else 0.0
+
+
+class FailedAuthThrottle:
+    """Failed authentications (a bad API key, a failed sign-in) per client address: past
+    `per_minute` in a clock minute, the address is refused until the next one, on every replica
+    (the counts live in `kv`, like `SharedRateLimiter`'s). `per_minute` 0 turns the throttle off.
+
+    Behind a proxy every client has the proxy's address unless the server trusts its forwarded
+    headers. Only a presented credential that fails counts: a request without any is no guess.
+    """
+
+    def __init__(
+        self, kv: KeyValue, per_minute: int, scope: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.counts = SharedRateLimiter(kv, max(1, per_minute), f"authfail-{scope}", clock)
+        # The minute of the last failure this process saw per address: an address without a recent
+        # one is not asked about, so requests from good clients cost no extra round trip to NATS.
+        # (A client spreading guesses over replicas gets one unasked try per replica and minute.)
+        self._recent: dict[str, int] = {}
+
+    async def wait(self, address: str) -> float:
+        """0 when a request from `address` may be authenticated, else the seconds to wait."""
+        if self.per_minute <= 0 or self._recent.get(address, -2) < int(self.clock() // 60) - 1:
+            return 0.0
+        return await self.counts.peek(address)
+
+    async def admit(self, address: str) -> None:
+        """Refuse (429, `RateLimited`) a request from an address that failed too often this minute."""
+        wait = await self.wait(address)
+        if wait:
+            raise RateLimited(
+                f"too many failed sign-ins or bad API keys from this address: retry in {retry_after(wait)} s",
+                wait,
+            )
+
+    async def failed(self, address: str) -> None:
+        """Count a failed authentication from `address`."""
+        if self.per_minute <= 0:
+            return
+        minute = int(self.clock() // 60)
+        self._recent[address] = minute
+        if len(self._recent) > 100_000:  # forget quiet addresses rather than grow without bound
+            self._recent = {a: m for a, m in self._recent.items() if m >= minute - 1}
+        await self.counts.take(address)

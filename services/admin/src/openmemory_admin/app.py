@@ -2,7 +2,8 @@
 
 The dashboard is server-sent HTML shells plus one small script (`static/app.js`) that calls the
 REST API; every asset ships in the package (no CDN). A page without a valid session redirects to
-the sign-in page.
+the sign-in page. Every route, health and metrics included, answers only requests whose Host is in
+`OPENMEMORY_ADMIN_ALLOWED_HOSTS` (421 otherwise), so a DNS-rebinding page cannot read them.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from openmemory_admin.api import AdminContext, router
-from openmemory_admin.session import COOKIE, read, session_secret
+from openmemory_admin.session import COOKIE, current_session, session_secret
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Busy, OpenMemoryError, RateLimited
+from openmemory_core.hosts import PROBE_PATHS, host_allowed
 from openmemory_core.keys import principal_of
-from openmemory_core.ratelimit import SharedRateLimiter, retry_after
+from openmemory_core.ratelimit import FailedAuthThrottle, SharedRateLimiter, retry_after
 from openmemory_core.settings import Settings
 
 STATIC = Path(str(files("openmemory_admin") / "static"))
@@ -69,11 +71,12 @@ def layout(page: str, title: str, signed_in: bool) -> str:
 
 
 async def build_context(bus: Bus, mcp_url: str, settings: Settings) -> AdminContext:
-    settings_kv = await bus.settings_bucket()
+    settings_kv, rates = await bus.settings_bucket(), await bus.rate_bucket()
     return AdminContext(
         bus=bus, keys=await bus.keys_bucket(), apps=await bus.apps_bucket(), settings_kv=settings_kv,
         settings=settings, mcp_url=mcp_url, secret=await session_secret(settings_kv),
-        limiter=SharedRateLimiter(await bus.rate_bucket(), settings.admin.rate_limit_per_minute, "admin"),
+        limiter=SharedRateLimiter(rates, settings.admin.rate_limit_per_minute, "admin"),
+        auth_failures=FailedAuthThrottle(rates, settings.admin.auth_failures_per_minute, "admin"),
     )  # fmt: skip
 
 
@@ -98,6 +101,17 @@ def create_app(ctx: AdminContext) -> FastAPI:
         return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers)
 
     @app.middleware("http")
+    async def _host(request: Request, call_next: object) -> Response:
+        if request.url.path not in PROBE_PATHS and not host_allowed(
+            request.headers.get("host"), ctx.settings.admin.allowed_hosts
+        ):
+            return JSONResponse(
+                {"detail": "misdirected request: this server does not answer to that Host"}, 421
+            )
+        response: Response = await call_next(request)  # type: ignore[operator]
+        return response
+
+    @app.middleware("http")
     async def _headers(request: Request, call_next: object) -> Response:
         response: Response = await call_next(request)  # type: ignore[operator]
         for name, value in SECURITY_HEADERS.items():
@@ -110,7 +124,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
     async def signed_in(request: Request) -> bool:
         ctx: AdminContext = request.app.state.ctx
         try:
-            session = read(ctx.secret, request.cookies.get(COOKIE))
+            session = await current_session(ctx.settings_kv, ctx.secret, request.cookies.get(COOKIE))
             await principal_of(ctx.keys, session.key_id)
         except OpenMemoryError:
             return False

@@ -4,6 +4,10 @@
 - `/sse` + `/messages/` — legacy SSE.
 - `/mcp/{client}/http/{user}` and `/mcp/{client}/sse/{user}` (+ `/mcp/{client}/messages/`) —
   OpenMemory's forms. The key decides the user; the path's client becomes the app if the key allows.
+
+A legacy SSE session answers only the principal (key, user and app) that opened it. Failed
+authentications are throttled per client address. Every other route (health, metrics, OAuth
+metadata) answers only the allowed Host headers, like the MCP endpoints.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,19 +25,27 @@ from mcp.server.auth.routes import build_resource_metadata_url, create_protected
 from mcp.server.transport_security import TransportSecuritySettings
 from nats.js.kv import KeyValue
 from pydantic import AnyHttpUrl
+from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmemory_core.contracts import Principal
 from openmemory_core.errors import OpenMemoryError, Unauthorized
-from openmemory_core.keys import KEY_PREFIX, presented_token, verify_key
-from openmemory_core.ratelimit import SharedRateLimiter, retry_after
+from openmemory_core.hosts import PROBE_PATHS, host_allowed
+from openmemory_core.keys import KEY_PREFIX, presented_token, validate_name, verify_key
+from openmemory_core.ratelimit import (
+    FailedAuthThrottle,
+    SharedRateLimiter,
+    retry_after,
+)
 from openmemory_core.settings import GatewaySettings, OAuthSettings
 from openmemory_core.telemetry import AUTH_FAILURES
 from openmemory_gateway.oauth import IntrospectionTokenVerifier, principal_of_token
 from openmemory_gateway.service import MemoryGateway
 from openmemory_gateway.tools import build_mcp
 
-_OPENMEMORY_FORM = re.compile(r"^/mcp/(?P<client>[^/]+)/(?P<kind>sse|http|messages)(?:/(?P<user>[^/]*))?/?$")
+_OPENMEMORY_FORM = re.compile(r"/mcp/(?P<client>[^/]+)/(?P<kind>sse|http|messages)(?:/(?P<user>[^/]*))?/?")
+#: The session id in the first event of a legacy SSE stream (`endpoint`: where to post messages).
+_SSE_SESSION = re.compile(rb"[?&]session_id=([0-9a-fA-F]{32})")
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ def route_of(path: str) -> McpRoute | None:
         return McpRoute("sse", None, "")
     if path.startswith("/messages"):
         return McpRoute("messages", None, "")
-    match = _OPENMEMORY_FORM.match(path)
+    match = _OPENMEMORY_FORM.fullmatch(path)  # `$` would also match before a final newline
     if match is None:
         return None
     kind, client = match["kind"], match["client"]
@@ -60,8 +73,36 @@ def route_of(path: str) -> McpRoute | None:
 
 
 def _token(scope: Scope) -> str | None:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    headers = Headers(scope=scope)
     return presented_token(headers.get("authorization"), headers.get("x-api-key"))
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _session_id(scope: Scope) -> str | None:
+    """The legacy SSE session a message post names, spelt as the transport spells it (it parses
+    the parameter as a UUID, so `ABC…` and `abc…` are one session); None when it names none."""
+    value = QueryParams(scope.get("query_string", b"").decode("latin-1")).get("session_id")
+    try:
+        return uuid.UUID(hex=value).hex if value else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who opened a legacy SSE session: only the same key, as the same user and app, may post to it."""
+
+    key_id: str
+    user_id: str
+    app: str
+
+    @classmethod
+    def of(cls, principal: Principal) -> Owner:
+        return cls(principal.key_id, principal.user_id, principal.app)
 
 
 async def _refuse(
@@ -129,7 +170,11 @@ class GatewayFront:
         self.sse = sse
         self.keys = keys
         self.max_body = settings.max_request_bytes
+        self.allowed_hosts = settings.allowed_hosts
         self.limiter = SharedRateLimiter(rates, settings.rate_limit_per_minute, "gateway")
+        self.auth_failures = FailedAuthThrottle(rates, settings.auth_failures_per_minute, "gateway")
+        #: The open legacy SSE sessions of this process (the transport keeps them in memory too).
+        self.sse_owners: dict[str, Owner] = {}
         self.verifier: IntrospectionTokenVerifier | None = None
         self.oauth_scopes: list[str] = []
         self.metadata_url: str | None = None
@@ -151,12 +196,37 @@ class GatewayFront:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = route_of(scope["path"]) if scope["type"] == "http" else None
         if route is None:
+            # The MCP transports check Host (and Origin) themselves; everything else is checked here.
+            if (
+                scope["type"] == "http"
+                and scope["path"] not in PROBE_PATHS
+                and not host_allowed(Headers(scope=scope).get("host"), self.allowed_hosts)
+            ):
+                await _refuse(send, 421, "misdirected request: this server does not answer to that Host")
+                return
             await self.api(scope, receive, send)
+            return
+        if route.client is not None:
+            try:
+                validate_name("client name in the URL", route.client)
+            except OpenMemoryError as exc:
+                await _refuse(send, exc.http_status, exc.message)
+                return
+        address = _address(scope)
+        wait = await self.auth_failures.wait(address)
+        if wait:
+            AUTH_FAILURES.labels("429").inc()
+            await _refuse(
+                send, 429, "too many failed authentications from this address: "
+                f"retry in {retry_after(wait)} s", wait,
+            )  # fmt: skip
             return
         try:
             principal = await self._principal(scope, route)
         except OpenMemoryError as exc:
             AUTH_FAILURES.labels(str(exc.http_status)).inc()
+            if isinstance(exc, Unauthorized) and _token(scope) is not None:
+                await self.auth_failures.failed(address)  # a wrong key; a missing one is no guess
             await _refuse(send, exc.http_status, exc.message, metadata_url=self.metadata_url)
             return
         wait = await self.limiter.take(principal.key_id)
@@ -180,9 +250,35 @@ class GatewayFront:
         # SSE: the transport tells the client where to post messages as root_path + "/messages/",
         # so an OpenMemory-form session posts back under its own client path.
         scope["root_path"] = route.root_path
-        if route.kind == "sse":
-            scope["path"] = route.root_path + "/sse"
-        await self.sse(scope, receive, send)
+        if route.kind == "messages":
+            session_id = _session_id(scope)
+            if session_id is not None and self.sse_owners.get(session_id) != Owner.of(principal):
+                # Another key's session, or one this process does not hold: as if it did not exist.
+                await _refuse(send, 404, "no such session for this API key: open one with GET /sse")
+                return
+            await self.sse(scope, receive, send)
+            return
+        scope["path"] = route.root_path + "/sse"
+        await self._stream(scope, receive, send, Owner.of(principal))
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, owner: Owner) -> None:
+        """Serve a legacy SSE stream, binding its session to `owner` from the moment the transport
+        announces the session id (before the client can know it) until the stream ends."""
+        opened: list[str] = []
+
+        async def announced(message: Message) -> None:
+            if not opened and message["type"] == "http.response.body":
+                found = _SSE_SESSION.search(message.get("body", b""))
+                if found:
+                    opened.append(uuid.UUID(hex=found[1].decode()).hex)
+                    self.sse_owners[opened[0]] = owner
+            await send(message)
+
+        try:
+            await self.sse(scope, receive, announced)
+        finally:
+            for session_id in opened:
+                self.sse_owners.pop(session_id, None)
 
 
 def create_app(

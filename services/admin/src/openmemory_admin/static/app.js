@@ -80,6 +80,21 @@ const outcome = (result) => (result.status === "applied" ? "Done." : "Accepted: 
 
 // ---- sign-in ---------------------------------------------------------------------------------
 
+// Where to go after signing in: `next` only if the browser's own URL parser resolves it to this
+// origin ("/\host/x" and "/<tab>/host/x" do not), else the overview. The target is made absolute,
+// so a same-origin path that starts with "//" (from "/.//host/x") cannot be read as another host.
+function sameOriginTarget(next) {
+  if (!next) return "/";
+  let url;
+  try {
+    url = new URL(next, location.origin);
+  } catch (_) {
+    return "/";
+  }
+  if (url.origin !== location.origin) return "/";
+  return location.origin + url.pathname + url.search + url.hash;
+}
+
 function renderLogin() {
   const input = el("input", { type: "password", id: "api-key", name: "api_key", placeholder: "om_…", size: 48, required: true, autocomplete: "off" });
   const form = el("form", { class: "card login", id: "login-form" },
@@ -90,8 +105,7 @@ function renderLogin() {
     event.preventDefault();
     guarded(async () => {
       await api("/session", { method: "POST", body: { api_key: input.value } });
-      const next = new URLSearchParams(location.search).get("next");
-      location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+      location.href = sameOriginTarget(new URLSearchParams(location.search).get("next"));
     });
   });
   content().append(form);
@@ -353,13 +367,14 @@ async function renderKeys() {
     el("label", {}, el("input", { type: "checkbox", name: "read", checked: "checked" }), " read"),
     el("label", {}, el("input", { type: "checkbox", name: "write", checked: "checked" }), " write"),
     el("label", {}, el("input", { type: "checkbox", name: "admin" }), " admin"),
+    me.scopes.includes("operator") ? el("label", {}, el("input", { type: "checkbox", name: "operator" }), " operator") : null,
     el("input", { name: "expires_in_days", type: "number", min: 1, placeholder: "Expires in days" }),
     el("button", { class: "primary", type: "submit" }, "Create key"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     guarded(async () => {
       const data = new FormData(form);
-      const scopes = ["read", "write", "admin"].filter((s) => data.get(s));
+      const scopes = ["read", "write", "admin", "operator"].filter((s) => data.get(s));
       const body = { label: data.get("label"), scopes, app: data.get("app") || "*" };
       if (data.get("expires_in_days")) body.expires_in_days = Number(data.get("expires_in_days"));
       const made = await api("/keys", { method: "POST", body });
@@ -381,6 +396,13 @@ async function renderKeys() {
 // ---- settings --------------------------------------------------------------------------------
 
 async function renderSettings() {
+  if (!me.scopes.includes("operator")) {
+    // The system's settings are shared by every user: only an operator key may see or change them.
+    content().append(el("p", { class: "card muted", id: "operator-only" },
+      "These settings apply to every user of this server, so they need a key with the operator scope. " +
+      "Sign in with such a key (the first key `make run` printed has it) to see and change them."));
+    return;
+  }
   const current = await api("/settings");
   const field = (part, name, label, value, type = "text") => el("label", { class: "field" }, el("span", {}, label),
     el("input", { name: `${part}.${name}`, type, value: value ?? "", placeholder: type === "password" ? (current[part].api_key_set ? "set (leave blank to keep)" : "not set") : "" }));
