@@ -452,9 +452,9 @@ async def test_a_session_needs_its_csrf_token_for_writes(
 async def test_saved_llm_settings_apply_to_ingest_without_a_restart_and_keys_stay_secret(
     system_factory: list[RunningSystem], tmp_path: Path
 ) -> None:
-    system = start_fresh(system_factory, tmp_path)
+    system = start_fresh(system_factory, tmp_path, {"OPENMEMORY_ALLOW_PRIVATE_URLS": "true"})
     name = unique("set")
-    admin = Admin(system, new_key(system, name, scopes="read,write,admin"))
+    admin = Admin(system, new_key(system, name, scopes="read,write,admin,operator"))
     secret = "sk-test-" + unique("secret")
     async with RecordedOpenAITestServer([RecordedReply(recorded("extract_lisbon_update.json"))]) as llm:
         saved = await admin.send(
@@ -483,9 +483,11 @@ async def test_saved_llm_settings_apply_to_ingest_without_a_restart_and_keys_sta
     await admin.http.aclose()
 
 
-def start_fresh(system_factory: list[RunningSystem], tmp_path: Path) -> RunningSystem:
+def start_fresh(
+    system_factory: list[RunningSystem], tmp_path: Path, env: dict[str, str] | None = None
+) -> RunningSystem:
     from openmemory_core.testing import start_system
 
-    system = start_system(tmp_path / "data")
+    system = start_system(tmp_path / "data", extra_env=env)
     system_factory.append(system)
     return system

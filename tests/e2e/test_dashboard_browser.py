@@ -208,3 +208,21 @@ async def test_pausing_an_app_in_the_ui_stops_its_mcp_client(
         await session.page.screenshot(path=str(ARTIFACTS / "apps-paused.png"), full_page=True)
         result = await cursor.session.call_tool("search_memory", {"query": "tabs"})
         assert result.is_error and "paused" in str(result.content)
+
+
+async def test_the_settings_page_is_for_operators(
+    browser: Browser, signed_in: tuple[Session, str, str], all_in_one: RunningSystem
+) -> None:
+    session, _, _ = signed_in  # an admin key: its own user's administration, not the server's
+    await session.open("/settings")
+    assert await session.page.locator("#operator-only").count() == 1
+    assert await session.page.locator("#settings-form").count() == 0
+    context = await browser.new_context()
+    operator = Session(await context.new_page(), all_in_one.admin_url)
+    await operator.sign_in(new_key(all_in_one, unique("op"), scopes="read,operator"))
+    await operator.open("/settings", "settings-operator")
+    await operator.page.fill("input[name='llm.model']", "gpt-4o-mini")
+    await operator.page.click("#settings-form button[type=submit]")
+    await operator.page.wait_for_selector("#flash:has-text('Saved.')")
+    await context.close()
+    assert operator.errors == []

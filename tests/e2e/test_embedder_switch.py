@@ -16,9 +16,10 @@ from openmemory_core.testing import RecordedOpenAITestServer, eventually, record
 
 async def test_a_new_embedder_applies_without_a_restart_and_keeps_the_memories(tmp_path: Path) -> None:
     user = unique("emb")
-    system = start_system(tmp_path / "data")
+    # The recorded-response test server runs on loopback: the operator allows private URLs.
+    system = start_system(tmp_path / "data", extra_env={"OPENMEMORY_ALLOW_PRIVATE_URLS": "true"})
     try:
-        key = new_key(system, user, scopes="read,write,admin")
+        key = new_key(system, user, scopes="read,write,admin,operator")
         async with mcp_client(system.mcp_url, key) as client:
             await client.call("add_memories", text="I live in Lisbon. My sister Anna plays chess.")
             await client.call("add_memories", text="I'm allergic to peanuts.")

@@ -28,10 +28,13 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSy
         extra_env={
             "OPENMEMORY_GATEWAY_RATE_LIMIT_PER_MINUTE": "100000",
             "OPENMEMORY_ADMIN_RATE_LIMIT_PER_MINUTE": "100000",
+            # The fuzzer sends bad keys and sign-ins on purpose: no throttle.
+            "OPENMEMORY_GATEWAY_AUTH_FAILURES_PER_MINUTE": "0",
+            "OPENMEMORY_ADMIN_AUTH_FAILURES_PER_MINUTE": "0",
         },
     )
     user = unique("fz")
-    yield system, user, new_key(system, user, scopes="read,write,admin")
+    yield system, user, new_key(system, user, scopes="read,write,admin,operator")
     system.stop()
 
 

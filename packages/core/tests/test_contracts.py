@@ -1,7 +1,10 @@
+import uuid
+
 import pytest
 from pydantic import ValidationError
 
 from openmemory_core import contracts as c
+from openmemory_core.errors import InvalidInput
 
 
 def test_partition_is_stable_and_in_range() -> None:
@@ -31,7 +34,7 @@ def test_content_hash_ignores_case_and_spacing_but_not_user() -> None:
 def test_command_envelope_round_trips_each_kind() -> None:
     commands = [
         c.AddCommand(user_id="u", app="a", text="hello"),
-        c.DeleteCommand(user_id="u", app="a", memory_ids=["x"]),
+        c.DeleteCommand(user_id="u", app="a", memory_ids=[c.memory_id_for("r", 0)]),
         c.DeleteAllCommand(user_id="u", app="a"),
     ]
     for command in commands:
@@ -49,3 +52,33 @@ def test_principal_scopes() -> None:
     assert reader.can("read") and not reader.can("write")
     admin = c.Principal(user_id="u", app="a", key_id="k", scopes=("admin",))
     assert admin.can("write")
+
+
+def test_every_spelling_of_a_memory_id_is_one_id() -> None:
+    canonical = c.memory_id_for("r1", 0)
+    value = uuid.UUID(canonical)
+    spellings = [canonical.upper(), "{" + canonical + "}", value.urn, value.hex, value.hex.upper()]
+    for spelling in spellings:
+        assert c.DeleteCommand(user_id="u", app="a", memory_ids=[spelling]).memory_ids == [canonical]
+        assert c.EditCommand(user_id="u", app="a", memory_id=spelling, text="t").memory_id == canonical
+        assert c.GetRequest(user_id="u", memory_ids=[spelling]).memory_ids == [canonical]
+        assert c.ImportedMemory(id=spelling, text="t", previous=spelling).id == canonical
+    assert c.canonical_ids([*spellings, canonical]) == [canonical]  # one id, once
+    assert c.GetRequest(user_id="u", memory_ids=["x"]).memory_ids == ["x"]  # looked up: found nowhere
+    with pytest.raises(ValidationError):
+        c.DeleteCommand(user_id="u", app="a", memory_ids=["x"])  # acted on: refused
+    with pytest.raises(InvalidInput, match="not a memory id: '42'"):
+        c.canonical_ids(["42"])
+
+
+@pytest.mark.parametrize("app", ["cursor\n", "<b>x</b>", "../..", "a\x00b", ""])
+def test_an_imported_memorys_app_follows_the_name_rules(app: str) -> None:
+    with pytest.raises(ValidationError):
+        c.ImportedMemory(text="t", app=app)
+
+
+def test_only_an_operator_key_operates() -> None:
+    admin = c.Principal(user_id="u", app="a", key_id="k", scopes=("admin",))
+    operator = c.Principal(user_id="u", app="a", key_id="k", scopes=("operator",))
+    assert admin.can("read") and admin.can("write") and not admin.can("operator")
+    assert operator.can("operator") and not operator.can("read") and not operator.can("admin")

@@ -1,6 +1,7 @@
-"""Per-app access control: each user can pause an app (an MCP client) or take away its read or write
-permission. Stored in a NATS KV bucket; the gateway checks it on every call and search again on
-every query it is given an app for."""
+"""Access control, in one place for every door (MCP, REST, dashboard): the key's scopes, then each
+user's rules per app (an MCP client): paused, or without read or write permission. The rules are
+stored in a NATS KV bucket; `authorize` is what the gateway and the admin API call for every
+request, and search checks the app again on every query it is given an app for."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from nats.js.kv import KeyValue
 from openmemory_core import contracts as c
 from openmemory_core.errors import Forbidden
 from openmemory_core.kvkeys import kv_entries, kv_value
+
+#: The scopes that reach memories: an app's pause and its read/write permissions apply to them.
+#: `admin` (the user's own keys, apps, dead letters) and `operator` (system settings) do not, so a
+#: user can always resume an app they paused.
+MEMORY_SCOPES = ("read", "write")
 
 
 async def get_app(kv: KeyValue, user_id: str, app: str) -> c.AppRecord:
@@ -36,3 +42,14 @@ async def require_app(kv: KeyValue, user_id: str, app: str, scope: str) -> None:
         raise Forbidden(f"the app {app!r} is paused: resume it in the dashboard to use it again")
     if not record.allows(scope):
         raise Forbidden(f"the app {app!r} has no {scope} permission: grant it in the dashboard")
+
+
+async def authorize(kv: KeyValue, principal: c.Principal, *scopes: str) -> None:
+    """Refuse unless the key has every scope and, for reading or writing memories, the user lets
+    this app do it. Every door calls this, so MCP, REST and the dashboard follow the same rules."""
+    for scope in scopes:
+        if not principal.can(scope):
+            raise Forbidden(f"this API key does not have the {scope!r} scope")
+    for scope in scopes:
+        if scope in MEMORY_SCOPES:
+            await require_app(kv, principal.user_id, principal.app, scope)

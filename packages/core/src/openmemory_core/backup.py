@@ -28,8 +28,16 @@ VERSION = 1
 BUCKETS = (c.KEYS_BUCKET, c.APPS_BUCKET, c.SETTINGS_BUCKET)
 
 
+#: Entries that belong to a running system, not to its data: dashboard sessions end with it.
+TRANSIENT_PREFIXES = ("session.",)
+
+
 async def _kv_entries(kv: KeyValue) -> list[dict[str, str]]:
-    return [{"key": name, "value": base64.b64encode(value).decode()} for name, value in await kv_entries(kv)]
+    return [
+        {"key": name, "value": base64.b64encode(value).decode()}
+        for name, value in await kv_entries(kv)
+        if not name.startswith(TRANSIENT_PREFIXES)
+    ]
 
 
 async def _buckets(bus: Bus) -> dict[str, KeyValue]:

@@ -15,7 +15,7 @@ from openmemory_core import contracts as c
 from openmemory_core import keys
 from openmemory_core.bus import Bus
 from openmemory_core.contracts import ANY_APP
-from openmemory_core.embedded import embedded_nats
+from openmemory_core.embedded import PRIVATE_UMASK, embedded_nats, make_private, write_private
 from openmemory_core.errors import ConfigurationError, OpenMemoryError
 from openmemory_core.runtime import BUS, Runtime, data_dir_lock, health_port, read_endpoints, run
 from openmemory_core.settings import Settings
@@ -48,7 +48,8 @@ async def _announce(runtime: Runtime) -> None:
     if "admin" in runtime.names:
         lines.append(f"  Dashboard:  http://{settings.admin.host}:{settings.admin.port}")
     if BUS in _embedded(runtime) and "gateway" in runtime.names:
-        lines.extend(await _first_key_lines(runtime))
+        # A token goes only to a person at a terminal: a redirected output ends up in log files.
+        lines.extend(await _first_key_lines(runtime, show_token=sys.stdout.isatty()))
     lines.append(f"  Data dir:   {runtime.data_dir}")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
@@ -58,16 +59,17 @@ def _embedded(runtime: Runtime) -> set[str]:
     return {BUS} if runtime.settings.core.nats_url is None and runtime.nats_url else set()
 
 
-async def _first_key_lines(runtime: Runtime) -> list[str]:
+async def _first_key_lines(runtime: Runtime, show_token: bool) -> list[str]:
     """On the first start, mint a key for the default user and keep it (0600) in the data dir."""
     bus = await runtime.bus()
     kv = await bus.keys_bucket()
     path = runtime.data_dir / FIRST_KEY_FILE
     user = runtime.settings.core.default_user
     if not path.exists():
-        token, _ = await keys.create_key(kv, user, scopes=("read", "write", "admin"), label="first key")
-        path.touch(mode=0o600)
-        path.write_text(token + "\n")
+        token, _ = await keys.create_key(
+            kv, user, scopes=("read", "write", "admin", "operator"), label="first key"
+        )
+        write_private(path, token + "\n")
     token = path.read_text().strip()
     try:
         principal = await keys.verify_key(kv, token)
@@ -76,6 +78,8 @@ async def _first_key_lines(runtime: Runtime) -> list[str]:
             f"  API key:    the first key in {path} is not usable ({exc.message});",
             "              make one with: .venv/bin/openmemory keys create --user USER --app APP",
         ]
+    if not show_token:
+        return [f"  API key:    in {path} (user {principal.user_id!r}, any app; readable by you only)"]
     return [f"  API key:    {token}", f"              (user {principal.user_id!r}, any app; kept in {path})"]
 
 
@@ -93,6 +97,7 @@ async def _bus_for_cli(settings: Settings) -> AsyncIterator[Bus]:
         finally:
             await bus.close()
         return
+    make_private(settings.core.data_dir)
     with data_dir_lock(settings.core.data_dir):
         proc, url = embedded_nats(settings.core.data_dir)
         await proc.start()
@@ -245,7 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="mint a key; prints the key and nothing else")
     create.add_argument("--user", required=True)
     create.add_argument("--app", default=ANY_APP, help="the app (MCP client) the key is for; default: any")
-    create.add_argument("--scopes", default="read,write", help="comma list of read, write, admin")
+    create.add_argument("--scopes", default="read,write", help="comma list of read, write, admin, operator")
     create.add_argument("--label", default="")
     create.add_argument("--expires-in-days", type=int, help="the key stops working after this many days")
     data_dir(create)
@@ -260,6 +265,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Whatever the command writes (data, backups, the servers it starts) is the user's alone.
+    os.umask(PRIVATE_UMASK)
     configure_logging(
         os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"), os.environ.get("OPENMEMORY_LOG_FORMAT", "auto")
     )

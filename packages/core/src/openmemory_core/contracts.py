@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # ---- streams, subjects, consumers, buckets -------------------------------------------------
 
@@ -100,6 +100,9 @@ MAX_TEXT_CHARS = 20_000
 MAX_QUERY_CHARS = 2_000
 MAX_IDS_PER_REQUEST = 1_000
 ID_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+#: Scopes a key can have: read and write memories, administer its own user, operate the system.
+SCOPES = ("read", "write", "admin", "operator")
+OPERATOR_SCOPE = "operator"
 
 
 def now() -> datetime:
@@ -117,12 +120,46 @@ def content_hash(user_id: str, text: str) -> str:
 
 
 def is_memory_id(value: str) -> bool:
-    """Whether a value has the shape of a memory id (a UUID)."""
+    """Whether a value has the shape of a memory id (a UUID, in any of its spellings)."""
     try:
         uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
         return False
     return True
+
+
+def canonical_id(value: str) -> str:
+    """The one spelling of a memory id: lower-case, hyphenated. `250DB615-…`, `{…}`, `urn:uuid:…` and
+    the bare hex are one id to the stores, so every comparison and store call uses this form; a
+    ValueError for anything that is not a UUID."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"not a memory id: {value!r}") from exc
+
+
+def canonical_ids(values: list[str]) -> list[str]:
+    """Several ids in their canonical form, each once, in order; InvalidInput naming the bad ones."""
+    from openmemory_core.errors import InvalidInput
+
+    malformed = [v for v in values if not is_memory_id(v)]
+    if malformed:
+        what = "not a memory id" if len(values) == 1 else "not memory ids"
+        raise InvalidInput(f"{what}: {', '.join(map(repr, malformed[:10]))}")
+    return list(dict.fromkeys(canonical_id(v) for v in values))
+
+
+def _canonical_if_id(value: Any) -> Any:
+    """Canonical when it is a UUID; left as it is otherwise (a lookup then finds nothing)."""
+    return canonical_id(value) if isinstance(value, str) and is_memory_id(value) else value
+
+
+#: A user or app name as the API takes it (pydantic's `$` is the end of the text: no trailing newline).
+AppName = Annotated[str, Field(pattern=ID_NAME_PATTERN)]
+#: A memory id a command acts on: refused unless it is a UUID, stored in its canonical form.
+MemoryId = Annotated[str, AfterValidator(canonical_id)]
+#: A memory id that is looked up or carried along: canonical when it is a UUID at all.
+MemoryRef = Annotated[str, BeforeValidator(_canonical_if_id)]
 
 
 def memory_id_for(request_id: str, index: int) -> str:
@@ -153,7 +190,7 @@ class Relation(BaseModel):
 class Memory(BaseModel):
     """One memory as stored (the Qdrant payload) and as returned to clients."""
 
-    id: str
+    id: MemoryRef
     user_id: str
     app: str
     text: str
@@ -165,10 +202,10 @@ class Memory(BaseModel):
     created_at: datetime
     updated_at: datetime
     occurred_at: datetime | None = None
-    superseded_by: str | None = None  # the memory whose fact replaced this one's (e.g. a move)
+    superseded_by: MemoryRef | None = None  # the memory whose fact replaced this one's (e.g. a move)
     # For a memory kept verbatim: the one the same app added just before it in the same conversation,
     # and its text; an answer ("A sunset.") is found by the words of its question ("What did you paint?").
-    previous: str | None = None
+    previous: MemoryRef | None = None
     context: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     content_hash: str
@@ -203,7 +240,7 @@ class AccessRecord(BaseModel):
     app: str
     kind: Literal["search", "get", "list"]
     query: str | None = None
-    memory_ids: list[str]
+    memory_ids: list[MemoryRef]
     at: datetime = Field(default_factory=lambda: now())
 
 
@@ -218,6 +255,10 @@ class Principal(BaseModel):
     scopes: tuple[str, ...] = ("read", "write")
 
     def can(self, scope: str) -> bool:
+        """`admin` (the user's own administration) includes reading and writing; `operator` (the
+        system's settings, shared by every user) is never implied: only a key that names it has it."""
+        if scope == OPERATOR_SCOPE:
+            return OPERATOR_SCOPE in self.scopes
         return scope in self.scopes or "admin" in self.scopes
 
 
@@ -241,7 +282,7 @@ class AddCommand(CommandBase):
 
 class DeleteCommand(CommandBase):
     kind: Literal["delete"] = "delete"
-    memory_ids: list[str]
+    memory_ids: list[MemoryId]
 
 
 class DeleteAllCommand(CommandBase):
@@ -272,7 +313,7 @@ class EditCommand(CommandBase):
     """Replace a memory's text by hand: re-extracted, re-embedded and re-linked in the graph."""
 
     kind: Literal["edit"] = "edit"
-    memory_id: str
+    memory_id: MemoryId
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
 
 
@@ -280,23 +321,25 @@ class SetStateCommand(CommandBase):
     """Pause, archive or make active again: only active memories are searched."""
 
     kind: Literal["set_state"] = "set_state"
-    memory_ids: list[str] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
+    memory_ids: list[MemoryId] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
     state: Literal[MemoryState.ACTIVE, MemoryState.PAUSED, MemoryState.ARCHIVED]
 
 
 class ImportedMemory(BaseModel):
     """One memory of an export, ours or OpenMemory's, as ingest takes it in."""
 
-    id: str | None = None
+    id: Annotated[MemoryRef, Field(max_length=200)] | None = None
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    app: str = "import"
+    app: AppName = "import"
     state: MemoryState = MemoryState.ACTIVE
-    categories: list[str] | None = None
+    categories: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=50
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     occurred_at: datetime | None = None
-    previous: str | None = None  # the turn before it, by its id in the export
+    previous: Annotated[MemoryRef, Field(max_length=200)] | None = None  # the turn before, by its export id
     context: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
 
 
@@ -342,7 +385,7 @@ class MemoryEvent(BaseModel):
     request_id: str
     user_id: str
     app: str
-    memory_id: str
+    memory_id: MemoryRef
     change: ChangeKind
     before: Memory | None = None
     after: Memory | None = None
@@ -415,12 +458,12 @@ class ListRequest(BaseModel):
 class GetRequest(BaseModel):
     user_id: str
     app: str | None = None
-    memory_ids: list[str]
+    memory_ids: list[MemoryRef]
 
 
 class HistoryRequest(BaseModel):
     user_id: str
-    memory_id: str
+    memory_id: MemoryRef
 
 
 class HistoryResponse(BaseModel):

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from openmemory_core import outbound
 from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.settings import EmbedderSettings
 
@@ -132,7 +133,10 @@ class OpenAIEmbedder:
         if settings.dimensions is None:
             raise ConfigurationError("OPENMEMORY_EMBEDDER_DIMENSIONS is needed with an API embedder")
         key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
-        self._client = AsyncOpenAI(base_url=settings.base_url, api_key=key, timeout=settings.timeout_seconds)
+        self._client = AsyncOpenAI(
+            base_url=settings.base_url, api_key=key, timeout=settings.timeout_seconds,
+            http_client=outbound.http_client(settings.check_outbound, settings.timeout_seconds),
+        )  # fmt: skip
         self._model = settings.model
         self._dimensions = settings.dimensions
 
@@ -153,8 +157,18 @@ class OpenAIEmbedder:
                 answer = await self._client.embeddings.create(
                     model=self._model, input=texts[start : start + self.batch_size]
                 )
+            except outbound.PrivateAddressRefused:
+                raise
             except openai.APIError as exc:
-                raise Unavailable(f"the embedding API failed: {exc}") from exc
+                if refused := outbound.refused_cause(exc):
+                    raise refused from exc
+                # Status and a fixed text only: the upstream's own words never travel on.
+                status = getattr(exc, "status_code", None)
+                raise Unavailable(
+                    f"the embedding API failed (HTTP {status})"
+                    if status
+                    else "the embedding API is not reachable"
+                ) from exc
             ordered = sorted(answer.data, key=lambda d: d.index)
             for item in ordered:
                 if len(item.embedding) != self._dimensions:

@@ -12,14 +12,13 @@ import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
-from openmemory_core.contracts import ANY_APP, ID_NAME_PATTERN, ApiKeyRecord, Principal, now
+from openmemory_core.contracts import ANY_APP, ID_NAME_PATTERN, SCOPES, ApiKeyRecord, Principal, now
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from openmemory_core.kvkeys import kv_entries, kv_value
 
 KEY_PREFIX = "om_"
 _KEY_SHAPE = re.compile(r"^om_[0-9a-f]{8}_[A-Za-z0-9_-]{32,64}$")
 _NAME = re.compile(ID_NAME_PATTERN)
-SCOPES = ("read", "write", "admin")
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
@@ -29,7 +28,7 @@ def key_id(token: str) -> str:
 
 
 def validate_name(kind: str, value: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise InvalidInput(
             f"{kind} {value!r} is not valid: use 1-128 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit"
@@ -81,7 +80,7 @@ async def verify_key(kv: KeyValue, token: str | None, requested_app: str | None 
     """
     if not token:
         raise Unauthorized("an API key is required: send it as 'Authorization: Bearer <key>'")
-    if not _KEY_SHAPE.match(token):
+    if not _KEY_SHAPE.fullmatch(token):
         raise Unauthorized("the API key is not valid")
     value, revision = await kv_value(kv, key_id(token))
     if value is None:
@@ -112,7 +111,7 @@ async def _principal(
     usable(record)
     app = record.app
     if requested_app is not None:
-        if not _NAME.match(requested_app):
+        if not _NAME.fullmatch(requested_app):
             raise InvalidInput(f"client name {requested_app!r} in the URL is not valid")
         if app not in (ANY_APP, requested_app):
             raise Forbidden(f"this API key is for app {app!r}, not {requested_app!r}")

@@ -17,6 +17,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from openmemory_core import outbound
 from openmemory_core.contracts import Memory, Relation
 from openmemory_core.errors import ConfigurationError, InvalidInput, Unavailable
 from openmemory_core.extraction import Decision, Fact, LocalExtractor
@@ -73,8 +74,9 @@ class LLMExtractor:
         key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
         # Our retry policy is the worker's (backoff, then dead letters): the client must not retry.
         self._client = AsyncOpenAI(
-            base_url=settings.base_url, api_key=key, timeout=settings.timeout_seconds, max_retries=0
-        )
+            base_url=settings.base_url, api_key=key, timeout=settings.timeout_seconds, max_retries=0,
+            http_client=outbound.http_client(settings.check_outbound, settings.timeout_seconds),
+        )  # fmt: skip
         self._local = LocalExtractor()
 
     async def _ask(self, system: str, user: str) -> str:
@@ -87,16 +89,22 @@ class LLMExtractor:
                 temperature=0,
                 response_format={"type": "json_object"},
             )
+        # The upstream's own words never travel on (into dead letters, tool errors, logs): a URL a
+        # person set could point at a service that answers with its secrets. Status and a fixed text.
+        except outbound.PrivateAddressRefused:
+            raise
         except openai.RateLimitError as exc:
-            raise Unavailable(f"the LLM is rate limiting (429): {exc.message}") from exc
+            raise Unavailable("the LLM is rate limiting (HTTP 429)") from exc
         except openai.APITimeoutError as exc:
             raise Unavailable(f"the LLM did not answer within {self.settings.timeout_seconds:.0f}s") from exc
         except openai.APIConnectionError as exc:
-            raise Unavailable(f"the LLM is not reachable: {exc}") from exc
+            if refused := outbound.refused_cause(exc):
+                raise refused from exc
+            raise Unavailable("the LLM is not reachable") from exc
         except openai.APIStatusError as exc:
             if exc.status_code >= 500:
-                raise Unavailable(f"the LLM failed ({exc.status_code}): {exc.message}") from exc
-            raise InvalidInput(f"the LLM refused the request ({exc.status_code}): {exc.message}") from exc
+                raise Unavailable(f"the LLM failed (HTTP {exc.status_code})") from exc
+            raise InvalidInput(f"the LLM refused the request (HTTP {exc.status_code})") from exc
         return answer.choices[0].message.content or ""
 
     async def _structured(self, model: type[M], system: str, user: str) -> M:

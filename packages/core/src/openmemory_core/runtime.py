@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from openmemory_core.bus import Bus
-from openmemory_core.embedded import SupervisedProcess, embedded_falkordb, embedded_nats
+from openmemory_core.embedded import (
+    SupervisedProcess,
+    embedded_falkordb,
+    embedded_nats,
+    make_private,
+    write_private,
+)
 from openmemory_core.errors import ConfigurationError
 from openmemory_core.settings import LLMSettings, Settings
 from openmemory_core.telemetry import configure_tracing, metrics_endpoint, shutdown_tracing
@@ -42,6 +49,7 @@ if TYPE_CHECKING:  # the stores' client libraries load only in processes that us
 log = logging.getLogger(__name__)
 
 BUS, VECTORS, GRAPH, EMBEDDER = "bus", "vectors", "graph", "embedder"
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class Running(Protocol):
@@ -188,7 +196,7 @@ class Runtime:
         if self._embedder is None:
             from openmemory_core.stored_settings import effective_embedder
 
-            settings = effective_embedder(self.settings.embedder, await self.stored_settings())
+            settings = effective_embedder(self.settings, await self.stored_settings())
         async with self._lock:
             if self._embedder is None:
                 from openmemory_core.embeddings import open_embedder
@@ -205,7 +213,7 @@ class Runtime:
         if self._extractor is None:
             from openmemory_core.stored_settings import effective_llm
 
-            self._extractor = build_extractor(effective_llm(self.settings.llm, await self.stored_settings()))
+            self._extractor = build_extractor(effective_llm(self.settings, await self.stored_settings()))
         return self._extractor
 
     async def vectors(self) -> VectorStore:
@@ -306,8 +314,8 @@ def embedded_plan(settings: Settings, chosen: list[Component], registry: dict[st
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
     run_dir = data_dir / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = (run_dir / "lock").open("a+")
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle = os.fdopen(os.open(run_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -342,6 +350,10 @@ async def run(
     settings: Settings, target: str, on_ready: Callable[[Runtime], Awaitable[None]] | None = None
 ) -> None:
     """Start the chosen components and everything they need; run until SIGINT or SIGTERM."""
+    # CPU work runs in worker threads (extraction, keyword vectors, import parsing), and the event
+    # loop waits for the GIL each time it wakes; at 1 ms instead of 5 a worker hands it over sooner,
+    # so the doors keep answering in tens of milliseconds while a long message is analysed.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     registry = registered_components()
     chosen = resolve_targets(target, registry)
     plan = embedded_plan(settings, chosen, registry)
@@ -357,7 +369,7 @@ async def run(
     running: list[Running] = []
     servers: list[tuple[_Server, asyncio.Task[None]]] = []
     with contextlib.ExitStack() as exits:
-        settings.core.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(settings.core.data_dir)  # 0700, and a 0077 umask for all this process writes
         if plan:
             exits.enter_context(data_dir_lock(settings.core.data_dir))
         try:
@@ -386,6 +398,9 @@ async def run(
                         log_level="warning",
                         lifespan="on",
                         timeout_graceful_shutdown=5,
+                        # X-Forwarded-* from loopback would let a local client pick the address the
+                        # failed-authentication throttle counts; trusting a proxy needs it named.
+                        proxy_headers=False,
                     )
                 )
                 servers.append((server, asyncio.create_task(server.serve(), name=f"http-{service.name}")))
@@ -443,12 +458,12 @@ async def _watch_embedder(
     embedding = [i for i, component in enumerate(chosen) if EMBEDDER in component.uses]
     if not embedding or runtime.nats_url is None:
         return
-    current = effective_embedder(runtime.settings.embedder, await runtime.stored_settings())
+    current = effective_embedder(runtime.settings, await runtime.stored_settings())
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
         try:
-            wanted = effective_embedder(runtime.settings.embedder, await runtime.stored_settings())
+            wanted = effective_embedder(runtime.settings, await runtime.stored_settings())
         except OpenMemoryError as exc:
             log.error("the saved embedder settings cannot be applied: %s", exc.message)
             continue
@@ -485,5 +500,5 @@ def _write_endpoints(runtime: Runtime) -> None:
         "graph_url": runtime.graph_url,
         "http": {s.name: f"http://{s.host}:{s.port}" for s in runtime.http},
     }
-    path = endpoints_file(runtime.data_dir)
-    path.write_text(json.dumps(info, indent=2))
+    # 0600: the URLs carry the embedded servers' credentials.
+    write_private(endpoints_file(runtime.data_dir), json.dumps(info, indent=2))

@@ -35,6 +35,13 @@ class CoreSettings(BaseSettings):
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=256)
     default_user: str = "default"
     log_level: str = "INFO"
+    secrets_key: SecretStr | None = Field(
+        default=None, description="seals model API keys saved in the dashboard (else <data dir>/secrets.key)"
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="let LLM/embedder URLs saved from the dashboard reach loopback or private addresses",
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -54,6 +61,8 @@ class EmbedderSettings(BaseSettings):
     api_key: SecretStr | None = None
     dimensions: int | None = Field(default=None, ge=1, le=8192)
     timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Set for a base URL saved from the dashboard: every request checks its host is public.
+    check_outbound: bool = Field(default=False, exclude=True)
 
 
 class LLMSettings(BaseSettings):
@@ -68,7 +77,9 @@ class LLMSettings(BaseSettings):
     timeout_seconds: float = Field(default=30.0, gt=0)
     malformed_retries: int = Field(default=2, ge=0, le=5)
     similar_memories: int = Field(default=5, ge=1, le=20)
-    custom_instructions: str = ""
+    custom_instructions: str = Field(default="", max_length=4000)
+    #: Set for a base URL saved from the dashboard: every request checks its host is public.
+    check_outbound: bool = Field(default=False, exclude=True)
 
 
 class GatewaySettings(BaseSettings):
@@ -94,6 +105,9 @@ class GatewaySettings(BaseSettings):
     )
     allowed_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    )
+    auth_failures_per_minute: int = Field(
+        default=20, ge=0, description="bad API keys per client address and minute before 429 (0: off)"
     )
 
 
@@ -129,6 +143,17 @@ class AdminSettings(BaseSettings):
     port: int = 3000
     rate_limit_per_minute: int = Field(
         default=600, ge=1, description="API requests per minute per key/session"
+    )
+    auth_failures_per_minute: int = Field(
+        default=20,
+        ge=0,
+        description="Failed sign-ins and bad API keys per minute per client address before it is "
+        "refused (429) until the next minute; 0 turns the throttle off",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        description="Host headers the dashboard and its API answer (DNS-rebinding protection); others "
+        "get 421. `name:*` allows any port",
     )
 
 

@@ -2,28 +2,42 @@
 
 Both parts apply without a restart: ingest watches the entry and rebuilds its extractor; the runtime
 watches the embedder part and reloads ingest and search with the new model (a new model means a new
-collection, which ingest then fills by re-embedding the stored memories). Keys are write-only.
+collection, which ingest then fills by re-embedding the stored memories).
+
+These are the system's settings, shared by every user: only an `operator` key may change them.
+Model API keys are write-only, sealed at rest and bound to the base URL they were given with
+(`sealed`): a key is only ever sent to that URL, whether it came from the dashboard or from the
+environment, and a change of base URL needs the key again. A base URL saved here must point at a
+public address unless the operator allows private ones (`outbound`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 import nats.js.errors
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
+from openmemory_core import outbound
 from openmemory_core.errors import InvalidInput
-from openmemory_core.settings import EmbedderSettings, LLMSettings
+from openmemory_core.sealed import sealer_for
+from openmemory_core.settings import EmbedderSettings, LLMSettings, Settings
 
-S = TypeVar("S", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", LLMSettings, EmbedderSettings)
 
 SETTINGS_KEY = "runtime"
-_SECRETS = ("api_key",)
+API_KEY = "api_key"
+SEALED_KEY = "api_key_sealed"
+PARTS = ("llm", "embedder")
 
 
 class StoredSettings(BaseModel):
-    """Only the fields a person set; everything else comes from the environment."""
+    """Only the fields a person set; everything else comes from the environment. A model API key
+    is kept sealed (`api_key_sealed`), never as it was typed."""
 
     llm: dict[str, Any] = Field(default_factory=dict)
     embedder: dict[str, Any] = Field(default_factory=dict)
@@ -40,19 +54,41 @@ async def load(kv: KeyValue) -> tuple[StoredSettings, int]:
     return StoredSettings.model_validate_json(entry.value), entry.revision or 0
 
 
-def effective_llm(base: LLMSettings, stored: StoredSettings) -> LLMSettings:
-    return _merge(base, stored.llm)
+def effective_llm(settings: Settings, stored: StoredSettings) -> LLMSettings:
+    """The extractor settings in force: the environment's, with the saved ones on top."""
+    return _merge(settings, "llm", settings.llm, stored.llm)
 
 
-def effective_embedder(base: EmbedderSettings, stored: StoredSettings) -> EmbedderSettings:
-    return _merge(base, stored.embedder)
+def effective_embedder(settings: Settings, stored: StoredSettings) -> EmbedderSettings:
+    """The embedder settings in force: the environment's, with the saved ones on top."""
+    return _merge(settings, "embedder", settings.embedder, stored.embedder)
 
 
-def _merge(base: S, changes: dict[str, Any]) -> S:
+def _binding(part: str, url: str | None) -> str:
+    """What a sealed key is bound to: its part and the base URL (none: the provider's default)."""
+    return f"{part}|{url or ''}"
+
+
+def _merge(settings: Settings, part: str, base: S, changes: dict[str, Any]) -> S:
     values = base.model_dump()
-    values.update({k: (SecretStr(v) if k in _SECRETS and v else v) for k, v in changes.items()})
+    values.update({k: v for k, v in changes.items() if k not in (API_KEY, SEALED_KEY)})
+    url = values.get("base_url")
+    key: str | None = None
+    if changes.get(SEALED_KEY):
+        key = sealer_for(settings.core).open(str(changes[SEALED_KEY]), _binding(part, url))
+        if key is None:
+            log.warning(
+                "the %s API key saved from the dashboard cannot be used here: it was saved for another "
+                "base URL, or sealed with another secrets key (give every process the same "
+                "OPENMEMORY_SECRETS_KEY)",
+                part,
+            )
+    if key is None and base.api_key is not None and url == base.base_url:
+        key = base.api_key.get_secret_value()  # the environment's key, only for the environment's URL
+    values[API_KEY] = SecretStr(key) if key else None
+    values["check_outbound"] = bool(url) and url != base.base_url and not settings.core.allow_private_urls
     try:
-        return type(base).model_validate(values)
+        return base.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -62,29 +98,54 @@ def _merge(base: S, changes: dict[str, Any]) -> S:
 def public(settings: BaseModel) -> dict[str, Any]:
     """What may be shown: every field but the secrets, which become `<name>_set: bool`."""
     values = settings.model_dump()
-    for name in _SECRETS:
-        if name in values:
-            values[f"{name}_set"] = values.pop(name) is not None
+    if API_KEY in values:
+        values[f"{API_KEY}_set"] = values.pop(API_KEY) is not None
     return values
 
 
-async def save(
-    kv: KeyValue, llm_base: LLMSettings, embedder_base: EmbedderSettings, changes: StoredSettings
-) -> StoredSettings:
+async def save(kv: KeyValue, settings: Settings, changes: StoredSettings) -> StoredSettings:
     """Merge a change into the stored settings, validate the result, and store it.
 
-    A secret given as None is left as it is; given as "" it is cleared.
+    An API key given as None is left as it is; given as "" it is cleared; given as text it is sealed
+    for the base URL in force after the change. A change of base URL while a key is in force needs
+    the key again (or "" to go on without one), and a new base URL must be public unless private
+    ones are allowed.
     """
     current, _ = await load(kv)
     merged = StoredSettings(llm=dict(current.llm), embedder=dict(current.embedder))
-    for part, change in (("llm", changes.llm), ("embedder", changes.embedder)):
+    sealer = sealer_for(settings.core)
+    for part in PARTS:
+        change = dict(getattr(changes, part))
         target: dict[str, Any] = getattr(merged, part)
-        for key, value in change.items():
-            if key in _SECRETS and value is None:
-                continue
-            target[key] = None if key in _SECRETS and value == "" else value
-    llm = effective_llm(llm_base, merged)
-    effective_embedder(embedder_base, merged)
+        base: LLMSettings | EmbedderSettings = getattr(settings, part)
+        before = effective_llm(settings, merged) if part == "llm" else effective_embedder(settings, merged)
+        new_key = change.pop(API_KEY, None)
+        if new_key is not None and not isinstance(new_key, str):
+            raise InvalidInput(f"setting {part}.api_key must be text")
+        change.pop(SEALED_KEY, None)  # never taken from a request
+        if change.get("base_url") == "":
+            change["base_url"] = None  # cleared: the environment's, or the provider's default
+        target.update(change)
+        target.pop(API_KEY, None)  # an older version's plain-text key is not kept
+        url = target.get("base_url", base.base_url)
+        if url != before.base_url:
+            if before.api_key is not None and new_key is None:
+                raise InvalidInput(
+                    f"changing the {part} base URL needs its API key again: send api_key with the new "
+                    'URL (or "" to use none), so that a key is never sent to a URL it was not given for'
+                )
+            if url and url != base.base_url and not settings.core.allow_private_urls:
+                await outbound.check_url(str(url))
+            elif url:
+                outbound.parse_url(str(url))
+        if new_key == "":
+            target.pop(SEALED_KEY, None)
+        elif new_key is not None:
+            target[SEALED_KEY] = sealer.seal(new_key, _binding(part, url))
+        elif url != before.base_url:
+            target.pop(SEALED_KEY, None)
+    llm = effective_llm(settings, merged)
+    effective_embedder(settings, merged)
     if llm.extractor == "llm" and not llm.base_url and not llm.api_key:
         raise InvalidInput("the LLM extractor needs a base URL or an API key")
     await kv.put(SETTINGS_KEY, merged.model_dump_json().encode())

@@ -2,7 +2,9 @@
 
 Every route needs a caller: an API key (`Authorization: Bearer`, as for MCP) or a dashboard session
 (cookie + CSRF token on writes). Reading needs the `read` scope, changing memories `write`, and
-apps, keys, settings, export/import and dead letters `admin`. Everything is the caller's own user.
+apps, keys, export/import and dead letters `admin`; the system's settings need `operator`. The
+app's pause and read/write rules apply as on MCP (one check, `apps.authorize`). Everything is the
+caller's own user.
 Changes go to ingest as commands, like MCP's; reads go to search.
 """
 
@@ -26,12 +28,27 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from openmemory_admin import portable
-from openmemory_admin.session import COOKIE, CSRF_HEADER, issue, read
+from openmemory_admin.session import (
+    COOKIE,
+    CSRF_HEADER,
+    RECHECK_SECONDS,
+    current_session,
+    end_session,
+    open_session,
+    read,
+)
 from openmemory_core import contracts as c
 from openmemory_core import stored_settings
-from openmemory_core.apps import app_records, get_app, put_app
+from openmemory_core.apps import app_records, authorize, get_app, put_app
 from openmemory_core.bus import Bus
-from openmemory_core.errors import Forbidden, InvalidInput, NotFound, RateLimited
+from openmemory_core.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OpenMemoryError,
+    RateLimited,
+    Unauthorized,
+)
 from openmemory_core.keys import (
     create_key,
     list_keys,
@@ -41,7 +58,7 @@ from openmemory_core.keys import (
     validate_name,
     verify_key,
 )
-from openmemory_core.ratelimit import SharedRateLimiter, retry_after
+from openmemory_core.ratelimit import FailedAuthThrottle, SharedRateLimiter, retry_after
 from openmemory_core.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,6 +75,7 @@ class AdminContext:
     mcp_url: str
     secret: bytes
     limiter: SharedRateLimiter
+    auth_failures: FailedAuthThrottle  # failed sign-ins and bad keys per client address
 
     @property
     def query_wait(self) -> float:
@@ -89,11 +107,22 @@ async def caller(request: Request, ctx: Ctx) -> c.Principal:
     return principal
 
 
-async def _authenticated(request: Request, ctx: AdminContext) -> c.Principal:
+async def _authenticated(request: Request, ctx: AdminContext, throttled: bool = True) -> c.Principal:
+    """The key presented, else the open session of the cookie. A bad key counts against the client's
+    address, which is refused once it failed too often this minute (`throttled`: not when a stream
+    re-checks the caller it already let in)."""
+    address = request.client.host if request.client else ""
+    if throttled:
+        await ctx.auth_failures.admit(address)
     token = presented_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if token is not None:
-        return await verify_key(ctx.keys, token)
-    session = read(ctx.secret, request.cookies.get(COOKIE))
+        try:
+            return await verify_key(ctx.keys, token)
+        except Unauthorized:
+            if throttled:
+                await ctx.auth_failures.failed(address)
+            raise
+    session = await current_session(ctx.settings_kv, ctx.secret, request.cookies.get(COOKIE))
     if request.method not in SAFE_METHODS:
         if not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), session.csrf):
             raise Forbidden("the CSRF token is missing or wrong: reload the page")
@@ -103,10 +132,12 @@ async def _authenticated(request: Request, ctx: AdminContext) -> c.Principal:
     return await principal_of(ctx.keys, session.key_id)
 
 
-def _scope(name: str) -> Any:
-    async def check(principal: Annotated[c.Principal, Depends(caller)]) -> c.Principal:
-        if not principal.can(name):
-            raise Forbidden(f"this API key does not have the {name!r} scope")
+def _scope(*names: str) -> Any:
+    """A dependency: the caller, if the key has these scopes and the app may do this (`authorize`,
+    the one check that MCP uses too)."""
+
+    async def check(principal: Annotated[c.Principal, Depends(caller)], ctx: Ctx) -> c.Principal:
+        await authorize(ctx.apps, principal, *names)
         return principal
 
     return check
@@ -115,6 +146,11 @@ def _scope(name: str) -> Any:
 Reader = Annotated[c.Principal, Depends(_scope("read"))]
 Writer = Annotated[c.Principal, Depends(_scope("write"))]
 Admin = Annotated[c.Principal, Depends(_scope("admin"))]
+#: Administration that hands out or takes in memories: the app's read or write rule applies too.
+AdminReader = Annotated[c.Principal, Depends(_scope("admin", "read"))]
+AdminWriter = Annotated[c.Principal, Depends(_scope("admin", "write"))]
+#: The system's settings, shared by every user.
+Operator = Annotated[c.Principal, Depends(_scope(c.OPERATOR_SCOPE))]
 Name = Annotated[str, Field(pattern=c.ID_NAME_PATTERN)]
 
 router = APIRouter(prefix="/api/v1")
@@ -136,9 +172,16 @@ class SessionInfo(BaseModel):
 
 @router.post("/session", tags=["session"])
 async def sign_in(body: SignIn, response: Response, request: Request, ctx: Ctx) -> SessionInfo:
-    """Sign in to the dashboard with an API key; sets the session cookie."""
-    principal = await verify_key(ctx.keys, body.api_key.strip())
-    cookie, session = issue(ctx.secret, principal.key_id)
+    """Sign in to the dashboard with an API key; sets the session cookie. Failed sign-ins are
+    counted per client address, which is refused (429) once it failed too often this minute."""
+    address = request.client.host if request.client else ""
+    await ctx.auth_failures.admit(address)
+    try:
+        principal = await verify_key(ctx.keys, body.api_key.strip())
+    except Unauthorized:
+        await ctx.auth_failures.failed(address)
+        raise
+    cookie, session = await open_session(ctx.settings_kv, ctx.secret, principal.key_id)
     response.set_cookie(
         COOKIE, cookie, httponly=True, samesite="strict", secure=request.url.scheme == "https",
         max_age=int(session.expires - datetime.now().timestamp()), path="/",
@@ -151,7 +194,7 @@ async def sign_in(body: SignIn, response: Response, request: Request, ctx: Ctx) 
 @router.get("/session", tags=["session"])
 async def whoami(request: Request, ctx: Ctx) -> SessionInfo:
     """The signed-in user and the CSRF token the dashboard sends with writes."""
-    session = read(ctx.secret, request.cookies.get(COOKIE))
+    session = await current_session(ctx.settings_kv, ctx.secret, request.cookies.get(COOKIE))
     principal = await principal_of(ctx.keys, session.key_id)
     return SessionInfo(
         user_id=principal.user_id, app=principal.app, scopes=list(principal.scopes), csrf_token=session.csrf
@@ -159,7 +202,12 @@ async def whoami(request: Request, ctx: Ctx) -> SessionInfo:
 
 
 @router.delete("/session", tags=["session"], status_code=204)
-async def sign_out(_: Reader, response: Response) -> None:
+async def sign_out(
+    _: Annotated[c.Principal, Depends(caller)], request: Request, response: Response, ctx: Ctx
+) -> None:
+    """Sign out: the session ends on the server, so its cookie is refused from now on everywhere."""
+    with contextlib.suppress(Unauthorized):  # signed in by an API key: no session to end
+        await end_session(ctx.settings_kv, read(ctx.secret, request.cookies.get(COOKIE)))
     response.delete_cookie(COOKIE, path="/")
 
 
@@ -181,9 +229,7 @@ async def _run(ctx: AdminContext, command: c.AnyCommand) -> CommandOutcome:
 
 async def _own(ctx: AdminContext, principal: c.Principal, ids: list[str]) -> list[c.Memory]:
     """The caller's memories with these ids; any other id refuses the whole request."""
-    malformed = [i for i in ids if not c.is_memory_id(i)]
-    if malformed:
-        raise InvalidInput(f"not memory ids: {', '.join(malformed[:10])}")
+    ids = c.canonical_ids(ids)
     found = await ctx.ask(c.Query.GET, c.GetRequest(user_id=principal.user_id, memory_ids=ids), c.GetResponse)
     if found.missing:
         raise NotFound(f"no such memories: {', '.join(found.missing[:10])}; nothing was changed")
@@ -222,8 +268,7 @@ class MemoryDetail(BaseModel):
 @router.get("/memories/{memory_id}", tags=["memories"])
 async def memory_detail(memory_id: str, principal: Reader, ctx: Ctx) -> MemoryDetail:
     """One memory with its history (every change) and its access log (which app saw it, when)."""
-    if not c.is_memory_id(memory_id):
-        raise InvalidInput(f"not a memory id: {memory_id!r}")
+    (memory_id,) = c.canonical_ids([memory_id])
     found = await ctx.ask(
         c.Query.HISTORY, c.HistoryRequest(user_id=principal.user_id, memory_id=memory_id), c.HistoryResponse
     )
@@ -240,6 +285,7 @@ class Related(BaseModel):
 async def related(memory_id: str, principal: Reader, ctx: Ctx) -> Related:
     """Memories like this one (hybrid search on its text), and its entities' neighbourhoods."""
     (memory,) = await _own(ctx, principal, [memory_id])
+    memory_id = memory.id
     found = await ctx.ask(
         c.Query.SEARCH, c.SearchRequest(user_id=principal.user_id, query=memory.text[:2000], limit=6),
         c.SearchResponse,
@@ -262,18 +308,18 @@ class Edit(BaseModel):
 @router.patch("/memories/{memory_id}", tags=["memories"])
 async def edit(memory_id: str, body: Edit, principal: Writer, ctx: Ctx) -> CommandOutcome:
     """Change a memory's text: ingest re-embeds it and updates the graph."""
-    await _own(ctx, principal, [memory_id])
+    (memory,) = await _own(ctx, principal, [memory_id])
     if not body.text.strip():
         raise InvalidInput("the text is empty")
-    command = c.EditCommand(user_id=principal.user_id, app=principal.app, memory_id=memory_id, text=body.text)
+    command = c.EditCommand(user_id=principal.user_id, app=principal.app, memory_id=memory.id, text=body.text)
     return await _run(ctx, command)
 
 
 @router.delete("/memories/{memory_id}", tags=["memories"])
 async def delete_one(memory_id: str, principal: Writer, ctx: Ctx) -> CommandOutcome:
-    await _own(ctx, principal, [memory_id])
+    (memory,) = await _own(ctx, principal, [memory_id])
     return await _run(
-        ctx, c.DeleteCommand(user_id=principal.user_id, app=principal.app, memory_ids=[memory_id])
+        ctx, c.DeleteCommand(user_id=principal.user_id, app=principal.app, memory_ids=[memory.id])
     )
 
 
@@ -293,8 +339,7 @@ STATE_OF: dict[str, Literal[c.MemoryState.ACTIVE, c.MemoryState.PAUSED, c.Memory
 async def bulk(body: Bulk, principal: Writer, ctx: Ctx) -> CommandOutcome:
     """Pause, resume (make active), archive or delete one or many memories. Only active memories
     are found by search; paused and archived ones stay listed here."""
-    ids = list(dict.fromkeys(body.ids))
-    await _own(ctx, principal, ids)
+    ids = [m.id for m in await _own(ctx, principal, body.ids)]
     if body.action == "delete":
         return await _run(ctx, c.DeleteCommand(user_id=principal.user_id, app=principal.app, memory_ids=ids))
     command = c.SetStateCommand(
@@ -444,7 +489,9 @@ async def activity(
 
 @router.get("/activity/stream", tags=["activity"])
 async def activity_stream(principal: Reader, ctx: Ctx, request: Request) -> StreamingResponse:
-    """Server-sent events: one `data:` line (an Activity as JSON) per change, as it happens."""
+    """Server-sent events: one `data:` line (an Activity as JSON) per change, as it happens. The
+    caller is checked again before changes are sent and every few seconds: the stream ends once
+    its key is revoked or expires, its session is signed out, or its app loses read access."""
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
 
     async def on_event(msg: Msg) -> None:
@@ -453,17 +500,36 @@ async def activity_stream(principal: Reader, ctx: Ctx, request: Request) -> Stre
 
     sub = await ctx.bus.nc.subscribe(c.event_subject(principal.user_id), cb=on_event)
 
+    async def still_allowed() -> bool:
+        try:
+            now = await _authenticated(request, ctx, throttled=False)
+            await authorize(ctx.apps, now, "read")  # the app may have been paused meanwhile
+        except OpenMemoryError:  # revoked, expired, signed out, paused; NATS unreachable: fail closed
+            return False
+        return now.key_id == principal.key_id
+
     async def lines() -> AsyncIterator[str]:
+        clock = asyncio.get_running_loop().time
         try:
             yield ": connected\n\n"
+            checked = quiet = clock()
             while not await request.is_disconnected():
-                try:
-                    data = await asyncio.wait_for(queue.get(), 10)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                event = c.MemoryEvent.model_validate_json(data)
-                yield f"data: {_activity(event).model_dump_json()}\n\n"
+                batch = []
+                with contextlib.suppress(TimeoutError):
+                    batch.append(await asyncio.wait_for(queue.get(), RECHECK_SECONDS))
+                while batch and not queue.empty() and len(batch) < 100:
+                    batch.append(queue.get_nowait())
+                if batch or clock() - checked >= RECHECK_SECONDS:
+                    if not await still_allowed():
+                        break
+                    checked = clock()
+                for data in batch:
+                    event = c.MemoryEvent.model_validate_json(data)
+                    yield f"data: {_activity(event).model_dump_json()}\n\n"
+                if batch or clock() - quiet >= 10:
+                    if not batch:
+                        yield ": keep-alive\n\n"
+                    quiet = clock()
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
@@ -491,7 +557,9 @@ def _key_view(record: c.ApiKeyRecord) -> KeyView:
 
 class NewKey(BaseModel):
     app: str = Field(default=c.ANY_APP, max_length=128)
-    scopes: list[Literal["read", "write", "admin"]] = Field(default=["read", "write"], min_length=1)
+    scopes: list[Literal["read", "write", "admin", "operator"]] = Field(
+        default=["read", "write"], min_length=1
+    )
     label: str = Field(default="", max_length=200)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
@@ -509,6 +577,10 @@ async def keys(principal: Admin, ctx: Ctx) -> list[KeyView]:
 
 @router.post("/keys", tags=["keys"], status_code=201)
 async def new_key(body: NewKey, principal: Admin, ctx: Ctx) -> CreatedKey:
+    """Mint a key for the caller's user, with at most the caller's own scopes."""
+    beyond = [s for s in body.scopes if not principal.can(s)]
+    if beyond:
+        raise Forbidden(f"a key cannot grant scopes it does not have: {', '.join(beyond)}")
     expires = c.now() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
     token, record = await create_key(
         ctx.keys, principal.user_id, body.app, tuple(dict.fromkeys(body.scopes)), body.label, expires
@@ -593,8 +665,8 @@ EMBEDDER_FIELDS = frozenset({"provider", "model", "base_url", "api_key", "dimens
 
 async def _settings_view(ctx: AdminContext) -> dict[str, Any]:
     stored, _ = await stored_settings.load(ctx.settings_kv)
-    llm = stored_settings.effective_llm(ctx.settings.llm, stored)
-    embedder = stored_settings.effective_embedder(ctx.settings.embedder, stored)
+    llm = stored_settings.effective_llm(ctx.settings, stored)
+    embedder = stored_settings.effective_embedder(ctx.settings, stored)
     return {
         "llm": {k: v for k, v in stored_settings.public(llm).items() if k in LLM_FIELDS | {"api_key_set"}},
         "embedder": {
@@ -610,23 +682,21 @@ async def _settings_view(ctx: AdminContext) -> dict[str, Any]:
 
 
 @router.get("/settings", tags=["settings"])
-async def get_settings(_: Admin, ctx: Ctx) -> dict[str, Any]:
+async def get_settings(_: Operator, ctx: Ctx) -> dict[str, Any]:
     """The extractor/LLM and embedder settings in effect. API keys are never returned: only
     whether one is set."""
     return await _settings_view(ctx)
 
 
 @router.put("/settings", tags=["settings"])
-async def put_settings(body: SettingsChange, _: Admin, ctx: Ctx) -> dict[str, Any]:
+async def put_settings(body: SettingsChange, _: Operator, ctx: Ctx) -> dict[str, Any]:
     """Save settings. The LLM part applies to ingest without a restart. An `api_key` of null keeps
     the stored one, "" clears it."""
     unknown = (set(body.llm) - LLM_FIELDS) | (set(body.embedder) - EMBEDDER_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown settings: {', '.join(sorted(unknown))}")
-    await stored_settings.save(
-        ctx.settings_kv, ctx.settings.llm, ctx.settings.embedder,
-        stored_settings.StoredSettings(llm=body.llm, embedder=body.embedder),
-    )  # fmt: skip
+    changes = stored_settings.StoredSettings(llm=body.llm, embedder=body.embedder)
+    await stored_settings.save(ctx.settings_kv, ctx.settings, changes)
     return await _settings_view(ctx)
 
 
@@ -634,7 +704,7 @@ async def put_settings(body: SettingsChange, _: Admin, ctx: Ctx) -> dict[str, An
 
 
 @router.get("/export", tags=["data"])
-async def export(principal: Admin, ctx: Ctx) -> Response:
+async def export(principal: AdminReader, ctx: Ctx) -> Response:
     """Everything of the user: memories (every state), history, graph and the embedding model."""
     stats_now = await ctx.ask(c.Query.STATS, c.StatsRequest(user_id=principal.user_id), c.StatsResponse)
     memories: list[c.Memory] = []
@@ -672,7 +742,7 @@ class Imported(BaseModel):
 
 
 @router.post("/import", tags=["data"])
-async def import_file(request: Request, principal: Admin, ctx: Ctx) -> Imported:
+async def import_file(request: Request, principal: AdminWriter, ctx: Ctx) -> Imported:
     """Upload an export as the request body: ours (JSON) or an OpenMemory export zip. The file is
     checked whole first: a malformed one imports nothing."""
     length = int(request.headers.get("content-length") or 0)
@@ -683,8 +753,9 @@ async def import_file(request: Request, principal: Admin, ctx: Ctx) -> Imported:
         data.extend(chunk)
         if len(data) > portable.MAX_UPLOAD_BYTES:
             raise InvalidInput(f"the upload is larger than {portable.MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-    source, memories = portable.parse_upload(bytes(data))
-    batches = portable.batches(memories)
+    # Parsing and sizing up to 100,000 memories is CPU work: off the event loop, which serves others.
+    source, memories = await asyncio.to_thread(portable.parse_upload, bytes(data))
+    batches = await asyncio.to_thread(portable.batches, memories)
     accepted = 0
     for batch in batches:
         outcome = await _run(
@@ -727,7 +798,7 @@ def _letters_of(letters: list[tuple[int, c.DeadLetter]], principal: c.Principal)
 
 
 @router.get("/dead-letters", tags=["dead letters"])
-async def dead_letters(principal: Admin, ctx: Ctx) -> list[DeadLetterView]:
+async def dead_letters(principal: AdminReader, ctx: Ctx) -> list[DeadLetterView]:
     """Commands of this user that could not be applied, with the reason."""
     return _letters_of(await ctx.bus.dead_letters(), principal)
 
@@ -740,7 +811,7 @@ async def _letter(ctx: AdminContext, principal: c.Principal, sequence: int) -> c
 
 
 @router.post("/dead-letters/{sequence}/retry", tags=["dead letters"])
-async def retry(sequence: int, principal: Admin, ctx: Ctx) -> dict[str, str]:
+async def retry(sequence: int, principal: AdminWriter, ctx: Ctx) -> dict[str, str]:
     """Send the command to ingest again and take it off the list."""
     letter = await _letter(ctx, principal, sequence)
     await ctx.bus.retry_dead_letter(sequence, letter)
@@ -748,7 +819,7 @@ async def retry(sequence: int, principal: Admin, ctx: Ctx) -> dict[str, str]:
 
 
 @router.delete("/dead-letters/{sequence}", tags=["dead letters"], status_code=204)
-async def discard(sequence: int, principal: Admin, ctx: Ctx) -> None:
+async def discard(sequence: int, principal: AdminWriter, ctx: Ctx) -> None:
     await _letter(ctx, principal, sequence)
     await ctx.bus.discard_dead_letter(sequence)
 

@@ -68,7 +68,7 @@ class IntrospectionTokenVerifier(TokenVerifier):
 
 def _name(value: str, prefix: str) -> str:
     """An id usable as our user or app name: the value itself when it fits, else a stable digest."""
-    return value if _NAME.match(value) else f"{prefix}-{hashlib.sha256(value.encode()).hexdigest()[:24]}"
+    return value if _NAME.fullmatch(value) else f"{prefix}-{hashlib.sha256(value.encode()).hexdigest()[:24]}"
 
 
 def principal_of_token(token: AccessToken, default_scopes: list[str]) -> c.Principal:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from openmemory_core import contracts as c
-from openmemory_core.apps import require_app
+from openmemory_core.apps import authorize
 from openmemory_core.bus import Bus
-from openmemory_core.errors import Forbidden, InvalidInput
+from openmemory_core.errors import InvalidInput
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.telemetry import request_id_var
 
@@ -33,9 +32,7 @@ class MemoryGateway:
 
     async def _require(self, principal: c.Principal, scope: str) -> None:
         """The key's scope, then the app's standing with its user (paused, read, write)."""
-        if not principal.can(scope):
-            raise Forbidden(f"this API key does not have the {scope!r} scope")
-        await require_app(self.apps, principal.user_id, principal.app, scope)
+        await authorize(self.apps, principal, scope)
 
     async def _accessed(
         self, principal: c.Principal, kind: str, memories: list[c.Memory], query: str | None
@@ -109,9 +106,8 @@ class MemoryGateway:
 
     async def history(self, principal: c.Principal, memory_id: str) -> c.HistoryResponse:
         await self._require(principal, "read")
-        if not c.is_memory_id(memory_id):
-            raise InvalidInput(f"not a memory id: {memory_id!r}")
-        request = c.HistoryRequest(user_id=principal.user_id, memory_id=str(uuid.UUID(memory_id)))
+        (memory_id,) = c.canonical_ids([memory_id])
+        request = c.HistoryRequest(user_id=principal.user_id, memory_id=memory_id)
         return await self.bus.query(
             c.Query.HISTORY, request, c.HistoryResponse, self.settings.query_timeout_seconds
         )
@@ -123,10 +119,7 @@ class MemoryGateway:
             raise InvalidInput("memory_ids is empty: give the ids of the memories to delete")
         if len(memory_ids) > c.MAX_IDS_PER_REQUEST:
             raise InvalidInput(f"at most {c.MAX_IDS_PER_REQUEST} ids per request")
-        malformed = [i for i in memory_ids if not c.is_memory_id(i)]
-        if malformed:
-            raise InvalidInput(f"not memory ids: {', '.join(map(repr, malformed[:10]))}")
-        ids = list(dict.fromkeys(str(uuid.UUID(i)) for i in memory_ids))
+        ids = c.canonical_ids(memory_ids)
         found = await self.get(principal, ids, log_access=False)
         if found.missing:
             raise InvalidInput(f"no such memories: {', '.join(found.missing[:10])}; nothing was deleted")

@@ -20,7 +20,7 @@ from openmemory_core.runtime import (
     Runtime,
     build_extractor,
 )
-from openmemory_core.settings import LLMSettings
+from openmemory_core.settings import Settings
 from openmemory_core.stored_settings import effective_llm, load
 
 if TYPE_CHECKING:
@@ -35,9 +35,7 @@ class SettingsWatch:
     `interval` seconds, without a restart. A setting that cannot be applied is logged, and the
     extractor in use stays."""
 
-    def __init__(
-        self, kv: KeyValue, base: LLMSettings, service: IngestService, interval: float = 1.0
-    ) -> None:
+    def __init__(self, kv: KeyValue, base: Settings, service: IngestService, interval: float = 1.0) -> None:
         self.kv = kv
         self.base = base
         self.service = service
@@ -102,7 +100,7 @@ async def start(runtime: Runtime) -> Running:
     )
     bus = await runtime.bus()
     service.event_log = bus.events_after
-    watch = SettingsWatch(await bus.settings_bucket(), runtime.settings.llm, service)
+    watch = SettingsWatch(await bus.settings_bucket(), runtime.settings, service)
     await watch.apply_if_changed()
     watch.start()
     worker = IngestWorker(bus, service, runtime.settings.ingest)
