@@ -20,7 +20,7 @@ help:  ## list the targets
 	.tools/bin/pip install --quiet --disable-pip-version-check uv
 
 # --inexact: the deploy tools (below) stay installed when the main sync runs again.
-$(VENV)/.synced: pyproject.toml uv.lock packages/core/pyproject.toml services/*/pyproject.toml | $(UV)
+$(VENV)/.synced: pyproject.toml uv.lock packages/*/pyproject.toml services/*/pyproject.toml bench/pyproject.toml | $(UV)
 	$(UV) sync --frozen --quiet --inexact
 	@touch $@
 
@@ -39,11 +39,12 @@ test: install  ## run the whole test suite (installs Debian's chromium for the d
 	  || echo "could not install chromium: the browser tests will be skipped"; }
 	$(VENV)/bin/pytest $(ARGS)
 
-lint: install  ## ruff (lint + format check) and mypy (strict)
+lint: install  ## ruff (lint + format check), mypy (strict), and the layout rules (scripts/check_layout.py)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict --ignore-missing-imports deploy/check.py
+	$(VENV)/bin/mypy --strict --ignore-missing-imports deploy/check.py scripts/check_layout.py
+	$(VENV)/bin/python scripts/check_layout.py
 
 format: install  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from openmemory_bench.retrieval import p95
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.extraction_eval import score_table
+from openmemory_ingest.extraction import LocalExtractor
+from openmemory_ingest.extraction.evaluation import score_table
 
 TABLE = Path(__file__).parent / "data" / "extraction_cases.json"
 HELD_OUT = Path(__file__).parent / "data" / "extraction_heldout.json"

@@ -20,7 +20,7 @@ from e2e_support import Client, ToolFailed, mcp_client, new_key
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.runtime import read_endpoints
-from openmemory_core.testing import (
+from openmemory_testing import (
     RecordedOpenAITestServer,
     RecordedReply,
     RunningSystem,
@@ -486,7 +486,7 @@ async def test_saved_llm_settings_apply_to_ingest_without_a_restart_and_keys_sta
 def start_fresh(
     system_factory: list[RunningSystem], tmp_path: Path, env: dict[str, str] | None = None
 ) -> RunningSystem:
-    from openmemory_core.testing import start_system
+    from openmemory_testing import start_system
 
     system = start_system(tmp_path / "data", extra_env=env)
     system_factory.append(system)

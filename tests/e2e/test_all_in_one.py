@@ -9,7 +9,7 @@ import httpx
 import pytest
 from e2e_support import ToolFailed, add_search_list_delete, mcp_client, mcp_sse_client, new_key
 
-from openmemory_core.testing import RunningSystem, eventually, start_system, unique
+from openmemory_testing import RunningSystem, eventually, start_system, unique
 
 
 def test_keys_create_prints_the_key_and_nothing_else(all_in_one: RunningSystem) -> None:
@@ -30,7 +30,7 @@ def test_health_and_dashboard_answer(all_in_one: RunningSystem) -> None:
 def test_the_container_healthcheck_command(all_in_one: RunningSystem) -> None:
     import subprocess
 
-    from openmemory_core.testing import openmemory_command
+    from openmemory_testing import openmemory_command
 
     port = all_in_one.gateway_url.rsplit(":", 1)[1]
     env = {**all_in_one.env, "OPENMEMORY_GATEWAY_PORT": port}

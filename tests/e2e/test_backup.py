@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from e2e_support import Client, mcp_client, new_key
 
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_testing import RunningSystem, start_system, unique
 
 QUERIES = ["Where does the user live?", "music", "family", "work", "food", "Berlin"]
 

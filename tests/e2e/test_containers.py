@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from e2e_support import ToolFailed, add_search_list_delete, mcp_client, new_key
 
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_testing import RunningSystem, start_system, unique
 
 NEO4J_PASSWORD = "openmemory-e2e"
 

@@ -18,8 +18,8 @@ import pytest_asyncio
 from e2e_support import Client, ToolFailed, mcp_client
 from mcp.shared.exceptions import MCPError
 
-from openmemory_core.embedded import SupervisedProcess, embedded_falkordb, embedded_nats
-from openmemory_core.testing import RunningSystem, start_system, stop_all, unique
+from openmemory_core.servers import SupervisedProcess, embedded_falkordb, embedded_nats
+from openmemory_testing import RunningSystem, start_system, stop_all, unique
 
 USERS = 20
 ADDS_PER_USER = 100  # 2,000 adds per scenario

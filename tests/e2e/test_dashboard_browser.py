@@ -15,7 +15,7 @@ import pytest_asyncio
 from e2e_support import mcp_client, new_key
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
-from openmemory_core.testing import RunningSystem, eventually, unique
+from openmemory_testing import RunningSystem, eventually, unique
 
 CHROMIUM = os.environ.get("OPENMEMORY_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from e2e_support import mcp_client, new_key
 
-from openmemory_core.testing import RecordedOpenAITestServer, eventually, recorded, start_system, unique
+from openmemory_testing import RecordedOpenAITestServer, eventually, recorded, start_system, unique
 
 
 async def test_a_new_embedder_applies_without_a_restart_and_keeps_the_memories(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation.case import Case
 
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_testing import RunningSystem, start_system, unique
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from e2e_support import mcp_client, new_key
 
-from openmemory_core.testing import RunningSystem, unique
+from openmemory_testing import RunningSystem, unique
 
 MB = 1024 * 1024
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from e2e_support import ToolFailed, mcp_client, new_key
 
-from openmemory_core.testing import (
+from openmemory_testing import (
     RecordedOpenAITestServer,
     RecordedReply,
     RunningSystem,

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from e2e_support import ToolFailed, mcp_client, new_key
 
-from openmemory_core.embedded import free_port
-from openmemory_core.testing import OAuthIntrospectionTestServer, start_system, unique
+from openmemory_core.servers import free_port
+from openmemory_testing import OAuthIntrospectionTestServer, start_system, unique
 
 
 async def test_oauth_tokens_work_beside_api_keys(tmp_path: Path) -> None:

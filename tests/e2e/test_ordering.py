@@ -7,8 +7,8 @@ from pathlib import Path
 
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
-from openmemory_core.embedded import embedded_nats
-from openmemory_core.testing import start_system, stop_all, unique
+from openmemory_core.servers import embedded_nats
+from openmemory_testing import start_system, stop_all, unique
 
 USERS = 3
 ADDS_PER_USER = 15

@@ -21,9 +21,9 @@ import nats.errors
 import pytest
 from e2e_support import mcp_client, new_key
 
-from openmemory_core.graph import open_graph_store
 from openmemory_core.runtime import read_endpoints
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_core.stores import open_graph_store
+from openmemory_testing import RunningSystem, start_system, unique
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.keys import create_key
 from openmemory_core.runtime import read_endpoints
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_testing import RunningSystem, start_system, unique
 
 LIMIT = 40  # requests per minute per key, in this module's system
 

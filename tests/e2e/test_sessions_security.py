@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from e2e_support import mcp_client, new_key
 
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_testing import RunningSystem, start_system, unique
 
 CHROMIUM = os.environ.get("OPENMEMORY_TEST_CHROMIUM", "/usr/bin/chromium")
 # CI sets OPENMEMORY_REQUIRE_BROWSER=1: there a missing browser fails the browser test instead of skipping it.

@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 from e2e_support import ToolFailed, mcp_client
 
-from openmemory_core.embedded import embedded_nats
-from openmemory_core.testing import RunningSystem, start_system, stop_all, unique
+from openmemory_core.servers import embedded_nats
+from openmemory_testing import RunningSystem, start_system, stop_all, unique
 
 GATEWAY_LIMIT = 40  # requests per minute per key, across both gateways
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from e2e_support import mcp_client, new_key
 
-from openmemory_core.testing import RunningSystem, start_system, unique
+from openmemory_testing import RunningSystem, start_system, unique
 
 SIZE = 20_000
 ADD_SECONDS = 0.5

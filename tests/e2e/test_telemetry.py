@@ -18,20 +18,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from openmemory_core import contracts as c
-from openmemory_core.bus import Bus
-from openmemory_core.embedded import embedded_nats
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.graph import open_graph_store
-from openmemory_core.settings import GatewaySettings, IngestSettings, SearchSettings
+from openmemory_core.servers import embedded_nats
+from openmemory_core.settings import GatewaySettings
+from openmemory_core.stores import open_graph_store
+from openmemory_core.stores.qdrant import QdrantVectorStore
 from openmemory_core.telemetry import JsonFormatter, request_id_var, tracer
-from openmemory_core.testing import RunningSystem, unique
-from openmemory_core.vectors import QdrantVectorStore
 from openmemory_gateway.service import MemoryGateway
-from openmemory_ingest.service import IngestService
-from openmemory_ingest.worker import IngestWorker
-from openmemory_search.component import serve
-from openmemory_search.service import SearchService
+from openmemory_testing import RunningSystem, unique
+from openmemory_testing.stack import running_services
 
 
 @pytest.fixture(scope="module")
@@ -53,20 +48,10 @@ async def services(
     vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
     await vectors.ensure_collection()
     graph = open_graph_store(graph_url)
-    ingest_bus, search_bus, gateway_bus = [await Bus.connect(url, n, 2) for n in ("i", "s", "g")]
-    worker = IngestWorker(
-        ingest_bus, IngestService(vectors, graph, embedder, LocalExtractor()), IngestSettings()
-    )
-    await worker.start()
-    await serve(search_bus, SearchService(vectors, graph, embedder, SearchSettings(), search_bus))
     try:
-        yield MemoryGateway(
-            gateway_bus, GatewaySettings(add_wait_seconds=20), await gateway_bus.apps_bucket()
-        )
+        async with running_services(url, vectors, graph, embedder, 2) as client:
+            yield MemoryGateway(client, GatewaySettings(add_wait_seconds=20), await client.apps_bucket())
     finally:
-        await worker.stop()
-        for bus in (ingest_bus, search_bus, gateway_bus):
-            await bus.close()
         await vectors.close()
         await graph.close()
         await nats_proc.stop()

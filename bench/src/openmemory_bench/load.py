@@ -74,7 +74,7 @@ async def _client(
 
 
 async def run(clients: int, seconds: float) -> dict[str, Any]:
-    from openmemory_core.testing import start_system
+    from openmemory_testing import start_system
 
     with tempfile.TemporaryDirectory(prefix="om-load-") as tmp:
         env = {"OPENMEMORY_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000", "OPENMEMORY_LOG_LEVEL": "WARNING"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from openmemory_core.keywords import SparseVector, document_vector, idf, query_vector
+from openmemory_core.text.keywords import SparseVector, document_vector, idf, query_vector
 
 KS = (5, 10)
 

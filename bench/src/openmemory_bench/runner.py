@@ -25,16 +25,12 @@ from openmemory_bench.locomo import CATEGORIES, Conversation, load
 from openmemory_bench.retrieval import Bm25, Scoreboard, p95
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
-from openmemory_core.embedded import embedded_falkordb, embedded_nats
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.graph import GraphStore, open_graph_store
-from openmemory_core.settings import IngestSettings, SearchSettings
-from openmemory_core.vectors import VectorStore, open_vector_store
-from openmemory_ingest.service import IngestService
-from openmemory_ingest.worker import IngestWorker
-from openmemory_search.component import serve
-from openmemory_search.service import SearchService
+from openmemory_core.servers import embedded_falkordb, embedded_nats
+from openmemory_core.stores import open_graph_store, open_vector_store
+from openmemory_core.stores.graph import GraphStore
+from openmemory_core.stores.vectors import VectorStore
+from openmemory_testing.stack import running_services
 
 PARTITIONS = 8
 
@@ -60,22 +56,14 @@ async def stack(root: Path, engine: str = "edge") -> AsyncIterator[Stack]:
     await vectors.ensure_collection()
     graph = open_graph_store(graph_url)
     await graph.ensure_schema()
-    ingest_bus, search_bus, client = [
-        await Bus.connect(nats_url, n, PARTITIONS) for n in ("ingest", "search", "bench")
-    ]
     # The worker embeds as an ingest process of a split deployment does: its own model, no spinning.
     ingest_embedder = MiniLMEmbedder(spinning=False)
-    worker = IngestWorker(
-        ingest_bus, IngestService(vectors, graph, ingest_embedder, LocalExtractor()), IngestSettings()
-    )
-    await worker.start()
-    await serve(search_bus, SearchService(vectors, graph, embedder, SearchSettings(), search_bus))
     try:
-        yield Stack(client, vectors, graph, embedder)
+        async with running_services(
+            nats_url, vectors, graph, embedder, PARTITIONS, ingest_embedder
+        ) as client:
+            yield Stack(client, vectors, graph, embedder)
     finally:
-        await worker.stop()
-        for bus in (client, search_bus, ingest_bus):
-            await bus.close()
         await vectors.close()
         await graph.close()
         await graph_proc.stop()

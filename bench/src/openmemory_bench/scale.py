@@ -21,8 +21,8 @@ from typing import Any
 from openmemory_bench.retrieval import p95
 from openmemory_bench.runner import stack
 from openmemory_core import contracts as c
-from openmemory_core.keywords import document_vector
-from openmemory_core.vectors import VectorRecord
+from openmemory_core.stores.vectors import VectorRecord
+from openmemory_core.text.keywords import document_vector
 
 PEOPLE = "Anna Tom Priya Carlos Lea Max Sam Zoe Ahmed Hannah Leo Mia Ravi Yuki Omar Ines Jake Nora".split()
 PLACES = "Lisbon Berlin Vienna Oslo Tokyo Nairobi Toronto Dublin Lagos Seattle Madrid Lyon Porto Rome".split()

@@ -6,7 +6,7 @@ import pytest
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, NotFound, Unavailable
-from openmemory_core.testing import unique
+from openmemory_testing import unique
 
 
 async def test_a_repeated_request_id_is_stored_once(bus: Bus) -> None:
@@ -23,7 +23,7 @@ async def test_a_repeated_request_id_is_stored_once(bus: Bus) -> None:
 async def test_query_without_a_search_service_is_unavailable(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from openmemory_core.embedded import embedded_nats
+    from openmemory_core.servers import embedded_nats
 
     # A server of its own, so that no search service from another test answers.
     proc, url = embedded_nats(tmp_path_factory.mktemp("lonely-nats"))

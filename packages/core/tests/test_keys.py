@@ -8,7 +8,7 @@ from openmemory_core import keys
 from openmemory_core.bus import Bus
 from openmemory_core.contracts import ApiKeyRecord, now
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from openmemory_core.testing import unique
+from openmemory_testing import unique
 
 
 async def test_a_created_key_verifies_to_its_user(bus: Bus) -> None:

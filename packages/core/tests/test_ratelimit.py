@@ -5,7 +5,7 @@ import asyncio
 
 from openmemory_core.bus import Bus
 from openmemory_core.ratelimit import SharedRateLimiter
-from openmemory_core.testing import unique
+from openmemory_testing import unique
 
 MINUTE = 29_000_000 * 60.0  # a fixed clock, at the start of a minute
 

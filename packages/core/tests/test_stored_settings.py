@@ -23,7 +23,7 @@ from openmemory_core.stored_settings import (
     load,
     save,
 )
-from openmemory_core.testing import unique
+from openmemory_testing import unique
 
 PUBLIC = "https://93.184.216.34/v1"  # a public address: checked without a name to resolve
 OTHER_PUBLIC = "https://198.51.100.7/v1"  # TEST-NET-2: not global, so refused like a private one

@@ -22,8 +22,8 @@ from openmemory_admin.session import (
 )
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Unauthorized
-from openmemory_core.kvkeys import kv_keys
-from openmemory_core.testing import unique
+from openmemory_core.kv import kv_keys
+from openmemory_testing import unique
 
 SECRET = secrets.token_bytes(32)
 

@@ -8,8 +8,8 @@ from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Busy
 from openmemory_core.settings import GatewaySettings
-from openmemory_core.testing import unique
 from openmemory_gateway.service import Accepted, MemoryGateway
+from openmemory_testing import unique
 
 
 async def test_writes_are_refused_not_dropped_when_ingest_is_behind(bus: Bus) -> None:

@@ -6,14 +6,14 @@ import pytest
 
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.graph import GraphStore
-from openmemory_core.keywords import query_vector
 from openmemory_core.settings import SearchSettings
-from openmemory_core.testing import at, unique
-from openmemory_core.vectors import QdrantVectorStore
+from openmemory_core.stores.graph import GraphStore
+from openmemory_core.stores.qdrant import QdrantVectorStore
+from openmemory_core.text.keywords import query_vector
+from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
 from openmemory_search.service import SearchService
+from openmemory_testing import at, unique
 
 
 @pytest.fixture

@@ -9,14 +9,14 @@ import pytest_asyncio
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.graph import GraphStore
-from openmemory_core.llm_extraction import LLMExtractor
 from openmemory_core.settings import IngestSettings, LLMSettings
-from openmemory_core.testing import RecordedOpenAITestServer, RecordedReply, recorded, unique
-from openmemory_core.vectors import QdrantVectorStore
+from openmemory_core.stores.graph import GraphStore
+from openmemory_core.stores.qdrant import QdrantVectorStore
+from openmemory_ingest.extraction import LocalExtractor
+from openmemory_ingest.extraction.llm import LLMExtractor
 from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
+from openmemory_testing import RecordedOpenAITestServer, RecordedReply, recorded, unique
 
 
 def llm_service(

@@ -8,12 +8,12 @@ import pytest
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import MiniLMEmbedder, OpenAIEmbedder
 from openmemory_core.errors import InvalidInput
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.graph import GraphStore
 from openmemory_core.settings import EmbedderSettings
-from openmemory_core.testing import RecordedOpenAITestServer, recorded, unique
-from openmemory_core.vectors import QdrantVectorStore
+from openmemory_core.stores.graph import GraphStore
+from openmemory_core.stores.qdrant import QdrantVectorStore
+from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
+from openmemory_testing import RecordedOpenAITestServer, recorded, unique
 
 
 async def test_reembed_moves_every_memory_into_the_new_models_collection(

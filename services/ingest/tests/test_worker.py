@@ -8,13 +8,13 @@ import pytest_asyncio
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.settings import IngestSettings
-from openmemory_core.testing import eventually, unique
-from openmemory_core.vectors import QdrantVectorStore
+from openmemory_core.stores.graph import FalkorDBGraphStore, GraphStore
+from openmemory_core.stores.qdrant import QdrantVectorStore
+from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
+from openmemory_testing import eventually, unique
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ async def test_a_malformed_command_is_parked_and_the_rest_keep_flowing(
 async def test_a_store_that_stays_down_parks_the_command_with_its_reason(
     bus: Bus, vectors: QdrantVectorStore, embedder: MiniLMEmbedder
 ) -> None:
-    from openmemory_core.embedded import free_port
+    from openmemory_core.servers import free_port
 
     dead_graph = FalkorDBGraphStore("127.0.0.1", free_port())  # nothing listens there
     service = IngestService(vectors, dead_graph, embedder, LocalExtractor())

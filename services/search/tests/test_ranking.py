@@ -1,8 +1,8 @@
 import uuid
 
 from openmemory_core import contracts as c
-from openmemory_core.testing import at
 from openmemory_search.ranking import RRF_K, WEIGHTS, HybridRanker
+from openmemory_testing import at
 
 
 def mem(text: str, minute: int = 0) -> c.Memory:

@@ -7,13 +7,13 @@ import pytest_asyncio
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.graph import GraphStore
 from openmemory_core.settings import SearchSettings
-from openmemory_core.testing import unique
-from openmemory_core.vectors import QdrantVectorStore
+from openmemory_core.stores.graph import GraphStore
+from openmemory_core.stores.qdrant import QdrantVectorStore
+from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
 from openmemory_search.service import SearchService
+from openmemory_testing import unique
 
 
 @pytest_asyncio.fixture
@@ -78,8 +78,8 @@ async def test_bad_queries_are_refused(stores: tuple[IngestService, SearchServic
 async def test_with_the_graph_store_down_search_answers_from_the_rest_and_says_so(
     stores: tuple[IngestService, SearchService], embedder: MiniLMEmbedder
 ) -> None:
-    from openmemory_core.embedded import free_port
-    from openmemory_core.graph import FalkorDBGraphStore
+    from openmemory_core.servers import free_port
+    from openmemory_core.stores.graph import FalkorDBGraphStore
 
     ingest, search = stores
     user = unique()

@@ -9,7 +9,7 @@ from nats.js.kv import KeyValue
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import Forbidden
-from openmemory_core.kvkeys import kv_entries, kv_value
+from openmemory_core.kv import Bucket, kv_entries, kv_value
 
 #: The scopes that reach memories: an app's pause and its read/write permissions apply to them.
 #: `admin` (the user's own keys, apps, dead letters) and `operator` (system settings) do not, so a
@@ -29,7 +29,7 @@ async def put_app(kv: KeyValue, record: c.AppRecord) -> c.AppRecord:
     return record
 
 
-async def app_records(kv: KeyValue, user_id: str) -> list[c.AppRecord]:
+async def app_records(kv: Bucket, user_id: str) -> list[c.AppRecord]:
     return [
         c.AppRecord.model_validate_json(v) for _, v in await kv_entries(kv, c.subject_token(user_id) + ".")
     ]

@@ -16,12 +16,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from nats.js.kv import KeyValue
-
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput
-from openmemory_core.kvkeys import kv_entries
+from openmemory_core.kv import Bucket, kv_entries
 
 FORMAT = "openmemory-backup"
 VERSION = 1
@@ -32,7 +30,7 @@ BUCKETS = (c.KEYS_BUCKET, c.APPS_BUCKET, c.SETTINGS_BUCKET)
 TRANSIENT_PREFIXES = ("session.",)
 
 
-async def _kv_entries(kv: KeyValue) -> list[dict[str, str]]:
+async def _kv_entries(kv: Bucket) -> list[dict[str, str]]:
     return [
         {"key": name, "value": base64.b64encode(value).decode()}
         for name, value in await kv_entries(kv)
@@ -40,7 +38,7 @@ async def _kv_entries(kv: KeyValue) -> list[dict[str, str]]:
     ]
 
 
-async def _buckets(bus: Bus) -> dict[str, KeyValue]:
+async def _buckets(bus: Bus) -> dict[str, Bucket]:
     return {
         c.KEYS_BUCKET: await bus.keys_bucket(),
         c.APPS_BUCKET: await bus.apps_bucket(),

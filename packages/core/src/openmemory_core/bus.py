@@ -25,17 +25,16 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.kv import KeyValue
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import Busy, InvalidInput, OpenMemoryError, Unavailable, error_from_code
+from openmemory_core.kv import Bucket, open_bucket
 from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
 log = logging.getLogger(__name__)
@@ -151,29 +150,22 @@ class Bus:
             with contextlib.suppress(nats.js.errors.BadRequestError):  # created by a sibling meanwhile
                 await self.js.add_stream(config)
 
-    async def keys_bucket(self) -> KeyValue:
+    async def keys_bucket(self) -> Bucket:
         return await self._bucket(c.KEYS_BUCKET)
 
-    async def apps_bucket(self) -> KeyValue:
+    async def apps_bucket(self) -> Bucket:
         return await self._bucket(c.APPS_BUCKET)
 
-    async def settings_bucket(self) -> KeyValue:
+    async def settings_bucket(self) -> Bucket:
         return await self._bucket(c.SETTINGS_BUCKET)
 
-    async def rate_bucket(self) -> KeyValue:
+    async def rate_bucket(self) -> Bucket:
         """Request counts per key and minute, each kept two minutes. On file like every bucket: a NATS
         that an operator runs may allow no memory storage."""
         return await self._bucket(c.RATE_BUCKET, history=1, ttl=120.0)
 
-    async def _bucket(self, name: str, history: int = 5, ttl: float | None = None) -> KeyValue:
-        try:
-            return await self.js.key_value(name)
-        except nats.js.errors.BucketNotFoundError:
-            with contextlib.suppress(nats.js.errors.BadRequestError):  # a sibling made it meanwhile
-                return await self.js.create_key_value(
-                    KeyValueConfig(bucket=name, history=history, ttl=ttl, storage=StorageType.FILE)
-                )
-            return await self.js.key_value(name)
+    async def _bucket(self, name: str, history: int = 5, ttl: float | None = None) -> Bucket:
+        return await open_bucket(self.js, name, history, ttl)
 
     # ---- commands ------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from openmemory_core import contracts as c
 from openmemory_core import keys
 from openmemory_core.bus import Bus
 from openmemory_core.contracts import ANY_APP
-from openmemory_core.embedded import PRIVATE_UMASK, embedded_nats, make_private, write_private
 from openmemory_core.errors import ConfigurationError, OpenMemoryError
 from openmemory_core.runtime import BUS, Runtime, data_dir_lock, health_port, read_endpoints, run
+from openmemory_core.servers import PRIVATE_UMASK, embedded_nats, make_private, write_private
 from openmemory_core.settings import Settings
 from openmemory_core.telemetry import configure_logging
 

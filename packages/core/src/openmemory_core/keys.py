@@ -14,7 +14,7 @@ from nats.js.kv import KeyValue
 
 from openmemory_core.contracts import ANY_APP, ID_NAME_PATTERN, SCOPES, ApiKeyRecord, Principal, now
 from openmemory_core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from openmemory_core.kvkeys import kv_entries, kv_value
+from openmemory_core.kv import Bucket, kv_entries, kv_value
 
 KEY_PREFIX = "om_"
 _KEY_SHAPE = re.compile(r"^om_[0-9a-f]{8}_[A-Za-z0-9_-]{32,64}$")
@@ -133,13 +133,13 @@ async def _touch(kv: KeyValue, record: ApiKeyRecord, revision: int | None) -> No
         await kv.update(record.key_id, updated.model_dump_json().encode(), last=revision)
 
 
-async def list_keys(kv: KeyValue, user_id: str | None = None) -> list[ApiKeyRecord]:
+async def list_keys(kv: Bucket, user_id: str | None = None) -> list[ApiKeyRecord]:
     records = [ApiKeyRecord.model_validate_json(value) for _, value in await kv_entries(kv)]
     mine = [r for r in records if user_id is None or r.user_id == user_id]
     return sorted(mine, key=lambda r: r.created_at)
 
 
-async def revoke_key(kv: KeyValue, prefix: str, user_id: str | None = None) -> ApiKeyRecord:
+async def revoke_key(kv: Bucket, prefix: str, user_id: str | None = None) -> ApiKeyRecord:
     """Revoke by the short prefix shown in listings (the part after `om_`); with `user_id`, only
     one of that user's keys."""
     matches = [r for r in await list_keys(kv, user_id) if r.prefix == prefix and not r.revoked]

@@ -28,23 +28,22 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from openmemory_core.bus import Bus
-from openmemory_core.embedded import (
+from openmemory_core.errors import ConfigurationError
+from openmemory_core.servers import (
     SupervisedProcess,
     embedded_falkordb,
     embedded_nats,
     make_private,
     write_private,
 )
-from openmemory_core.errors import ConfigurationError
-from openmemory_core.settings import LLMSettings, Settings
+from openmemory_core.settings import Settings
 from openmemory_core.telemetry import configure_tracing, metrics_endpoint, shutdown_tracing
 
 if TYPE_CHECKING:  # the stores' client libraries load only in processes that use them
     from openmemory_core.embeddings import Embedder
-    from openmemory_core.extraction import Extractor
-    from openmemory_core.graph import GraphStore
     from openmemory_core.stored_settings import StoredSettings
-    from openmemory_core.vectors import VectorStore
+    from openmemory_core.stores.graph import GraphStore
+    from openmemory_core.stores.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,6 @@ class Runtime:
     _vectors: VectorStore | None = None
     _graph: GraphStore | None = None
     _embedder: Embedder | None = None
-    _extractor: Extractor | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -209,18 +207,11 @@ class Runtime:
         """Inject an embedder (tests, or another provider) before components start."""
         self._embedder = embedder
 
-    async def extractor(self) -> Extractor:
-        if self._extractor is None:
-            from openmemory_core.stored_settings import effective_llm
-
-            self._extractor = build_extractor(effective_llm(self.settings, await self.stored_settings()))
-        return self._extractor
-
     async def vectors(self) -> VectorStore:
         embedder = await self.embedder()
         async with self._lock:
             if self._vectors is None:
-                from openmemory_core.vectors import open_vector_store
+                from openmemory_core.stores import open_vector_store
 
                 core = self.settings.core
                 key = core.qdrant_api_key.get_secret_value() if core.qdrant_api_key else None
@@ -239,7 +230,7 @@ class Runtime:
     async def graph(self) -> GraphStore:
         async with self._lock:
             if self._graph is None:
-                from openmemory_core.graph import open_graph_store
+                from openmemory_core.stores import open_graph_store
 
                 assert self.graph_url is not None
                 core = self.settings.core
@@ -265,17 +256,6 @@ class Runtime:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer.close()
-
-
-def build_extractor(settings: LLMSettings) -> Extractor:
-    """The extractor the settings ask for: the local rules, or an LLM."""
-    if settings.extractor == "llm":
-        from openmemory_core.llm_extraction import LLMExtractor
-
-        return LLMExtractor(settings)
-    from openmemory_core.extraction import LocalExtractor
-
-    return LocalExtractor()
 
 
 async def _true(value: bool) -> bool:
@@ -336,7 +316,7 @@ def endpoints_file(data_dir: Path) -> Path:
 
 def read_endpoints(data_dir: Path) -> dict[str, Any] | None:
     """The running process's endpoints, for the CLI; None when nothing runs on this data dir."""
-    from openmemory_core.embedded import pid_alive
+    from openmemory_core.servers import pid_alive
 
     path = endpoints_file(data_dir)
     try:

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
-from nats.js.kv import KeyValue
 
 from openmemory_core.errors import Unauthorized, Unavailable
-from openmemory_core.kvkeys import kv_entries, kv_value
+from openmemory_core.kv import Bucket, kv_entries, kv_value
 
 COOKIE = "om_session"
 CSRF_HEADER = "x-csrf-token"
@@ -50,7 +49,7 @@ class Session:
         return f"{RECORD_PREFIX}{self.key_id}.{self.session_id}"
 
 
-async def session_secret(kv: KeyValue) -> bytes:
+async def session_secret(kv: Bucket) -> bytes:
     """One signing secret for every admin replica, made on first use and kept in the KV bucket."""
     try:
         entry = await kv.get(SECRET_KEY)
@@ -101,7 +100,7 @@ def read(secret: bytes, cookie: str | None) -> Session:
 
 
 async def open_session(
-    kv: KeyValue, secret: bytes, key_id: str, seconds: float = SESSION_SECONDS
+    kv: Bucket, secret: bytes, key_id: str, seconds: float = SESSION_SECONDS
 ) -> tuple[str, Session]:
     """Sign a key in: store a new session's record and return its cookie. The key's expired
     sessions are forgotten, and its oldest beyond `MAX_SESSIONS_PER_KEY` ended."""
@@ -121,7 +120,7 @@ async def open_session(
     return cookie, session
 
 
-async def current_session(kv: KeyValue, secret: bytes, cookie: str | None) -> Session:
+async def current_session(kv: Bucket, secret: bytes, cookie: str | None) -> Session:
     """The cookie's session, if it is valid and still open (not signed out, not expired)."""
     session = read(secret, cookie)
     value, _ = await kv_value(kv, session.record)
@@ -136,12 +135,12 @@ async def current_session(kv: KeyValue, secret: bytes, cookie: str | None) -> Se
     return session
 
 
-async def end_session(kv: KeyValue, session: Session) -> None:
+async def end_session(kv: Bucket, session: Session) -> None:
     """Sign out: the session's record goes, and with it every use of its cookie, on every replica."""
     await _forget(kv, session.record)
 
 
-async def _records(kv: KeyValue, prefix: str) -> list[tuple[str, float]]:
+async def _records(kv: Bucket, prefix: str) -> list[tuple[str, float]]:
     records = []
     for name, value in await kv_entries(kv, prefix):
         try:
@@ -151,7 +150,7 @@ async def _records(kv: KeyValue, prefix: str) -> list[tuple[str, float]]:
     return records
 
 
-async def _forget(kv: KeyValue, name: str) -> None:
+async def _forget(kv: Bucket, name: str) -> None:
     """Remove a record and its history from the bucket's stream: unlike a KV delete, which keeps a
     marker per key forever, this leaves nothing behind."""
     try:

@@ -18,10 +18,10 @@ from openmemory_core.runtime import (
     Component,
     Running,
     Runtime,
-    build_extractor,
 )
 from openmemory_core.settings import Settings
 from openmemory_core.stored_settings import effective_llm, load
+from openmemory_ingest.extraction import build_extractor
 
 if TYPE_CHECKING:
     from openmemory_ingest.service import IngestService
@@ -95,7 +95,7 @@ async def start(runtime: Runtime) -> Running:
         await runtime.vectors(),
         await runtime.graph(),
         await runtime.embedder(),
-        await runtime.extractor(),
+        build_extractor(effective_llm(runtime.settings, await runtime.stored_settings())),
         runtime.settings.llm.similar_memories,
     )
     bus = await runtime.bus()

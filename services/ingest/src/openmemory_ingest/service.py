@@ -14,12 +14,12 @@ from datetime import UTC, datetime, time
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import Embedder
 from openmemory_core.errors import InvalidInput
-from openmemory_core.extraction import Decision, Extractor, Fact, LocalExtractor
-from openmemory_core.facts import FUNCTIONAL
-from openmemory_core.graph import GraphStore
+from openmemory_core.stores.graph import GraphStore
+from openmemory_core.stores.vectors import VectorRecord, VectorStore, keyword_vector
 from openmemory_core.telemetry import stage
-from openmemory_core.vectors import VectorRecord, VectorStore, keyword_vector
 from openmemory_ingest.conversation import Conversations, following
+from openmemory_ingest.extraction import Decision, Extractor, Fact, LocalExtractor
+from openmemory_ingest.extraction.rules import FUNCTIONAL
 
 DELETE_BATCH = 256
 

@@ -13,14 +13,14 @@ from nats.js.kv import KeyValue
 from openmemory_core import contracts as c
 from openmemory_core.apps import require_app
 from openmemory_core.bus import Bus
-from openmemory_core.dates import asks_for_latest, query_period
 from openmemory_core.embeddings import Embedder
 from openmemory_core.errors import InvalidInput, NotFound, StoreUnavailable
-from openmemory_core.extraction import find_entities
-from openmemory_core.graph import GraphStore
-from openmemory_core.keywords import query_vector
 from openmemory_core.settings import SearchSettings
-from openmemory_core.vectors import VectorStore
+from openmemory_core.stores.graph import GraphStore
+from openmemory_core.stores.vectors import VectorStore
+from openmemory_core.text.dates import asks_for_latest, query_period
+from openmemory_core.text.keywords import query_vector
+from openmemory_search.names import find_entities
 from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from openmemory_core.extraction import Extractor
+from openmemory_ingest.extraction.base import Extractor
 
 
 @dataclass

@@ -1,71 +1,32 @@
-"""The vector store: one Qdrant point per memory (dense + keyword vectors, the memory as payload).
-
-`VectorStore` is the small interface ingest and search use. `QdrantVectorStore` runs on
-`qdrant-client`, either against a Qdrant server (a URL) or in local mode inside this process.
-"""
+"""`VectorStore` on `qdrant-client`: a Qdrant server (a URL), or local mode inside this process."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from openmemory_core.contracts import Memory, MemoryState, SearchFilters
 from openmemory_core.errors import StoreUnavailable, Unavailable
-from openmemory_core.keywords import SparseVector, document_vector, idf
+from openmemory_core.stores.vectors import (
+    DENSE,
+    KEYWORDS,
+    PAYLOAD_INDEXES,
+    Hit,
+    VectorRecord,
+    collection_name,
+    memory_of,
+    payload_of,
+    per_user,
+)
 from openmemory_core.telemetry import store_call
+from openmemory_core.text.keywords import SparseVector
 
 T = TypeVar("T")
-
-DENSE = "dense"
-KEYWORDS = "keywords"
-
-
-@dataclass(frozen=True)
-class VectorRecord:
-    memory: Memory
-    dense: list[float]
-    sparse: SparseVector
-
-
-@dataclass(frozen=True)
-class Hit:
-    memory: Memory
-    rank: int
-    score: float
-
-
-class VectorStore(Protocol):
-    async def ensure_collection(self) -> None: ...
-    async def upsert(self, records: list[VectorRecord]) -> None: ...
-    async def get(self, user_id: str, memory_ids: list[str]) -> list[Memory]: ...
-    async def set_payload(self, memory: Memory) -> None: ...
-    async def find_by_hash(self, user_id: str, content_hash: str) -> Memory | None: ...
-    async def delete(self, user_id: str, memory_ids: list[str]) -> None: ...
-    async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]: ...
-    async def dense_search(
-        self, user_id: str, vector: list[float], limit: int, filters: SearchFilters | None = None
-    ) -> list[Hit]: ...
-    async def keyword_search(
-        self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
-    ) -> list[Hit]: ...
-    async def count_by_state(self) -> dict[str, int]: ...
-    async def model_tags(self) -> list[str]: ...
-    async def read_collection(
-        self, model_tag: str, offset: str | None, limit: int
-    ) -> tuple[list[Memory], str | None]: ...
-    async def existing(self, memory_ids: list[str]) -> set[str]: ...
-    async def close(self) -> None: ...
-
-
-def collection_name(model_tag: str) -> str:
-    """Collections are per embedding model and dimension, so switching models never mixes vectors."""
-    return f"memories_{model_tag}"
 
 
 def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
@@ -75,49 +36,6 @@ def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
     if active_only:
         must.append(models.FieldCondition(key="state", match=models.MatchValue(value=MemoryState.ACTIVE)))
     return models.Filter(must=must)
-
-
-_DERIVED = ("created_ts", "time_ts", "terms")
-
-#: The payload fields every engine indexes (filters, counts), with their index type.
-PAYLOAD_INDEXES = {
-    "user_id": "keyword", "state": "keyword", "content_hash": "keyword", "app": "keyword",
-    "categories": "keyword", "created_ts": "float", "time_ts": "float", "terms": "integer",
-}  # fmt: skip
-
-
-def keyword_vector(memory: Memory) -> SparseVector:
-    """Keywords of the text, and of the date the memory refers to ("8 May 2023"), so that a question
-    naming a month or a year finds what happened then; and, at a lower weight, of the memory said
-    just before it in the same conversation."""
-    when = memory.occurred_at
-    return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""), memory.context)
-
-
-def _payload(memory: Memory, terms: list[int] | None = None) -> dict[str, Any]:
-    """The stored fields; `terms`, the keyword vector's indices, when the caller has the vector."""
-    payload = memory.model_dump(mode="json")
-    payload["created_ts"] = memory.created_at.timestamp()  # numeric, for ordering
-    payload["time_ts"] = memory.when.timestamp()  # for time-range filters
-    payload["terms"] = keyword_vector(memory).indices if terms is None else terms  # per-user frequencies
-    return payload
-
-
-def per_user(vector: SparseVector, user: tuple[int, list[int]], every: tuple[int, list[int]]) -> SparseVector:
-    """A keyword query weighted so that the store's collection-wide IDF becomes the user's own: each
-    term's weight is the user's IDF over the collection's, which the IDF modifier multiplies back in.
-    (documents, frequency per term) for the user's memories and for the whole collection."""
-    weights = []
-    for value, mine, everyone in zip(vector.values, user[1], every[1], strict=True):
-        if mine == 0 or everyone == 0:
-            weights.append(0.0)  # the user has no memory with the term: it cannot score
-        else:
-            weights.append(value * idf(user[0], mine) / idf(every[0], everyone))
-    return SparseVector(vector.indices, weights)
-
-
-def _memory(payload: dict[str, Any] | None) -> Memory:
-    return Memory.model_validate({k: v for k, v in (payload or {}).items() if k not in _DERIVED})
 
 
 def _search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter:
@@ -205,7 +123,7 @@ class QdrantVectorStore:
                     DENSE: r.dense,
                     KEYWORDS: models.SparseVector(indices=r.sparse.indices, values=r.sparse.values),
                 },
-                payload=_payload(r.memory, r.sparse.indices),
+                payload=payload_of(r.memory, r.sparse.indices),
             )
             for r in records
         ]
@@ -218,14 +136,14 @@ class QdrantVectorStore:
         points = await self._timed(
             "get", self._client.retrieve(self.collection, ids=memory_ids, with_payload=True)
         )
-        found = [_memory(p.payload) for p in points]
+        found = [memory_of(p.payload) for p in points]
         return [m for m in found if m.user_id == user_id and m.state != MemoryState.DELETED]
 
     async def set_payload(self, memory: Memory) -> None:
         """Replace a memory's stored fields, keeping its vectors."""
         await self._timed(
             "set_payload",
-            self._client.overwrite_payload(self.collection, payload=_payload(memory), points=[memory.id]),
+            self._client.overwrite_payload(self.collection, payload=payload_of(memory), points=[memory.id]),
         )
 
     async def find_by_hash(self, user_id: str, content_hash: str) -> Memory | None:
@@ -238,7 +156,7 @@ class QdrantVectorStore:
             "find_by_hash",
             self._client.scroll(self.collection, scroll_filter=flt, limit=1, with_payload=True),
         )
-        return _memory(points[0].payload) if points else None
+        return memory_of(points[0].payload) if points else None
 
     async def delete(self, user_id: str, memory_ids: list[str]) -> None:
         if not memory_ids:
@@ -266,7 +184,7 @@ class QdrantVectorStore:
                 order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
             ),
         )
-        return [_memory(p.payload) for p in points]
+        return [memory_of(p.payload) for p in points]
 
     async def dense_search(
         self, user_id: str, vector: list[float], limit: int, filters: SearchFilters | None = None
@@ -281,7 +199,7 @@ class QdrantVectorStore:
                 limit=limit,
             ),
         )
-        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
+        return [Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
 
     async def _count(self, user_id: str | None, term: int | None = None, exact: bool = True) -> int:
         """How many memories (of the user, or in all; holding `term`, or any)."""
@@ -324,7 +242,7 @@ class QdrantVectorStore:
                 limit=limit,
             ),
         )
-        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
+        return [Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
 
     async def model_tags(self) -> list[str]:
         """The embedding models that have a memory collection here."""
@@ -340,7 +258,7 @@ class QdrantVectorStore:
             "read_collection",
             self._client.scroll(collection_name(model_tag), offset=offset, limit=limit, with_payload=True),
         )
-        return [_memory(p.payload) for p in points], None if next_offset is None else str(next_offset)
+        return [memory_of(p.payload) for p in points], None if next_offset is None else str(next_offset)
 
     async def existing(self, memory_ids: list[str]) -> set[str]:
         """Which of these ids already have a point in this collection."""
@@ -364,24 +282,3 @@ class QdrantVectorStore:
 
     async def close(self) -> None:
         await self._client.close()
-
-
-def open_vector_store(
-    model_tag: str,
-    dimension: int,
-    data_dir: Path,
-    url: str | None = None,
-    api_key: str | None = None,
-    engine: str = "edge",
-) -> VectorStore:
-    """A Qdrant server when a URL is set; otherwise the embedded engine under the data dir: Qdrant
-    Edge (`vectors/`), or qdrant-client's local mode (`qdrant/`) when asked for or when a data dir
-    already holds local-mode data and no Edge data."""
-    legacy = (data_dir / "qdrant").exists() and not (data_dir / "vectors").exists()
-    if url or engine == "local" or legacy:
-        return QdrantVectorStore.open(
-            model_tag, dimension, url, None if url else data_dir / "qdrant", api_key
-        )
-    from openmemory_core.edge_vectors import EdgeVectorStore
-
-    return EdgeVectorStore(data_dir / "vectors", model_tag, dimension)

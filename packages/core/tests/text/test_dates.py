@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from openmemory_core.dates import asks_for_latest, query_period
+from openmemory_core.text.dates import asks_for_latest, query_period
 
 NOW = datetime(2026, 11, 22, 10, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
 `GraphStore` is the interface ingest and search use, with two adapters that run the same Cypher
 (parameterised, portable: MERGE … ON CREATE SET, UNWIND, fixed relationship types):
 `FalkorDBGraphStore` (the embedded default, through FalkorDB's own client) and `Neo4jGraphStore`
-(the `neo4j` driver). `open_graph_store` picks one by the URL's scheme.
+(the `neo4j` driver). `stores.open_graph_store` picks one by the URL's scheme.
 """
 
 from __future__ import annotations
@@ -13,20 +13,17 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlparse
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from openmemory_core.contracts import Memory, Triple
-from openmemory_core.errors import ConfigurationError, StoreUnavailable, Unavailable
+from openmemory_core.errors import StoreUnavailable, Unavailable
 from openmemory_core.telemetry import store_call
 
 log = logging.getLogger(__name__)
 
 GRAPH_NAME = "openmemory"
-FALKORDB_SCHEMES = ("falkordb", "redis")
-NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
 def printable(name: str) -> str:
@@ -375,18 +372,3 @@ class Neo4jGraphStore(GraphQueries):
 
     async def close(self) -> None:
         await self._driver.close()
-
-
-def open_graph_store(url: str, user: str | None = None, password: str | None = None) -> GraphStore:
-    """The adapter for a graph URL: falkordb://host:port, or bolt:// / neo4j:// for Neo4j."""
-    parsed = urlparse(url)
-    host = parsed.hostname or "127.0.0.1"
-    if parsed.scheme in FALKORDB_SCHEMES:
-        return FalkorDBGraphStore(host, parsed.port or 6379, parsed.password or password)
-    if parsed.scheme in NEO4J_SCHEMES:
-        # Credentials travel as auth, never inside the address the driver may log.
-        plain = parsed._replace(netloc=host + (f":{parsed.port}" if parsed.port else "")).geturl()
-        return Neo4jGraphStore(plain, parsed.username or user, parsed.password or password)
-    raise ConfigurationError(
-        f"graph URL {url!r} is not supported: use falkordb://host:port, bolt://host:7687 or neo4j://host:7687"
-    )

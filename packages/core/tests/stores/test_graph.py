@@ -8,10 +8,10 @@ from urllib.parse import urlparse
 import pytest
 
 from openmemory_core import contracts as c
-from openmemory_core.embedded import embedded_falkordb
 from openmemory_core.errors import StoreUnavailable
-from openmemory_core.graph import FalkorDBGraphStore, GraphStore
-from openmemory_core.testing import at, unique
+from openmemory_core.servers import embedded_falkordb
+from openmemory_core.stores.graph import FalkorDBGraphStore, GraphStore
+from openmemory_testing import at, unique
 
 
 def memory(user: str, entities: list[str]) -> c.Memory:
@@ -70,7 +70,8 @@ def test_the_url_scheme_picks_the_adapter() -> None:
     import pytest
 
     from openmemory_core.errors import ConfigurationError
-    from openmemory_core.graph import FalkorDBGraphStore, Neo4jGraphStore, open_graph_store
+    from openmemory_core.stores import open_graph_store
+    from openmemory_core.stores.graph import FalkorDBGraphStore, Neo4jGraphStore
 
     assert isinstance(open_graph_store("falkordb://127.0.0.1:1"), FalkorDBGraphStore)
     assert isinstance(open_graph_store("bolt://neo4j:secret@127.0.0.1:7687"), Neo4jGraphStore)
@@ -88,7 +89,7 @@ def stating(user: str, relations: list[tuple[str, str, str]], minute: int, kinds
 
 
 async def test_a_new_value_closes_the_old_relation_and_deleting_it_reopens(graph_store: GraphStore) -> None:
-    from openmemory_core.facts import FUNCTIONAL
+    from openmemory_ingest.extraction.rules import FUNCTIONAL
 
     user = unique()
     lisbon = stating(

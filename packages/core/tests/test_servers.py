@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from openmemory_core.bus import Bus
-from openmemory_core.embedded import embedded_falkordb, embedded_nats, make_private
 from openmemory_core.errors import ConfigurationError, Unavailable
-from openmemory_core.graph import open_graph_store
 from openmemory_core.runtime import data_dir_lock
+from openmemory_core.servers import embedded_falkordb, embedded_nats, make_private
+from openmemory_core.stores import open_graph_store
 
 
 async def test_a_killed_nats_server_is_restarted_with_its_data(tmp_path: Path) -> None:

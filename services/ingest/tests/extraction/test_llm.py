@@ -9,10 +9,10 @@ import pytest
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import ConfigurationError, Unavailable
-from openmemory_core.extraction import Fact
-from openmemory_core.llm_extraction import LLMExtractor
 from openmemory_core.settings import LLMSettings
-from openmemory_core.testing import RecordedOpenAITestServer, RecordedReply, at, recorded
+from openmemory_ingest.extraction import Fact
+from openmemory_ingest.extraction.llm import LLMExtractor
+from openmemory_testing import RecordedOpenAITestServer, RecordedReply, at, recorded
 
 AT = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
 

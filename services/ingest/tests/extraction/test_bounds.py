@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from openmemory_core.contracts import MAX_TEXT_CHARS
-from openmemory_core.extraction import LocalExtractor
+from openmemory_ingest.extraction import LocalExtractor
 
 AT = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
 SECONDS = 0.5  # the bound for one extraction of a hostile message of the largest size

@@ -1,4 +1,4 @@
-from openmemory_core.keywords import document_vector, query_vector, term_index, terms
+from openmemory_core.text.keywords import document_vector, query_vector, term_index, terms
 
 
 def test_terms_drop_stopwords_and_fold_plurals() -> None:

@@ -20,14 +20,15 @@ from pydantic import BaseModel, Field, ValidationError
 from openmemory_core import outbound
 from openmemory_core.contracts import Memory, Relation
 from openmemory_core.errors import ConfigurationError, InvalidInput, Unavailable
-from openmemory_core.extraction import Decision, Fact, LocalExtractor
 from openmemory_core.settings import LLMSettings
+from openmemory_ingest.extraction.base import Decision, Fact
+from openmemory_ingest.extraction.local import LocalExtractor
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def prompt(name: str) -> str:
-    return resources.files("openmemory_core").joinpath("prompts", f"{name}.md").read_text()
+    return resources.files("openmemory_ingest.extraction").joinpath("prompts", f"{name}.md").read_text()
 
 
 class _Entity(BaseModel):

@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from openmemory_core.contracts import Memory, MemoryState, SearchFilters
-from openmemory_core.keywords import SparseVector
-from openmemory_core.telemetry import store_call
-from openmemory_core.vectors import (
+from openmemory_core.stores.vectors import (
     DENSE,
     KEYWORDS,
     PAYLOAD_INDEXES,
     Hit,
     VectorRecord,
-    _memory,
-    _payload,
     collection_name,
+    memory_of,
+    payload_of,
     per_user,
 )  # fmt: skip
+from openmemory_core.telemetry import store_call
+from openmemory_core.text.keywords import SparseVector
 
 T = TypeVar("T")
 
@@ -109,7 +109,7 @@ class EdgeVectorStore:
             qe.Point(
                 r.memory.id,
                 {DENSE: r.dense, KEYWORDS: qe.SparseVector(r.sparse.indices, r.sparse.values)},
-                _payload(r.memory, r.sparse.indices),
+                payload_of(r.memory, r.sparse.indices),
             )
             for r in records
         ]
@@ -119,7 +119,7 @@ class EdgeVectorStore:
     async def set_payload(self, memory: Memory) -> None:
         import qdrant_edge as qe
 
-        operation = qe.UpdateOperation.overwrite_payload([memory.id], _payload(memory))
+        operation = qe.UpdateOperation.overwrite_payload([memory.id], payload_of(memory))
         await self._run("set_payload", lambda: self._shard.update(operation))
 
     async def delete(self, user_id: str, memory_ids: list[str]) -> None:
@@ -139,7 +139,7 @@ class EdgeVectorStore:
         records = await self._run(
             "get", lambda: self._shard.retrieve(list(memory_ids), with_payload=True, with_vector=False)
         )
-        found = [_memory(r.payload) for r in records]
+        found = [memory_of(r.payload) for r in records]
         return [m for m in found if m.user_id == user_id and m.state != MemoryState.DELETED]
 
     async def existing(self, memory_ids: list[str]) -> set[str]:
@@ -157,7 +157,7 @@ class EdgeVectorStore:
             limit=1, filter=self._filter(user_id, content_hash=content_hash), with_payload=True
         )
         records, _ = await self._run("find_by_hash", lambda: self._shard.scroll(request))
-        return _memory(records[0].payload) if records else None
+        return memory_of(records[0].payload) if records else None
 
     async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
         import qdrant_edge as qe
@@ -167,14 +167,14 @@ class EdgeVectorStore:
             order_by=qe.OrderBy("created_ts", direction=qe.Direction.Desc),
         )  # fmt: skip
         records, _ = await self._run("list_memories", lambda: self._shard.scroll(request))
-        return [_memory(r.payload) for r in records]
+        return [memory_of(r.payload) for r in records]
 
     async def _query(self, operation: str, query: Any, limit: int, flt: Any) -> list[Hit]:
         import qdrant_edge as qe
 
         request = qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True)
         points = await self._run(operation, lambda: self._shard.query(request))
-        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(points)]
+        return [Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(points)]
 
     async def dense_search(
         self, user_id: str, vector: list[float], limit: int, filters: SearchFilters | None = None
@@ -220,7 +220,7 @@ class EdgeVectorStore:
             return list(self._shard.query(request))
 
         points = await self._run("keyword_search", search)
-        return [Hit(_memory(p.payload), rank, p.score) for rank, p in enumerate(points)]
+        return [Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(points)]
 
     async def count_by_state(self) -> dict[str, int]:
         import qdrant_edge as qe
@@ -262,7 +262,7 @@ class EdgeVectorStore:
                 )
             finally:
                 other.close()
-            return [_memory(r.payload) for r in records], None if next_offset is None else str(next_offset)
+            return [memory_of(r.payload) for r in records], None if next_offset is None else str(next_offset)
 
         return await self._run("read_collection", page)
 

@@ -1,10 +1,10 @@
-"""Turning a message into memories: the `Extractor` interface and the local extractor.
+"""The local extractor (the default; rules only, no network): turning a message into memories.
 
-The local extractor (the default; no network) splits a message into sentence-sized facts, resolves
+It splits a message into sentence-sized facts, resolves
 relative dates against the message's time, rewrites first person as facts about "User", and finds
-typed entities, relations and categories with rules (`dates`, `facts`, `categories`).
+typed entities, relations and categories with rules (`text.dates`, `rules`, `categories`).
 
-No message may stall the process (finding V4): every rule runs in time linear in its input, the
+No message may stall the process: every rule runs in time linear in its input, the
 rules read a fact in windows of at most `WINDOW_CHARS`, a message gives at most `MAX_SENTENCES`
 facts, and the work runs in a worker thread, off the event loop the services share.
 """
@@ -13,30 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Literal, Protocol
+from datetime import datetime
 
-from openmemory_core.categories import categorize
 from openmemory_core.contracts import Memory, Relation
-from openmemory_core.dates import resolve_dates
-from openmemory_core.facts import Relation as FactRelation
-from openmemory_core.facts import first_person_to_user, relations, typed_entities
-from openmemory_core.keywords import STOPWORDS, iter_terms
+from openmemory_core.text.dates import resolve_dates
+from openmemory_core.text.keywords import iter_terms
+from openmemory_ingest.extraction.base import Decision, Fact
+from openmemory_ingest.extraction.categories import categorize
+from openmemory_ingest.extraction.rules import Relation as FactRelation
+from openmemory_ingest.extraction.rules import first_person_to_user, relations, typed_entities
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
-# The particle takes its own spaces: `\s+(?:of|…)?\s*` would split one run of spaces between two
-# quantifiers in every way before failing (quadratic in the run); this matches the same names.
-_NAME = re.compile(r"\b([A-Z][\w'’-]*(?:\s+(?:(?:of|de|van|von|da|del|la)\s*)?[A-Z][\w'’-]*)*)")
-_NOT_NAMES = frozenset(
-    """I I'm I've I'd I'll Im The A An My Our Your His Her Their This That These Those It Its We You
-    He She They Me Us Them And But Or So If When While Yesterday Today Tomorrow Also Then There
-    Here Please Thanks Thank Yes No Ok Okay Hi Hello Hey What Where Who Why How Which Monday
-    Tuesday Wednesday Thursday Friday Saturday Sunday One Two Three Four Five Six Seven Eight Nine
-    Ten""".split()
-)
-_POSSESSIVE = re.compile(r"['’]s$")
 
 #: The rules read a fact in windows of at most this many characters: nearly three times the longest
 #: sentence of the extraction table, its held-out set and LoCoMo (177), and above their longest
@@ -48,39 +36,6 @@ WINDOW_CHARS = 500
 #: written in sentences of 100 characters on average. The test sets have at most 8.
 MAX_SENTENCES = 200
 _SENTENCE_BREAK = re.compile(r"[.!?]\s+|\n")
-
-
-@dataclass(frozen=True)
-class Fact:
-    text: str
-    entities: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    relations: list[Relation] = field(default_factory=list)
-    entity_kinds: dict[str, str] = field(default_factory=dict)
-    refers_to: date | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to do with one extracted fact, against the user's stored memories."""
-
-    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
-    fact: int
-    target: str | None = None  # the stored memory's id, for UPDATE, DELETE and NONE
-    text: str | None = None  # the merged text, for UPDATE
-
-
-class Extractor(Protocol):
-    #: Whether `decide` looks at stored memories (ingest fetches the similar ones only then).
-    compares_with_stored: bool
-
-    async def extract(self, text: str, infer: bool, at: datetime) -> list[Fact]:
-        """The facts in `text`, a message sent at `at` (relative dates resolve against it)."""
-        ...
-
-    async def decide(self, facts: list[Fact], existing: list[Memory]) -> list[Decision]:
-        """ADD / UPDATE / DELETE / NONE for each fact, given the most similar stored memories."""
-        ...
 
 
 def split_facts(text: str) -> list[str]:
@@ -113,22 +68,6 @@ def windows(text: str) -> list[str]:
         start += cut
     pieces.append(text[start:])
     return pieces
-
-
-def find_entities(text: str) -> list[str]:
-    """Capitalised names; a leading word counts only if it is not a common sentence opener."""
-    found: dict[str, None] = {}  # ordered, and a repeat is found in constant time
-    for match in _NAME.finditer(text):
-        words = match.group(1).split()
-        first = 0  # an index, not slices: a run of names can be thousands of words
-        while first < len(words) and (
-            words[first].strip("'’") in _NOT_NAMES or words[first].casefold() in STOPWORDS
-        ):
-            first += 1
-        name = _POSSESSIVE.sub("", " ".join(words[first:])).strip(" -'’")
-        if len(name) >= 2:
-            found.setdefault(name)
-    return list(found)
 
 
 _SMALL_TALK = frozenset(

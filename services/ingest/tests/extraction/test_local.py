@@ -1,6 +1,7 @@
 from datetime import UTC, date, datetime
 
-from openmemory_core.extraction import LocalExtractor, find_entities, split_facts
+from openmemory_ingest.extraction import LocalExtractor
+from openmemory_ingest.extraction.local import split_facts
 
 
 def test_split_facts_on_sentences_lines_and_bullets() -> None:
@@ -15,12 +16,6 @@ def test_split_facts_on_sentences_lines_and_bullets() -> None:
 
 def test_split_facts_drops_empty_and_repeated() -> None:
     assert split_facts("  \n . \nSame thing. Same thing.") == ["Same thing."]
-
-
-def test_find_entities_skips_sentence_openers() -> None:
-    assert find_entities("My sister Anna moved to New York with Tom.") == ["Anna", "New York", "Tom"]
-    assert find_entities("I'm vegetarian") == []
-    assert find_entities("Yesterday I met Dr Smith at Google") == ["Dr Smith", "Google"]
 
 
 AT = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)  # a Monday

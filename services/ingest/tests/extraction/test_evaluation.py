@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from openmemory_core.extraction import LocalExtractor
-from openmemory_core.extraction_eval import score_table
+from openmemory_ingest.extraction import LocalExtractor
+from openmemory_ingest.extraction.evaluation import score_table
 
-DATA = Path(__file__).resolve().parents[3] / "bench" / "data"
+DATA = Path(__file__).resolve().parents[4] / "bench" / "data"
 
 
 async def test_the_table_is_large_and_scored_well() -> None:
@@ -40,6 +40,6 @@ async def test_the_held_out_set_stays_where_it_was_measured() -> None:
     ],
 )
 def test_first_person_becomes_the_user(sentence: str, expected: str) -> None:
-    from openmemory_core.facts import first_person_to_user
+    from openmemory_ingest.extraction.rules import first_person_to_user
 
     assert first_person_to_user(sentence) == expected

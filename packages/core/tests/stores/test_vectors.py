@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from openmemory_core import contracts as c
-from openmemory_core.keywords import document_vector, query_vector
-from openmemory_core.testing import at
-from openmemory_core.vectors import VectorRecord, VectorStore
+from openmemory_core.stores.vectors import VectorRecord, VectorStore
+from openmemory_core.text.keywords import document_vector, query_vector
+from openmemory_testing import at
 
 
 def record(user: str, text: str, dense: list[float], minute: int = 0) -> VectorRecord:
@@ -99,8 +99,9 @@ async def test_search_filters_by_app_category_and_time(vector_store: VectorStore
 
 
 def test_the_embedded_engine_is_edge_unless_local_mode_data_is_there(tmp_path: Path) -> None:
-    from openmemory_core.edge_vectors import EdgeVectorStore
-    from openmemory_core.vectors import QdrantVectorStore, open_vector_store
+    from openmemory_core.stores import open_vector_store
+    from openmemory_core.stores.edge import EdgeVectorStore
+    from openmemory_core.stores.qdrant import QdrantVectorStore
 
     assert isinstance(open_vector_store("m-8", 8, tmp_path / "fresh"), EdgeVectorStore)
     assert isinstance(open_vector_store("m-8", 8, tmp_path / "asked", engine="local"), QdrantVectorStore)
@@ -129,7 +130,8 @@ async def test_a_server_collection_made_by_an_earlier_version_gets_the_missing_i
 ) -> None:
     from qdrant_client import AsyncQdrantClient, models
 
-    from openmemory_core.vectors import DENSE, PAYLOAD_INDEXES, QdrantVectorStore, collection_name
+    from openmemory_core.stores.qdrant import QdrantVectorStore
+    from openmemory_core.stores.vectors import DENSE, PAYLOAD_INDEXES, collection_name
 
     client = AsyncQdrantClient(url=qdrant_server_url, check_compatibility=False)
     name = collection_name("olderversion-8")
