@@ -6,37 +6,23 @@ see. A screenshot of each page is saved under test-artifacts/dashboard/.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from e2e_support import mcp_client, new_key
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page
 
 from openmemory_testing import RunningSystem, eventually, unique
 
-CHROMIUM = os.environ.get("OPENMEMORY_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 
-# CI sets OPENMEMORY_REQUIRE_BROWSER=1: there a missing browser fails these tests instead of skipping them.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("OPENMEMORY_REQUIRE_BROWSER"),
-    reason=f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package (needs root)",
-)
 
-
-@pytest_asyncio.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield launched
-        await launched.close()
+@pytest.fixture
+def browser(chromium: Browser) -> Browser:
+    """The session's Chromium (the plugin's `chromium` fixture)."""
+    return chromium
 
 
 class Session:

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-import pytest_asyncio
 from e2e_support import mcp_client, new_key
 
 from openmemory_testing import RunningSystem, start_system, unique
 
-CHROMIUM = os.environ.get("OPENMEMORY_TEST_CHROMIUM", "/usr/bin/chromium")
 # CI sets OPENMEMORY_REQUIRE_BROWSER=1: there a missing browser fails the browser test instead of skipping it.
-NO_BROWSER = not Path(CHROMIUM).exists() and not os.environ.get("OPENMEMORY_REQUIRE_BROWSER")
 ALLOWED_HOSTS = '["127.0.0.1:*", "localhost:*", "[::1]:*", "dashboard.example"]'
 BAD_KEY = "om_00000000_" + "x" * 43  # the shape of a key, but no such key
 ADMIN_FAILURES = 5  # failed authentications per minute and address on the admin API, in `throttled`
@@ -313,22 +308,6 @@ async def test_failed_authentications_are_throttled_per_address(throttled: Runni
 
 
 # ---- the dashboard's sign-in redirect, in a real browser ------------------------------------------
-
-
-@pytest_asyncio.fixture(scope="module")
-async def chromium() -> AsyncIterator[Any]:
-    if NO_BROWSER:
-        pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package (needs root)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield launched
-        await launched.close()
 
 
 async def test_sign_in_redirects_only_within_the_dashboard(chromium: Any, system: RunningSystem) -> None:

@@ -8,8 +8,10 @@ server run in containers where a Docker engine does, and their tests skip, sayin
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -137,3 +139,28 @@ async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     await store.ensure_collection()
     yield store
     await store.close()
+
+
+CHROMIUM = os.environ.get("OPENMEMORY_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+def _no_chromium() -> bool:
+    return not Path(CHROMIUM).exists()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def chromium() -> AsyncIterator[Any]:
+    """A headless Chromium (Debian's, driven by Playwright) for the dashboard's tests. Where none is
+    installed they skip, unless OPENMEMORY_REQUIRE_BROWSER is set (CI), where they fail."""
+    if _no_chromium() and not os.environ.get("OPENMEMORY_REQUIRE_BROWSER"):
+        pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package (needs root)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield launched
+        await launched.close()
