@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import io
 import json
 import time
-import zipfile
 from collections.abc import Callable
 
 import httpx
@@ -17,16 +15,9 @@ import pytest
 from e2e_support import mcp_client, new_key
 
 from openmemory_testing import RunningSystem, unique
+from openmemory_testing.uploads import zipped
 
 MB = 1024 * 1024
-
-
-def zipped(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return out.getvalue()
 
 
 def red_team_zip() -> bytes:

@@ -16,7 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from openmemory_admin.api import AdminContext, router
+from openmemory_admin.deps import AdminContext
+from openmemory_admin.routes import router
 from openmemory_admin.session import COOKIE, current_session, session_secret
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Busy, OpenMemoryError, RateLimited

@@ -5,55 +5,41 @@ Our format is one JSON document: the memories as stored, their history (events),
 and the embedding model's tag. Import keeps ids, texts, apps, states, categories and times; ingest
 re-embeds with the model in use and rebuilds the graph from the texts.
 
-An upload is untrusted: a small zip can unpack to gigabytes, a small JSON can nest past the
-parser's recursion limit or hold millions of values, each a Python object. So every unpacked byte
-is counted as it is read, the JSON's nesting and size are measured on its bytes before it is
-parsed, and every memory gets the rules the API applies to what it takes in.
+An upload is untrusted: `upload_limits` reads it within bounds (the zip, the gzip inside, the JSON's
+depth and size), and every memory here gets the rules the API applies to what it takes in.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import lzma
 import re
-import struct
 import unicodedata
-import zipfile
-import zlib
-from array import array
-from collections.abc import Callable
 from datetime import datetime
-from itertools import accumulate
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from openmemory_admin.upload_limits import (
+    MAX_UPLOAD_BYTES,
+    Budget,
+    NotJson,
+    check_shape,
+    gunzip,
+    load_json,
+    parse_json,
+    unpack,
+)
 from openmemory_core import contracts as c
 from openmemory_core.errors import InvalidInput
 
 FORMAT = "openmemory-export"
 VERSION = 1
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-#: What the zip's members and the gzip inside may unpack to, all together.
-MAX_IMPORT_UNPACKED_BYTES = 64 * 1024 * 1024
-MAX_ZIP_MEMBERS = 64
-MAX_ZIP_DIRECTORY_BYTES = 1024 * 1024
-MAX_JSON_DEPTH = 64
-#: Values in one JSON document, an object counting 3 (in memory it costs about three strings): each
-#: becomes a Python object. A 64 MB export of memories with their history holds about 3.5 million
-#: (some 200 MB of objects); 64 MB of `{},` is 22 million objects, and 20 GB of pydantic errors.
-MAX_JSON_VALUES = 6_000_000
 MAX_MEMORIES = 100_000
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 8
 MAX_CATEGORIES = 50
 MAX_CATEGORY_CHARS = 100
 
-_MB = 1024 * 1024
-_READ_CHUNK = 64 * 1024  # unpacked bytes read at a time: the overshoot past the budget
-_SCAN_CHUNK = 1024 * 1024  # JSON bytes measured at a time: the event loop gets the GIL in between
 _APP_NAME = re.compile(c.ID_NAME_PATTERN)
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,12 +62,12 @@ def parse_upload(data: bytes) -> tuple[str, list[c.ImportedMemory]]:
     if not data:
         raise InvalidInput("the upload is empty")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise InvalidInput(f"the upload is larger than {MAX_UPLOAD_BYTES // _MB} MB")
+        raise InvalidInput(f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
     if data[:2] == b"PK":
         return "openmemory-zip", _from_zip(data)
     try:
-        document = _load(data, "the upload")
-    except _NotJson as exc:
+        document = load_json(data, "the upload")
+    except NotJson as exc:
         raise InvalidInput("the upload is neither an OpenMemory export (JSON) nor an export zip") from exc
     return FORMAT, _from_ours(document)
 
@@ -218,11 +204,11 @@ def _depth(value: Any) -> int:
 
 
 def _from_zip(data: bytes) -> list[c.ImportedMemory]:
-    budget = _Budget()
-    manifest, logical = _unpack(data, budget)
+    budget = Budget()
+    manifest, logical = unpack(data, budget)
     if manifest is None:
         raise InvalidInput("the zip has no memories.json: it is not an OpenMemory export")
-    document = _load(manifest, "memories.json")
+    document = load_json(manifest, "memories.json")
     del manifest
     if not isinstance(document, dict) or not isinstance(document.get("memories"), list):
         raise InvalidInput("memories.json has no 'memories' list")
@@ -282,155 +268,13 @@ def _app_name(name: object) -> str:
     return cleaned if _is_app_name(cleaned) else "openmemory"
 
 
-# What zipfile and its decompressors raise on a broken or hostile archive: damaged streams, offsets
-# pointing outside the file (ValueError, IndexError), undecodable names, encrypted members (RuntimeError).
-_DAMAGED = (
-    zipfile.BadZipFile,
-    zlib.error,
-    lzma.LZMAError,
-    struct.error,
-    OSError,
-    EOFError,
-    ValueError,
-    IndexError,
-    KeyError,
-    RuntimeError,
-    NotImplementedError,
-)
-
-
-def _unpack(data: bytes, budget: _Budget) -> tuple[bytearray | None, bytearray | None]:
-    """memories.json and memories.jsonl.gz (still gzipped) from the zip, within the budget."""
-    _check_directory(data)
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-            if len(members) > MAX_ZIP_MEMBERS:
-                raise InvalidInput(f"the zip holds more than {MAX_ZIP_MEMBERS} files: it is not an export")
-            found: list[bytearray | None] = []
-            for name in ("memories.json", "memories.jsonl.gz"):
-                matches = [i for i in members if not i.is_dir() and i.filename.rsplit("/", 1)[-1] == name]
-                if len(matches) > 1:
-                    raise InvalidInput(f"the zip holds {name} twice")
-                if not matches:
-                    found.append(None)
-                    continue
-                with archive.open(matches[0]) as handle:
-                    found.append(budget.read(handle.read, name))
-    except _DAMAGED as exc:
-        raise InvalidInput("the zip file is damaged (or encrypted)") from exc
-    return found[0], found[1]
-
-
-def _check_directory(data: bytes) -> None:
-    """Refuse a zip that declares too many members, before `zipfile` builds an object for each of
-    them: its end record says how many there are and how large their directory is."""
-    end = len(data) - 22  # zipfile's own search: the end record, or the last one in the comment
-    if end < 0 or data[end : end + 4] != b"PK\x05\x06" or data[-2:] != b"\0\0":
-        end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 0xFFFF))
-    if end < 0 or len(data) - end < 22:
-        raise InvalidInput("the zip file is damaged (it has no end record)")
-    members = int.from_bytes(data[end + 10 : end + 12], "little")
-    size = int.from_bytes(data[end + 12 : end + 16], "little")
-    if end >= 20 and data[end - 20 : end - 16] == b"PK\x06\x07":  # zip64: its own end record, before
-        record = data[end - 76 : end - 20] if end >= 76 else b""
-        if record[:4] != b"PK\x06\x06":
-            raise InvalidInput("the zip file is damaged (its zip64 end record is missing)")
-        members = int.from_bytes(record[32:40], "little")
-        size = int.from_bytes(record[40:48], "little")
-    if members > MAX_ZIP_MEMBERS or size > MAX_ZIP_DIRECTORY_BYTES:
-        raise InvalidInput(f"the zip holds more than {MAX_ZIP_MEMBERS} files: it is not an export")
-
-
-class _Budget:
-    """The unpacked bytes one upload may still read: every member and the gzip inside draw on it.
-    Bytes are counted as they come out of the decompressor, never taken from a header."""
-
-    def __init__(self) -> None:
-        self.left = MAX_IMPORT_UNPACKED_BYTES
-
-    def read(self, read: Callable[[int], bytes], name: str) -> bytearray:
-        out = bytearray()
-        while chunk := read(min(_READ_CHUNK, self.left + 1)):
-            out += chunk
-            self.left -= len(chunk)
-            if self.left < 0:
-                raise InvalidInput(
-                    f"the export unpacks to more than {MAX_IMPORT_UNPACKED_BYTES // _MB} MB (at {name}); "
-                    "import it in parts"
-                )
-        return out
-
-
-def _jsonl(blob: bytearray, budget: _Budget) -> list[Any]:
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(blob)) as unpacked:
-            text = budget.read(unpacked.read, "memories.jsonl.gz")
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InvalidInput("memories.jsonl.gz is not valid gzip") from exc
+def _jsonl(blob: bytearray, budget: Budget) -> list[Any]:
+    text = gunzip(blob, budget, "memories.jsonl.gz")
     if text.count(b"\n") > MAX_MEMORIES:
         raise InvalidInput(f"memories.jsonl.gz holds more than {MAX_MEMORIES} lines")
-    _check_shape(text, "memories.jsonl.gz")
+    check_shape(text, "memories.jsonl.gz")
     lines = enumerate(text.split(b"\n"), 1)
-    return [_parse(line, f"memories.jsonl.gz line {n}") for n, line in lines if line.strip()]
-
-
-# ---- JSON, measured before it is parsed ----------------------------------------------------------
-
-_STRUCTURE = b'"[]{},'
-_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(_STRUCTURE)))
-_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 opens, -1 closes
-
-
-class _NotJson(InvalidInput):
-    """The bytes are not JSON at all (as opposed to JSON too large or too deep)."""
-
-
-def _load(blob: bytes | bytearray, what: str) -> Any:
-    _check_shape(blob, what)
-    return _parse(blob, what)
-
-
-def _parse(blob: bytes | bytearray, what: str) -> Any:
-    try:
-        return json.loads(blob)
-    except RecursionError as exc:  # not reached after _check_shape; the last guard against a 500
-        raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep") from exc
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise _NotJson(f"{what} is not valid JSON") from exc
-
-
-def _check_shape(blob: bytes | bytearray, what: str) -> None:
-    """Refuse JSON nested deeper than MAX_JSON_DEPTH or holding more than MAX_JSON_VALUES values.
-    Linear, and in bytes operations: per chunk, the escapes `\\\\` and `\\"` are dropped, then every
-    byte but quotes, brackets and commas; what lies between quotes is a string's, the rest counts."""
-    if json.detect_encoding(blob) not in ("utf-8", "utf-8-sig"):
-        raise _NotJson(f"{what} is not valid JSON (it must be UTF-8)")
-    in_string, level, values = False, 0, 0
-    start = 0
-    while start < len(blob):
-        end = min(start + _SCAN_CHUNK, len(blob))
-        while end < len(blob) and blob[end - 1] == 0x5C:  # keep an escape and what it escapes together
-            end += 1
-        chunk = bytes(blob[start:end])
-        if b"\\" in chunk:
-            chunk = chunk.replace(b"\\\\", b"").replace(b'\\"', b"")
-        parts = chunk.translate(None, _NOT_STRUCTURE).split(b'"')
-        outside = b"".join(parts[1 if in_string else 0 :: 2])
-        in_string ^= len(parts) % 2 == 0
-        objects, arrays = outside.count(b"{"), outside.count(b"[")
-        opens = objects + arrays
-        values += 3 * objects + arrays + outside.count(b",")
-        if values > MAX_JSON_VALUES:
-            raise InvalidInput(
-                f"{what} holds too many values (more than {MAX_JSON_VALUES:,}, an object counting 3); "
-                "import it in parts"
-            )
-        steps = array("b", outside.translate(_STEPS, b","))
-        if level + opens > MAX_JSON_DEPTH and max(accumulate(steps, initial=level)) > MAX_JSON_DEPTH:
-            raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
-        level += sum(steps)
-        start = end
+    return [parse_json(line, f"memories.jsonl.gz line {n}") for n, line in lines if line.strip()]
 
 
 # ---- import batches ------------------------------------------------------------------------------
