@@ -17,10 +17,12 @@ from typing import Any
 
 from openmemory_bench.retrieval import p95
 from openmemory_ingest.extraction import LocalExtractor
-from openmemory_ingest.extraction.evaluation import score_table
+from openmemory_ingest.extraction.evaluation import score_meaning, score_table
 
 TABLE = Path(__file__).parent / "data" / "extraction_cases.json"
 HELD_OUT = Path(__file__).parent / "data" / "extraction_heldout.json"
+# Written before the extractor was run on it, by a session that had not read the rules.
+MEANING = Path(__file__).parent / "data" / "extraction_eval_v2.json"
 
 
 def locomo_time(value: str) -> datetime:
@@ -78,6 +80,13 @@ async def main() -> None:
         if args.misses:
             for miss in scored.misses:
                 print(json.dumps(miss))
+    meaning = await score_meaning(LocalExtractor(), MEANING)
+    report["eval_v2"] = meaning.as_dict()
+    print(f"\neval v2, written before the extractor ran on it ({meaning.cases} cases):")
+    print(json.dumps(report["eval_v2"], indent=2))
+    if args.misses:
+        for miss in meaning.misses:
+            print(json.dumps(miss))
     if args.locomo:
         report["locomo"] = await on_locomo(args.locomo)
         print("\nLoCoMo turns:", json.dumps(report["locomo"]))

@@ -3,12 +3,13 @@
 The figures themselves are reported by bench/extraction.py; these floors catch regressions.
 """
 
+import json
 from pathlib import Path
 
 import pytest
 
 from openmemory_ingest.extraction import LocalExtractor
-from openmemory_ingest.extraction.evaluation import score_table
+from openmemory_ingest.extraction.evaluation import score_meaning, score_table
 
 DATA = Path(__file__).resolve().parents[4] / "bench" / "data"
 
@@ -43,3 +44,28 @@ def test_first_person_becomes_the_user(sentence: str, expected: str) -> None:
     from openmemory_ingest.extraction.rules import first_person_to_user
 
     assert first_person_to_user(sentence) == expected
+
+
+async def test_the_meaning_score_counts_what_the_extractor_says(tmp_path: Path) -> None:
+    """The scorer itself, on three cases whose outcome is known: a triple found, one missed, small
+    talk, a date, and a triple the set forbids."""
+    table = {
+        "message_time": "2026-03-10T09:00:00+00:00",
+        "cases": [
+            {"text": "I live in Lisbon.", "facts": [{"key_words": ["lives", "Lisbon"]}],
+             "triples": [["User", "LIVES_IN", "Lisbon"]], "date": None, "categories": ["personal"],
+             "must_not_triples": [["User", "LIVES_IN", "Lisbon"]]},
+            {"text": "I moved to Porto yesterday.", "facts": [{"key_words": ["Porto"]}],
+             "triples": [["User", "LIVES_IN", "Porto"], ["User", "FROM", "Nowhere"]], "date": "2026-03-09"},
+            {"text": "thanks!", "facts": [], "triples": [], "date": None, "small_talk": True},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "meaning.json"
+    path.write_text(json.dumps(table))
+    score = await score_meaning(LocalExtractor(), path)
+    assert (score.triples.true_positives, score.triples.expected) == (2, 3)
+    assert score.forbidden_triples == 1
+    assert (score.facts.true_positives, score.facts.expected) == (2, 2)
+    assert score.small_talk_right == score.small_talk_total == 1
+    assert (score.dates_right, score.dates_total) == (1, 1)
+    assert [m["id"] for m in score.misses] == [None]  # only the second case differs

@@ -111,3 +111,91 @@ async def score_table(extractor: Extractor, path: Path) -> TableScore:
                 }
             )
     return score
+
+
+@dataclass
+class MeaningScore:
+    """An extractor against a set whose expected output is written as meaning: each fact by the
+    key words a correct text must contain, triples, the date (or that it is a habit), categories,
+    and whether the message is small talk (no fact at all)."""
+
+    facts: PrecisionRecall = field(default_factory=PrecisionRecall)
+    triples: PrecisionRecall = field(default_factory=PrecisionRecall)
+    categories: PrecisionRecall = field(default_factory=PrecisionRecall)
+    forbidden_triples: int = 0  # triples the set says must not come out ("learning" is not "speaks")
+    small_talk_right: int = 0
+    small_talk_total: int = 0
+    dates_right: int = 0
+    dates_total: int = 0
+    habits_right: int = 0
+    habits_total: int = 0
+    cases: int = 0
+    per_case_ms: list[float] = field(default_factory=list)
+    misses: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        ordered = sorted(self.per_case_ms)
+        return {
+            "cases": self.cases,
+            "facts": self.facts.as_dict(),
+            "triples": self.triples.as_dict(),
+            "forbidden_triples": self.forbidden_triples,
+            "categories": self.categories.as_dict(),
+            "small_talk": f"{self.small_talk_right}/{self.small_talk_total}",
+            "dates": f"{self.dates_right}/{self.dates_total}",
+            "habits_left_undated": f"{self.habits_right}/{self.habits_total}",
+            "ms_per_case_p95": round(ordered[int(0.95 * (len(ordered) - 1))], 3) if ordered else 0.0,
+        }
+
+
+def _says(text: str, key_words: list[str]) -> bool:
+    """Whether a fact's text holds every key word (case-insensitive, any order)."""
+    folded = _norm(text)
+    return all(_norm(word) in folded for word in key_words)
+
+
+def _triple(subject: str, relation: str, obj: str) -> tuple[str, str, str]:
+    return (_norm(subject), relation, _norm(obj))
+
+
+async def score_meaning(extractor: Extractor, path: Path) -> MeaningScore:
+    """Score `extractor` on a meaning set (`bench/data/extraction_eval_v2.json`'s format)."""
+    at, cases = load_table(path)
+    score = MeaningScore()
+    for case in cases:
+        started = time.perf_counter()
+        facts = await extractor.extract(case["text"], True, at)
+        score.per_case_ms.append(1000 * (time.perf_counter() - started))
+        score.cases += 1
+        texts = [f.text for f in facts]
+        expected_facts = [] if case.get("small_talk") else case.get("facts", [])
+        found = sum(any(_says(t, e["key_words"]) for t in texts) for e in expected_facts)
+        correct = sum(any(_says(t, e["key_words"]) for e in expected_facts) for t in texts)
+        score.facts.true_positives += found
+        score.facts.expected += len(expected_facts)
+        score.facts.predicted += (
+            len(texts) - correct + found
+        )  # a text matching several facts counts once each
+        if case.get("small_talk"):
+            score.small_talk_total += 1
+            score.small_talk_right += not facts
+        predicted = {_triple(r.subject, r.type, r.object) for f in facts for r in f.relations}
+        alternatives = {_triple(*t) for t in case.get("acceptable_alternative_triples", [])}
+        expected = {_triple(*t) for t in case.get("triples", [])}
+        score.triples.add(predicted - (alternatives - expected), expected)
+        score.forbidden_triples += len(predicted & {_triple(*t) for t in case.get("must_not_triples", [])})
+        score.categories.add({c for f in facts for c in f.categories}, set(case.get("categories", [])))
+        dates = sorted(f.refers_to.isoformat() for f in facts if f.refers_to)
+        if case.get("habit"):
+            score.habits_total += 1
+            score.habits_right += not dates
+        elif case.get("date"):
+            score.dates_total += 1
+            score.dates_right += bool(dates) and dates[0] in {
+                case["date"],
+                *case.get("date_alternatives", []),
+            }
+        if predicted != expected:
+            score.misses.append({"id": case.get("id"), "text": case["text"], "got": sorted(predicted),
+                                 "want": sorted(expected)})  # fmt: skip
+    return score
