@@ -1,7 +1,11 @@
 from datetime import UTC, date, datetime
 
+import pytest
+
 from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.extraction.local import split_facts
+
+SENT_AT = datetime(2026, 3, 10, tzinfo=UTC)
 
 
 def test_split_facts_on_sentences_lines_and_bullets() -> None:
@@ -51,3 +55,18 @@ async def test_relations_entities_and_dates_of_one_message() -> None:
     ]
     assert second.entity_kinds == {"Acme Corp": "organization"}
     assert "work" in second.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["haha thanks, that's all for today", "ok cool", "Thank you so much!", "That helps a lot, thanks!"],
+)
+async def test_small_talk_and_acknowledgements_are_not_memories(text: str) -> None:
+    assert await LocalExtractor().extract(text, True, SENT_AT) == []
+
+
+async def test_thanks_around_a_fact_keep_the_fact() -> None:
+    facts = await LocalExtractor().extract(
+        "Thanks! I moved to Porto.", True, datetime(2026, 3, 10, tzinfo=UTC)
+    )
+    assert [f.text for f in facts] == ["User moved to Porto."]

