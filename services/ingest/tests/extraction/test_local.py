@@ -70,3 +70,18 @@ async def test_thanks_around_a_fact_keep_the_fact() -> None:
         "Thanks! I moved to Porto.", True, datetime(2026, 3, 10, tzinfo=UTC)
     )
     assert [f.text for f in facts] == ["User moved to Porto."]
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("I see Dr. Silva on Mondays. She is great.", ["I see Dr. Silva on Mondays.", "She is great."]),
+        ("My tutor is Prof. Kim.", ["My tutor is Prof. Kim."]),
+        ("I live in St. Louis now.", ["I live in St. Louis now."]),
+        ("I like fruit, e.g. Apples.", ["I like fruit, e.g. Apples."]),
+        ("I met J. Smith. He is nice.", ["I met J. Smith.", "He is nice."]),
+        ("No. I live in Lisbon.", ["No.", "I live in Lisbon."]),
+    ],
+)
+def test_an_abbreviation_does_not_end_a_sentence(text: str, sentences: list[str]) -> None:
+    assert split_facts(text) == sentences

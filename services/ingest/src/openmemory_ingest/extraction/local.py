@@ -45,11 +45,28 @@ def split_facts(text: str) -> list[str]:
         line = _BULLET.sub("", line).strip()
         if not line:
             continue
-        for sentence in _SENTENCE_END.split(line):
-            sentence = sentence.strip()
+        for sentence in _sentences(line):
             if len(sentence.strip(" .!?,;:-")) >= 2:
                 facts.setdefault(sentence)
     return list(facts)
+
+
+# A full stop after these ends a word, not a sentence ("Dr. Silva", "St. Louis", "e.g. tea").
+_ABBREVIATIONS = re.compile(
+    r"(?:\b(?:Dr|Prof|Mr|Mrs|Ms|Mx|St|Mt|Jr|Sr|Sgt|Capt|Gen|Rev|vs|etc|approx|dept|fig)"
+    r"|\b[a-z]\.[a-z]|\b[A-Z])\.$"
+)
+
+
+def _sentences(line: str) -> list[str]:
+    """A line's sentences: split after . ! ? and a capital, except after an abbreviation."""
+    pieces: list[str] = []
+    for piece in _SENTENCE_END.split(line):
+        if pieces and _ABBREVIATIONS.search(pieces[-1]):
+            pieces[-1] = f"{pieces[-1]} {piece.strip()}"
+        else:
+            pieces.append(piece.strip())
+    return pieces
 
 
 def windows(text: str) -> list[str]:
