@@ -1,10 +1,10 @@
 """The periods and the 'latest' that questions name, for search's time signal."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
-from openmemory_core.text.dates import asks_for_latest, query_period
+from openmemory_core.text.dates import asks_for_latest, query_period, resolve_dates
 
 NOW = datetime(2026, 11, 22, 10, tzinfo=UTC)
 
@@ -42,3 +42,21 @@ def test_questions_about_the_latest_state_are_recognised() -> None:
     assert asks_for_latest("What book is Jon currently reading?")
     assert asks_for_latest("What is my most recent project?")
     assert not asks_for_latest("What book did Jon read?")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I go climbing on Tuesday and Thursday evenings.",
+        "We meet on Monday, Wednesday and Friday.",
+        "on Friday afternoons I rest",
+    ],
+)
+def test_recurring_days_are_a_habit_not_a_date(text: str) -> None:
+    resolved = resolve_dates(text, datetime(2026, 3, 10, 9, tzinfo=UTC))
+    assert resolved.refers_to is None and resolved.text == text
+
+
+def test_one_day_is_still_a_date() -> None:
+    resolved = resolve_dates("I have a call on Friday, and then lunch.", datetime(2026, 3, 10, 9, tzinfo=UTC))
+    assert resolved.refers_to == date(2026, 3, 13)

@@ -138,8 +138,11 @@ def resolve_dates(text: str, at: datetime) -> ResolvedDates:
         day = _weekday(today, m.group(1), "on")
         return keep(m, day, f"on {_fmt(day)}")
 
-    text = re.sub(rf"\bon ({'|'.join(WEEKDAYS)})\b(?! (?:mornings|evenings|nights))", on_weekday_sub, text,
-                  flags=re.IGNORECASE)  # fmt: skip
+    # A day followed by another ("on Tuesday and Thursday evenings") or by a part of the day is a
+    # habit, not a date.
+    days = "|".join(WEEKDAYS)
+    habit = rf"(?! (?:mornings|evenings|nights|afternoons)\b)(?!(?:,| and| or|/) ?(?:{days})\b)"
+    text = re.sub(rf"\bon ({days})\b{habit}", on_weekday_sub, text, flags=re.IGNORECASE)
 
     def month_sub(m: re.Match[str]) -> str:
         which, month = m.group(1).lower(), _MONTH_ABBR[m.group(2).lower()[:3]]
