@@ -157,7 +157,40 @@ def extract_facts(text: str, infer: bool, at: datetime) -> list[Fact]:
         verbatim = text.strip()
         return [_fact(verbatim, at, rewrite=False)] if verbatim else []
     return [
-        _fact(sentence, at, rewrite=True)
+        _fact(clause, at, rewrite=True)
         for sentence in split_facts(text)[:MAX_SENTENCES]
         if not sentence.rstrip().endswith("?") and not _is_small_talk(sentence)
+        for clause in clauses(sentence)
     ]
+
+
+# Verbs that open a second clause of the same subject: "I live in Lisbon and work at Acme".
+_CLAUSE_VERBS = frozenset(
+    """live lives lived work works worked study studies studied move moved have has had own owns owned
+    love loves loved like likes liked enjoy enjoys enjoyed hate hates hated prefer prefers preferred
+    play plays played speak speaks spoke drive drives drove teach teaches taught go goes went got
+    started joined run runs ran grew became am was use uses used""".split()
+)
+_FIRST_PERSON = re.compile(r"^(?:I|I'm|I’m|I've|I’ve|I'd|I’d)\s", re.IGNORECASE)
+_AND = re.compile(r",?\s+(?:and|but)\s+(?:then\s+|also\s+)?(?=(\w+)\b)")
+
+
+def clauses(sentence: str) -> list[str]:
+    """A sentence of the user's split into one fact per clause, the subject carried over: "I live in
+    Lisbon and work at Acme." gives "I live in Lisbon." and "I work at Acme.", so that a later move
+    supersedes the home and not the job. Only a clause that opens with a verb is split off, so a list
+    ("tea and coffee") or a name ("Procter and Gamble") stays whole."""
+    if not _FIRST_PERSON.match(sentence):
+        return [sentence]
+    end = sentence[-1] if sentence[-1] in ".!" else ""
+    body = sentence[:-1] if end else sentence
+    cuts = [m for m in _AND.finditer(body) if m.group(1).casefold() in _CLAUSE_VERBS]
+    if not cuts:
+        return [sentence]
+    pieces, start = [], 0
+    for cut in cuts:
+        pieces.append(body[start : cut.start()])
+        start = cut.end()
+    pieces.append(body[start:])
+    first, *rest = (piece.strip() for piece in pieces)
+    return [first + end, *(f"I {piece}{end}" for piece in rest if piece)]

@@ -1,0 +1,25 @@
+"""Memory that stays true on the default (offline) path: a statement that changes an earlier fact
+supersedes exactly that fact, through MCP, and search answers with the current one first."""
+
+from __future__ import annotations
+
+from e2e_support import mcp_client, new_key
+
+from openmemory_testing import RunningSystem, unique
+
+
+async def test_a_move_updates_the_home_and_leaves_the_job(all_in_one: RunningSystem) -> None:
+    async with mcp_client(all_in_one.mcp_url, new_key(all_in_one, unique("move"))) as client:
+        first = await client.call("add_memories", text="I live in Lisbon and work at Acme.")
+        stored = {r["memory"]: r["id"] for r in first["results"]}
+        assert sorted(stored) == ["User lives in Lisbon.", "User works at Acme."], first
+        moved = await client.call("add_memories", text="I moved to Porto.")
+        updated = [r for r in moved["results"] if r["event"] == "UPDATE"]
+        assert [r["id"] for r in updated] == [stored["User lives in Lisbon."]], moved
+        home = await client.call("get_memory", memory_id=stored["User lives in Lisbon."])
+        job = await client.call("get_memory", memory_id=stored["User works at Acme."])
+        assert [e["event"] for e in home["history"]] == ["ADD", "UPDATE"]
+        assert [e["event"] for e in job["history"]] == ["ADD"]
+        found = await client.texts("where do I live?")
+        assert found[0] == "User moved to Porto.", found
+        assert "User lives in Lisbon." in found  # superseded, still findable
