@@ -3,7 +3,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from openmemory_ingest.extraction import LocalExtractor
-from openmemory_ingest.extraction.local import split_facts
+from openmemory_ingest.extraction.local import clauses, split_facts
 
 SENT_AT = datetime(2026, 3, 10, tzinfo=UTC)
 
@@ -85,3 +85,16 @@ async def test_thanks_around_a_fact_keep_the_fact() -> None:
 )
 def test_an_abbreviation_does_not_end_a_sentence(text: str, sentences: list[str]) -> None:
     assert split_facts(text) == sentences
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("I live in Lisbon and work at Acme.", ["I live in Lisbon.", "I work at Acme."]),
+        ("I'm a nurse and live in Braga.", ["I'm a nurse.", "I live in Braga."]),
+        ("I like tea and coffee.", ["I like tea and coffee."]),  # a list stays whole
+        ("I work at Procter and Gamble.", ["I work at Procter and Gamble."]),  # so does a name
+    ],
+)
+def test_each_clause_of_the_user_is_its_own_fact(sentence: str, expected: list[str]) -> None:
+    assert clauses(sentence) == expected

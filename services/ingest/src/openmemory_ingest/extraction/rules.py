@@ -44,6 +44,10 @@ _KEEP = {
     "grew", "drove", "ate", "flew", "swam", "sang", "taught", "caught", "brought", "built", "became",
 }  # fmt: skip
 _IRREGULAR = {"have": "has", "do": "does", "go": "goes", "am": "is", "be": "is"}
+# Any other word in -ly before a verb is an adverb ("I barely sleep"), not the verb: the verbs in -ly
+# are these.
+_LY_VERBS = "fly|apply|rely|reply|supply|ally|bully|tally|multiply|comply|imply|sully|rally|dally"
+_LY_ADVERB = rf"(?!(?:{_LY_VERBS})\b)[a-z]+ly"
 
 
 def _third_person(verb: str) -> str:
@@ -79,7 +83,7 @@ def first_person_to_user(sentence: str) -> str:
         adverb = match.group(1) or ""
         return f"{USER} {adverb}{_third_person(match.group(2))}"
 
-    text = re.sub(rf"\b[Ii] ((?:(?:{_ADVERBS}) )?)([a-zA-Z']+)", verb, text)
+    text = re.sub(rf"\b[Ii] ((?:(?:{_ADVERBS}|{_LY_ADVERB}) )?)([a-zA-Z']+)", verb, text)
     text = re.sub(r"\b(?:my|My|MY)\b", f"{USER}'s", text)
     text = re.sub(r"\b(?:mine)\b", f"{USER}'s", text)
     text = re.sub(r"\b(?:myself|me)\b", USER, text)

@@ -1,0 +1,20 @@
+"""The first-person rewrite keeps English correct: the verb agrees, an adverb stays an adverb."""
+
+import pytest
+
+from openmemory_ingest.extraction.rules import first_person_to_user
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("I barely sleep.", "User barely sleeps."),  # was "User barelies sleep."
+        ("I rarely drink coffee.", "User rarely drinks coffee."),
+        ("I only eat fish.", "User only eats fish."),
+        ("I usually live in Lisbon.", "User usually lives in Lisbon."),
+        ("I fly to Rome often.", "User flies to Rome often."),  # a verb in -ly is still the verb
+        ("I apply for jobs.", "User applies for jobs."),
+    ],
+)
+def test_an_adverb_before_the_verb_stays_an_adverb(sentence: str, expected: str) -> None:
+    assert first_person_to_user(sentence) == expected
