@@ -98,3 +98,22 @@ def test_an_abbreviation_does_not_end_a_sentence(text: str, sentences: list[str]
 )
 def test_each_clause_of_the_user_is_its_own_fact(sentence: str, expected: list[str]) -> None:
     assert clauses(sentence) == expected
+
+
+async def test_he_and_she_become_the_one_person_the_message_named() -> None:
+    text = "My brother Tom lives in Paris. He works at a startup called Zeta."
+    facts = await LocalExtractor().extract(text, True, SENT_AT)
+    assert facts[1].text == "Tom works at a startup called Zeta."
+    assert [(r.subject, r.type, r.object) for r in facts[1].relations] == [("Tom", "WORKS_AT", "Zeta")]
+
+
+async def test_a_pronoun_stays_when_it_could_be_several_people_and_makes_no_relation() -> None:
+    text = "My sister Anna and my brother Tom visited. She loves jazz."
+    facts = await LocalExtractor().extract(text, True, SENT_AT)
+    assert facts[1].text == "She loves jazz." and facts[1].relations == []
+
+
+async def test_we_is_the_user_and_the_person_named_and_our_is_the_users() -> None:
+    text = "My wife Hannah and I moved. We live in Porto now. Our dog is called Rex."
+    facts = await LocalExtractor().extract(text, True, SENT_AT)
+    assert [f.text for f in facts[1:]] == ["User and Hannah live in Porto now.", "User's dog is called Rex."]

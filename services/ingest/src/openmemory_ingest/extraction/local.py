@@ -156,12 +156,32 @@ def extract_facts(text: str, infer: bool, at: datetime) -> list[Fact]:
     if not infer:
         verbatim = text.strip()
         return [_fact(verbatim, at, rewrite=False)] if verbatim else []
-    return [
-        _fact(clause, at, rewrite=True)
-        for sentence in split_facts(text)[:MAX_SENTENCES]
-        if not sentence.rstrip().endswith("?") and not _is_small_talk(sentence)
-        for clause in clauses(sentence)
-    ]
+    facts: list[Fact] = []
+    people: dict[str, None] = {}  # the people the message has named so far, in order
+    for sentence in split_facts(text)[:MAX_SENTENCES]:
+        if sentence.rstrip().endswith("?") or _is_small_talk(sentence):
+            continue
+        for clause in clauses(resolve_pronouns(sentence, list(people))):
+            fact = _fact(clause, at, rewrite=True)
+            people.update((name, None) for name, kind in fact.entity_kinds.items() if kind == "person")
+            facts.append(fact)
+    return facts
+
+
+_HE_SHE = re.compile(r"^(?:He|She)(?:'s|’s)?\b")
+_WE = re.compile(r"^We\b")
+_OUR = re.compile(r"\b(?:our|Our)\b")
+
+
+def resolve_pronouns(sentence: str, people: list[str]) -> str:
+    """ "He"/"she" opening a sentence become the one person the message named before it ("My brother
+    Tom lives in Paris. He works at Zeta." -> "Tom works at Zeta."), "we" becomes "User and <them>";
+    with no one or several named, the pronoun stays. "Our" is the user's."""
+    if len(people) == 1:
+        name = people[0]
+        sentence = _HE_SHE.sub(lambda m: f"{name} is" if m.group(0).endswith("s") else name, sentence)
+        sentence = _WE.sub(f"User and {name}", sentence)
+    return _OUR.sub(lambda m: "My" if m.group(0) == "Our" else "my", sentence)
 
 
 # Verbs that open a second clause of the same subject: "I live in Lisbon and work at Acme".

@@ -281,6 +281,7 @@ _KIN_RELATION = re.compile(
 _PET_RELATION = re.compile(rf"\b{USER} (?:has|got|adopted) an? (?P<k>{_PETS}) (?:called|named) (?P<o>{NAME})")
 _MORE_PETS = re.compile(rf"\b(?:and|,) an? (?:{_PETS}) (?:called|named) (?P<o>{NAME})")
 _SPOUSE = {"wife", "husband"}
+_PRONOUNS = frozenset({"He", "She", "They", "We", "It", "This", "That", "There", "You"})
 
 
 def _object(raw: str) -> str:
@@ -327,4 +328,5 @@ def relations(sentence: str) -> list[Relation]:
                     add(subject, kind, part)
             else:
                 add(subject, kind, _clean(obj) if kind not in ("WORKS_AS", "PLAYS") else obj)
-    return found
+    # A pronoun the message did not resolve is nobody in the graph ("She loves jazz").
+    return [r for r in found if r.subject not in _PRONOUNS]
