@@ -129,6 +129,15 @@ PROFESSIONS = (
     "data scientist|product manager|therapist|counselor|veterinarian|vet|mechanic|farmer|baker"
 )
 
+# The last word of a job title ("a backend engineer at Stripe"): a title is a few words ending in one.
+_JOBS = (
+    PROFESSIONS + "|manager|analyst|administrator|technician|specialist|officer|assistant|coordinator|"
+    "director|lead|intern|founder|editor|translator|professor|lecturer|tutor|surgeon|paramedic|"
+    "carpenter|driver|cashier|waiter|waitress|bartender|barista|receptionist|recruiter|marketer|"
+    "economist|statistician|biologist|chemist|physicist|psychologist|physiotherapist|optometrist|"
+    "sales rep|salesperson|agent|broker|banker|clerk|secretary|librarian|curator|producer|animator"
+)
+
 # Two kinds of name are found by functions, not patterns: as `({NAME}) said` or `({NAME} Corp)`
 # a pattern retries from every word of a run of capitalised words and rescans the rest of the run
 # each time, which is quadratic in the run's length (finding V4). Every start inside one run
@@ -270,7 +279,11 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("DISLIKES", re.compile(rf"{SUBJ} (?:really )?(?:hates|dislikes|can't stand|can’t stand|doesn't like|doesn’t like|does not like|is not a fan of) {LIST}{LIST_END}")),
     ("LIKES", re.compile(rf"{SUBJ} (?:really |also |absolutely |totally )?(?:likes|loves|enjoys|adores|is into|is a (?:big |huge )?fan of|is obsessed with|is passionate about) {LIST}{LIST_END}")),
     ("PREFERS", re.compile(rf"{SUBJ} (?:usually |always )?prefers {LIST}{LIST_END}")),
-    ("SPEAKS", re.compile(rf"{SUBJ} (?:speaks|is fluent in|is learning|learns) (?P<o>(?:{_LANGS})(?:(?:,| and| or) (?:{_LANGS}))*)")),
+    ("SPEAKS", re.compile(rf"{SUBJ} (?:speaks|is fluent in|is a native speaker of) (?P<o>(?:{_LANGS})(?:(?:,| and| or) (?:{_LANGS}))*)")),
+    ("LEARNING", re.compile(rf"{SUBJ} (?:is learning|learns|is studying|started learning|is taking (?:a )?(?:class|classes|course|lessons) in) (?P<o>(?:{_LANGS})(?:(?:,| and| or) (?:{_LANGS}))*)")),
+    ("WORKS_AS", re.compile(rf"{SUBJ} is an? (?P<o>(?:[\w-]+ ){{0,3}}(?:{_JOBS}))(?: (?:at|for) {NAME})?{END}")),
+    ("WORKS_AT", re.compile(rf"{SUBJ} is an? (?:[\w-]+ ){{0,3}}(?:{_JOBS}) (?:at|for) {OBJ}")),
+    ("WORKS_AS", re.compile(rf"{SUBJ} (?:just |recently )?(?:joined|has joined|was hired by|got hired (?:at|by)) {NAME} as an? {PHRASE}{END}")),
     ("PLAYS", re.compile(rf"{SUBJ} (?:plays|is learning to play|learned to play|started playing) (?:the )?{PHRASE}{END}")),
     ("OWNS", re.compile(rf"{SUBJ} (?:drives|owns|bought|has) an? (?:new |old )?(?P<o>(?:[A-Za-z]*[A-Z][\w-]*)(?: [A-Z0-9][\w-]*)*)")),
 ]  # fmt: skip
@@ -279,6 +292,9 @@ _KIN_RELATION = re.compile(
     rf"\b{USER}'s (?P<k>{_KIN}|{_PETS})(?:,)? (?:is |was )?(?:called |named )?(?P<o>{NAME})"
 )
 _PET_RELATION = re.compile(rf"\b{USER} (?:has|got|adopted) an? (?P<k>{_PETS}) (?:called|named) (?P<o>{NAME})")
+_PETS_NAMED = re.compile(
+    rf"\b{USER} (?:has|got|adopted) (?:two|three|four|\d+) (?:{_PETS})s?(?:,| called| named|:) (?P<o>{NAME}(?:(?:, | and |, and ){NAME}){{1,8}})"
+)
 _MORE_PETS = re.compile(rf"\b(?:and|,) an? (?:{_PETS}) (?:called|named) (?P<o>{NAME})")
 _SPOUSE = {"wife", "husband"}
 _PRONOUNS = frozenset({"He", "She", "They", "We", "It", "This", "That", "There", "You"})
@@ -314,6 +330,9 @@ def relations(sentence: str) -> list[Relation]:
             add(USER, "HAS_PET", name)
         else:
             add(USER, f"HAS_{kin.upper().replace(' ', '_')}", name)
+    for match in _PETS_NAMED.finditer(sentence):  # "two dogs, Rex and Bella"
+        for name in re.split(r",\s*(?:and\s+)?|\s+and\s+", match.group("o")):
+            add(USER, "HAS_PET", _clean(name))
     for i, match in enumerate(_PET_RELATION.finditer(sentence)):
         add(USER, "HAS_PET", _clean(match.group("o")))
         if i == 0:  # "…, and a cat named Tom": a scan after each later pet would find none new
@@ -323,7 +342,7 @@ def relations(sentence: str) -> list[Relation]:
         for match in pattern.finditer(sentence):
             subject = match.group("s")
             obj = match.group("o")
-            if kind in ("LIKES", "DISLIKES", "PREFERS", "ALLERGIC_TO", "SPEAKS"):
+            if kind in ("LIKES", "DISLIKES", "PREFERS", "ALLERGIC_TO", "SPEAKS", "LEARNING"):
                 for part in re.split(r",\s*|\s+(?:and|or)\s+", obj):
                     add(subject, kind, part)
             else:

@@ -1,0 +1,32 @@
+"""Relations the graph needs about the user: their own job and employer however they say it, pets
+named in a list, and a language being learned kept apart from one spoken."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from openmemory_ingest.extraction import LocalExtractor
+
+
+async def triples(text: str) -> set[tuple[str, str, str]]:
+    facts = await LocalExtractor().extract(text, True, datetime(2026, 3, 10, tzinfo=UTC))
+    return {(r.subject, r.type, r.object) for f in facts for r in f.relations}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I'm a backend engineer at Stripe.",
+         {("User", "WORKS_AS", "backend engineer"), ("User", "WORKS_AT", "Stripe")}),
+        ("I joined Google as a product manager.",
+         {("User", "WORKS_AT", "Google"), ("User", "WORKS_AS", "product manager")}),
+        ("I'm a senior data scientist for Acme Corp.",
+         {("User", "WORKS_AS", "senior data scientist"), ("User", "WORKS_AT", "Acme Corp")}),
+        ("I have two dogs, Rex and Bella.", {("User", "HAS_PET", "Rex"), ("User", "HAS_PET", "Bella")}),
+        ("I'm learning Japanese.", {("User", "LEARNING", "Japanese")}),
+        ("I speak French and German.", {("User", "SPEAKS", "French"), ("User", "SPEAKS", "German")}),
+        ("I'm a regular at Joe's.", set()),  # not a job
+    ],
+)  # fmt: skip
+async def test_the_users_own_facts_become_relations(text: str, expected: set[tuple[str, str, str]]) -> None:
+    assert await triples(text) == expected
