@@ -31,6 +31,10 @@ def main(argv: list[str]) -> int:
     load.add_argument("--clients", type=int, default=50)
     load.add_argument("--seconds", type=float, default=60.0)
     load.add_argument("--out", type=Path)
+    updates = sub.add_parser("updates", help="knowledge updates through the offline extractor (bench/data)")
+    updates.add_argument("--data", type=Path, help="a knowledge-update set (default: the one in bench/data)")
+    updates.add_argument("--misses", action="store_true", help="list what went wrong")
+    updates.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
     if args.bench == "load":
@@ -38,6 +42,14 @@ def main(argv: list[str]) -> int:
 
         report = asyncio.run(load_bench.run(args.clients, args.seconds))
         print(load_bench.markdown(report))
+    elif args.bench == "updates":
+        from openmemory_bench import updates as updates_bench
+
+        report = asyncio.run(updates_bench.run(args.data or updates_bench.DATA))
+        print(updates_bench.markdown(report))
+        if args.misses:
+            for miss in report["misses"]:
+                print(json.dumps(miss))
     elif args.bench == "scale":
         from openmemory_bench.scale import run as run_scale
 
