@@ -55,8 +55,9 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	$(VENV)/bin/python deploy/check.py
 
-bench: install  ## LoCoMo retrieval (LOCOMO=path), search latency at 10k/100k, the extractor's scores, load
+bench: install  ## LoCoMo retrieval (LOCOMO=path), search latency at 10k/100k, the extractor's scores, knowledge updates, load
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
 	$(VENV)/bin/openmemory bench scale --sizes 10000,100000 --out bench/results-scale.json
 	$(VENV)/bin/python bench/extraction.py --locomo $(LOCOMO) --out bench/results-extraction.json
+	$(VENV)/bin/openmemory bench updates --out bench/results-updates.json
 	$(VENV)/bin/openmemory bench load --clients 50 --seconds 60 --out bench/results-load.json
