@@ -6,6 +6,10 @@ RUN pip install --no-cache-dir uv==0.13.8
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY packages/core/pyproject.toml packages/core/README.md packages/core/
+# The workspace's other members are named by the lock; their metadata lets it resolve, and the sync
+# below leaves them out of the image (benchmarks and test support are not the product).
+COPY packages/testing/pyproject.toml packages/testing/README.md packages/testing/
+COPY bench/pyproject.toml bench/README.md bench/
 COPY services/gateway/pyproject.toml services/gateway/README.md services/gateway/
 COPY services/ingest/pyproject.toml services/ingest/README.md services/ingest/
 COPY services/search/pyproject.toml services/search/README.md services/search/
@@ -15,9 +19,11 @@ COPY services/gateway/src services/gateway/src
 COPY services/ingest/src services/ingest/src
 COPY services/search/src services/search/src
 COPY services/admin/src services/admin/src
-RUN uv sync --frozen --no-dev --no-editable
+RUN uv sync --frozen --no-dev --no-editable --no-install-package openmemory-bench --no-install-package openmemory-testing
 
 FROM python:3.11.14-slim-bookworm
+# FalkorDB's module (the embedded graph store of single mode) links against libgomp.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 openmemory \
  && useradd --system --uid 10001 --gid openmemory --home-dir /data --shell /usr/sbin/nologin openmemory \
  && mkdir -p /data && chown openmemory:openmemory /data
