@@ -23,3 +23,12 @@ async def test_a_move_updates_the_home_and_leaves_the_job(all_in_one: RunningSys
         found = await client.texts("where do I live?")
         assert found[0] == "User moved to Porto.", found
         assert "User lives in Lisbon." in found  # superseded, still findable
+
+
+async def test_a_new_diet_supersedes_the_old_one(all_in_one: RunningSystem) -> None:
+    async with mcp_client(all_in_one.mcp_url, new_key(all_in_one, unique("diet"))) as client:
+        first = await client.call("add_memories", text="I'm vegetarian.")
+        (old,) = [r["id"] for r in first["results"]]
+        changed = await client.call("add_memories", text="I went vegan last month.")
+        assert [r["id"] for r in changed["results"] if r["event"] == "UPDATE"] == [old], changed
+        assert (await client.texts("what do I eat?"))[0].startswith("User went vegan")

@@ -26,6 +26,8 @@ async def triples(text: str) -> set[tuple[str, str, str]]:
         ("I'm learning Japanese.", {("User", "LEARNING", "Japanese")}),
         ("I speak French and German.", {("User", "SPEAKS", "French"), ("User", "SPEAKS", "German")}),
         ("I'm a regular at Joe's.", set()),  # not a job
+        ("I went vegan last month.", {("User", "DIET", "vegan")}),
+        ("Vegan food is great.", set()),  # about food, not the user's diet
     ],
 )  # fmt: skip
 async def test_the_users_own_facts_become_relations(text: str, expected: set[tuple[str, str, str]]) -> None:

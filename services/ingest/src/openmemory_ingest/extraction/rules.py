@@ -15,7 +15,7 @@ USER = "User"
 
 #: A person has one current value of these: a new one closes the old ("moved to Berlin" ends
 #: "lives in Lisbon").
-FUNCTIONAL = frozenset({"LIVES_IN", "WORKS_AT", "WORKS_AS", "MARRIED_TO", "STUDIES_AT"})
+FUNCTIONAL = frozenset({"LIVES_IN", "WORKS_AT", "WORKS_AS", "MARRIED_TO", "STUDIES_AT", "DIET"})
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,8 @@ PROFESSIONS = (
     "electrician|plumber|firefighter|police officer|pilot|journalist|consultant|programmer|"
     "data scientist|product manager|therapist|counselor|veterinarian|vet|mechanic|farmer|baker"
 )
+
+_DIETS = "vegetarian|vegan|pescatarian|pescetarian|keto|paleo|gluten-free|dairy-free|flexitarian|carnivore|omnivore"
 
 # The last word of a job title ("a backend engineer at Stripe"): a title is a few words ending in one.
 _JOBS = (
@@ -280,6 +282,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("LIKES", re.compile(rf"{SUBJ} (?:really |also |absolutely |totally )?(?:likes|loves|enjoys|adores|is into|is a (?:big |huge )?fan of|is obsessed with|is passionate about) {LIST}{LIST_END}")),
     ("PREFERS", re.compile(rf"{SUBJ} (?:usually |always )?prefers {LIST}{LIST_END}")),
     ("SPEAKS", re.compile(rf"{SUBJ} (?:speaks|is fluent in|is a native speaker of) (?P<o>(?:{_LANGS})(?:(?:,| and| or) (?:{_LANGS}))*)")),
+    ("DIET", re.compile(rf"{SUBJ} (?:is|has been|became|went|turned|eats|is eating|has gone|has become)(?: now| fully| strictly| mostly| a)* (?P<o>{_DIETS})\b")),
     ("LEARNING", re.compile(rf"{SUBJ} (?:is learning|learns|is studying|started learning|is taking (?:a )?(?:class|classes|course|lessons) in) (?P<o>(?:{_LANGS})(?:(?:,| and| or) (?:{_LANGS}))*)")),
     ("WORKS_AS", re.compile(rf"{SUBJ} is an? (?P<o>(?:[\w-]+ ){{0,3}}(?:{_JOBS}))(?: (?:at|for) {NAME})?{END}")),
     ("WORKS_AT", re.compile(rf"{SUBJ} is an? (?:[\w-]+ ){{0,3}}(?:{_JOBS}) (?:at|for) {OBJ}")),
