@@ -19,13 +19,9 @@ from typing import Any
 from openmemory_bench.runner import stack
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
+from openmemory_ingest.extraction.evaluation import says
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "knowledge_updates.json"
-
-
-def holds(text: str, key_words: list[str]) -> bool:
-    folded = text.casefold()
-    return all(word.casefold() in folded for word in key_words)
 
 
 async def _add(client: Bus, user: str, text: str, at: datetime) -> c.CommandResult:
@@ -37,7 +33,7 @@ async def _add(client: Bus, user: str, text: str, at: datetime) -> c.CommandResu
 
 def _decision(result: c.CommandResult, change: dict[str, Any], texts: dict[str, str]) -> bool:
     """Whether the statement did what the set expects to the memory holding the old fact."""
-    old = [i for i, t in texts.items() if holds(t, change.get("old_key_words", []))]
+    old = [i for i, t in texts.items() if says(t, change.get("old_key_words", []))]
     events = {(r.id, r.event.value) for r in result.results}
     if change["decision"] == "ADD":
         return not any(e in ("UPDATE", "DELETE") and i in old for i, e in events)
@@ -80,8 +76,8 @@ async def run(path: Path = DATA) -> dict[str, Any]:
                         c.SearchResponse, 30,
                     )  # fmt: skip
                     top = answer.hits[0].memory.text if answer.hits else ""
-                    current = holds(top, question["current_key_words"])
-                    stale = bool(question.get("superseded_key_words")) and holds(
+                    current = says(top, question["current_key_words"])
+                    stale = bool(question.get("superseded_key_words")) and says(
                         top, question["superseded_key_words"]
                     )
                     first += current and not stale

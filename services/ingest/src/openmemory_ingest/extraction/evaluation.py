@@ -148,7 +148,7 @@ class MeaningScore:
         }
 
 
-def _says(text: str, key_words: list[str]) -> bool:
+def says(text: str, key_words: list[str]) -> bool:
     """Whether a fact's text holds every key word (case-insensitive, any order)."""
     folded = _norm(text)
     return all(_norm(word) in folded for word in key_words)
@@ -169,8 +169,8 @@ async def score_meaning(extractor: Extractor, path: Path) -> MeaningScore:
         score.cases += 1
         texts = [f.text for f in facts]
         expected_facts = [] if case.get("small_talk") else case.get("facts", [])
-        found = sum(any(_says(t, e["key_words"]) for t in texts) for e in expected_facts)
-        correct = sum(any(_says(t, e["key_words"]) for e in expected_facts) for t in texts)
+        found = sum(any(says(t, e["key_words"]) for t in texts) for e in expected_facts)
+        correct = sum(any(says(t, e["key_words"]) for e in expected_facts) for t in texts)
         score.facts.true_positives += found
         score.facts.expected += len(expected_facts)
         score.facts.predicted += (
