@@ -154,6 +154,6 @@ async def _forget(kv: Bucket, name: str) -> None:
     """Remove a record and its history from the bucket's stream: unlike a KV delete, which keeps a
     marker per key forever, this leaves nothing behind."""
     try:
-        await kv._js.purge_stream(kv._stream, subject=f"{kv._pre}{name}")
+        await kv.jetstream.purge_stream(kv.stream_name, subject=f"{kv.subject_prefix}{name}")
     except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
         raise Unavailable(f"the session could not be ended; retry shortly ({type(exc).__name__})") from exc
