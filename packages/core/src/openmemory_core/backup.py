@@ -27,7 +27,7 @@ BUCKETS = (c.KEYS_BUCKET, c.APPS_BUCKET, c.SETTINGS_BUCKET)
 
 
 #: Entries that belong to a running system, not to its data: dashboard sessions end with it.
-TRANSIENT_PREFIXES = ("session.",)
+TRANSIENT_PREFIXES = (c.SESSION_KEY_PREFIX,)
 
 
 async def _kv_entries(kv: Bucket) -> list[dict[str, str]]:

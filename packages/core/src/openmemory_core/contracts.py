@@ -29,6 +29,9 @@ INGEST_DURABLE_PREFIX = "ingest-p"
 KEYS_BUCKET = "om_api_keys"
 APPS_BUCKET = "om_apps"
 SETTINGS_BUCKET = "om_settings"
+#: Dashboard sessions' records in the settings bucket (`session.<key id>.<session id>`): they belong
+#: to a running system, so backups leave them out.
+SESSION_KEY_PREFIX = "session."
 RATE_BUCKET = "om_rate_limits"  # per key and minute: how many requests every replica served
 ACCESS_STREAM = "OM_ACCESS"
 ACCESS_SUBJECT_PREFIX = "om.access"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import nats.errors
 import nats.js.errors
 
+from openmemory_core.contracts import SESSION_KEY_PREFIX
 from openmemory_core.errors import Unauthorized, Unavailable
 from openmemory_core.kv import Bucket, kv_entries, kv_value
 
@@ -31,7 +32,6 @@ SECRET_KEY = "session_secret"
 SESSION_SECONDS = 12 * 3600
 #: Live sessions one key may hold; signing in once more ends its oldest.
 MAX_SESSIONS_PER_KEY = 20
-RECORD_PREFIX = "session."
 #: How often a long-lived response (the activity stream) checks that its caller may still see it.
 RECHECK_SECONDS = 2.0
 
@@ -46,7 +46,7 @@ class Session:
     @property
     def record(self) -> str:
         """The session's key in the settings bucket."""
-        return f"{RECORD_PREFIX}{self.key_id}.{self.session_id}"
+        return f"{SESSION_KEY_PREFIX}{self.key_id}.{self.session_id}"
 
 
 async def session_secret(kv: Bucket) -> bytes:
@@ -106,7 +106,7 @@ async def open_session(
     sessions are forgotten, and its oldest beyond `MAX_SESSIONS_PER_KEY` ended."""
     cookie, session = issue(secret, key_id, seconds)
     live = []
-    for name, expires in await _records(kv, f"{RECORD_PREFIX}{key_id}."):
+    for name, expires in await _records(kv, f"{SESSION_KEY_PREFIX}{key_id}."):
         if expires < time.time():
             await _forget(kv, name)
         else:
