@@ -32,3 +32,33 @@ async def test_a_new_diet_supersedes_the_old_one(all_in_one: RunningSystem) -> N
         changed = await client.call("add_memories", text="I went vegan last month.")
         assert [r["id"] for r in changed["results"] if r["event"] == "UPDATE"] == [old], changed
         assert (await client.texts("what do I eat?"))[0].startswith("User went vegan")
+
+
+async def test_a_change_without_a_relation_supersedes_the_memory_it_names(all_in_one: RunningSystem) -> None:
+    async with mcp_client(all_in_one.mcp_url, new_key(all_in_one, unique("editor"))) as client:
+        first = await client.call("add_memories", text="I write all my code in Sublime Text.")
+        (old,) = [r["id"] for r in first["results"]]
+        await client.call("add_memories", text="I play guitar in a pub band.")
+        changed = await client.call("add_memories", text="After years I moved over from Sublime to Zed.")
+        assert [r["id"] for r in changed["results"] if r["event"] == "UPDATE"] == [old], changed
+        (new,) = [r["id"] for r in changed["results"] if r["event"] == "ADD"]
+        # the query's words find the old memory; its replacement ranks above it all the same
+        found = await client.texts("what do I write my code in?")
+        newer = found.index("After years User moved over from Sublime to Zed.")
+        assert newer < found.index("User writes all User's code in Sublime Text."), found
+        # deleting the new memory makes the old one current again
+        await client.call("delete_memories", memory_ids=[new])
+        restored = await client.call("get_memory", memory_id=old)
+        assert restored["memory"]["superseded_by"] is None, restored
+        assert "User writes all User's code in Sublime Text." in await client.texts(
+            "what do I write code in?"
+        )
+
+
+async def test_a_fact_that_adds_supersedes_nothing(all_in_one: RunningSystem) -> None:
+    async with mcp_client(all_in_one.mcp_url, new_key(all_in_one, unique("adds"))) as client:
+        await client.call("add_memories", text="I play guitar in a pub band.")
+        added = await client.call("add_memories", text="I now also play bass in a second band.")
+        assert [r["event"] for r in added["results"]] == ["ADD"], added
+        stopped = await client.call("add_memories", text="I don't play guitar any more.")
+        assert [r["event"] for r in stopped["results"]].count("UPDATE") == 1, stopped

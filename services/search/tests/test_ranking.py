@@ -1,7 +1,7 @@
 import uuid
 
 from openmemory_core import contracts as c
-from openmemory_search.ranking import RRF_K, WEIGHTS, HybridRanker
+from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker, with_replacements
 from openmemory_testing import at
 
 
@@ -78,3 +78,14 @@ def test_a_clearly_stronger_match_gains_on_a_hit_one_rank_ahead() -> None:
     assert flat[0].score == 1.0 / (RRF_K + 1)
     unweighted = HybridRanker(WEIGHTS, strength_weights={}).fuse(ranked, limit=2, strengths=strengths)
     assert [f.memory.text for f in unweighted] == ["close", "clear"]
+
+
+def test_a_superseded_hit_brings_its_replacement_above_it() -> None:
+    old, other = mem("User lives in Lisbon."), mem("User likes tea.")
+    new = mem("User settled in Porto.")
+    old = old.model_copy(update={"superseded_by": new.id})
+    ordered = with_replacements([Fused(old, 0.9), Fused(other, 0.5)], {new.id: new}, limit=2)
+    assert [f.memory.text for f in ordered] == ["User settled in Porto.", "User lives in Lisbon."]
+    assert ordered[0].signals == ["replaces"]
+    again = with_replacements([Fused(new, 1.0), Fused(old, 0.9)], {new.id: new}, limit=5)
+    assert [f.memory.id for f in again] == [new.id, old.id]  # already there: not twice

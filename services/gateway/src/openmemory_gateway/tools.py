@@ -70,6 +70,7 @@ def _memory_view(memory: c.Memory) -> dict[str, Any]:
         "created_at": memory.created_at.isoformat(),
         "updated_at": memory.updated_at.isoformat(),
         "refers_to": memory.occurred_at.isoformat() if memory.occurred_at else None,
+        "superseded_by": memory.superseded_by,  # the newer memory that replaced this one's fact
     }
 
 

@@ -17,11 +17,18 @@ from openmemory_core.errors import InvalidInput
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorRecord, VectorStore, keyword_vector
 from openmemory_core.telemetry import stage
+from openmemory_core.text.keywords import query_vector
 from openmemory_ingest.conversation import Conversations, following
 from openmemory_ingest.extraction import Decision, Extractor, Fact, LocalExtractor
+from openmemory_ingest.extraction.changes import Candidate, may_replace, replaced
 from openmemory_ingest.extraction.rules import FUNCTIONAL
 
 DELETE_BATCH = 256
+#: Stored memories read per new fact when the offline path looks for the one it replaces.
+REPLACE_CANDIDATES = 10
+#: How close in meaning (dense cosine) a stored memory must be for a fact that only says something
+#: changed ("these days I …") to replace it; chosen on the development set (bench/README.md).
+REPLACE_SIMILARITY = 0.2
 
 
 async def vector_records(memories: list[c.Memory], dense: list[list[float]]) -> list[VectorRecord]:
@@ -78,7 +85,9 @@ class IngestService:
         embedder: Embedder,
         extractor: Extractor,
         similar: int = 5,
+        replace_similarity: float = REPLACE_SIMILARITY,
     ) -> None:
+        self.replace_similarity = replace_similarity
         self.similar = similar  # stored memories shown per new fact when the extractor decides updates
         self.vectors = vectors
         self.graph = graph
@@ -148,7 +157,12 @@ class IngestService:
         if command.infer and self.extractor.compares_with_stored:
             async with stage("decide"):
                 decisions = await self.extractor.decide(facts, await self._similar(command.user_id, dense))
+        replaces: dict[int, str] = {}
+        if command.infer and not self.extractor.compares_with_stored:
+            async with stage("decide"):
+                replaces = await self._replaces(command.user_id, facts, dense)
         records: list[VectorRecord] = []
+        superseded: dict[str, str] = {}
         before = self.conversations.before(command)
         for decision in decisions:
             fact, vector = facts[decision.fact], dense[decision.fact]
@@ -156,6 +170,8 @@ class IngestService:
                 record = await self._new_record(command, decision.fact, fact, vector, applied, before)
                 if record is not None:
                     records.append(record)
+                    if decision.fact in replaces:
+                        superseded[replaces[decision.fact]] = record.memory.id
             elif decision.event == "NONE":
                 for kept in await self.vectors.get(command.user_id, [decision.target or ""]):
                     applied.record(command, c.ChangeKind.NONE, kept, before=False)
@@ -169,14 +185,39 @@ class IngestService:
             await self.vectors.upsert(records)
         if records:
             self.conversations.added(command, before, records[-1].memory)
-        superseded: dict[str, str] = {}
         async with stage("write_graph"):
             for record in records:
                 for old in await self.graph.close_superseded(record.memory, FUNCTIONAL):
                     superseded[old] = record.memory.id
                 await self.graph.add_memory(record.memory)
+            for record in records:
+                olds = [old for old, new in superseded.items() if new == record.memory.id]
+                await self.graph.replace(record.memory, olds)
         await self._mark(command, superseded, applied)
         return applied
+
+    async def _replaces(self, user_id: str, facts: list[Fact], dense: list[list[float]]) -> dict[int, str]:
+        """The offline path's change detection (`extraction.changes`): for each new fact that fills no
+        functional relation (the graph replaces those), the current memory it replaces, if any."""
+        found: dict[int, str] = {}
+        # "the move is done!! writing this from our new flat in Bilbao": a cue speaks for its message
+        cued = any(may_replace(f.text) for f in facts)
+        for index, (fact, vector) in enumerate(zip(facts, dense, strict=True)):
+            if any(r.type in FUNCTIONAL for r in fact.relations) or not cued:
+                continue
+            by_meaning = await self.vectors.dense_search(user_id, vector, REPLACE_CANDIDATES)
+            by_words = await self.vectors.keyword_search(user_id, query_vector(fact.text), REPLACE_CANDIDATES)
+            candidates: dict[str, Candidate] = {}
+            for hit, similarity in [(h, h.score) for h in by_meaning] + [(h, 0.0) for h in by_words]:
+                memory = hit.memory
+                if memory.superseded_by or memory.state is not c.MemoryState.ACTIVE:
+                    continue
+                if memory.id not in found.values():
+                    candidates.setdefault(memory.id, Candidate(memory.id, memory.text, similarity))
+            target = replaced(fact.text, list(candidates.values()), self.replace_similarity, cued)
+            if target is not None:
+                found[index] = target
+        return found
 
     async def _similar(self, user_id: str, vectors: list[list[float]]) -> list[c.Memory]:
         """The user's stored memories closest to any of the new facts, for the update decision."""
@@ -251,12 +292,15 @@ class IngestService:
         async with stage("write_vectors"):
             await self.vectors.upsert(await vector_records([new], [vector]))
         async with stage("write_graph"):
+            kept = await self.graph.replaced_by(command.user_id, [old.id])  # stays replaced
             superseded: dict[str, str | None] = dict.fromkeys(
                 await self.graph.delete_memories(command.user_id, [old.id])
             )
             for closed in await self.graph.close_superseded(new, FUNCTIONAL):
                 superseded[closed] = new.id
             await self.graph.add_memory(new)
+            await self.graph.replace(new, kept)
+            superseded.update(dict.fromkeys(kept, new.id))
         superseded.pop(new.id, None)
         applied.record_update(command, old, new)
         await self._mark(command, superseded, applied)
@@ -412,6 +456,10 @@ class IngestService:
         for memory in memories:
             await self.graph.close_superseded(memory, FUNCTIONAL)
             await self.graph.add_memory(memory)
+        by_id = {m.id: m for m in memories}
+        for memory in memories:  # what replaced it without a functional relation, as before
+            if memory.superseded_by in by_id:
+                await self.graph.replace(by_id[memory.superseded_by], [memory.id])
         return Applied(
             note=f"rebuilt {len(memories)} memories of {len(users)} users from {events} events "
             f"with {self.embedder.model_tag}"

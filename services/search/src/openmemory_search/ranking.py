@@ -123,3 +123,18 @@ def _after_replacements(ordered: list[Fused]) -> list[Fused]:
             result.remove(entry)
             result.insert(ids.index(newer), entry)  # the index of `newer` once `entry` is gone, plus one
     return result
+
+
+def with_replacements(ordered: list[Fused], replacements: dict[str, Memory], limit: int) -> list[Fused]:
+    """The current fact first, whatever the query: each superseded memory in `ordered` whose
+    replacement no signal ranked gets it (from `replacements`, by id) just above itself, at its score
+    ("where do I live?" finds "lives in Lisbon" by its words, and "settled in Porto" comes with it)."""
+    present = {f.memory.id for f in ordered}
+    result: list[Fused] = []
+    for entry in ordered:
+        newer = replacements.get(entry.memory.superseded_by or "")
+        if newer is not None and newer.id not in present:
+            present.add(newer.id)
+            result.append(Fused(newer, entry.score, ["replaces"]))
+        result.append(entry)
+    return result[:limit]

@@ -21,7 +21,7 @@ from openmemory_core.stores.vectors import VectorStore
 from openmemory_core.text.dates import asks_for_latest, query_period
 from openmemory_core.text.keywords import query_vector
 from openmemory_search.names import find_entities
-from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker
+from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker, with_replacements
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,31 @@ class SearchService:
         fused = self.ranker.scores(ranked, strengths)
         best = self.ranker.best(fused)
         said_before = await self._said_before(request.user_id, best, fused, filters)
-        hits = [
-            c.ScoredMemory(memory=f.memory, score=round(f.score, 6), signals=f.signals)
-            for f in self.ranker.finish(fused, best, said_before, request.limit)
-        ]
+        ordered = self.ranker.finish(fused, best, said_before, request.limit)
+        ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
+        hits = [c.ScoredMemory(memory=f.memory, score=round(f.score, 6), signals=f.signals) for f in ordered]
         return c.SearchResponse(hits=hits, missing_signals=missing)
+
+    async def _current_first(
+        self, user_id: str, ordered: list[Fused], filters: c.SearchFilters, limit: int
+    ) -> list[Fused]:
+        """Each superseded hit's replacement above it (`ranking.with_replacements`), following a
+        chain of replacements a few steps: one read by id per step, only when one is missing."""
+        for _ in range(REPLACEMENT_STEPS):
+            present = {f.memory.id for f in ordered}
+            wanted = [
+                f.memory.superseded_by
+                for f in ordered
+                if f.memory.superseded_by and f.memory.superseded_by not in present
+            ]
+            if not wanted:
+                break
+            found = await self.vectors.get(user_id, wanted)
+            usable = {m.id: m for m in found if m.state == c.MemoryState.ACTIVE and filters.admits(m)}
+            if not usable:
+                break
+            ordered = with_replacements(ordered, usable, limit)
+        return ordered
 
     async def _said_before(
         self, user_id: str, best: list[Fused], fused: dict[str, Fused], filters: c.SearchFilters
@@ -214,6 +234,8 @@ class SearchService:
 
 #: How many of each signal's best candidates compete on recency when a question asks for the latest.
 RECENCY_POOL = 10
+#: How many replacements in a row a search follows to put the current fact first.
+REPLACEMENT_STEPS = 3
 
 
 def _when(memory: c.Memory) -> float:

@@ -56,9 +56,18 @@ class GraphStore(Protocol):
         """Close the open relations of `types` that `memory`'s relations replace; their memory ids."""
         ...
 
+    async def replace(self, memory: Memory, olds: list[str]) -> None:
+        """Record that `memory` replaces the memories `olds` (no functional relation said so): their
+        open relations close as of `memory.when`, and deleting `memory` reopens them."""
+        ...
+
+    async def replaced_by(self, user_id: str, memory_ids: list[str]) -> list[str]:
+        """The memories that these memories replace (through `replace`)."""
+        ...
+
     async def delete_memories(self, user_id: str, memory_ids: list[str]) -> list[str]:
         """Remove the memories, their relations and orphaned entities; reopen relations they had
-        closed. Returns the ids of memories whose relations were reopened."""
+        closed. Returns the ids of memories whose relations were reopened or that they replaced."""
         ...
 
     async def neighbours(self, user_id: str, name: str) -> list[Neighbour]: ...
@@ -100,6 +109,27 @@ MATCH (s:Entity {user_id: $user_id, key: rel.subject_key})-[r:RELATES]->(o:Entit
 WHERE r.type = rel.type AND r.valid_to IS NULL AND o.key <> rel.object_key AND r.memory_id <> $id
 SET r.valid_to = $valid_from, r.closed_by = $id
 RETURN DISTINCT r.memory_id
+"""
+
+# A memory that replaces others without a functional relation ("switched from A to B"): the old
+# memories' open relations close, and (:Memory)-[:REPLACES]->(:Memory) records it for a later delete.
+REPLACE_MEMORIES = """
+MATCH (n:Memory {id: $id, user_id: $user_id})
+UNWIND $olds AS old
+MATCH (o:Memory {id: old, user_id: $user_id})
+MERGE (n)-[:REPLACES]->(o)
+"""
+
+CLOSE_RELATIONS_OF = """
+MATCH (:Entity {user_id: $user_id})-[r:RELATES]->(:Entity)
+WHERE r.memory_id IN $olds AND r.valid_to IS NULL
+SET r.valid_to = $valid_from, r.closed_by = $id
+"""
+
+REPLACED_BY = """
+MATCH (n:Memory {user_id: $user_id})-[:REPLACES]->(o:Memory)
+WHERE n.id IN $ids
+RETURN DISTINCT o.id
 """
 
 REOPEN_CLOSED_BY = """
@@ -214,15 +244,34 @@ class GraphQueries:
         rows = await self._query("close_superseded", CLOSE_SUPERSEDED, params)
         return [str(r[0]) for r in rows]
 
+    async def replace(self, memory: Memory, olds: list[str]) -> None:
+        if not olds:
+            return
+        params = {
+            "id": memory.id,
+            "user_id": memory.user_id,
+            "olds": olds,
+            "valid_from": memory.when.isoformat(),
+        }
+        await self._query("replace_memories", REPLACE_MEMORIES, params)
+        await self._query("close_relations_of", CLOSE_RELATIONS_OF, params)
+
     async def delete_memories(self, user_id: str, memory_ids: list[str]) -> list[str]:
         if not memory_ids:
             return []
         params = {"user_id": user_id, "ids": memory_ids}
-        reopened = await self._query("reopen_relations", REOPEN_CLOSED_BY, params)
+        replaced = await self.replaced_by(user_id, memory_ids)
+        reopened = [str(r[0]) for r in await self._query("reopen_relations", REOPEN_CLOSED_BY, params)]
         await self._query("delete_relations", DELETE_RELATIONS, params)
         await self._query("delete_memories", DELETE_MEMORIES, params)
         await self._query("delete_orphans", DELETE_ORPHANS, {"user_id": user_id})
-        return [str(r[0]) for r in reopened if str(r[0]) not in memory_ids]
+        return [i for i in dict.fromkeys(replaced + reopened) if i not in memory_ids]
+
+    async def replaced_by(self, user_id: str, memory_ids: list[str]) -> list[str]:
+        if not memory_ids:
+            return []
+        rows = await self._query("replaced_by", REPLACED_BY, {"user_id": user_id, "ids": memory_ids})
+        return [str(r[0]) for r in rows]
 
     async def entities_of(self, user_id: str, memory_id: str) -> list[str]:
         rows = await self._query("entities_of", ENTITIES_OF, {"id": memory_id, "user_id": user_id})
