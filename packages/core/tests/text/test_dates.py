@@ -60,3 +60,16 @@ def test_recurring_days_are_a_habit_not_a_date(text: str) -> None:
 def test_one_day_is_still_a_date() -> None:
     resolved = resolve_dates("I have a call on Friday, and then lunch.", datetime(2026, 3, 10, 9, tzinfo=UTC))
     assert resolved.refers_to == date(2026, 3, 13)
+
+
+@pytest.mark.parametrize(
+    ("text", "said", "day"),
+    [
+        ("We fly the week after next.", "We fly in the week of 23 March 2026.", date(2026, 3, 24)),
+        ("The weekend after next we move.", "On the weekend of 28 March 2026 we move.", date(2026, 3, 28)),
+        ("Next week I start.", "In the week of 16 March 2026 I start.", date(2026, 3, 17)),
+    ],
+)
+def test_the_week_after_next_is_two_weeks_ahead(text: str, said: str, day: date) -> None:
+    resolved = resolve_dates(text, datetime(2026, 3, 10, 9, tzinfo=UTC))
+    assert (resolved.text, resolved.refers_to) == (said, day)

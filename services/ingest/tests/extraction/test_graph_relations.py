@@ -28,6 +28,10 @@ async def triples(text: str) -> set[tuple[str, str, str]]:
         ("I'm a regular at Joe's.", set()),  # not a job
         ("I went vegan last month.", {("User", "DIET", "vegan")}),
         ("Vegan food is great.", set()),  # about food, not the user's diet
+        ("My parents, Rui and Helena, live in Braga.",
+         {("User", "HAS_PARENT", "Rui"), ("User", "HAS_PARENT", "Helena"),
+          ("Rui", "LIVES_IN", "Braga"), ("Helena", "LIVES_IN", "Braga")}),
+        ("My kids Ana and Leo go to school.", {("User", "HAS_CHILD", "Ana"), ("User", "HAS_CHILD", "Leo")}),
     ],
 )  # fmt: skip
 async def test_the_users_own_facts_become_relations(text: str, expected: set[tuple[str, str, str]]) -> None:

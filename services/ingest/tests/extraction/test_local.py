@@ -117,3 +117,14 @@ async def test_we_is_the_user_and_the_person_named_and_our_is_the_users() -> Non
     text = "My wife Hannah and I moved. We live in Porto now. Our dog is called Rex."
     facts = await LocalExtractor().extract(text, True, SENT_AT)
     assert [f.text for f in facts[1:]] == ["User and Hannah live in Porto now.", "User's dog is called Rex."]
+
+
+def test_a_lower_case_fragment_of_chat_stays_with_its_neighbour() -> None:
+    assert split_facts("got promoted!!! officially a senior analyst now. thanks!") == [
+        "got promoted!!! officially a senior analyst now.",
+        "thanks!",  # small talk stays apart, to be dropped
+    ]
+    assert split_facts("random but I quit coffee. my sleep is better") == [
+        "random but I quit coffee.",
+        "my sleep is better",
+    ]  # a sentence in lower case is a sentence

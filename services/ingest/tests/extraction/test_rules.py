@@ -18,3 +18,17 @@ from openmemory_ingest.extraction.rules import first_person_to_user
 )
 def test_an_adverb_before_the_verb_stays_an_adverb(sentence: str, expected: str) -> None:
     assert first_person_to_user(sentence) == expected
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Tomás and I broke up last week.", "Tomás and User broke up last week."),
+        ("so Lena and I split up.", "so Lena and User split up."),
+        ("I live in Lisbon and I work at Acme.", "User lives in Lisbon and User works at Acme."),
+        ("I just never had time.", "User just never had time."),
+        ("I need coffee and I feed the cat.", "User needs coffee and User feeds the cat."),
+    ],
+)
+def test_the_verb_agrees_with_user_or_stays_as_it_was(sentence: str, expected: str) -> None:
+    assert first_person_to_user(sentence) == expected

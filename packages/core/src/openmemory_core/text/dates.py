@@ -111,6 +111,17 @@ def resolve_dates(text: str, at: datetime) -> ResolvedDates:
 
     text = re.sub(rf"\bin {_NUM} {_UNIT}\b", in_sub, text, flags=re.IGNORECASE)
 
+    def after_next_sub(m: re.Match[str]) -> str:
+        unit = m.group(1).lower()
+        if unit == "weekend":
+            saturday = _weekday(today, "saturday", "on") + timedelta(weeks=2)
+            return keep(m, saturday, f"on the weekend of {_fmt(saturday)}")
+        day, phrase = _ago(today, 2, unit, 1)
+        return keep(m, day, phrase)
+
+    # "the week after next" before "next week" reads its "next"
+    text = re.sub(r"\bthe (week|weekend|month|year) after next\b", after_next_sub, text, flags=re.IGNORECASE)
+
     def period_sub(m: re.Match[str]) -> str:
         which, unit = m.group(1).lower(), m.group(2).lower()
         sign = {"last": -1, "next": 1, "this": 0}[which]

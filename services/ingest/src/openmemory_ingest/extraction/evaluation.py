@@ -129,6 +129,8 @@ class MeaningScore:
     dates_total: int = 0
     habits_right: int = 0
     habits_total: int = 0
+    garbled: int = 0  # facts whose verbs do not agree with "User" (`agreement_errors`)
+    fact_count: int = 0
     cases: int = 0
     per_case_ms: list[float] = field(default_factory=list)
     misses: list[dict[str, Any]] = field(default_factory=list)
@@ -144,8 +146,46 @@ class MeaningScore:
             "small_talk": f"{self.small_talk_right}/{self.small_talk_total}",
             "dates": f"{self.dates_right}/{self.dates_total}",
             "habits_left_undated": f"{self.habits_right}/{self.habits_total}",
+            "garbled_facts": f"{self.garbled}/{self.fact_count}",
             "ms_per_case_p95": round(ordered[int(0.95 * (len(ordered) - 1))], 3) if ordered else 0.0,
         }
+
+
+# The verb-agreement check: written apart from the rules (its own word lists), so that it does not
+# share their blind spots. "User" alone is one person: "User need" and "User work" are wrong, and so
+# are the forms a rewrite garbles ("User nevers had", "User brokes up", "User barelies sleeps").
+_BASE_VERBS = frozenset(
+    """live work have do go like love want need use play eat drink prefer enjoy hate speak own study
+    run drive make take get think know feel try start plan keep teach write read watch walk cook visit
+    travel move come see say tell give find buy leave pay spend meet learn lose win sleep wear sing""".split()
+)
+_ADVERB_WORDS = frozenset(
+    """just never always also still really often usually now even finally actually sometimes rarely
+    already recently currently mostly generally especially definitely honestly totally absolutely""".split()
+)
+_PAST_FORMS = frozenset(
+    """broke spoke took made went came saw ate drank wrote drove rode knew grew threw flew swam began
+    ran sang gave found felt kept left lost met paid said sent spent told thought won got had was did
+    bought brought caught taught fell held sat stood stole chose froze woke wore sold heard""".split()
+)
+_SUBJECT_THEN_WORDS = re.compile(r"(?<!and )(?<!& )\bUser\b(?!'s)((?: [A-Za-z]+){1,3})")
+
+
+def agreement_errors(text: str) -> list[str]:
+    """The verbs of `text` that do not agree with a "User" subject (empty when all do)."""
+    errors: list[str] = []
+    for match in _SUBJECT_THEN_WORDS.finditer(text):
+        words = match.group(1).split()
+        while words and (words[0] in _ADVERB_WORDS or (words[0].endswith("ly") and len(words) > 1)):
+            words.pop(0)
+        if not words:
+            continue
+        word = words[0]
+        garbled = word.endswith("s") and (word[:-1] in _ADVERB_WORDS or word[:-1] in _PAST_FORMS)
+        garbled = garbled or (word.endswith("lies") and word[:-3] + "y" not in ("apply", "reply", "rely"))
+        if word in _BASE_VERBS or garbled:
+            errors.append(word)
+    return errors
 
 
 def says(text: str, key_words: list[str]) -> bool:
@@ -168,6 +208,9 @@ async def score_meaning(extractor: Extractor, path: Path) -> MeaningScore:
         score.per_case_ms.append(1000 * (time.perf_counter() - started))
         score.cases += 1
         texts = [f.text for f in facts]
+        score.fact_count += len(texts)
+        garbled = [t for t in texts if agreement_errors(t)]
+        score.garbled += len(garbled)
         expected_facts = [] if case.get("small_talk") else case.get("facts", [])
         found = sum(any(says(t, e["key_words"]) for t in texts) for e in expected_facts)
         correct = sum(any(says(t, e["key_words"]) for e in expected_facts) for t in texts)
@@ -195,7 +238,7 @@ async def score_meaning(extractor: Extractor, path: Path) -> MeaningScore:
                 case["date"],
                 *case.get("date_alternatives", []),
             }
-        if predicted != expected:
+        if predicted != expected or garbled:
             score.misses.append({"id": case.get("id"), "text": case["text"], "got": sorted(predicted),
-                                 "want": sorted(expected)})  # fmt: skip
+                                 "want": sorted(expected), "garbled": garbled})  # fmt: skip
     return score

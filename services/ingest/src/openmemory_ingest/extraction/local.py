@@ -23,7 +23,7 @@ from openmemory_ingest.extraction.categories import categorize
 from openmemory_ingest.extraction.rules import Relation as FactRelation
 from openmemory_ingest.extraction.rules import first_person_to_user, relations, typed_entities
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\.\.)\s+(?=[\"'(\[]?[A-Za-z0-9])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 #: The rules read a fact in windows of at most this many characters: nearly three times the longest
@@ -58,15 +58,38 @@ _ABBREVIATIONS = re.compile(
 )
 
 
+#: A sentence in lower case of fewer words than this is a fragment of chat ("got promoted!!!",
+#: "bit of extra cash"): it stays with the sentence after it (or, last in its line, before it), so
+#: that no fact is only a fragment. Small talk stays apart, to be dropped.
+FRAGMENT_WORDS = 4
+
+
+def _fragment(piece: str) -> bool:
+    return piece[:1].islower() and len(piece.split()) < FRAGMENT_WORDS and not _is_small_talk(piece)
+
+
 def _sentences(line: str) -> list[str]:
-    """A line's sentences: split after . ! ? and a capital, except after an abbreviation."""
+    """A line's sentences: split after . ! ? and a word, except after an abbreviation; fragments
+    join a neighbour."""
     pieces: list[str] = []
     for piece in _SENTENCE_END.split(line):
         if pieces and _ABBREVIATIONS.search(pieces[-1]):
             pieces[-1] = f"{pieces[-1]} {piece.strip()}"
         else:
             pieces.append(piece.strip())
-    return pieces
+    joined: list[str] = []
+    pending = ""
+    for piece in pieces:
+        piece = f"{pending} {piece}".strip()
+        pending = piece if _fragment(piece) else ""
+        if not pending:
+            joined.append(piece)
+    if pending:
+        if joined:
+            joined[-1] = f"{joined[-1]} {pending}"
+        else:
+            joined.append(pending)
+    return joined
 
 
 def windows(text: str) -> list[str]:
@@ -158,14 +181,51 @@ def extract_facts(text: str, infer: bool, at: datetime) -> list[Fact]:
         return [_fact(verbatim, at, rewrite=False)] if verbatim else []
     facts: list[Fact] = []
     people: dict[str, None] = {}  # the people the message has named so far, in order
+    speaker, text = _speaker(text)
     for sentence in split_facts(text)[:MAX_SENTENCES]:
         if sentence.rstrip().endswith("?") or _is_small_talk(sentence):
             continue
         for clause in clauses(resolve_pronouns(sentence, list(people))):
             fact = _fact(clause, at, rewrite=True)
+            if speaker is not None:
+                fact = _said_by(fact, speaker)
             people.update((name, None) for name, kind in fact.entity_kinds.items() if kind == "person")
             facts.append(fact)
     return facts
+
+
+# A transcript line: "Caroline: I went to a support group yesterday." Its "I" is that speaker.
+_SPEAKER = re.compile(r"^([A-Z][a-z][\w'’-]{0,30}(?: [A-Z][\w'’-]{1,30})?): (?=\S)")
+_LABELS = frozenset(
+    """Note Notes Update Btw Fyi Reminder Todo Ps Edit Summary Context Re Fwd Question Answer Tip Warning
+    Important Info Goal Goals Plan Idea Ideas Status Result Results Example Hint Remember User""".split()
+)
+
+
+def _speaker(text: str) -> tuple[str | None, str]:
+    """("Caroline", "I went …") for a transcript line "Caroline: I went …"; (None, text) otherwise
+    ("Note: I'm vegan" is a label, and the user's own words)."""
+    match = _SPEAKER.match(text)
+    if match is None or match.group(1).split()[0] in _LABELS:
+        return None, text
+    return match.group(1), text[match.end() :]
+
+
+def _said_by(fact: Fact, speaker: str) -> Fact:
+    """A fact in a speaker's words: "User" (their "I") becomes the speaker."""
+
+    def named(value: str) -> str:
+        return re.sub(r"\bUser\b", speaker, value)
+
+    kinds = {named(k): v for k, v in fact.entity_kinds.items()}
+    kinds.setdefault(speaker, "person")
+    relations = [
+        Relation(subject=named(r.subject), type=r.type, object=named(r.object)) for r in fact.relations
+    ]
+    return Fact(
+        text=named(fact.text), entities=list(kinds), categories=fact.categories,
+        relations=relations, entity_kinds=kinds, refers_to=fact.refers_to,
+    )  # fmt: skip
 
 
 _HE_SHE = re.compile(r"^(?:He|She)(?:'s|’s)?\b")

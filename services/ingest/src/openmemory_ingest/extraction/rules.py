@@ -42,7 +42,15 @@ _KEEP = {
     "got", "made", "took", "saw", "met", "ran", "began", "bought", "came", "felt", "found", "gave",
     "kept", "left", "lost", "paid", "said", "sent", "spent", "told", "thought", "won", "wrote", "knew",
     "grew", "drove", "ate", "flew", "swam", "sang", "taught", "caught", "brought", "built", "became",
+    "broke", "spoke", "woke", "wore", "chose", "froze", "rode", "stole", "drew", "threw", "blew", "fell",
+    "held", "hung", "sat", "stood", "understood", "forgot", "lent", "meant", "led", "fed", "fled", "dug",
+    "stuck", "struck", "swung", "shot", "slept", "wept", "sold", "heard", "fought", "sought",
+    "gotten", "done", "been", "seen", "ought",
 }  # fmt: skip
+# Verbs in -ed that are present tense ("I need", "I feed"), not past.
+_PRESENT_IN_ED = frozenset(
+    "need feed bleed breed speed succeed proceed exceed heed seed weed shed wed embed".split()
+)
 _IRREGULAR = {"have": "has", "do": "does", "go": "goes", "am": "is", "be": "is"}
 # Any other word in -ly before a verb is an adverb ("I barely sleep"), not the verb: the verbs in -ly
 # are these.
@@ -52,7 +60,7 @@ _LY_ADVERB = rf"(?!(?:{_LY_VERBS})\b)[a-z]+ly"
 
 def _third_person(verb: str) -> str:
     low = verb.lower()
-    if low in _KEEP or low.endswith("ed") or low.endswith("n't"):
+    if low in _KEEP or (low.endswith("ed") and low not in _PRESENT_IN_ED) or low.endswith("n't"):
         return verb
     if low in _IRREGULAR:
         return _IRREGULAR[low]
@@ -73,6 +81,12 @@ _FIRST_PERSON = [
 ]
 
 
+# A sentence that opens with "<someone> and I": "Lena and I", "so my wife and I", "Tom & I".
+_WITH_SOMEONE = re.compile(
+    r"^((?:(?:so|well|ok|okay|and|then|btw|also|oh),? )?(?:[A-Z][\w’'-]+|[Mm]y [\w-]+) (?:and|&) )I\b(?!')"
+)
+
+
 def first_person_to_user(sentence: str) -> str:
     """ "I'm vegetarian" -> "User is vegetarian"; "my sister" -> "User's sister"."""
     text = sentence
@@ -83,7 +97,8 @@ def first_person_to_user(sentence: str) -> str:
         adverb = match.group(1) or ""
         return f"{USER} {adverb}{_third_person(match.group(2))}"
 
-    text = re.sub(rf"\b[Ii] ((?:(?:{_ADVERBS}|{_LY_ADVERB}) )?)([a-zA-Z']+)", verb, text)
+    text = _WITH_SOMEONE.sub(rf"\g<1>{USER}", text)  # "Lena and I split up": plural, the verb stays
+    text = re.sub(rf"\b[Ii] ((?:(?:{_ADVERBS}|{_LY_ADVERB}) ){{0,2}})([a-zA-Z']+)", verb, text)
     text = re.sub(r"\b(?:my|My|MY)\b", f"{USER}'s", text)
     text = re.sub(r"\b(?:mine)\b", f"{USER}'s", text)
     text = re.sub(r"\b(?:myself|me)\b", USER, text)
@@ -299,6 +314,16 @@ _PETS_NAMED = re.compile(
     rf"\b{USER} (?:has|got|adopted) (?:two|three|four|\d+) (?:{_PETS})s?(?:,| called| named|:) (?P<o>{NAME}(?:(?:, | and |, and ){NAME}){{1,8}})"
 )
 _MORE_PETS = re.compile(rf"\b(?:and|,) an? (?:{_PETS}) (?:called|named) (?P<o>{NAME})")
+_KIN_PLURAL = {
+    "parents": "PARENT", "kids": "CHILD", "children": "CHILD", "sons": "SON", "daughters": "DAUGHTER",
+    "brothers": "BROTHER", "sisters": "SISTER", "siblings": "SIBLING", "grandparents": "GRANDPARENT",
+    "cousins": "COUSIN", "friends": "FRIEND", "twins": "TWIN",
+}  # fmt: skip
+# "User's parents, Rui and Helena, live in Braga": each name is kin, and the rest is said of each.
+_KIN_NAMED = re.compile(
+    rf"\b{USER}'s (?P<k>{'|'.join(_KIN_PLURAL)}),? (?P<o>{NAME}(?:(?:, | and |, and | & ){NAME}){{1,8}})"
+    rf"(?:,? (?P<v>[a-z]+)(?P<rest> [^.!?;]{{1,200}}))?"
+)
 _SPOUSE = {"wife", "husband"}
 _PRONOUNS = frozenset({"He", "She", "They", "We", "It", "This", "That", "There", "You"})
 
@@ -333,6 +358,16 @@ def relations(sentence: str) -> list[Relation]:
             add(USER, "HAS_PET", name)
         else:
             add(USER, f"HAS_{kin.upper().replace(' ', '_')}", name)
+    for match in _KIN_NAMED.finditer(sentence):
+        names = [_clean(n) for n in re.split(r",\s*(?:and\s+)?|\s+(?:and|&)\s+", match.group("o"))]
+        for name in names:
+            if name and name not in _NOT_NAMES:
+                add(USER, f"HAS_{_KIN_PLURAL[match.group('k')]}", name)
+                if match.group("v"):  # "… live in Braga" said of each: "Rui lives in Braga"
+                    said = f"{name} {_third_person(match.group('v'))}{match.group('rest')}"
+                    for kind, pattern in _PATTERNS:
+                        for each in pattern.finditer(said):
+                            add(each.group("s"), kind, _clean(each.group("o")))
     for match in _PETS_NAMED.finditer(sentence):  # "two dogs, Rex and Bella"
         for name in re.split(r",\s*(?:and\s+)?|\s+and\s+", match.group("o")):
             add(USER, "HAS_PET", _clean(name))
