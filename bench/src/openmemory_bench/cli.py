@@ -20,6 +20,11 @@ def main(argv: list[str]) -> int:
     locomo.add_argument("--conversations", type=int, help="only the first N conversations")
     locomo.add_argument("--latency-samples", type=int, default=200, help="adds timed one at a time")
     locomo.add_argument(
+        "--infer",
+        action="store_true",
+        help="every turn through the extractor (infer=True), speaker-attributed",
+    )
+    locomo.add_argument(
         "--engine", choices=["edge", "local"], default="edge", help="the embedded vector engine"
     )
     scale = sub.add_parser("scale", help="search latency as one user's memories grow")
@@ -56,7 +61,9 @@ def main(argv: list[str]) -> int:
         sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
         report = asyncio.run(run_scale(sizes, args.queries, args.engine))
     else:
-        report = asyncio.run(run(args.data, args.conversations, args.latency_samples, args.engine))
+        report = asyncio.run(
+            run(args.data, args.conversations, args.latency_samples, args.engine, args.infer)
+        )
         print(markdown(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))

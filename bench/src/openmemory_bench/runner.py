@@ -74,10 +74,12 @@ def _user(conversation: Conversation) -> str:
     return f"locomo-{conversation.sample_id}"
 
 
-def _command(conversation: Conversation, index: int) -> c.AddCommand:
+def _command(conversation: Conversation, index: int, infer: bool = False) -> c.AddCommand:
+    """A turn as `add_memories` would send it: verbatim ("Name: text"), or with `infer` through the
+    extractor, which reads "Name: …" as that speaker's words."""
     turn = conversation.turns[index]
     return c.AddCommand(
-        user_id=_user(conversation), app="locomo", text=turn.text, infer=False, occurred_at=turn.at,
+        user_id=_user(conversation), app="locomo", text=turn.text, infer=infer, occurred_at=turn.at,
         metadata={"dia_id": turn.dia_id, "session": turn.session, "speaker": turn.speaker},
     )  # fmt: skip
 
@@ -101,19 +103,26 @@ def arrival_order(conversations: list[Conversation]) -> list[tuple[Conversation,
     ]
 
 
-async def ingest(s: Stack, conversations: list[Conversation], latency_samples: int) -> dict[str, Any]:
+async def ingest(
+    s: Stack, conversations: list[Conversation], latency_samples: int, infer: bool = False
+) -> dict[str, Any]:
     """Add every turn. The first turns go one at a time (add-to-searchable latency: from publishing to
     the result, after which search sees the memory); the rest go in parallel (throughput)."""
     # user -> memory id -> the turns it holds
     owner: dict[str, dict[str, list[str]]] = {_user(conversation): {} for conversation in conversations}
     latencies: list[float] = []
-    pending = [(conv, _command(conv, index)) for conv, index in arrival_order(conversations)]
+    pending = [(conv, _command(conv, index, infer)) for conv, index in arrival_order(conversations)]
+    facts = 0
 
     def record(conversation: Conversation, command: c.AddCommand, done: c.CommandResult) -> None:
+        nonlocal facts
         if not done.ok:
             raise RuntimeError(f"ingest failed: {done.error}")
-        memory_id = done.results[0].id  # ADD, or NONE for a turn whose exact text is stored already
-        owner[_user(conversation)].setdefault(memory_id, []).append(str(command.metadata["dia_id"]))
+        # ADD, or NONE for a text stored already; with infer, every fact the turn gave (none for small talk)
+        for result in done.results:
+            if result.event in (c.ChangeKind.ADD, c.ChangeKind.NONE):
+                facts += 1
+                owner[_user(conversation)].setdefault(result.id, []).append(str(command.metadata["dia_id"]))
 
     for conversation, command in pending[:latency_samples]:
         started = time.perf_counter()
@@ -132,6 +141,7 @@ async def ingest(s: Stack, conversations: list[Conversation], latency_samples: i
     return {
         "owner": owner,
         "memories": len(pending),
+        "facts": facts,
         "add_to_searchable_p50": statistics.median(latencies) if latencies else None,
         "add_to_searchable_p95": p95(latencies),
         "memories_per_s": len(rest) / elapsed if rest else None,
@@ -190,18 +200,23 @@ def _ratios(hybrid: dict[str, float], baseline: dict[str, float]) -> dict[str, f
 
 
 async def run(
-    data: Path, conversations_limit: int | None = None, latency_samples: int = 200, engine: str = "edge"
+    data: Path,
+    conversations_limit: int | None = None,
+    latency_samples: int = 200,
+    engine: str = "edge",
+    infer: bool = False,
 ) -> dict[str, Any]:
     conversations = load(data)[:conversations_limit]
     dropped = sum(len(conv.dropped_evidence) for conv in conversations)
     with tempfile.TemporaryDirectory(prefix="openmemory-bench-") as tmp:
         async with stack(Path(tmp), engine) as s:
-            added = await ingest(s, conversations, latency_samples)
+            added = await ingest(s, conversations, latency_samples, infer)
             asked = await ask(s, conversations, added["owner"])
     hybrid = asked["boards"]["hybrid"]
     return {
         "data": str(data),
         "vector_engine": engine,
+        "infer": infer,  # turns through the extractor (recall counts the source turns of the facts found)
         "conversations": len(conversations),
         "questions": hybrid["overall"]["questions"],
         "overall": hybrid["overall"],
@@ -218,6 +233,7 @@ async def run(
         },
         "throughput": {
             "memories": added["memories"],
+            "facts": added["facts"],
             "memories_per_s": round(added["memories_per_s"] or 0, 1),
         },
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -234,7 +250,12 @@ def markdown(report: dict[str, Any]) -> str:
         (f"{name} baseline", report["baselines"][name]["overall"]) for name in ("bm25", "dense")
     ]
     lines = [
-        f"LoCoMo: {report['conversations']} conversations, {report['questions']} questions (categories 1-4)",
+        f"LoCoMo: {report['conversations']} conversations, {report['questions']} questions (categories 1-4)"
+        + (
+            f", turns through the extractor ({report['throughput']['facts']} facts)"
+            if report.get("infer")
+            else ""
+        ),
         "",
         "| retriever | R@5 | R@10 | hit@10 | all@10 | MRR |",
         "|---|---|---|---|---|---|",
