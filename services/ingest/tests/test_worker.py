@@ -67,7 +67,9 @@ async def test_delete_and_delete_all_touch_only_the_user(
     service: IngestService, vectors: QdrantVectorStore
 ) -> None:
     user, other = unique(), unique()
-    added = await service.apply(c.AddCommand(user_id=user, app="a", text="One fact. Another fact. Third."))
+    added = await service.apply(
+        c.AddCommand(user_id=user, app="a", text="I like tea. I play chess. I live in Oslo.")
+    )
     await service.apply(c.AddCommand(user_id=other, app="a", text="Someone else's fact."))
     ids = [s.id for s in added.summary]
     deleted = await service.apply(c.DeleteCommand(user_id=other, app="a", memory_ids=ids[:1]))

@@ -20,7 +20,7 @@ from openmemory_core.telemetry import stage
 from openmemory_core.text.keywords import query_vector
 from openmemory_ingest.conversation import Conversations, following
 from openmemory_ingest.extraction import Decision, Extractor, Fact, LocalExtractor
-from openmemory_ingest.extraction.changes import Candidate, may_replace, replaced
+from openmemory_ingest.extraction.changes import Candidate, may_replace, replaced, says_change
 from openmemory_ingest.extraction.rules import FUNCTIONAL
 
 DELETE_BATCH = 256
@@ -29,6 +29,8 @@ REPLACE_CANDIDATES = 10
 #: How close in meaning (dense cosine) a stored memory must be for a fact that only says something
 #: changed ("these days I …") to replace it; chosen on the development set (bench/README.md).
 REPLACE_SIMILARITY = 0.2
+#: The same for a weak cue ("now", "new", "finally"): common in any chat, so only a close memory.
+WEAK_CUE_SIMILARITY = 0.5
 
 
 async def vector_records(memories: list[c.Memory], dense: list[list[float]]) -> list[VectorRecord]:
@@ -86,8 +88,10 @@ class IngestService:
         extractor: Extractor,
         similar: int = 5,
         replace_similarity: float = REPLACE_SIMILARITY,
+        weak_cue_similarity: float = WEAK_CUE_SIMILARITY,
     ) -> None:
         self.replace_similarity = replace_similarity
+        self.weak_cue_similarity = weak_cue_similarity
         self.similar = similar  # stored memories shown per new fact when the extractor decides updates
         self.vectors = vectors
         self.graph = graph
@@ -201,9 +205,9 @@ class IngestService:
         functional relation (the graph replaces those), the current memory it replaces, if any."""
         found: dict[int, str] = {}
         # "the move is done!! writing this from our new flat in Bilbao": a cue speaks for its message
-        cued = any(may_replace(f.text) for f in facts)
+        cued = any(says_change(f.text) for f in facts)
         for index, (fact, vector) in enumerate(zip(facts, dense, strict=True)):
-            if any(r.type in FUNCTIONAL for r in fact.relations) or not cued:
+            if any(r.type in FUNCTIONAL for r in fact.relations) or not (cued or may_replace(fact.text)):
                 continue
             by_meaning = await self.vectors.dense_search(user_id, vector, REPLACE_CANDIDATES)
             by_words = await self.vectors.keyword_search(user_id, query_vector(fact.text), REPLACE_CANDIDATES)
@@ -214,7 +218,9 @@ class IngestService:
                     continue
                 if memory.id not in found.values():
                     candidates.setdefault(memory.id, Candidate(memory.id, memory.text, similarity))
-            target = replaced(fact.text, list(candidates.values()), self.replace_similarity, cued)
+            target = replaced(
+                fact.text, list(candidates.values()), self.replace_similarity, cued, self.weak_cue_similarity
+            )
             if target is not None:
                 found[index] = target
         return found

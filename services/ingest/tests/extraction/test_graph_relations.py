@@ -36,3 +36,35 @@ async def triples(text: str) -> set[tuple[str, str, str]]:
 )  # fmt: skip
 async def test_the_users_own_facts_become_relations(text: str, expected: set[tuple[str, str, str]]) -> None:
     assert await triples(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # no "I": the user is the subject all the same
+        ("allergic to penicillin, found that out the hard way", {("User", "ALLERGIC_TO", "penicillin")}),
+        ("product manager at Figma, working remotely from Lyon",
+         {("User", "WORKS_AS", "product manager"), ("User", "WORKS_AT", "Figma"),
+          ("User", "LIVES_IN", "Lyon")}),
+        ("planning a trip to Chile in June", {("User", "PLANS", "trip to Chile")}),
+        # two subjects of one verb, and "we"
+        ("my partner Sam and I live in Leeds", {("User", "HAS_PARTNER", "Sam"), ("Sam", "LIVES_IN", "Leeds"),
+                                                ("User", "LIVES_IN", "Leeds")}),
+        ("we have two cats, Miso and Tofu.", {("User", "HAS_PET", "Miso"), ("User", "HAS_PET", "Tofu")}),
+        # tools, plans, and lists with clean objects
+        ("I've been using Obsidian and Todoist for a year",
+         {("User", "USES", "Obsidian"), ("User", "USES", "Todoist")}),
+        ("switched from Chrome to Firefox last year", {("User", "USES", "Firefox")}),
+        ("I'm hoping to buy a house", {("User", "PLANS", "buying a house")}),
+        ("I speak English, Arabic and a little Turkish",
+         {("User", "SPEAKS", "English"), ("User", "SPEAKS", "Arabic"), ("User", "SPEAKS", "Turkish")}),
+        ("I prefer dark roast coffee, light roasts taste sour", {("User", "PREFERS", "dark roast coffee")}),
+        ("I like to think I'm a decent cook", set()),  # not a liking
+        ("I used to work at IBM", set()),  # a past employer is no current one
+        ("I grew up in Leeds but now I live in York",
+         {("User", "GREW_UP_IN", "Leeds"), ("User", "LIVES_IN", "York")}),
+        ("I'm a PhD student at ETH Zurich", {("User", "STUDIES_AT", "ETH Zurich")}),
+    ],
+)  # fmt: skip
+async def test_relations_from_the_way_people_write(text: str, expected: set[tuple[str, str, str]]) -> None:
+    assert await triples(text) == expected

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from openmemory_core.text.keywords import terms
+from openmemory_ingest.extraction.rules import NOT_NAMES
 
 # Bounded pieces only (a phrase of at most four words), so every pattern is linear in the fact.
 _WORD = r"[\w'’-]+"
@@ -60,13 +61,21 @@ _NO_LONGER = re.compile(
 _NO_LONGER_LEAD = re.compile(rf"\bno longer {_WORD} ({_WORD}(?: {_WORD}){{0,4}})", re.I)
 _IS_NO_LONGER = re.compile(rf"\b(?:is|are) no longer ({_WORD}(?: {_WORD}){{0,3}})", re.I)
 
+# Words that say a fact changed ("switched", "no longer", "these days"): a strong cue replaces the
+# closest memory in meaning above `threshold`, and speaks for the other facts of its message.
 _CUE = re.compile(
-    r"\b(?:now|nowadays|these days|any ?more|any longer|no longer|no more|instead|switch(?:ed|ing)?|"
-    r"swapp?(?:ed|ing)?|chang(?:ed|ing)|used to|quit|left|gave up|stopp(?:ed|ing)|dropp(?:ed|ing)|"
-    r"ditch(?:ed|ing)?|replac(?:ed|ing)|scrap(?:ped)?|cancel(?:l?ed)?|sold|broke up|moved|relocated|"
-    r"from now on|since|not anymore|went|became|become|turned|finally|new|latest|current(?:ly)?|again|"
-    r"off|traded|goodbye|replacement|lapsed?|promoted|laid off|fired|retired|passed away|put \w+ down|"
-    r"fell through|rehomed|adopted by|ended|moving on|any longer|move|update)\b",
+    r"\b(?:nowadays|these days|any ?more|any longer|no longer|no more|instead|switch(?:ed|ing)?|"
+    r"swapp(?:ed|ing)|chang(?:ed|ing)|used to|quit|gave up|stopp(?:ed|ing)|dropp(?:ed|ing)|"
+    r"ditch(?:ed|ing)?|replac(?:ed|ing)|scrap(?:ped)?|cancel(?:l?ed)?|sold|broke up|split up|moved|"
+    r"relocated|from now on|not anymore|traded|goodbye|replacement|lapsed?|laid off|fired|retired|"
+    r"passed away|put \w+ down|fell through|rehomed|adopted by|moving on)\b",
+    re.I,
+)
+# Words that often, not always, say so ("now", "new", "finally"): common in any chat, so a weak cue
+# needs a closer memory (`weak_threshold`) and speaks only for its own fact.
+_WEAK_CUE = re.compile(
+    r"\b(?:now|since|went|became|become|turned|finally|new|latest|current(?:ly)?|again|off|promoted|"
+    r"ended|move|update|left)\b",
     re.I,
 )
 _ADDITIVE = re.compile(
@@ -86,7 +95,8 @@ class Change:
     """What a fact says about an earlier one."""
 
     old: list[str] = field(default_factory=list)  # phrases naming the value it replaces
-    cue: bool = False  # it says something changed
+    cue: bool = False  # it says something changed (a strong cue, or it names the old value)
+    weak: bool = False  # it may say so (a weak cue)
     additive: bool = False  # it says it adds ("also")
     slot: str | None = None  # the attribute of "User's <attribute> is …"
 
@@ -119,6 +129,7 @@ def read_change(text: str) -> Change:
     return Change(
         old=list(old),
         cue=bool(old) or _CUE.search(text) is not None,
+        weak=_WEAK_CUE.search(text) is not None,
         additive=_ADDITIVE.search(text) is not None,
         slot=slot_name,
     )
@@ -154,17 +165,43 @@ class Candidate:
 def may_replace(text: str) -> bool:
     """Whether the fact `text` can replace anything: it names an old value, says something changed,
     or sets an attribute (most facts do none of these, and need no look at the stored ones)."""
-    return _CUE.search(text) is not None or _SLOT.search(text) is not None
+    return any(p.search(text) is not None for p in (_CUE, _WEAK_CUE, _SLOT))
+
+
+def says_change(text: str) -> bool:
+    """Whether the fact `text` says, with a strong cue, that something changed (for its message)."""
+    return _CUE.search(text) is not None
+
+
+def subjects(text: str) -> set[str]:
+    """Whom a fact is about, from its first words: "User", a name ("Caroline went …"), or both
+    ("Lena and User split up"); empty when it does not say ("scrap the Japan trip")."""
+    found: set[str] = set()
+    for word in text.split()[:4]:
+        bare = word.strip('.,;:!?"()').removesuffix("'s").removesuffix("’s")
+        if bare == "User" or (bare[:1].isupper() and bare not in NOT_NAMES and bare.isalpha()):
+            found.add(bare)
+    return found
+
+
+def _same_subject(text: str, other: str) -> bool:
+    mine, theirs = subjects(text), subjects(other)
+    return not mine or not theirs or bool(mine & theirs)
 
 
 def replaced(
-    text: str, candidates: list[Candidate], threshold: float, message_cued: bool = False
+    text: str,
+    candidates: list[Candidate],
+    threshold: float,
+    message_cued: bool = False,
+    weak_threshold: float = 1.0,
 ) -> str | None:
     """The id of the stored memory that the fact `text` replaces, if any (see the module's
     docstring). `candidates` are the user's current memories closest to the fact; `message_cued`:
-    another fact of the same message says that something changed."""
+    another fact of the same message says that something changed. Only a memory about the same
+    subject (`subjects`) is replaced: "Caroline moved" never replaces what Melanie said."""
     change = read_change(text)
-    by_closeness = sorted(candidates, key=lambda c: -c.similarity)
+    by_closeness = sorted((c for c in candidates if _same_subject(text, c.text)), key=lambda c: -c.similarity)
     if change.old:
         for candidate in by_closeness:
             if any(holds(candidate.text, phrase) for phrase in change.old):
@@ -175,8 +212,9 @@ def replaced(
             other = slot_of(candidate.text)
             if other is not None and other[0] == slot[0] and other[1] != slot[1]:
                 return candidate.memory_id
-    if (change.cue or message_cued) and not change.additive:
-        for candidate in by_closeness:
-            if candidate.similarity >= threshold:
-                return candidate.memory_id
+    if change.additive:
+        return None
+    needed = threshold if change.cue or message_cued else weak_threshold if change.weak else None
+    if needed is not None and by_closeness and by_closeness[0].similarity >= needed:
+        return by_closeness[0].memory_id
     return None

@@ -20,8 +20,14 @@ from openmemory_core.text.dates import resolve_dates
 from openmemory_core.text.keywords import iter_terms
 from openmemory_ingest.extraction.base import Decision, Fact
 from openmemory_ingest.extraction.categories import categorize
+from openmemory_ingest.extraction.rules import (
+    JOB_WORDS,
+    NOT_NAMES,
+    first_person_to_user,
+    relations,
+    typed_entities,
+)
 from openmemory_ingest.extraction.rules import Relation as FactRelation
-from openmemory_ingest.extraction.rules import first_person_to_user, relations, typed_entities
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\.\.)\s+(?=[\"'(\[]?[A-Za-z0-9])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
@@ -182,16 +188,107 @@ def extract_facts(text: str, infer: bool, at: datetime) -> list[Fact]:
     facts: list[Fact] = []
     people: dict[str, None] = {}  # the people the message has named so far, in order
     speaker, text = _speaker(text)
-    for sentence in split_facts(text)[:MAX_SENTENCES]:
-        if sentence.rstrip().endswith("?") or _is_small_talk(sentence):
-            continue
-        for clause in clauses(resolve_pronouns(sentence, list(people))):
+    kept = [
+        sentence
+        for sentence in split_facts(text)[:MAX_SENTENCES]
+        if not sentence.rstrip().endswith("?") and not _is_small_talk(sentence)
+    ]
+    for sentence in _attached(kept):
+        for clause in clauses(resolve_pronouns(with_subject(sentence), list(people))):
             fact = _fact(clause, at, rewrite=True)
             if speaker is not None:
                 fact = _said_by(fact, speaker)
             people.update((name, None) for name, kind in fact.entity_kinds.items() if kind == "person")
             facts.append(fact)
     return facts
+
+
+# What makes a sentence stand on its own: the user in it ("I", "my", "we", …), a person's pronoun
+# ("She loves jazz."), a name after its first word, or a first word that is a name ("Clover is …").
+# Anything else ("It was mutual.", "The house feels so empty.", "way better pay") says more about
+# the sentence before it.
+_ABOUT_SOMEONE = re.compile(
+    r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d|I'll|I’ll|[Mm]e|[Mm]y|[Mm]ine|[Mm]yself|[Ww]e|[Ww]e're|[Ww]e’re|"
+    r"[Ww]e've|[Ww]e’ve|[Oo]ur|[Oo]urs|[Uu]s|He|She|They)\b|(?<=\s)[A-Z][a-z]"
+)
+_OPENERS = frozenset(
+    """Same Way Much Very Pretty Really Totally Such Kind Bit Lots Everything Nothing Something Still
+    Anyway Plus Though Honestly Basically Apparently Luckily Sadly Turns Gonna Feels Seems Looks""".split()
+)
+#: A sentence joins its neighbour only while the two stay this short (a fact, not a paragraph).
+ATTACH_CHARS = 300
+
+
+def _stands_alone(sentence: str) -> bool:
+    first = sentence.split(maxsplit=1)[0].strip("\"'(,.!") if sentence.strip() else ""
+    named_first = first[:1].isupper() and first not in NOT_NAMES and first not in _OPENERS
+    return named_first or _ABOUT_SOMEONE.search(sentence) is not None
+
+
+def _attached(sentences: list[str]) -> list[str]:
+    """Sentences that do not stand on their own (`_stands_alone`) joined to the one before them (the
+    first, to the one after it), up to ATTACH_CHARS."""
+    joined: list[str] = []
+    waiting = ""  # leading sentences that wait for one that stands alone
+    for sentence in sentences:
+        alone = _stands_alone(sentence)
+        if not alone and joined and len(joined[-1]) + len(sentence) < ATTACH_CHARS:
+            joined[-1] = f"{joined[-1]} {sentence}"
+        elif not alone and not joined and len(waiting) + len(sentence) < ATTACH_CHARS:
+            waiting = f"{waiting} {sentence}".strip()
+        elif waiting and len(waiting) + len(sentence) < ATTACH_CHARS:
+            joined.append(f"{waiting} {sentence}")
+            waiting = ""
+        else:
+            joined.extend(s for s in (waiting, sentence) if s)
+            waiting = ""
+    if waiting:
+        joined.append(waiting)
+    return joined
+
+
+# A user often leaves out "I": "allergic to penicillin", "planning a trip to Peru", "product manager at
+# Shopify", "born in Seoul, raised in LA". Such a sentence opens with a word that is never a subject.
+_NO_SUBJECT = [
+    (re.compile(r"^(?:been|got to|had)\b", re.I), "I've "),
+    (re.compile(r"^(?:born|raised)\b", re.I), "I was "),
+    # a diet on its own ("pescatarian for 3 years"), not a kind of food ("Vegan food is great")
+    (re.compile(
+        r"^(?:vegan|vegetarian|pescatarian|keto|paleo|gluten-free|dairy-free)\b(?=[ ,.!]|$)"
+        r"(?! (?:food|recipes?|options?|meals?|dishes|restaurants?|places?|cheese|burgers?|is|are|was)\b)",
+        re.I,
+    ), "I'm "),
+    (re.compile(r"^(?:favou?rite|all-time favou?rite)\b", re.I), "my "),
+    (re.compile(r"^(?:first|second|third|fourth|final|last) year\b", re.I), "I'm in my "),
+    (re.compile(
+        r"^(?:(?:just|recently|finally|also|already|still|never|always|mostly|really) )?"
+        r"(?:moved|switched|started|bought|booked|adopted|quit|joined|tried|went|made|finished|signed|sold|picked|took|lost|found|met|"
+        r"visited|decided|spent|grew up|speak|play|use|love|like|hate|prefer|work|live|drink|eat|do|have|"
+        r"need|want|own|run|drive|teach|study|got|left|love|enjoy|miss)\b", re.I), "I "),
+    (re.compile(
+        r"^(?:(?:just|recently|finally|also|still|currently|now) )?(?:planning|learning|going|gonna|thinking|"
+        r"trying|hoping|working|doing|playing|using|living|moving|studying|taking|reading|watching|training|"
+        r"saving|looking|dating|seeing|teaching|writing|building|running|cooking|freelancing|heading|"
+        r"allergic|originally|from|big fan|huge fan|not a fan|not really|"
+        r"into|obsessed|married|engaged|single|divorced|pregnant|retired|based|fluent|bilingual|"
+        r"lactose|gluten)\b", re.I), "I'm "),
+    (re.compile(
+        rf"^(?:an? )?(?:[\w-]+ ){{0,3}}(?:{JOB_WORDS})(?: by trade| here\b|,| at | for | in )", re.I
+    ), "I'm a "),
+]  # fmt: skip
+
+
+def with_subject(sentence: str) -> str:
+    """ "allergic to penicillin" -> "I'm allergic to penicillin": a sentence that opens with a word
+    that is never a subject gets the user as its subject; any other sentence is left as it is."""
+    for pattern, subject in _NO_SUBJECT:
+        if pattern.match(sentence):
+            body = sentence
+            if subject == "I'm a ":
+                body = re.sub(r"^an? ", "", body, flags=re.I)
+                subject = "I'm an " if body[:1].lower() in "aeiou" else subject
+            return subject + body[:1].lower() + body[1:] if not body.startswith("I ") else body
+    return sentence
 
 
 # A transcript line: "Caroline: I went to a support group yesterday." Its "I" is that speaker.
