@@ -53,7 +53,8 @@ def test_questions_about_the_latest_state_are_recognised() -> None:
     ],
 )
 def test_recurring_days_are_a_habit_not_a_date(text: str) -> None:
-    resolved = resolve_dates(text, datetime(2026, 3, 10, 9, tzinfo=UTC))
+    resolved_at = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    resolved = resolve_dates(text, resolved_at)
     assert resolved.refers_to is None and resolved.text == text
 
 
@@ -71,5 +72,14 @@ def test_one_day_is_still_a_date() -> None:
     ],
 )
 def test_the_week_after_next_is_two_weeks_ahead(text: str, said: str, day: date) -> None:
-    resolved = resolve_dates(text, datetime(2026, 3, 10, 9, tzinfo=UTC))
+    resolved_at = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    resolved = resolve_dates(text, resolved_at)
     assert (resolved.text, resolved.refers_to) == (said, day)
+
+
+def test_how_often_is_not_a_date() -> None:
+    text = "Now we have to go in three days a week."
+    resolved_at = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    resolved = resolve_dates(text, resolved_at)
+    assert (resolved.text, resolved.refers_to) == (text, None)
+    assert resolve_dates("I start in three days.", resolved_at).refers_to == date(2026, 3, 13)

@@ -109,7 +109,9 @@ def resolve_dates(text: str, at: datetime) -> ResolvedDates:
         day, phrase = _ago(today, _count(m.group(1)), m.group(2), 1)
         return keep(m, day, phrase)
 
-    text = re.sub(rf"\bin {_NUM} {_UNIT}\b", in_sub, text, flags=re.IGNORECASE)
+    # "in three days" is a date; "in three days a week" is how often
+    rate = r"(?! (?:a|an|per|each|every) (?:day|week|month|year)\b)"
+    text = re.sub(rf"\bin {_NUM} {_UNIT}\b{rate}", in_sub, text, flags=re.IGNORECASE)
 
     def after_next_sub(m: re.Match[str]) -> str:
         unit = m.group(1).lower()
