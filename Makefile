@@ -57,6 +57,7 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 
 bench: install  ## LoCoMo retrieval (LOCOMO=path), search latency at 10k/100k, the extractor's scores, knowledge updates, load
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
+	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --infer --out bench/results-locomo-infer.json
 	$(VENV)/bin/openmemory bench scale --sizes 10000,100000 --out bench/results-scale.json
 	$(VENV)/bin/python bench/extraction.py --locomo $(LOCOMO) --out bench/results-extraction.json
 	$(VENV)/bin/openmemory bench updates --out bench/results-updates.json
