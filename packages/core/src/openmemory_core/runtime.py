@@ -128,8 +128,9 @@ class Health:
                 results[name] = False
         return results
 
-    def add_routes(self, app: Any) -> None:
-        """Mount `/healthz` (up, every component started), `/readyz` (live checks) and `/metrics`."""
+    def add_routes(self, app: Any, probes: bool = True) -> None:
+        """Mount `/healthz` (up, every component started) and, with `probes`, `/readyz` (live
+        checks) and `/metrics`."""
 
         async def healthz(_: Request) -> JSONResponse:
             return JSONResponse(
@@ -142,8 +143,9 @@ class Health:
             return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
 
         app.add_route("/healthz", healthz, methods=["GET"])
-        app.add_route("/readyz", readyz, methods=["GET"])
-        app.add_route("/metrics", metrics_endpoint, methods=["GET"])
+        if probes:
+            app.add_route("/readyz", readyz, methods=["GET"])
+            app.add_route("/metrics", metrics_endpoint, methods=["GET"])
 
 
 @dataclass
@@ -364,12 +366,14 @@ async def run(
             for component in chosen:
                 log.info("starting %s", component.name)
                 running.append(await component.start(runtime))
-            if not runtime.http:
+            separate = settings.ops.separate or not runtime.http
+            if separate:  # readiness and metrics on their own port, not on the public ones
                 from starlette.applications import Starlette
 
                 runtime.serve_http("ops", Starlette(), settings.ops.host, settings.ops.port)
+            trusted_proxies = settings.core.forwarded_allow_ips.strip()
             for service in runtime.http:
-                runtime.health.add_routes(service.app)
+                runtime.health.add_routes(service.app, probes=service.name == "ops" or not separate)
                 server = _Server(
                     uvicorn.Config(
                         service.app,
@@ -379,8 +383,9 @@ async def run(
                         lifespan="on",
                         timeout_graceful_shutdown=5,
                         # X-Forwarded-* from loopback would let a local client pick the address the
-                        # failed-authentication throttle counts; trusting a proxy needs it named.
-                        proxy_headers=False,
+                        # failed-authentication throttle counts: only proxies named are trusted.
+                        proxy_headers=bool(trusted_proxies),
+                        forwarded_allow_ips=trusted_proxies or None,
                     )
                 )
                 servers.append((server, asyncio.create_task(server.serve(), name=f"http-{service.name}")))

@@ -6,11 +6,35 @@ A configured URL always wins over an embedded default. Nothing here connects to 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from openmemory_core.contracts import DEFAULT_PARTITIONS, MAX_TEXT_CHARS
+
+
+def _public_url(value: str | None) -> str | None:
+    """An http(s) URL with a host, without a trailing slash (the address people reach us at)."""
+    if value is None or not value.strip():
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    return value.strip().rstrip("/")
+
+
+def _allow_public(url: str | None, hosts: list[str], origins: list[str]) -> None:
+    """Add a public URL's host (as sent, and with any port) and origin to the allowed lists."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    for host in (parts.netloc.lower(), f"{(parts.hostname or '').lower()}:*"):
+        if host not in hosts:
+            hosts.append(host)
+    origin = f"{parts.scheme}://{parts.netloc.lower()}"
+    if origin not in origins:
+        origins.append(origin)
 
 
 def default_data_dir() -> Path:
@@ -41,6 +65,11 @@ class CoreSettings(BaseSettings):
     allow_private_urls: bool = Field(
         default=False,
         description="let LLM/embedder URLs saved from the dashboard reach loopback or private addresses",
+    )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-Proto/-For are trusted, "
+        "e.g. the ingress controller's pod range; empty: none",
     )
 
     @field_validator("data_dir")
@@ -109,6 +138,31 @@ class GatewaySettings(BaseSettings):
     auth_failures_per_minute: int = Field(
         default=20, ge=0, description="bad API keys per client address and minute before 429 (0: off)"
     )
+    public_url: str | None = Field(
+        default=None,
+        description="the MCP URL clients use (e.g. https://memory.example.com/mcp): shown by the "
+        "dashboard, the OAuth resource, and its host is allowed",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        return _public_url(value)
+
+    @property
+    def mcp_url(self) -> str:
+        """The MCP URL to give clients: the public one, else this host and port (loopback when the
+        gateway listens on every address: 0.0.0.0 is no address to connect to)."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/mcp"
+
+    @model_validator(mode="after")
+    def _allow_public_url(self) -> GatewaySettings:
+        _allow_public(self.public_url, self.allowed_hosts, self.allowed_origins)
+        return self
 
 
 class OAuthSettings(BaseSettings):
@@ -155,6 +209,23 @@ class AdminSettings(BaseSettings):
         description="Host headers the dashboard and its API answer (DNS-rebinding protection); others "
         "get 421. `name:*` allows any port",
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="origins besides the dashboard's own whose signed-in writes are accepted",
+    )
+    public_url: str | None = Field(
+        default=None, description="the dashboard's URL as people open it (e.g. https://memory.example.com)"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        return _public_url(value)
+
+    @model_validator(mode="after")
+    def _allow_public_url(self) -> AdminSettings:
+        _allow_public(self.public_url, self.allowed_hosts, self.allowed_origins)
+        return self
 
 
 class IngestSettings(BaseSettings):
@@ -187,6 +258,11 @@ class OpsSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8766
+    separate: bool = Field(
+        default=False,
+        description="serve /readyz and /metrics only here, and only /healthz on the public ports "
+        "(set by the chart; a process with no public port always has this one)",
+    )
 
 
 class Settings(BaseSettings):

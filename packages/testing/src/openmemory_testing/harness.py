@@ -29,6 +29,7 @@ class RunningSystem:
     admin_url: str
     log_path: Path
     env: dict[str, str]
+    ops_url: str = ""  # readiness and metrics, when the process serves them apart
 
     @property
     def mcp_url(self) -> str:
@@ -93,8 +94,15 @@ def start_system(
     with log_path.open("ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     port = health_port(target, gateway_port, admin_port, ops_port)
+    local = "http://127.0.0.1"
     system = RunningSystem(
-        process, data_dir, f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{admin_port}", log_path, env
+        process,
+        data_dir,
+        f"{local}:{gateway_port}",
+        f"{local}:{admin_port}",
+        log_path,
+        env,
+        f"{local}:{ops_port}",
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ async def start(runtime: Runtime) -> Running:
     from openmemory_admin.app import build_context, create_app
 
     settings = runtime.settings
-    mcp_url = f"http://{settings.gateway.host}:{settings.gateway.port}/mcp"
+    mcp_url = settings.gateway.mcp_url
     bus = await runtime.bus()
     app = create_app(await build_context(bus, mcp_url, settings))
     runtime.serve_http("admin", app, settings.admin.host, settings.admin.port)

@@ -315,7 +315,7 @@ def create_app(
     front = GatewayFront(api, streamable, sse, keys, rates, settings)
     if oauth is not None and oauth.enabled:
         assert oauth.issuer_url is not None
-        resource = oauth.resource_url or f"http://{settings.host}:{settings.port}/mcp"
+        resource = oauth.resource_url or settings.mcp_url
         front.verifier = IntrospectionTokenVerifier(oauth, resource)
         front.oauth_scopes = oauth.default_scopes
         front.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(resource)))
