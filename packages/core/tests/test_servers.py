@@ -2,6 +2,7 @@ import asyncio
 import os
 import signal
 import stat
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,7 +11,7 @@ import pytest
 from openmemory_core.bus import Bus
 from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.runtime import data_dir_lock
-from openmemory_core.servers import embedded_falkordb, embedded_nats, make_private
+from openmemory_core.servers import SupervisedProcess, embedded_falkordb, embedded_nats, make_private
 from openmemory_core.stores import open_graph_store
 
 
@@ -112,3 +113,16 @@ def test_make_private_tightens_what_an_older_version_left(tmp_path: Path) -> Non
     for path in (data / "vectors" / "segment" / "points.dat", data / "first-api-key"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE((tmp_path / "elsewhere").stat().st_mode) == 0o644  # a link is not followed
+
+
+async def test_a_server_that_will_not_start_says_why_in_our_own_log(tmp_path: Path) -> None:
+    """A crash-looping pod loses the server's log file: the reason must be in the error itself."""
+    async def never() -> bool:
+        return False
+
+    code = "import sys; print('fatal: the module needs libgomp.so.1'); sys.exit(3)"
+    server = SupervisedProcess("graph", [sys.executable, "-c", code], never, tmp_path / "graph.log")
+    with pytest.raises(Unavailable) as refused:
+        await server.start()
+    assert "exited with 3" in refused.value.message
+    assert "fatal: the module needs libgomp.so.1" in refused.value.message

@@ -44,9 +44,10 @@ async def _announce(runtime: Runtime) -> None:
     settings = runtime.settings
     lines = ["", "OpenMemory is running."]
     if "gateway" in runtime.names:
-        lines.append(f"  MCP URL:    http://{settings.gateway.host}:{settings.gateway.port}/mcp")
+        lines.append(f"  MCP URL:    {settings.gateway.mcp_url}")
     if "admin" in runtime.names:
-        lines.append(f"  Dashboard:  http://{settings.admin.host}:{settings.admin.port}")
+        host = "127.0.0.1" if settings.admin.host in ("0.0.0.0", "::", "") else settings.admin.host
+        lines.append(f"  Dashboard:  {settings.admin.public_url or f'http://{host}:{settings.admin.port}'}")
     if BUS in _embedded(runtime) and "gateway" in runtime.names:
         # A token goes only to a person at a terminal: a redirected output ends up in log files.
         lines.extend(await _first_key_lines(runtime, show_token=sys.stdout.isatty()))

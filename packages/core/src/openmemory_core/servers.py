@@ -166,6 +166,17 @@ async def _nats_ready(url: str) -> bool:
     return True
 
 
+def log_tail(path: Path, chars: int = 2000) -> str:
+    """The end of a server's log file, for a message that a container's own log shows (the file
+    itself is lost with a crash-looping pod)."""
+    try:
+        with path.open("rb") as log_file:
+            log_file.seek(max(0, path.stat().st_size - chars))
+            return log_file.read().decode(errors="replace").strip() or "(empty)"
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror})"
+
+
 @dataclass
 class SupervisedProcess:
     """A child server process: started, checked until ready, restarted when it dies, stopped cleanly."""
@@ -199,13 +210,19 @@ class SupervisedProcess:
         deadline = asyncio.get_running_loop().time() + self.start_timeout
         while asyncio.get_running_loop().time() < deadline:
             if self._proc.returncode is not None:
-                raise Unavailable(f"{self.name} exited with {self._proc.returncode}; see {self.log_path}")
+                raise Unavailable(
+                    f"{self.name} exited with {self._proc.returncode}; the end of {self.log_path}:\n"
+                    + log_tail(self.log_path)
+                )
             if await self.ready():
                 log.info("%s ready (pid %s)", self.name, self._proc.pid)
                 return
             await asyncio.sleep(0.05)
         await self._terminate()
-        raise Unavailable(f"{self.name} was not ready within {self.start_timeout:.0f}s; see {self.log_path}")
+        raise Unavailable(
+            f"{self.name} was not ready within {self.start_timeout:.0f}s; the end of {self.log_path}:\n"
+            + log_tail(self.log_path)
+        )
 
     async def _supervise(self) -> None:
         backoff = 0.5
@@ -214,7 +231,10 @@ class SupervisedProcess:
             code = await self._proc.wait()
             if self._stopping:
                 return
-            log.error("%s exited with %s; restarting in %.1fs", self.name, code, backoff)
+            log.error(
+                "%s exited with %s; restarting in %.1fs; the end of its log:\n%s",
+                self.name, code, backoff, log_tail(self.log_path),
+            )  # fmt: skip
             await asyncio.sleep(backoff)
             try:
                 await self._spawn()
