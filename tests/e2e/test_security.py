@@ -168,6 +168,8 @@ async def test_foreign_origins_and_hosts_are_refused(guarded: RunningSystem) -> 
 
 def test_keys_never_reach_the_logs(guarded: RunningSystem) -> None:
     first = guarded.first_key()
-    # The banner prints the first key on purpose (to the terminal); no other line may hold it.
-    lines = [line for line in guarded.log().splitlines() if first in line]
-    assert all(line.strip().startswith("API key:") for line in lines)
+    # The banner shows the first key only on a terminal; written to a file (a container's log, as
+    # here) it names the file that holds the key, and no line may hold the key itself.
+    log = guarded.log()
+    assert first not in log
+    assert "API key:    in " in log
