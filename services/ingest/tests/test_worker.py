@@ -1,6 +1,6 @@
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -11,6 +11,8 @@ from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.settings import IngestSettings
 from openmemory_core.stores.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.stores.qdrant import QdrantVectorStore
+from openmemory_core.stores.vectors import keyword_vector
+from openmemory_core.text.keywords import query_vector
 from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
@@ -172,3 +174,28 @@ async def test_relative_dates_become_the_memory_time(
     (memory,) = await vectors.list_memories(user, 10)
     assert memory.text == "User went hiking on 7 May 2023."
     assert memory.occurred_at is not None and memory.occurred_at.date().isoformat() == "2023-05-07"
+
+
+async def test_an_mcp_add_and_a_bus_add_said_at_the_same_time_get_the_same_keywords(
+    service: IngestService, vectors: QdrantVectorStore
+) -> None:
+    """MCP cannot set `occurred_at`; its memory is dated by when it was said (`Memory.when`), so a
+    question naming that month finds it as it finds a bus add that gave the time."""
+    said = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    text = "I repainted the kitchen."
+    over_mcp = c.AddCommand(user_id=unique(), app="a", text=text, infer=False, issued_at=said)
+    over_bus = c.AddCommand(
+        user_id=unique(),
+        app="a",
+        text=text,
+        infer=False,
+        occurred_at=said,
+        issued_at=said + timedelta(hours=5),
+    )
+    stored = []
+    for command in (over_mcp, over_bus):
+        (added,) = (await service.apply(command)).summary
+        (memory,) = await vectors.get(command.user_id, [added.id])
+        stored.append(keyword_vector(memory))
+    assert stored[0] == stored[1]
+    assert set(query_vector("March 2026").indices) <= set(stored[0].indices)  # the month is a keyword

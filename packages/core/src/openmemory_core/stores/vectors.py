@@ -72,11 +72,12 @@ PAYLOAD_INDEXES = {
 
 
 def keyword_vector(memory: Memory) -> SparseVector:
-    """Keywords of the text, and of the date the memory refers to ("8 May 2023"), so that a question
-    naming a month or a year finds what happened then; and, at a lower weight, of the memory said
-    just before it in the same conversation."""
-    when = memory.occurred_at
-    return document_vector(memory.text + (f" {when.day} {when:%B %Y}" if when else ""), memory.context)
+    """Keywords of the text, and of the date the memory refers to ("8 May 2023": `Memory.when`, the
+    same on every path, so an MCP add, which cannot set a time, is dated by when it was said), so
+    that a question naming a month or a year finds what happened then; and, at a lower weight, of
+    the memory said just before it in the same conversation."""
+    when = memory.when
+    return document_vector(f"{memory.text} {when.day} {when:%B %Y}", memory.context)
 
 
 def payload_of(memory: Memory, terms: list[int] | None = None) -> dict[str, Any]:
