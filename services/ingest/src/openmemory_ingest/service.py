@@ -26,6 +26,9 @@ from openmemory_ingest.extraction.rules import FUNCTIONAL
 DELETE_BATCH = 256
 #: Stored memories read per new fact when the offline path looks for the one it replaces.
 REPLACE_CANDIDATES = 10
+#: A longer fact (a pasted document) is not a statement that something changed: no look for it, so
+#: its keyword query (a term per word) never runs.
+REPLACE_MAX_CHARS = 1000
 #: How close in meaning (dense cosine) a stored memory must be for a fact that only says something
 #: changed ("these days I …") to replace it; chosen on the development set (bench/README.md).
 REPLACE_SIMILARITY = 0.2
@@ -207,7 +210,9 @@ class IngestService:
         # "the move is done!! writing this from our new flat in Bilbao": a cue speaks for its message
         cued = any(says_change(f.text) for f in facts)
         for index, (fact, vector) in enumerate(zip(facts, dense, strict=True)):
-            if any(r.type in FUNCTIONAL for r in fact.relations) or not (cued or may_replace(fact.text)):
+            if len(fact.text) > REPLACE_MAX_CHARS or any(r.type in FUNCTIONAL for r in fact.relations):
+                continue
+            if not (cued or may_replace(fact.text)):
                 continue
             by_meaning = await self.vectors.dense_search(user_id, vector, REPLACE_CANDIDATES)
             by_words = await self.vectors.keyword_search(user_id, query_vector(fact.text), REPLACE_CANDIDATES)
