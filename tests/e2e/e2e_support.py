@@ -106,6 +106,6 @@ async def add_search_list_delete(system: RunningSystem) -> None:
         assert "User's dog is called Biscuit." not in await cursor.texts("dog name")
         assert await cursor.texts() == ["User is vegetarian."]
 
-        wiped = await cursor.call("delete_all_memories")
+        wiped = await cursor.call("delete_all_memories", confirm=True)
         assert [r["event"] for r in wiped["results"]] == ["DELETE"]
         assert await claude.texts() == []

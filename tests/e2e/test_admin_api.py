@@ -306,7 +306,7 @@ async def test_export_wipe_import_gives_the_same_search_results(
         document = json.loads(export)
         assert document["format"] == "openmemory-export" and len(document["memories"]) == 5
         assert document["embedding_model"] and document["history"]
-        await cursor.call("delete_all_memories")
+        await cursor.call("delete_all_memories", confirm=True)
         assert (await admin.get("/memories"))["total"] == 0
         done = await admin.http.post("/import", content=export)
         assert done.status_code == 200, done.text

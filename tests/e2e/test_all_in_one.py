@@ -79,7 +79,7 @@ async def test_a_key_sees_only_its_own_user(all_in_one: RunningSystem) -> None:
         assert await m.texts() == []
         with pytest.raises(ToolFailed, match="no such memories"):
             await m.call("delete_memories", memory_ids=[secret_id])
-        await m.call("delete_all_memories")
+        await m.call("delete_all_memories", confirm=True)
         assert await a.texts() == ["User's bank PIN hint is the cat's birthday."]
 
 

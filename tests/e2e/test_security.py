@@ -77,7 +77,8 @@ async def test_no_key_of_one_user_reaches_another_users_memories(guarded: Runnin
                 if "write" in kind or "admin" in kind:
                     with pytest.raises(ToolFailed):
                         await client.call("delete_memories", memory_ids=[bob_id])
-                    await client.call("delete_all_memories")  # deletes alice's (none), never bob's
+                    # deletes alice's (none), never bob's
+                    await client.call("delete_all_memories", confirm=True)
             auth = {"Authorization": f"Bearer {key}"}
             for method, path, body in [
                 ("GET", f"/memories/{bob_id}", None),

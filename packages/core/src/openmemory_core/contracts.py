@@ -452,10 +452,14 @@ class SearchRequest(BaseModel):
 
 
 class ListRequest(BaseModel):
+    """One page of a user's active memories, newest first. `offset` is the opaque cursor a previous
+    page answered as `next_offset` (search binds it to the user and refuses it for anyone else)."""
+
     user_id: str
     app: str | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     offset: str | None = None
+    filters: SearchFilters | None = None  # only `app` and `categories` apply to a list
 
 
 class GetRequest(BaseModel):
@@ -576,7 +580,7 @@ class SearchResponse(BaseModel):
 
 class ListResponse(BaseModel):
     memories: list[Memory]
-    next_offset: str | None = None
+    next_offset: str | None = None  # the cursor of the next page; None on the last one
 
 
 class GetResponse(BaseModel):

@@ -20,6 +20,7 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 
 from openmemory_core.errors import RateLimited
+from openmemory_core.telemetry import RATE_LIMITED
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +178,27 @@ class FailedAuthThrottle:
         if len(self._recent) > 100_000:  # forget quiet addresses rather than grow without bound
             self._recent = {a: m for a, m in self._recent.items() if m >= minute - 1}
         await self.counts.take(address)
+
+
+class RefusalLog:
+    """Makes rate-limit refusals visible without flooding the log: every refusal is counted in
+    `openmemory_rate_limited_total`, and a key is logged once per clock minute it is refused in.
+    `label` names the key for people (its public prefix), never the secret."""
+
+    def __init__(self, service: str, clock: Callable[[], float] = time.time) -> None:
+        self.service = service
+        self.clock = clock
+        self._logged: dict[str, int] = {}  # key label -> the minute it was last logged in
+
+    def refused(self, label: str, per_minute: int, wait: float) -> None:
+        RATE_LIMITED.labels(self.service).inc()
+        minute = int(self.clock() // 60)
+        if self._logged.get(label) == minute:
+            return
+        if len(self._logged) > 10_000:  # forget keys not refused lately rather than grow without bound
+            self._logged = {k: m for k, m in self._logged.items() if m >= minute - 1}
+        self._logged[label] = minute
+        log.warning(
+            "%s: API key %s reached its rate limit (%s requests per minute); refusing with 429 for "
+            "%s s (logged once per key and minute)", self.service, label, per_minute, retry_after(wait),
+        )  # fmt: skip

@@ -13,6 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from openmemory_core.contracts import DEFAULT_PARTITIONS, MAX_TEXT_CHARS
 
+#: Per-key MCP requests per minute when `rate_limit_per_minute` is not set.
+DEFAULT_RATE_LIMIT = 600
+LOOPBACK_RATE_LIMIT = 6000
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
 
 def _public_url(value: str | None) -> str | None:
     """An http(s) URL with a host, without a trailing slash (the address people reach us at)."""
@@ -121,7 +126,15 @@ class GatewaySettings(BaseSettings):
     add_wait_seconds: float = Field(default=5.0, ge=0, le=60)
     query_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1)
-    rate_limit_per_minute: int = Field(default=600, ge=1, description="MCP requests per minute per API key")
+    rate_limit_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="MCP requests per minute per API key; unset: 600, or 6000 when the gateway "
+        "listens on loopback only (one local client adding and searching as fast as it can)",
+    )
+    max_answer_chars: int = Field(
+        default=20_000, ge=200, description="Longest MCP tool answer (JSON characters); longer lists are cut"
+    )
     max_request_bytes: int = Field(default=1_048_576, ge=1024, description="Largest MCP request body")
     max_backlog: int = Field(
         default=10_000,
@@ -148,6 +161,14 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _valid_public_url(cls, value: str | None) -> str | None:
         return _public_url(value)
+
+    @property
+    def per_key_limit(self) -> int:
+        """MCP requests per minute per API key: the setting when set, else a default that depends
+        on whether anyone but this machine can reach the gateway."""
+        if self.rate_limit_per_minute is not None:
+            return self.rate_limit_per_minute
+        return LOOPBACK_RATE_LIMIT if self.host in LOOPBACK_HOSTS else DEFAULT_RATE_LIMIT
 
     @property
     def mcp_url(self) -> str:

@@ -37,6 +37,9 @@ MCP_DURATION = Histogram(
     "openmemory_mcp_tool_duration_seconds", "MCP tool call latency", ["tool"], buckets=_LATENCY
 )
 AUTH_FAILURES = Counter("openmemory_auth_failures_total", "Refused MCP requests by HTTP status", ["status"])
+RATE_LIMITED = Counter(
+    "openmemory_rate_limited_total", "Requests refused by the per-key rate limit (HTTP 429)", ["service"]
+)
 INGEST_PENDING = Gauge(
     "openmemory_ingest_pending_commands", "Commands stored but not yet applied (ingest lag)"
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from openmemory_core.hosts import PROBE_PATHS, host_allowed
 from openmemory_core.keys import KEY_PREFIX, presented_token, validate_name, verify_key
 from openmemory_core.ratelimit import (
     FailedAuthThrottle,
+    RefusalLog,
     SharedRateLimiter,
     retry_after,
 )
@@ -121,6 +123,53 @@ async def _refuse(
     await send({"type": "http.response.body", "body": body})
 
 
+#: JSON-RPC's "server error" range: the call was refused before any tool ran.
+RATE_LIMITED_CODE = -32029
+
+
+async def _refuse_rate_limited(send: Send, per_minute: int, wait: float) -> None:
+    """429 with a JSON-RPC error the client hands its model (the request is refused before its
+    body is read, so its id is null: the MCP client answers the pending call with it), and
+    Retry-After for HTTP clients."""
+    seconds = retry_after(wait)
+    message = (
+        f"too many requests for this API key (its limit is {per_minute} per minute): nothing was done. "
+        f"Wait {seconds} seconds, then retry this same call; retrying sooner is refused again."
+    )
+    error = {"code": RATE_LIMITED_CODE, "message": message, "data": {"retry_after_seconds": int(seconds)}}
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", seconds.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _key_label(scope: Scope, principal: Principal) -> str:
+    """How logs name a key: its public prefix (`om_1a2b3c4d`), never the secret part."""
+    token = _token(scope) or ""
+    if token.startswith(KEY_PREFIX):
+        return token[: len(KEY_PREFIX) + 8]
+    return f"oauth:{principal.key_id[:8]}"
+
+
+class _NoSessionTermination(logging.Filter):
+    """The SDK logs "Terminating session: None" at info for every stateless request (each is a
+    session of its own): drop that line, and only that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and record.getMessage().startswith("Terminating session"))
+
+
+def quiet_session_termination() -> None:
+    """Install the filter on the SDK's streamable HTTP logger, once per process."""
+    sdk = logging.getLogger("mcp.server.streamable_http")
+    if not any(isinstance(f, _NoSessionTermination) for f in sdk.filters):
+        sdk.addFilter(_NoSessionTermination())
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
     """The whole request body, or None as soon as it passes `limit` bytes."""
     chunks: list[bytes] = []
@@ -171,7 +220,9 @@ class GatewayFront:
         self.keys = keys
         self.max_body = settings.max_request_bytes
         self.allowed_hosts = settings.allowed_hosts
-        self.limiter = SharedRateLimiter(rates, settings.rate_limit_per_minute, "gateway")
+        self.per_key_limit = settings.per_key_limit
+        self.limiter = SharedRateLimiter(rates, self.per_key_limit, "gateway")
+        self.refusals = RefusalLog("gateway")
         self.auth_failures = FailedAuthThrottle(rates, settings.auth_failures_per_minute, "gateway")
         #: The open legacy SSE sessions of this process (the transport keeps them in memory too).
         self.sse_owners: dict[str, Owner] = {}
@@ -232,9 +283,8 @@ class GatewayFront:
         wait = await self.limiter.take(principal.key_id)
         if wait:
             AUTH_FAILURES.labels("429").inc()
-            await _refuse(
-                send, 429, f"too many requests for this API key: retry in {retry_after(wait)} s", wait
-            )
+            self.refusals.refused(_key_label(scope, principal), self.per_key_limit, wait)
+            await _refuse_rate_limited(send, self.per_key_limit, wait)
             return
         if scope["method"] == "POST":
             body = await _read_body(receive, self.max_body)
@@ -289,6 +339,7 @@ def create_app(
     oauth: OAuthSettings | None = None,
 ) -> GatewayFront:
     mcp = build_mcp(gateway)
+    quiet_session_termination()
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=settings.allowed_hosts,

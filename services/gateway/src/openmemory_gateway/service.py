@@ -85,9 +85,18 @@ class MemoryGateway:
         await self._accessed(principal, "search", [h.memory for h in found.hits], query)
         return found
 
-    async def list_memories(self, principal: c.Principal, limit: int) -> c.ListResponse:
+    async def list_memories(
+        self,
+        principal: c.Principal,
+        limit: int,
+        cursor: str | None = None,
+        filters: c.SearchFilters | None = None,
+    ) -> c.ListResponse:
+        """One page of the user's memories, newest first; `cursor` is a previous page's `next_offset`."""
         await self._require(principal, "read")
-        request = c.ListRequest(user_id=principal.user_id, app=principal.app, limit=limit)
+        request = c.ListRequest(
+            user_id=principal.user_id, app=principal.app, limit=limit, offset=cursor, filters=filters
+        )
         found = await self.bus.query(
             c.Query.LIST, request, c.ListResponse, self.settings.query_timeout_seconds
         )

@@ -10,12 +10,15 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import NoBackChannelError
+from mcp.types import ClientCapabilities, ElicitationCapability, ToolAnnotations
 from opentelemetry.trace import SpanKind
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import OpenMemoryError
 from openmemory_core.telemetry import MCP_CALLS, MCP_DURATION, tracer
+from openmemory_gateway.answers import capped, field_picker, memory_view
 from openmemory_gateway.service import Accepted, MemoryGateway
 
 INSTRUCTIONS = (
@@ -61,19 +64,6 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _memory_view(memory: c.Memory) -> dict[str, Any]:
-    return {
-        "id": memory.id,
-        "memory": memory.text,
-        "app": memory.app,
-        "categories": memory.categories,
-        "created_at": memory.created_at.isoformat(),
-        "updated_at": memory.updated_at.isoformat(),
-        "refers_to": memory.occurred_at.isoformat() if memory.occurred_at else None,
-        "superseded_by": memory.superseded_by,  # the newer memory that replaced this one's fact
-    }
-
-
 def _changes(outcome: c.CommandResult | Accepted) -> dict[str, Any]:
     if isinstance(outcome, Accepted):
         return {
@@ -88,10 +78,51 @@ def _changes(outcome: c.CommandResult | Accepted) -> dict[str, Any]:
     }
 
 
+#: Reads change nothing; deleting the same ids twice leaves the same state; nothing here reaches
+#: beyond the user's own memory store.
+READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+
+
+class ConfirmDeleteAll(BaseModel):
+    """What a client that supports elicitation asks its user before every memory is deleted."""
+
+    confirm: bool = Field(description="Yes: delete every memory. This cannot be undone.")
+
+
+NOT_CONFIRMED = (
+    "nothing was deleted: delete_all_memories erases every memory of the user and cannot be undone. "
+    "Only if the user clearly asked for exactly that, call it again with confirm: true."
+)
+
+
+async def _user_confirms(ctx: Context) -> bool:
+    """Ask the user through the client (elicitation) whether to delete everything. False when the
+    client cannot be asked; a decline or cancel is refused with a tool error (nothing deleted)."""
+    session = ctx.request_context.session
+    if not session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability())):
+        return False
+    try:
+        answer = await ctx.elicit(
+            "Delete every memory OpenMemory holds for you, from every app? This cannot be undone.",
+            ConfirmDeleteAll,
+        )
+    except NoBackChannelError:  # the transport cannot carry a request to the client: ask for confirm
+        return False
+    if answer.action == "accept" and answer.data.confirm:
+        return True
+    raise ToolError("the user did not confirm deleting every memory: nothing was deleted")
+
+
 def build_mcp(gateway: MemoryGateway) -> MCPServer:
     mcp = MCPServer(name="openmemory", instructions=INSTRUCTIONS, version="0.1.0")
+    max_chars = gateway.settings.max_answer_chars
 
-    @mcp.tool()
+    @mcp.tool(
+        title="Add memories",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        ),
+    )
     async def add_memories(
         text: Annotated[str, Field(description="What to remember, in the user's words")],
         ctx: Context,
@@ -103,9 +134,10 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         preferences, their work or anything they may want recalled later, in any tool. Answers with
         each memory created (id, memory, event) or, if processing takes longer, that it was accepted."""
         async with _called("add_memories"):
-            return _changes(await gateway.add(principal_of(ctx), text, infer))
+            answer = _changes(await gateway.add(principal_of(ctx), text, infer))
+        return _capped_changes(answer, max_chars)
 
-    @mcp.tool()
+    @mcp.tool(title="Search memories", annotations=READ)
     async def search_memory(
         query: Annotated[str, Field(description="What to look for, in natural language")],
         ctx: Context,
@@ -122,6 +154,13 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
             datetime | None,
             Field(description="Only memories about this time or earlier (ISO 8601 date or time)"),
         ] = None,
+        fields: Annotated[
+            list[str] | str | None,
+            Field(
+                description='Only these fields of each result, e.g. ["id", "memory"]; or "snippet" for '
+                "id, a shortened memory and score. Default: every field"
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Search the user's memories. Call this for every question where what you know about the user
         could help: preferences, facts, people, projects, earlier conversations. Best matches first,
@@ -130,24 +169,53 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
             app=app, categories=[category] if category else [], since=_aware(since), until=_aware(until)
         )
         async with _called("search_memory"):
+            pick = field_picker(fields)
             found = await gateway.search(principal_of(ctx), query, limit, filters)
         answer: dict[str, Any] = {
             "results": [
-                {**_memory_view(h.memory), "score": h.score, "signals": h.signals} for h in found.hits
+                pick({**memory_view(h.memory), "score": h.score, "signals": h.signals}) for h in found.hits
             ]
         }
         if found.missing_signals:  # a store was down: the ranking lacks these signals
             answer["missing_signals"] = found.missing_signals
+        rest = (
+            'For the rest, search again with a smaller limit, or with fields ["id", "memory"] or "snippet".'
+        )
+        return capped(answer, "results", max_chars, rest)[0]
+
+    @mcp.tool(title="List memories", annotations=READ)
+    async def list_memories(
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=500, description="How many memories at most in this page")] = 50,
+        cursor: Annotated[
+            str | None,
+            Field(description="The next_cursor of the previous page, to get the page after it"),
+        ] = None,
+        app: Annotated[str | None, Field(description="Only memories added by this app (MCP client)")] = None,
+        category: Annotated[
+            str | None, Field(description="Only memories in this category, e.g. health")
+        ] = None,
+    ) -> dict[str, Any]:
+        """List the user's memories, newest first, one page at a time. When the answer has a
+        next_cursor there are more: call again with cursor set to it. No next_cursor: that was all."""
+        principal = principal_of(ctx)
+        filters = c.SearchFilters(app=app, categories=[category] if category else [])
+        async with _called("list_memories"):
+            listed = await gateway.list_memories(principal, limit, cursor, filters)
+            answer, kept = _capped_list(listed, max_chars)
+            for _ in range(3):
+                if kept == len(listed.memories):
+                    break
+                # A cut page needs the cursor of what it shows: ask for exactly that many. Memories
+                # created at one instant may come in another order, so show the page asked for.
+                listed = await gateway.list_memories(principal, kept, cursor, filters)
+                answer, kept = _capped_list(listed, max_chars)
+                answer.update(truncated=True, message=LIST_CUT.format(max_chars=max_chars))
+        if listed.next_offset:
+            answer["next_cursor"] = listed.next_offset
         return answer
 
-    @mcp.tool()
-    async def list_memories(ctx: Context) -> dict[str, Any]:
-        """List all of the user's memories, newest first."""
-        async with _called("list_memories"):
-            listed = await gateway.list_memories(principal_of(ctx), 1000)
-        return {"results": [_memory_view(m) for m in listed.memories]}
-
-    @mcp.tool()
+    @mcp.tool(title="Get one memory and its history", annotations=READ)
     async def get_memory(
         memory_id: Annotated[str, Field(description="The id of one memory, as search or list return it")],
         ctx: Context,
@@ -155,8 +223,8 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         """Get one memory with its history: when it was added, changed or deleted, and by which app."""
         async with _called("get_memory"):
             found = await gateway.history(principal_of(ctx), memory_id)
-        return {
-            "memory": _memory_view(found.memory) if found.memory else None,
+        answer = {
+            "memory": memory_view(found.memory) if found.memory else None,
             "history": [
                 {
                     "event": e.change.value,
@@ -169,19 +237,64 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
                 for e in found.events
             ],
         }
+        return capped(answer, "history", max_chars, "The history shown is the oldest part.")[0]
 
-    @mcp.tool()
+    @mcp.tool(
+        title="Delete memories",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    )
     async def delete_memories(
         memory_ids: Annotated[list[str], Field(description="Ids of the memories to delete")], ctx: Context
     ) -> dict[str, Any]:
         """Delete the given memories. Every id must be one of the user's memories, or nothing is deleted."""
         async with _called("delete_memories"):
-            return _changes(await gateway.delete(principal_of(ctx), memory_ids))
+            answer = _changes(await gateway.delete(principal_of(ctx), memory_ids))
+        return _capped_changes(answer, max_chars)
 
-    @mcp.tool()
-    async def delete_all_memories(ctx: Context) -> dict[str, Any]:
-        """Delete every memory of the user. Only when the user clearly asks for it."""
+    @mcp.tool(
+        title="Delete ALL memories",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        ),
+    )
+    async def delete_all_memories(
+        ctx: Context,
+        confirm: Annotated[
+            bool,
+            Field(
+                description="Must be true, or nothing is deleted: set it only when the user clearly "
+                "asked to delete every memory"
+            ),
+        ] = False,
+    ) -> dict[str, Any]:
+        """Delete every memory of the user, from every app. Only when the user clearly asks for it, and
+        with confirm: true (a client that can ask its user is asked instead). Cannot be undone."""
         async with _called("delete_all_memories"):
-            return _changes(await gateway.delete_all(principal_of(ctx)))
+            principal = principal_of(ctx)
+            if not confirm and not await _user_confirms(ctx):
+                raise ToolError(NOT_CONFIRMED)
+            answer = _changes(await gateway.delete_all(principal))
+        return _capped_changes(answer, max_chars)
 
     return mcp
+
+
+LIST_CUT = (
+    "truncated: this page holds fewer memories than asked for, because an answer is limited to "
+    "{max_chars} characters. Call again with cursor set to next_cursor for the rest."
+)
+
+
+def _capped_list(listed: c.ListResponse, max_chars: int) -> tuple[dict[str, Any], int]:
+    answer: dict[str, Any] = {"results": [memory_view(m) for m in listed.memories]}
+    rest = "Call again with cursor set to next_cursor for the rest, or with a smaller limit."
+    return capped(answer, "results", max_chars, rest)
+
+
+def _capped_changes(answer: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    if "results" not in answer:
+        return answer
+    rest = "Every change listed or not was made; list_memories or get_memory shows the others."
+    return capped(answer, "results", max_chars, rest)[0]

@@ -21,6 +21,7 @@ from openmemory_core.stores.vectors import VectorStore
 from openmemory_core.text.dates import asks_for_latest, query_period
 from openmemory_core.text.keywords import query_vector
 from openmemory_search.names import find_entities
+from openmemory_search.paging import list_page
 from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker, with_replacements
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class SearchService:
 
     async def list_memories(self, request: c.ListRequest) -> c.ListResponse:
         await self._check_app(request.user_id, request.app)
-        return c.ListResponse(memories=await self.vectors.list_memories(request.user_id, request.limit))
+        return await list_page(self.vectors, request)
 
     async def get(self, request: c.GetRequest) -> c.GetResponse:
         await self._check_app(request.user_id, request.app)

@@ -159,11 +159,25 @@ class EdgeVectorStore:
         records, _ = await self._run("find_by_hash", lambda: self._shard.scroll(request))
         return memory_of(records[0].payload) if records else None
 
-    async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
+    async def list_memories(
+        self,
+        user_id: str,
+        limit: int,
+        active_only: bool = True,
+        filters: SearchFilters | None = None,
+        before: float | None = None,
+    ) -> list[Memory]:
+        """Newest first; with `filters` (app, categories, time) and only those created at `before` or
+        earlier (the position a page cursor names)."""
         import qdrant_edge as qe
 
+        flt = self._filter(user_id, active_only, filters)
+        if before is not None:
+            flt = qe.Filter(
+                must=[*flt.must, qe.FieldCondition(key="created_ts", range=qe.RangeFloat(lte=before))]
+            )
         request = qe.ScrollRequest(
-            limit=limit, filter=self._filter(user_id, active_only), with_payload=True,
+            limit=limit, filter=flt, with_payload=True,
             order_by=qe.OrderBy("created_ts", direction=qe.Direction.Desc),
         )  # fmt: skip
         records, _ = await self._run("list_memories", lambda: self._shard.scroll(request))

@@ -38,11 +38,11 @@ def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
     return models.Filter(must=must)
 
 
-def _search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter:
-    flt = _user_filter(user_id)
+def _narrowing(filters: SearchFilters | None) -> list[models.Condition]:
+    """The conditions of a search's or a list's filters (app, categories, the time referred to)."""
     if filters is None:
-        return flt
-    must = list(flt.must) if isinstance(flt.must, list) else []
+        return []
+    must: list[models.Condition] = []
     if filters.app is not None:
         must.append(models.FieldCondition(key="app", match=models.MatchValue(value=filters.app)))
     if filters.categories:
@@ -51,7 +51,16 @@ def _search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter
         since = filters.since.timestamp() if filters.since else None
         until = filters.until.timestamp() if filters.until else None
         must.append(models.FieldCondition(key="time_ts", range=models.Range(gte=since, lte=until)))
-    return models.Filter(must=must)
+    return must
+
+
+def _search_filter(user_id: str, filters: SearchFilters | None) -> models.Filter:
+    flt = _user_filter(user_id)
+    return models.Filter(must=[*_listed(flt.must), *_narrowing(filters)])
+
+
+def _listed(conditions: object) -> list[models.Condition]:
+    return list(conditions) if isinstance(conditions, list) else []
 
 
 class QdrantVectorStore:
@@ -173,12 +182,25 @@ class QdrantVectorStore:
             ),
         )
 
-    async def list_memories(self, user_id: str, limit: int, active_only: bool = True) -> list[Memory]:
+    async def list_memories(
+        self,
+        user_id: str,
+        limit: int,
+        active_only: bool = True,
+        filters: SearchFilters | None = None,
+        before: float | None = None,
+    ) -> list[Memory]:
+        """Newest first; with `filters` (app, categories, time) and only those created at `before` or
+        earlier (the position a page cursor names)."""
+        must = [*_listed(_user_filter(user_id, active_only).must), *_narrowing(filters)]
+        if before is not None:
+            must.append(models.FieldCondition(key="created_ts", range=models.Range(lte=before)))
+        flt = models.Filter(must=must)
         points, _ = await self._timed(
             "list_memories",
             self._client.scroll(
                 self.collection,
-                scroll_filter=_user_filter(user_id, active_only),
+                scroll_filter=flt,
                 limit=limit,
                 with_payload=True,
                 order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
