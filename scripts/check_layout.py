@@ -31,6 +31,7 @@ PRODUCT = {CORE: ROOT / "packages/core/src", **SERVICES, "openmemory_bench": ROO
 EXCEPTIONS = {
     f"{CORE}.cli": "the `openmemory` command itself: it runs the services, none imports it",
     f"{CORE}.backup": "the CLI's backup/restore of the bus, beside the CLI",
+    f"{CORE}.remote": "the CLI's memory commands against a running system (MCP and admin API clients)",
 }
 
 

@@ -1,4 +1,5 @@
-"""The `openmemory` command: run the system (any target), and manage API keys."""
+"""The `openmemory` command: run the system (any target), manage API keys, and work with the
+memories of a running system (add, search, list, get, delete, export, import)."""
 
 from __future__ import annotations
 
@@ -200,6 +201,93 @@ def _command(name: str) -> Callable[[list[str]], int]:
     raise ConfigurationError(f"the '{name}' command is not installed (package openmemory-{name})")
 
 
+MEMORY_COMMANDS = ("add", "search", "list", "get", "delete")
+REMOTE_COMMANDS = (*MEMORY_COMMANDS, "export", "import")
+
+
+def _remote(args: argparse.Namespace) -> int:
+    """A command against a running system, with an API key: its exit code says how it went."""
+    from openmemory_core import remote
+
+    try:
+        where = remote.target(args, _settings(args).core.data_dir)
+        if args.command == "export":
+            return remote.export(args, where)
+        if args.command == "import":
+            return remote.import_conversations(args, where)
+        return asyncio.run(remote.run_memory_command(args, where))
+    except remote.Failed as exc:
+        print(f"openmemory: {exc.message}", file=sys.stderr)
+        return exc.code
+
+
+def _between(low: int, high: int) -> Callable[[str], int]:
+    def number(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{n} is not between {low} and {high}")
+        return n
+
+    return number
+
+
+def _remote_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from openmemory_core.remote import DEFAULT_ADMIN, DEFAULT_GATEWAY, ENV_KEY, EXIT_CODES
+
+    def remote(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        p.add_argument("--key", help=f"the API key (default: env {ENV_KEY})")
+        p.add_argument(
+            "--url",
+            help="the gateway (MCP) URL; default: the system running on the data dir, "
+            f"else {DEFAULT_GATEWAY}",
+        )
+        p.add_argument(
+            "--admin-url",
+            help="the admin API URL (export, import); default: the system running on the data dir, "
+            f"else {DEFAULT_ADMIN}",
+        )
+        p.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+        p.add_argument("--data-dir", type=Path, help="where the local system's data lives (to find its URLs)")
+        return p
+
+    add = remote("add", "remember a text (split into facts unless --verbatim)")
+    add.add_argument("text")
+    add.add_argument("--verbatim", action="store_true", help="store the text as it is (infer=False)")
+    search = remote("search", "search the memories, best matches first")
+    search.add_argument("query")
+    search.add_argument("--limit", type=_between(1, 100), default=10, metavar="N", help="1-100 (default 10)")
+    listing = remote("list", "list the memories, newest first")
+    listing.add_argument(
+        "--limit", type=_between(1, 1000), default=100, metavar="N", help="1-1000 (default 100)"
+    )
+    get = remote("get", "show one memory and its history")
+    get.add_argument("id")
+    delete = remote("delete", "delete memories (all of them, or none if any id is unknown)")
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    export = remote(
+        "export", "write all of the key's memories, their history and graph to FILE (admin scope)"
+    )
+    export.add_argument("file", type=Path, metavar="FILE")
+    imports = remote(
+        "import",
+        "import the conversations.json of a ChatGPT or Claude data export: the user's messages become "
+        "memories (through the extractor), with their conversation's title and time; importing again "
+        "adds nothing twice, so an interrupted import goes on where it stopped (admin and write scopes)",
+    )
+    imports.add_argument("source", choices=("chatgpt", "claude"))
+    imports.add_argument("file", type=Path, metavar="FILE")
+    imports.add_argument(
+        "--include-assistant", action="store_true", help="import the assistant's messages too"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openmemory", description="A private memory layer for AI tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,6 +349,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix (om_xxxxxxxx)")
     revoke.add_argument("prefix")
     data_dir(revoke)
+    _remote_parsers(sub)
     return parser
 
 
@@ -272,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.get("OPENMEMORY_LOG_LEVEL", "INFO"), os.environ.get("OPENMEMORY_LOG_FORMAT", "auto")
     )
     try:
+        if args.command in REMOTE_COMMANDS:
+            return _remote(args)
         if args.command == "bench":
             return _command("bench")(args.rest)
         if args.command in ("reembed", "rebuild"):

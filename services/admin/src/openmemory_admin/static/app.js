@@ -441,14 +441,27 @@ async function renderSettings() {
 
 function renderData() {
   const file = el("input", { type: "file", id: "import-file", accept: ".json,.zip" });
+  const source = el("select", { id: "import-source" },
+    el("option", { value: "" }, "OpenMemory export (this dashboard's, or a zip)"),
+    el("option", { value: "chatgpt" }, "ChatGPT data export (conversations.json)"),
+    el("option", { value: "claude" }, "Claude data export (conversations.json)"));
+  const assistant = el("input", { type: "checkbox", id: "import-assistant" });
   content().append(
     el("div", { class: "card" }, el("h2", {}, "Export"), el("p", {}, "All your memories, their history and your graph, as one JSON file."),
       el("a", { class: "button", href: API + "/export", id: "export" }, "Download export")),
-    el("div", { class: "card" }, el("h2", {}, "Import"), el("p", {}, "An export of this dashboard, or an OpenMemory export zip (memories.json, memories.jsonl.gz)."),
+    el("div", { class: "card" }, el("h2", {}, "Import"),
+      el("p", {}, "An export of this dashboard, an OpenMemory export zip (memories.json, memories.jsonl.gz), or the conversations.json of a ChatGPT or Claude data export: your messages become memories, with their conversation's title and time; importing a file again adds nothing twice."),
+      source, " ", el("label", {}, assistant, " also the assistant's messages"), el("br"),
       file, " ", el("button", { type: "button", class: "primary", id: "import", onclick: () => guarded(async () => {
         if (!file.files.length) return flash("Choose a file first.", true);
-        const done = await api("/import", { method: "POST", body: file.files[0], headers: { "Content-Type": "application/octet-stream" } });
-        flash(`Imported ${done.memories} memories (${done.source}).`);
+        const headers = { "Content-Type": "application/octet-stream" };
+        if (!source.value) {
+          const done = await api("/import", { method: "POST", body: file.files[0], headers });
+          return flash(`Imported ${done.memories} memories (${done.source}).`);
+        }
+        const path = `/import/${source.value}?include_assistant=${assistant.checked}`;
+        const done = await api(path, { method: "POST", body: file.files[0], headers });
+        flash(`Imported ${done.messages} messages of ${done.conversations} conversations: ${done.added} memories added, ${done.skipped} messages imported before.`);
       }) }, "Import")));
 }
 
