@@ -32,9 +32,17 @@ class Client:
         return dict(json.loads(result.content[0].text))  # type: ignore[union-attr]
 
     async def texts(self, query: str | None = None) -> list[str]:
-        if query is None:
-            return [m["memory"] for m in (await self.call("list_memories"))["results"]]
-        return [m["memory"] for m in (await self.call("search_memory", query=query))["results"]]
+        """A search's texts, or every memory's (newest first, following `list_memories`' pages)."""
+        if query is not None:
+            return [m["memory"] for m in (await self.call("search_memory", query=query))["results"]]
+        texts: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await self.call("list_memories", limit=500, **({"cursor": cursor} if cursor else {}))
+            texts += [m["memory"] for m in page["results"]]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return texts
 
     async def texts_with(self, query: str, **filters: Any) -> list[str]:
         return [m["memory"] for m in (await self.call("search_memory", query=query, **filters))["results"]]
