@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -209,6 +210,8 @@ def _remote(args: argparse.Namespace) -> int:
     """A command against a running system, with an API key: its exit code says how it went."""
     from openmemory_core import remote
 
+    for chatty in ("httpx", "httpx2", "mcp"):  # a line per HTTP request is noise in a shell
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         where = remote.target(args, _settings(args).core.data_dir)
         if args.command == "export":
