@@ -1,35 +1,13 @@
 """Pages of `list_memories`: every memory once, newest first, and cursors bound to their user."""
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-import pytest_asyncio
 
 from openmemory_core import contracts as c
-from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput
-from openmemory_core.settings import SearchSettings
-from openmemory_core.stores.graph import GraphStore
-from openmemory_core.stores.qdrant import QdrantVectorStore
-from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
 from openmemory_search.paging import Position, decode_cursor, encode_cursor
 from openmemory_search.service import SearchService
 from openmemory_testing import unique
-
-
-@pytest_asyncio.fixture
-async def stores(
-    tmp_path: Path, graph: GraphStore, embedder: MiniLMEmbedder
-) -> AsyncIterator[tuple[IngestService, SearchService]]:
-    vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
-    await vectors.ensure_collection()
-    yield (
-        IngestService(vectors, graph, embedder, LocalExtractor()),
-        SearchService(vectors, graph, embedder, SearchSettings()),
-    )
-    await vectors.close()
 
 
 async def _pages(search: SearchService, request: c.ListRequest) -> list[list[c.Memory]]:
