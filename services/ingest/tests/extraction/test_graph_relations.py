@@ -64,6 +64,12 @@ async def test_the_users_own_facts_become_relations(text: str, expected: set[tup
         ("I grew up in Leeds but now I live in York",
          {("User", "GREW_UP_IN", "Leeds"), ("User", "LIVES_IN", "York")}),
         ("I'm a PhD student at ETH Zurich", {("User", "STUDIES_AT", "ETH Zurich")}),
+        # what is said of several people reads as what is said of one: plans and lists alike
+        ("My parents, Rui and Helena, are going to Rome.",
+         {("User", "HAS_PARENT", "Rui"), ("User", "HAS_PARENT", "Helena"),
+          ("Rui", "PLANS", "trip to Rome"), ("Helena", "PLANS", "trip to Rome")}),
+        ("Sam and I love tea and cake", {("Sam", "LIKES", "tea"), ("Sam", "LIKES", "cake"),
+                                         ("User", "LIKES", "tea"), ("User", "LIKES", "cake")}),
     ],
 )  # fmt: skip
 async def test_relations_from_the_way_people_write(text: str, expected: set[tuple[str, str, str]]) -> None:

@@ -429,6 +429,10 @@ _BASE_VERBS = frozenset(
 )
 
 
+#: Relations whose object may be a list ("tea, coffee and cake"): one relation per item.
+_LISTED = frozenset({"LIKES", "DISLIKES", "PREFERS", "ALLERGIC_TO", "SPEAKS", "LEARNING", "PLAYS", "USES"})
+
+
 def relations(sentence: str) -> list[Relation]:
     """Relations a rewritten sentence states, with "User" as the user."""
     found: list[Relation] = []
@@ -440,6 +444,25 @@ def relations(sentence: str) -> list[Relation]:
             relation = Relation(_clean(subject) or subject, kind, obj)
             if relation not in found:
                 found.append(relation)
+
+    def stated(text: str) -> None:
+        """The relations `_PATTERNS` read in `text`: the sentence itself, or what a sentence says of
+        each of several subjects ("Rui lives in Braga" from "my parents, Rui and Helena, live …")."""
+        for kind, pattern in _PATTERNS:
+            for match in pattern.finditer(text):
+                subject, obj = match.group("s"), match.group("o")
+                if kind in _LISTED:
+                    parts = re.split(r",\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", obj)
+                    for i, part in enumerate(parts):
+                        part = _QUANTITY.sub("", part.strip()).removesuffix(" online").strip()
+                        if i == 0 or len(part.split()) <= 3:  # a later "part" of many words is a clause
+                            add(subject, kind, part)
+                elif kind == "PLANS":
+                    add(subject, kind, _plan(obj))
+                elif kind == "TRIP":
+                    add(subject, "PLANS", f"trip to {_clean(obj)}")
+                else:
+                    add(subject, kind, _clean(obj) if kind not in ("WORKS_AS", "PLAYS") else obj)
 
     for match in _KIN_RELATION.finditer(sentence):
         kin = match.group("k").lower()
@@ -459,10 +482,7 @@ def relations(sentence: str) -> list[Relation]:
             if name and name not in NOT_NAMES:
                 add(USER, f"HAS_{_KIN_PLURAL[match.group('k')]}", name)
                 if match.group("v"):  # "… live in Braga" said of each: "Rui lives in Braga"
-                    said = f"{name} {_third_person(match.group('v'))}{match.group('rest')}"
-                    for kind, pattern in _PATTERNS:
-                        for each in pattern.finditer(said):
-                            add(each.group("s"), kind, _clean(each.group("o")))
+                    stated(f"{name} {_third_person(match.group('v'))}{match.group('rest')}")
     for match in _PETS_NAMED.finditer(sentence):  # "two dogs, Rex and Bella"
         for name in re.split(r",\s*(?:and\s+)?|\s+and\s+", match.group("o")):
             add(USER, "HAS_PET", _clean(name))
@@ -471,37 +491,10 @@ def relations(sentence: str) -> list[Relation]:
         if i == 0:  # "…, and a cat named Tom": a scan after each later pet would find none new
             for more in _MORE_PETS.finditer(sentence, match.end()):
                 add(USER, "HAS_PET", _clean(more.group("o")))
-    for kind, pattern in _PATTERNS:
-        for match in pattern.finditer(sentence):
-            subject = match.group("s")
-            obj = match.group("o")
-            if kind in ("LIKES", "DISLIKES", "PREFERS", "ALLERGIC_TO", "SPEAKS", "LEARNING", "PLAYS", "USES"):
-                parts = re.split(r",\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", obj)
-                for i, part in enumerate(parts):
-                    part = _QUANTITY.sub("", part.strip()).removesuffix(" online").strip()
-                    if i == 0 or len(part.split()) <= 3:  # a later "part" of many words is a clause
-                        add(subject, kind, part)
-            elif kind == "PLANS":
-                add(subject, kind, _plan(obj))
-            elif kind == "TRIP":
-                add(subject, "PLANS", f"trip to {_clean(obj)}")
-            else:
-                add(subject, kind, _clean(obj) if kind not in ("WORKS_AS", "PLAYS") else obj)
+    stated(sentence)
     for match in _TOGETHER.finditer(sentence) if " and " in sentence else ():  # "Sam and User live in …"
         for who in (match.group("a"), match.group("b")):
-            said = f"{who} {_third_person(match.group('v'))}{match.group('rest')}"
-            for kind, pattern in _PATTERNS:
-                for each in pattern.finditer(said):
-                    obj = each.group("o")
-                    add(
-                        each.group("s"),
-                        "PLANS" if kind == "TRIP" else kind,
-                        _plan(obj)
-                        if kind == "PLANS"
-                        else f"trip to {_clean(obj)}"
-                        if kind == "TRIP"
-                        else _clean(obj),
-                    )
+            stated(f"{who} {_third_person(match.group('v'))}{match.group('rest')}")
     students = {r.subject for r in found if r.type == "WORKS_AS" and r.object.split()[-1] == "student"}
     found = [
         Relation(r.subject, "STUDIES_AT", r.object) if r.type == "WORKS_AT" and r.subject in students else r
