@@ -10,7 +10,7 @@ A fact that fills a functional relation ("User lives in Porto") replaces through
   "instead", "switched", …) without naming the old value: the stored memory closest to it in meaning,
   if it is close enough, is replaced (`Change.cue`);
 - "User's favourite editor is Neovim" after "User's favourite editor is VS Code": one value per
-  attribute (`Change.slot`).
+  attribute (`slot_of`).
 
 "also", "too", "another" … say that a fact adds to what was, so a cue alone replaces nothing then.
 Written from general English, not from an evaluation set; the similarity threshold is chosen on the
@@ -98,7 +98,6 @@ class Change:
     cue: bool = False  # it says something changed (a strong cue, or it names the old value)
     weak: bool = False  # it may say so (a weak cue)
     additive: bool = False  # it says it adds ("also")
-    slot: str | None = None  # the attribute of "User's <attribute> is …"
 
 
 def _phrase(raw: str) -> str:
@@ -122,16 +121,11 @@ def read_change(text: str) -> Change:
             phrase = _phrase(match.group(1))
             if phrase:
                 old.setdefault(phrase)
-    slot = _SLOT.search(text)
-    slot_name = None
-    if slot is not None:
-        slot_name = " ".join(w for w in slot.group(1).casefold().split() if w not in _SLOT_SOFT) or None
     return Change(
         old=list(old),
         cue=bool(old) or _CUE.search(text) is not None,
         weak=_WEAK_CUE.search(text) is not None,
         additive=_ADDITIVE.search(text) is not None,
-        slot=slot_name,
     )
 
 
