@@ -170,6 +170,8 @@ async def test_a_changed_or_foreign_cursor_is_refused(system: RunningSystem) -> 
         for tampered in (body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + check, cursor + "0", "x"):
             with pytest.raises(ToolFailed, match="not valid for this user"):
                 await alices.call("list_memories", limit=2, cursor=tampered)
+        with pytest.raises(ToolFailed, match="32768"):  # a forged cursor of any size is not decoded
+            await alices.call("list_memories", limit=2, cursor="A" * 40_000 + "." + check)
 
 
 async def test_search_gives_only_the_fields_asked_for(system: RunningSystem) -> None:

@@ -102,6 +102,9 @@ class Query(StrEnum):
 MAX_TEXT_CHARS = 20_000
 MAX_QUERY_CHARS = 2_000
 MAX_IDS_PER_REQUEST = 1_000
+#: A page cursor names a time and the ids shown at that time (one add makes at most a few hundred
+#: memories at one time): far below this, which bounds what a forged cursor can make search decode.
+MAX_CURSOR_CHARS = 32_768
 ID_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 #: Scopes a key can have: read and write memories, administer its own user, operate the system.
 SCOPES = ("read", "write", "admin", "operator")
@@ -458,7 +461,7 @@ class ListRequest(BaseModel):
     user_id: str
     app: str | None = None
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: str | None = None
+    offset: Annotated[str, Field(max_length=MAX_CURSOR_CHARS)] | None = None
     filters: SearchFilters | None = None  # only `app` and `categories` apply to a list
 
 

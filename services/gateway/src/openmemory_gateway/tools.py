@@ -189,7 +189,10 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         limit: Annotated[int, Field(ge=1, le=500, description="How many memories at most in this page")] = 50,
         cursor: Annotated[
             str | None,
-            Field(description="The next_cursor of the previous page, to get the page after it"),
+            Field(
+                max_length=c.MAX_CURSOR_CHARS,
+                description="The next_cursor of the previous page, to get the page after it",
+            ),
         ] = None,
         app: Annotated[str | None, Field(description="Only memories added by this app (MCP client)")] = None,
         category: Annotated[
