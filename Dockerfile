@@ -30,6 +30,8 @@ RUN uv sync --locked --no-dev --no-editable \
     --no-install-package openmemory-bench --no-install-package openmemory-testing
 
 FROM python:3.11.14-slim-bookworm
+# The MCP Registry checks that the image it lists carries the entry's name (server.json).
+LABEL io.modelcontextprotocol.server.name="io.github.openmemory/openmemory"
 # FalkorDB's module (the embedded graph store of single mode) links against libgomp.
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 openmemory \

@@ -43,7 +43,7 @@ lint: install  ## ruff (lint + format check), mypy (strict), and the layout rule
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict --ignore-missing-imports deploy/check.py deploy/manifests.py deploy/image.py scripts/check_layout.py
+	$(VENV)/bin/mypy --strict --ignore-missing-imports deploy/check.py deploy/manifests.py deploy/image.py deploy/registry.py scripts/check_layout.py
 	$(VENV)/bin/python scripts/check_layout.py
 
 format: install  ## apply ruff's formatting and safe fixes

@@ -18,6 +18,8 @@
 - Prometheus: `promtool check config` and `check rules`;
 - Grafana and alerts: the dashboards are valid JSON, and every metric they and the alert rules
   query is one the code exports (`openmemory_core.telemetry`);
+- the MCP Registry listing: `server.json` against the vendored schema 2025-12-11 (`registry.py`),
+  and its name on the image's label and in the README's marker;
 - Dockerfile: every path it copies exists, and the image's build stage is replayed without Docker
   (`image.py`): the exact COPY set in an empty folder, the same `uv sync`, no dev dependency in the
   result, and `openmemory run --target all` from it answers /healthz and the HEALTHCHECK.
@@ -39,6 +41,7 @@ from typing import Any
 import yaml
 from image import run_checks
 from manifests import NAMESPACE, RELEASE, SECRET, Doc, manifest_checks, pod_security
+from registry import run_checks as registry_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -274,6 +277,7 @@ def main() -> int:
     prometheus()
     dashboards_and_alerts()
     dockerfile()
+    registry_checks(check)
     run_checks(check)
     print(f"\n{len(failures)} failed" if failures else "\nall deployment checks passed")
     return 1 if failures else 0
