@@ -1,6 +1,7 @@
 """The same scenarios with the production stores in containers: NATS, Qdrant and Neo4j.
 
-Runs wherever a Docker engine is available (testcontainers); skips with the reason elsewhere.
+Runs wherever a Docker engine is available (testcontainers); skips with the reason elsewhere, or
+fails there with OPENMEMORY_REQUIRE_DOCKER=1.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import pytest
 from e2e_support import ToolFailed, add_search_list_delete, mcp_client, new_key
 
 from openmemory_testing import RunningSystem, start_system, unique
+from openmemory_testing.plugin import docker_missing
+
+pytestmark = pytest.mark.docker
 
 NEO4J_PASSWORD = "openmemory-e2e"
 
@@ -41,7 +45,7 @@ def store_urls() -> Iterator[dict[str, str]]:
     except Exception as exc:  # docker.errors.DockerException where no engine runs
         for container in containers:
             container.stop()
-        pytest.skip(f"container e2e tests need a Docker engine (testcontainers): {type(exc).__name__}: {exc}")
+        docker_missing("container e2e tests", exc)
 
     def address(container: Any, port: int) -> str:
         return f"{container.get_container_host_ip()}:{container.get_exposed_port(port)}"

