@@ -4,7 +4,9 @@ Both parts apply without a restart: ingest watches the entry and rebuilds its ex
 watches the embedder part and reloads ingest and search with the new model (a new model means a new
 collection, which ingest then fills by re-embedding the stored memories).
 
-These are the system's settings, shared by every user: only an `operator` key may change them.
+These are the system's settings, shared by every user: only an `operator` key may change them. The
+one exception is each user's write-guard policy (`GuardPolicy`, its own entry per user), which the
+user's `admin` key sets.
 Model API keys are write-only, sealed at rest and bound to the base URL they were given with
 (`sealed`): a key is only ever sent to that URL, whether it came from the dashboard or from the
 environment, and a change of base URL needs the key again. A base URL saved here must point at a
@@ -13,15 +15,17 @@ public address unless the operator allows private ones (`outbound`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import nats.js.errors
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from openmemory_core import outbound
 from openmemory_core.errors import InvalidInput
+from openmemory_core.kv import kv_value
 from openmemory_core.sealed import sealer_for
 from openmemory_core.settings import EmbedderSettings, LLMSettings, Settings
 
@@ -150,3 +154,45 @@ async def save(kv: KeyValue, settings: Settings, changes: StoredSettings) -> Sto
         raise InvalidInput("the LLM extractor needs a base URL or an API key")
     await kv.put(SETTINGS_KEY, merged.model_dump_json().encode())
     return merged
+
+
+# ---- the write guard: one user's policy ------------------------------------------------------------
+
+GuardAction = Literal["redact", "refuse", "allow"]
+GUARD_KEY_PREFIX = "guard."
+
+
+class GuardPolicy(BaseModel):
+    """What the write guard does with what it finds in one user's writes (`openmemory_core.guard`):
+    `redact` stores `[redacted: <kind>]` in its place, `refuse` stores nothing and says why, `allow`
+    stores it as written. Secrets are keys, tokens, passwords, card numbers and IBANs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secrets: GuardAction = "redact"
+    email: GuardAction = "allow"
+    phone: GuardAction = "allow"
+
+
+def guard_key(user_id: str) -> str:
+    """The user's entry in the settings bucket (hashed: any user id makes a valid key)."""
+    return GUARD_KEY_PREFIX + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+async def load_guard(kv: KeyValue, user_id: str) -> GuardPolicy:
+    """The user's write-guard policy; the defaults when none was saved."""
+    value, _ = await kv_value(kv, guard_key(user_id))
+    return GuardPolicy.model_validate_json(value) if value else GuardPolicy()
+
+
+async def save_guard(kv: KeyValue, user_id: str, changes: dict[str, Any]) -> GuardPolicy:
+    """Merge a change into the user's policy, validate it and store it."""
+    current = await load_guard(kv, user_id)
+    try:
+        policy = GuardPolicy.model_validate(current.model_dump() | changes)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"guard setting {where}: {first['msg']}") from exc
+    await kv.put(guard_key(user_id), policy.model_dump_json().encode())
+    return policy

@@ -1,5 +1,6 @@
 """The server's extractor/LLM and embedder settings, shared by every user: they need `operator`.
-API keys are write-only; ingest and search pick changes up within seconds."""
+API keys are write-only; ingest and search pick changes up within seconds. Each user's write guard
+(`/settings/guard`) is theirs: their `admin` key reads and changes it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from openmemory_admin.deps import AdminContext, Ctx, Operator
+from openmemory_admin.deps import Admin, AdminContext, Ctx, Operator
 from openmemory_core import stored_settings
 from openmemory_core.errors import InvalidInput
 
@@ -61,3 +62,18 @@ async def put_settings(body: SettingsChange, _: Operator, ctx: Ctx) -> dict[str,
     changes = stored_settings.StoredSettings(llm=body.llm, embedder=body.embedder)
     await stored_settings.save(ctx.settings_kv, ctx.settings, changes)
     return await _settings_view(ctx)
+
+
+@router.get("/settings/guard")
+async def get_guard(principal: Admin, ctx: Ctx) -> stored_settings.GuardPolicy:
+    """Your write guard: what happens to a secret (key, token, password, card number, IBAN), an
+    e-mail address or a phone number in a memory you add or import. `redact` stores
+    `[redacted: <kind>]` in its place, `refuse` stores nothing and says why, `allow` keeps it."""
+    return await stored_settings.load_guard(ctx.settings_kv, principal.user_id)
+
+
+@router.put("/settings/guard")
+async def put_guard(body: dict[str, Any], principal: Admin, ctx: Ctx) -> stored_settings.GuardPolicy:
+    """Change your write guard (any of `secrets`, `email`, `phone`: `redact`, `refuse` or `allow`).
+    It applies to the next write; what is stored already is not changed."""
+    return await stored_settings.save_guard(ctx.settings_kv, principal.user_id, body)

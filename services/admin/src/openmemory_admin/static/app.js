@@ -395,7 +395,30 @@ async function renderKeys() {
 
 // ---- settings --------------------------------------------------------------------------------
 
+// Your write guard: what happens to secrets and personal data in what you add or import.
+async function renderGuard() {
+  if (!me.scopes.includes("admin")) return;
+  const current = await api("/settings/guard");
+  const choice = (name, label) => el("label", { class: "field" }, el("span", {}, label),
+    el("select", { name }, ["redact", "refuse", "allow"].map((o) => el("option", { value: o, selected: o === current[name] ? "selected" : null }, o))));
+  const form = el("form", { id: "guard-form", class: "card" },
+    el("h2", {}, "Write guard (applies to your next write)"),
+    el("p", { class: "muted" }, "redact stores [redacted: <kind>] in place of what is found; refuse stores nothing and says why; allow keeps it."),
+    choice("secrets", "Secrets (keys, tokens, passwords, card numbers, IBANs)"),
+    choice("email", "E-mail addresses"), choice("phone", "Phone numbers"),
+    el("button", { class: "primary", type: "submit" }, "Save"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(async () => {
+      await api("/settings/guard", { method: "PUT", body: Object.fromEntries(new FormData(form)) });
+      flash("Saved.");
+    });
+  });
+  content().append(form);
+}
+
 async function renderSettings() {
+  await renderGuard();
   if (!me.scopes.includes("operator")) {
     // The system's settings are shared by every user: only an operator key may see or change them.
     content().append(el("p", { class: "card muted", id: "operator-only" },
