@@ -109,6 +109,11 @@ MODES: dict[str, dict[str, Any]] = {
         "search": {"autoscaling": {"enabled": False}, "replicas": 3},
         "ingest": {"autoscaling": {"metric": "cpu"}},
     },
+    "distributed-cluster": {  # NATS as a 3-node JetStream cluster, Qdrant as a 3-peer cluster
+        **DISTRIBUTED,
+        "nats": {"cluster": {"enabled": True}},
+        "qdrant": {"cluster": {"enabled": True}},
+    },
 }
 # Value sets the chart must refuse, with words the refusal must contain.
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
@@ -117,6 +122,10 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "more ingest pods than partitions": ({**DISTRIBUTED, "partitions": 4}, "partitions"),
     "a store turned off without its URL": ({**DISTRIBUTED, "qdrant": {"enabled": False}}, "qdrant.url"),
     "a mode that does not exist": ({"mode": "cluster"}, "/mode"),
+    "a NATS cluster of two (no majority after one loss)": (
+        {**DISTRIBUTED, "nats": {"cluster": {"enabled": True, "replicas": 2}}},
+        "replicas",
+    ),
     "a NATS password that cannot go into a URL": ({"secrets": {"natsPassword": "a@b"}}, "natsPassword"),
 }
 # Value sets that render, but that the Pod Security check must catch.
@@ -145,6 +154,38 @@ def compose() -> None:
         [str(binary), "-f", str(file), "--env-file", str(env), "config", "-q"], capture_output=True, text=True
     )
     check("compose config", run.returncode == 0, run.stderr.strip())
+    cluster = DEPLOY / "compose" / "docker-compose.nats-cluster.yml"
+    three = subprocess.run(
+        [
+            str(binary),
+            "-f",
+            str(file),
+            "-f",
+            str(cluster),
+            "--env-file",
+            str(env),
+            "--profile",
+            "nats-cluster",
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    services = json.loads(three.stdout)["services"] if three.returncode == 0 else {}
+    nodes = [
+        s for s in ("nats", "nats-2", "nats-3") if "--routes" in (services.get(s) or {}).get("command", [])
+    ]
+    replicas = {
+        services.get(s, {}).get("environment", {}).get("OPENMEMORY_NATS_REPLICAS")
+        for s in ("gateway", "ingest", "search", "admin")
+    }
+    check(
+        "compose config, three-node NATS profile (routes on 3 nodes, replicas 3)",
+        three.returncode == 0 and len(nodes) == 3 and replicas == {"3"},
+        three.stderr.strip() or f"nodes with routes {nodes}, OPENMEMORY_NATS_REPLICAS {replicas}",
+    )
     # A bare environment and an empty env file: nothing may supply the passwords.
     bare = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     unset = subprocess.run(

@@ -53,6 +53,9 @@ def manifest_checks(mode: str, values: Doc, docs: list[Doc], check: Check) -> No
         "budgets, spread, Neo4j memory, NATS lame duck, ingest autoscaling": availability(docs, values),
         "pod settings on every pod: placement, labels, env, service account": pod_settings(docs, values),
         "the app reads and accepts every variable the chart sets": app_settings(docs),
+        "NATS and Qdrant clusters: peers, routes, headless Services, budget, stream replicas": clusters(
+            docs, values
+        ),
     }
     for title, problems in checks.items():
         check(f"{title} ({mode})", not problems, "; ".join(problems[:6]))
@@ -465,8 +468,12 @@ def pod_settings(docs: list[Doc], values: Doc) -> list[str]:
     account_name = account["name"] or (RELEASE if account["create"] else "default")
     for name, pod in pod_templates(docs):
         marks, spec, cfg = labels(pod), pod["spec"], own_values(values, labels(pod))
-        problems += [f"{name}: {key}" for key in ("nodeSelector", "tolerations", "affinity")
-                     if spec.get(key) != (cfg.get(key) or values[key] or None)]  # fmt: skip
+        own_anti = name == f"StatefulSet/{RELEASE}-nats" and values["nats"]["cluster"]["enabled"]
+        problems += [
+            f"{name}: {key}"
+            for key in ("nodeSelector", "tolerations", "affinity")
+            if spec.get(key) != (cfg.get(key) or values[key] or None) and not (key == "affinity" and own_anti)
+        ]  # fmt: skip  (a cluster's: `clusters`)
         annotations = pod["metadata"].get("annotations") or {}
         if not (
             values["podLabels"].items() <= marks.items()
@@ -521,6 +528,82 @@ def app_settings(docs: list[Doc]) -> list[str]:
     return problems
 
 
+def clusters(docs: list[Doc], values: Doc) -> list[str]:
+    """With `nats.cluster`: a StatefulSet of that many servers whose routes name every pod through
+    the headless Service with the route password, cluster auth in nats.conf, a budget that keeps a
+    majority, one pod per node, and OPENMEMORY_NATS_REPLICAS=3 for the app. With `qdrant.cluster`:
+    that many peers with QDRANT__CLUSTER__ENABLED and the p2p port. Without them: one of each."""
+    problems: list[str] = []
+    nats, qdrant = values["nats"], values["qdrant"]
+    sets = {d["metadata"]["name"].removeprefix(f"{RELEASE}-"): d for d in find(docs, "StatefulSet")}
+    svc_names = {d["metadata"]["name"]: d for d in find(docs, "Service")}
+    config = next((d for d in find(docs, "ConfigMap") if d["metadata"]["name"] == f"{RELEASE}-config"), None)
+    app_replicas = ((config or {}).get("data") or {}).get("OPENMEMORY_NATS_REPLICAS")
+    if values["mode"] != "distributed":
+        return problems
+    if nats["enabled"] and "nats" in sets:
+        sts = sets["nats"]
+        want = nats["cluster"]["replicas"] if nats["cluster"]["enabled"] else 1
+        if sts["spec"]["replicas"] != want:
+            problems.append(f"NATS runs {sts['spec']['replicas']} servers, not {want}")
+        if app_replicas != str(nats.get("streamReplicas") or (3 if nats["cluster"]["enabled"] else 1)):
+            problems.append(f"OPENMEMORY_NATS_REPLICAS is {app_replicas}")
+        if nats["cluster"]["enabled"]:
+            headless = f"{RELEASE}-nats-headless"
+            service = svc_names.get(headless, {}).get("spec", {})
+            if service.get("clusterIP") != "None" or not service.get("publishNotReadyAddresses"):
+                problems.append("no headless Service publishing not-ready NATS pods")
+            if sts["spec"]["serviceName"] != headless:
+                problems.append("the NATS StatefulSet is not governed by the headless Service")
+            (container,) = sts["spec"]["template"]["spec"]["containers"]
+            command = container.get("command", [])
+            routes = command[command.index("--routes") + 1].split(",") if "--routes" in command else []
+            pods = {f"{RELEASE}-nats-{i}.{headless}:6222" for i in range(want)}
+            if {r.split("@")[-1] for r in routes} != pods or not all(
+                r.startswith("nats-route://route:$(NATS_ROUTE_PASSWORD)@") for r in routes
+            ):
+                problems.append(f"NATS routes {routes} do not name every pod with the route password")
+            env = container_env(container, docs)
+            if env.get("NATS_ROUTE_PASSWORD") != ("secret", "nats-route-password"):
+                problems.append("the route password does not come from the Secret")
+            conf = nats_conf(docs) or ""
+            if not re.search(
+                r"cluster \{[^}]*port: 6222[^}]*authorization \{[^}]*\$NATS_ROUTE_PASSWORD", conf
+            ):
+                problems.append("nats.conf has no cluster block with route authorization")
+            if not any(p.get("containerPort") == 6222 for p in container.get("ports", [])):
+                problems.append("no cluster port on the NATS container")
+            anti = sts["spec"]["template"]["spec"].get("affinity", {}).get("podAntiAffinity", {})
+            if not anti:
+                problems.append("no pod anti-affinity on the NATS servers")
+            budgets = [
+                b for b in find(docs, "PodDisruptionBudget") if b["metadata"]["name"] == f"{RELEASE}-nats"
+            ]
+            if not budgets or budgets[0]["spec"].get("minAvailable") != want // 2 + 1:
+                problems.append(f"no NATS PodDisruptionBudget keeping a majority ({want // 2 + 1})")
+    if qdrant["enabled"] and "qdrant" in sets:
+        sts = sets["qdrant"]
+        (container,) = sts["spec"]["template"]["spec"]["containers"]
+        env = container_env(container, docs)
+        ports = {p.get("containerPort") for p in container.get("ports", [])}
+        if qdrant["cluster"]["enabled"]:
+            want = qdrant["cluster"]["replicas"]
+            if (
+                sts["spec"]["replicas"] != want
+                or env.get("QDRANT__CLUSTER__ENABLED") != "true"
+                or 6335 not in ports
+            ):
+                problems.append(
+                    "Qdrant cluster: wrong peers, no QDRANT__CLUSTER__ENABLED or no p2p port 6335"
+                )
+            start = " ".join(container.get("command", []))
+            if f"--bootstrap http://{RELEASE}-qdrant-0.{RELEASE}-qdrant-headless:6335" not in start:
+                problems.append("the Qdrant peers do not bootstrap from pod 0")
+        elif sts["spec"]["replicas"] != 1 or 6335 in ports:
+            problems.append("a single Qdrant with cluster settings")
+    return problems
+
+
 def nats_server(mode: str, docs: list[Doc], check: Check) -> None:
     """The rendered nats.conf in a real nats-server: it refuses a client without the Secret's user and
     password, or with a wrong one, and lets one with them in (with auth off, anyone)."""
@@ -532,13 +615,26 @@ def nats_server(mode: str, docs: list[Doc], check: Check) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # The pod's paths become temporary ones; the ports are the command line's.
         conf = re.sub(r"(store_dir|pid_file): \S+", lambda m: f"{m[1]}: {tmp}/{m[1]}", conf)
+        extra: list[str] = []
+        if "port: 6222" in conf:  # a cluster: its route port a free one, and a route to a peer not up
+            with socket.socket() as one, socket.socket() as two:
+                one.bind(("127.0.0.1", 0))
+                two.bind(("127.0.0.1", 0))
+                own, peer = one.getsockname()[1], two.getsockname()[1]
+            conf = conf.replace("port: 6222", f"port: {own}")
+            extra = ["--routes", f"nats-route://route:{SECRET}@127.0.0.1:{peer}"]
         (Path(tmp) / "nats.conf").write_text(conf)
         with socket.socket() as free:
             free.bind(("127.0.0.1", 0))
             port = free.getsockname()[1]
         server = subprocess.Popen(
-            [binary, "-c", f"{tmp}/nats.conf", "-a", "127.0.0.1", "-p", str(port), "-m", "0"],
-            env={"NATS_USER": "openmemory", "NATS_PASSWORD": SECRET},
+            [binary, "-c", f"{tmp}/nats.conf", "-a", "127.0.0.1", "-p", str(port), "-m", "0", *extra],
+            env={
+                "NATS_USER": "openmemory",
+                "NATS_PASSWORD": SECRET,
+                "POD_NAME": f"{RELEASE}-nats-0",
+                "NATS_ROUTE_PASSWORD": SECRET,
+            },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

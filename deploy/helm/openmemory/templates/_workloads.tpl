@@ -115,8 +115,11 @@ metadata:
   labels:
     {{- include "openmemory.componentLabels" $store | nindent 4 }}
 spec:
-  serviceName: {{ $fullname }}
-  replicas: 1
+  serviceName: {{ .serviceName | default $fullname }}
+  replicas: {{ .replicas | default 1 }}
+  {{- if gt (int (.replicas | default 1)) 1 }}
+  podManagementPolicy: Parallel  # the peers find each other: no need to start them one by one
+  {{- end }}
   selector:
     matchLabels:
       {{- include "openmemory.selector" $store | nindent 6 }}
@@ -177,6 +180,17 @@ spec:
         {{- range .clientPorts }}
         - {port: {{ get $store.ports . }}, protocol: TCP}
         {{- end }}
+    {{- with .peerPorts }}
+    # The store's own pods, to each other (cluster routes, replication).
+    - from:
+        - podSelector:
+            matchLabels:
+              {{- include "openmemory.selector" $store | nindent 14 }}
+      ports:
+        {{- range . }}
+        - {port: {{ get $store.ports . }}, protocol: TCP}
+        {{- end }}
+    {{- end }}
 {{- end }}
 {{- end -}}
 

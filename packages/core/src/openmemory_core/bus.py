@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import nats
 import nats.errors
@@ -33,8 +33,10 @@ from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from openmemory_core import contracts as c
+from openmemory_core import guard
 from openmemory_core.errors import Busy, InvalidInput, OpenMemoryError, Unavailable, error_from_code
-from openmemory_core.kv import Bucket, open_bucket
+from openmemory_core.kv import Bucket, open_bucket, replicas_refused, scale_stream
+from openmemory_core.settings import CoreSettings
 from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
 log = logging.getLogger(__name__)
@@ -46,19 +48,40 @@ QueryHandler = Callable[[dict[str, Any]], Awaitable[BaseModel]]
 class Bus:
     """One NATS connection with the JetStream context and the project's topology on it."""
 
-    def __init__(self, nc: NatsClient, partitions: int) -> None:
+    def __init__(self, nc: NatsClient, partitions: int, replicas: int = 1) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.partitions = partitions
+        self.replicas = replicas
         self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._backlog: dict[int, tuple[float, int]] = {}
 
     @classmethod
-    async def connect(cls, url: str, name: str, partitions: int, connect_timeout: float = 5.0) -> Bus:
+    async def connect(
+        cls,
+        url: str,
+        name: str,
+        partitions: int,
+        connect_timeout: float = 5.0,
+        replicas: int | None = None,
+    ) -> Bus:
         """Connect (waiting for a server that is not up yet) and ensure the topology. Credentials
         travel in the URL (`nats://user:password@host:port`); a server that refuses them fails the
-        call at once, instead of being asked again forever."""
+        call at once, instead of being asked again forever. A URL may list several servers of a
+        cluster, comma-separated. `replicas` (default: `OPENMEMORY_NATS_REPLICAS`) is how many
+        copies every stream and bucket keeps."""
+        if replicas is None:
+            replicas = CoreSettings().nats_replicas
+        servers = [u.strip() for u in url.split(",") if u.strip()]
+        first = urlsplit(servers[0]) if servers else None
+        options: dict[str, Any] = {  # nats-py annotates these seconds as int; it takes floats
+            "connect_timeout": connect_timeout,
+            "reconnect_time_wait": 0.5,
+        }
+        if first is not None and first.username and first.password is not None:
+            # The servers a cluster announces come without credentials: give them to every one.
+            options |= {"user": unquote(first.username), "password": unquote(first.password)}
         connecting, given_up = True, False
 
         async def on_error(exc: Exception) -> None:
@@ -68,14 +91,10 @@ class Bus:
                 raise Unavailable(f"NATS at {redacted(url)} refused the credentials: {exc}")
             log.error("nats: encountered error", exc_info=exc)
 
-        options: dict[str, Any] = {  # nats-py annotates these seconds as int; it takes floats
-            "connect_timeout": connect_timeout,
-            "reconnect_time_wait": 0.5,
-        }
         nc = NatsClient()
         try:
             await nc.connect(
-                url,
+                servers,
                 name=name,
                 max_reconnect_attempts=-1,
                 allow_reconnect=True,
@@ -92,7 +111,7 @@ class Bus:
             await nc.close()
             raise Unavailable(f"cannot reach NATS at {redacted(url)}: {exc}") from exc
         connecting = False
-        bus = cls(nc, partitions)
+        bus = cls(nc, partitions, replicas)
         await bus.ensure_topology()
         return bus
 
@@ -107,6 +126,7 @@ class Bus:
                 name=c.COMMANDS_STREAM,
                 subjects=[f"{c.COMMANDS_SUBJECT_PREFIX}.>"],
                 storage=StorageType.FILE,
+                num_replicas=self.replicas,
                 retention=RetentionPolicy.WORK_QUEUE,
                 duplicate_window=600.0,
             )
@@ -116,6 +136,7 @@ class Bus:
                 name=c.EVENTS_STREAM,
                 subjects=[f"{c.EVENTS_SUBJECT_PREFIX}.>"],
                 storage=StorageType.FILE,
+                num_replicas=self.replicas,
                 retention=RetentionPolicy.LIMITS,
                 duplicate_window=600.0,
             )
@@ -125,6 +146,7 @@ class Bus:
                 name=c.DEAD_LETTER_STREAM,
                 subjects=[c.DEAD_LETTER_SUBJECT],
                 storage=StorageType.FILE,
+                num_replicas=self.replicas,
                 retention=RetentionPolicy.LIMITS,
             )
         )
@@ -133,6 +155,7 @@ class Bus:
                 name=c.ACCESS_STREAM,
                 subjects=[f"{c.ACCESS_SUBJECT_PREFIX}.>"],
                 storage=StorageType.FILE,
+                num_replicas=self.replicas,
                 retention=RetentionPolicy.LIMITS,
                 max_msgs_per_subject=10_000,  # the access log keeps each user's latest 10,000 reads
             )
@@ -141,14 +164,21 @@ class Bus:
         await self.apps_bucket()
         await self.settings_bucket()
         await self.rate_bucket()
+        await self.requests_bucket()
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         assert config.name is not None
         try:
-            await self.js.stream_info(config.name)
+            info = await self.js.stream_info(config.name)
         except nats.js.errors.NotFoundError:
-            with contextlib.suppress(nats.js.errors.BadRequestError):  # created by a sibling meanwhile
+            try:
                 await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError:  # created by a sibling meanwhile
+                pass
+            except nats.js.errors.APIError as exc:
+                raise replicas_refused(config.name, self.replicas, exc) from exc
+            return
+        await scale_stream(self.js, info.config, self.replicas)
 
     async def keys_bucket(self) -> Bucket:
         return await self._bucket(c.KEYS_BUCKET)
@@ -164,13 +194,19 @@ class Bus:
         that an operator runs may allow no memory storage."""
         return await self._bucket(c.RATE_BUCKET, history=1, ttl=120.0)
 
+    async def requests_bucket(self) -> Bucket:
+        """How each accepted command ended (`openmemory_core.requests`), kept a day."""
+        return await self._bucket(c.REQUESTS_BUCKET, history=1, ttl=c.REQUEST_RECORD_TTL_SECONDS)
+
     async def _bucket(self, name: str, history: int = 5, ttl: float | None = None) -> Bucket:
-        return await open_bucket(self.js, name, history, ttl)
+        return await open_bucket(self.js, name, history, ttl, self.replicas)
 
     # ---- commands ------------------------------------------------------------------------------
 
     async def publish_command(self, command: c.AnyCommand) -> bool:
-        """Store a command durably; returns False when JetStream saw this request id already."""
+        """Store a command durably; returns False when JetStream saw this request id already. Every
+        write passes the write guard first (`guard`): a secret is redacted or refused here."""
+        command = await guard.checked(command, self.settings_bucket)
         payload = c.CommandEnvelope(command=command).model_dump_json().encode()
         subject = c.command_subject(command.user_id, self.partitions)
         try:
@@ -456,7 +492,10 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def redacted(url: str) -> str:
-    """A server URL fit for messages and logs: its password replaced by `***`."""
+    """A server URL (or a comma-separated list of them) fit for messages and logs: each password
+    replaced by `***`."""
+    if "," in url:
+        return ",".join(redacted(u.strip()) for u in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -9,15 +9,18 @@ key, `$KV.<bucket>.<key>`: the KV specification), so the stream's own per-subjec
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import logging
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from openmemory_core.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 
 class Bucket(KeyValue):
@@ -31,17 +34,50 @@ class Bucket(KeyValue):
         super().__init__(name=name, stream=self.stream_name, pre=self.subject_prefix, js=js, direct=direct)
 
 
-async def open_bucket(js: JetStreamContext, name: str, history: int = 5, ttl: float | None = None) -> Bucket:
-    """The bucket `name`, made (on file) if it does not exist yet."""
+async def open_bucket(
+    js: JetStreamContext, name: str, history: int = 5, ttl: float | None = None, replicas: int = 1
+) -> Bucket:
+    """The bucket `name`, made (on file, with `replicas` copies) if it does not exist yet; an existing
+    one is scaled to `replicas`."""
     try:
         info = await js.stream_info(f"KV_{name}")
     except nats.js.errors.NotFoundError:
-        with contextlib.suppress(nats.js.errors.BadRequestError):  # a sibling made it meanwhile
-            await js.create_key_value(
-                KeyValueConfig(bucket=name, history=history, ttl=ttl, storage=StorageType.FILE)
-            )
+        config = KeyValueConfig(
+            bucket=name, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas
+        )
+        try:
+            await js.create_key_value(config)
+        except nats.js.errors.BadRequestError:  # a sibling made it meanwhile
+            pass
+        except nats.js.errors.APIError as exc:
+            raise replicas_refused(f"KV_{name}", replicas, exc) from exc
         info = await js.stream_info(f"KV_{name}")
+    await scale_stream(js, info.config, replicas)
     return Bucket(name, js, bool(info.config.allow_direct))
+
+
+async def scale_stream(js: JetStreamContext, config: StreamConfig, replicas: int) -> None:
+    """Give an existing stream (or bucket) `replicas` copies: the upgrade from one NATS server to a
+    cluster. JetStream copies the data to the new peers itself; its durable consumers follow (they
+    inherit the stream's replica count). Only the count changes: the rest of the config stays as
+    the stream has it."""
+    if (config.num_replicas or 1) == replicas:
+        return
+    log.warning(
+        "scaling the NATS stream %s from %s to %s replicas", config.name, config.num_replicas, replicas
+    )
+    try:
+        await js.update_stream(dataclasses.replace(config, num_replicas=replicas))
+    except nats.js.errors.APIError as exc:  # e.g. more replicas than servers
+        raise replicas_refused(config.name, replicas, exc) from exc
+
+
+def replicas_refused(name: str | None, replicas: int, exc: nats.js.errors.APIError) -> Unavailable:
+    """The error for a stream NATS would not give `replicas` copies, naming the setting to change."""
+    return Unavailable(
+        f"NATS refused {replicas} replicas for the stream {name} ({exc.description}); "
+        "OPENMEMORY_NATS_REPLICAS must not exceed the servers of the NATS cluster (1 without one)"
+    )
 
 
 async def kv_keys(kv: Bucket, prefix: str = "") -> list[str]:

@@ -55,6 +55,18 @@ class CoreSettings(BaseSettings):
     nats_url: str | None = None
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
+    qdrant_shard_number: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="shards of a new collection on a Qdrant server (cluster: >= nodes)",
+    )
+    qdrant_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="copies of each shard on a Qdrant server cluster (3 on three nodes)",
+    )
     vector_engine: str = Field(default="edge", pattern="^(edge|local)$", description="embedded engine")
     graph_url: str | None = Field(
         default=None, description="falkordb://host:port (FalkorDB), or bolt://host:7687 / neo4j://… (Neo4j)"
@@ -62,6 +74,13 @@ class CoreSettings(BaseSettings):
     graph_user: str | None = None
     graph_password: SecretStr | None = None
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=256)
+    nats_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="copies of every JetStream stream and KV bucket: 1 on one NATS server, 3 on a "
+        "three-node cluster; an existing stream is scaled to it at start",
+    )
     default_user: str = "default"
     log_level: str = "INFO"
     secrets_key: SecretStr | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +28,7 @@ from openmemory_core.telemetry import store_call
 from openmemory_core.text.keywords import SparseVector
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _user_filter(user_id: str, active_only: bool = True) -> models.Filter:
@@ -66,11 +68,23 @@ def _listed(conditions: object) -> list[models.Condition]:
 class QdrantVectorStore:
     """`VectorStore` on qdrant-client: a server at `url`, or local mode under `path`."""
 
-    def __init__(self, client: AsyncQdrantClient, model_tag: str, dimension: int, local: bool) -> None:
+    def __init__(
+        self,
+        client: AsyncQdrantClient,
+        model_tag: str,
+        dimension: int,
+        local: bool,
+        shard_number: int = 1,
+        replication_factor: int = 1,
+    ) -> None:
         self._client = client
         self.collection = collection_name(model_tag)
         self._dimension = dimension
         self.local = local
+        #: How a new collection is laid out on a Qdrant server (a cluster: shards spread over the
+        #: nodes, each kept `replication_factor` times). Local mode has neither.
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         try:
@@ -81,14 +95,29 @@ class QdrantVectorStore:
 
     @classmethod
     def open(
-        cls, model_tag: str, dimension: int, url: str | None, path: Path | None, api_key: str | None = None
+        cls,
+        model_tag: str,
+        dimension: int,
+        url: str | None,
+        path: Path | None,
+        api_key: str | None = None,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
     ) -> QdrantVectorStore:
+        """A server at `url` (its collection's shards and replicas: the arguments, by default
+        `OPENMEMORY_QDRANT_SHARD_NUMBER` and `OPENMEMORY_QDRANT_REPLICATION_FACTOR`), or local mode
+        under `path`."""
         if url:
+            from openmemory_core.settings import CoreSettings
+
+            core = CoreSettings() if shard_number is None or replication_factor is None else None
             return cls(
                 AsyncQdrantClient(url=url, api_key=api_key, timeout=10, check_compatibility=False),
                 model_tag,
                 dimension,
                 False,
+                shard_number or (core.qdrant_shard_number if core else 1),
+                replication_factor or (core.qdrant_replication_factor if core else 1),
             )
         assert path is not None
         path.mkdir(parents=True, exist_ok=True)
@@ -112,10 +141,22 @@ class QdrantVectorStore:
                         DENSE: models.VectorParams(size=self._dimension, distance=models.Distance.COSINE)
                     },
                     sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                    # A server's layout (local mode has no shards): spread over a cluster's nodes.
+                    shard_number=None if self.local else self.shard_number,
+                    replication_factor=None if self.local else self.replication_factor,
                 )
             if self.local:  # local mode ignores payload indexes (and warns)
                 return
-            present = (await self._client.get_collection(self.collection)).payload_schema or {}
+            info = await self._client.get_collection(self.collection)
+            if info.config.params.replication_factor != self.replication_factor:
+                # Qdrant does not copy the shards of an existing collection by itself: an operator
+                # replicates them (cluster API), the setting only says what a new collection gets.
+                log.warning(
+                    "the collection %s keeps %s copies per shard, not the %s configured: replicate its "
+                    "shards with Qdrant's cluster API (see the README)",
+                    self.collection, info.config.params.replication_factor, self.replication_factor,
+                )  # fmt: skip
+            present = info.payload_schema or {}
             for field, kind in PAYLOAD_INDEXES.items():
                 if field not in present:
                     await self._client.create_payload_index(
