@@ -60,7 +60,7 @@ async def test_every_tool_is_annotated_for_the_client(system: RunningSystem) -> 
     async with mcp_client(system.mcp_url, new_key(system, unique())) as client:
         tools = {t.name: t for t in (await client.session.list_tools()).tools}
     reads, deletes = (
-        {"search_memory", "list_memories", "get_memory"},
+        {"search_memory", "list_memories", "get_memory", "get_request"},
         {"delete_memories", "delete_all_memories"},
     )
     assert reads | deletes | {"add_memories"} <= set(tools)

@@ -33,6 +33,9 @@ SETTINGS_BUCKET = "om_settings"
 #: to a running system, so backups leave them out.
 SESSION_KEY_PREFIX = "session."
 RATE_BUCKET = "om_rate_limits"  # per key and minute: how many requests every replica served
+#: How each accepted command ended, by request id, kept a day: `get_request` and MCP tasks read it.
+REQUESTS_BUCKET = "om_requests"
+REQUEST_RECORD_TTL_SECONDS = 24 * 3600
 ACCESS_STREAM = "OM_ACCESS"
 ACCESS_SUBJECT_PREFIX = "om.access"
 
@@ -91,6 +94,7 @@ class Query(StrEnum):
     BROWSE = "browse"
     STATS = "stats"
     USER_GRAPH = "user_graph"
+    PROFILE = "profile"
 
     @property
     def subject(self) -> str:
@@ -416,6 +420,17 @@ class CommandResult(BaseModel):
     note: str | None = None
 
 
+class RequestRecord(BaseModel):
+    """A command's standing, kept under its request id: `pending` once the gateway answered
+    "accepted", then how ingest ended it (`applied`, or `failed` when it was parked)."""
+
+    user_id: str
+    kind: str
+    status: Literal["pending", "applied", "failed"]
+    at: datetime
+    result: CommandResult | None = None
+
+
 class DeadLetter(BaseModel):
     request_id: str
     subject: str
@@ -486,6 +501,8 @@ class HistoryResponse(BaseModel):
 class GraphRequest(BaseModel):
     user_id: str
     entity: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")  # no control characters
+    app: str | None = None  # the asking app: search re-checks its read permission
+    limit: int | None = Field(default=None, ge=1, le=1000)  # at most this many edges, current ones first
 
 
 class GraphEdge(BaseModel):
@@ -504,6 +521,26 @@ class GraphEdge(BaseModel):
 class GraphResponse(BaseModel):
     entity: str
     edges: list[GraphEdge]
+    truncated: bool = False  # more edges than the request's limit
+
+
+class ProfileRequest(BaseModel):
+    """A short summary of the user from their current memories (`memory://profile`)."""
+
+    user_id: str
+    app: str | None = None
+
+
+class ProfileSection(BaseModel):
+    title: str  # "Who", "Where", "Work", "Preferences", "People", "Also", "Notes"
+    lines: list[str]
+
+
+class ProfileResponse(BaseModel):
+    sections: list[ProfileSection]
+    memory_ids: list[str]  # the memories the lines come from (the access log names them)
+    read: int  # how many current memories were read (at most search's bound)
+    truncated: bool = False  # facts were left out to keep the profile short
 
 
 SORTS = ("created_desc", "created_asc", "updated_desc", "time_desc", "time_asc")

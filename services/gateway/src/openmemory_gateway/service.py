@@ -8,6 +8,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from openmemory_core import contracts as c
+from openmemory_core import requests
 from openmemory_core.apps import authorize
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput
@@ -38,23 +39,38 @@ class MemoryGateway:
         self, principal: c.Principal, kind: str, memories: list[c.Memory], query: str | None
     ) -> None:
         """Add to the access log; a read is never failed for want of its log line."""
-        if not memories:
+        await self._accessed_ids(principal, kind, [m.id for m in memories], query)
+
+    async def _accessed_ids(
+        self, principal: c.Principal, kind: str, memory_ids: list[str], query: str | None
+    ) -> None:
+        if not memory_ids:
             return
         record = c.AccessRecord.model_validate(
             {"user_id": principal.user_id, "app": principal.app, "kind": kind, "query": query,
-             "memory_ids": [m.id for m in memories]}
+             "memory_ids": list(dict.fromkeys(memory_ids))}
         )  # fmt: skip
         try:
             await self.bus.record_access(record)
         except Exception:
-            log.warning("could not record an access of %s memories", len(memories), exc_info=True)
+            log.warning("could not record an access of %s memories", len(memory_ids), exc_info=True)
 
     async def _submit(self, command: c.AnyCommand) -> c.CommandResult | Accepted:
         """Publish durably, then wait a short while for ingest to apply it. When ingest is far behind
         on this user's partition, refuse with a retryable error instead: never drop."""
         request_id_var.set(command.request_id)  # this task's log lines carry it
         done = await self.bus.submit(command, self.settings.add_wait_seconds, self.settings.max_backlog)
-        return done if done is not None else Accepted(request_id=command.request_id)
+        if done is not None:
+            return done
+        await requests.note_pending(
+            await self.bus.requests_bucket(), command.user_id, command.kind, command.request_id
+        )
+        return Accepted(request_id=command.request_id)
+
+    async def request_status(self, principal: c.Principal, request_id: str) -> c.RequestRecord:
+        """How one of the user's accepted requests ended (or that it is still pending)."""
+        await self._require(principal, "read")
+        return await requests.read(await self.bus.requests_bucket(), principal.user_id, request_id)
 
     async def add(self, principal: c.Principal, text: str, infer: bool) -> c.CommandResult | Accepted:
         await self._require(principal, "write")
@@ -120,6 +136,26 @@ class MemoryGateway:
         return await self.bus.query(
             c.Query.HISTORY, request, c.HistoryResponse, self.settings.query_timeout_seconds
         )
+
+    async def profile(self, principal: c.Principal) -> c.ProfileResponse:
+        """A short summary of the user from their current memories (the `memory://profile` resource)."""
+        await self._require(principal, "read")
+        request = c.ProfileRequest(user_id=principal.user_id, app=principal.app)
+        found = await self.bus.query(
+            c.Query.PROFILE, request, c.ProfileResponse, self.settings.query_timeout_seconds
+        )
+        await self._accessed_ids(principal, "list", found.memory_ids, None)
+        return found
+
+    async def graph(self, principal: c.Principal, entity: str, limit: int) -> c.GraphResponse:
+        """An entity's relations in the user's graph, at most `limit`, current ones first."""
+        await self._require(principal, "read")
+        request = c.GraphRequest(user_id=principal.user_id, app=principal.app, entity=entity, limit=limit)
+        found = await self.bus.query(
+            c.Query.GRAPH, request, c.GraphResponse, self.settings.query_timeout_seconds
+        )
+        await self._accessed_ids(principal, "get", [e.memory_id for e in found.edges], None)
+        return found
 
     async def delete(self, principal: c.Principal, memory_ids: list[str]) -> c.CommandResult | Accepted:
         """Delete the given memories; refuses the whole request if any id is not one of the user's."""

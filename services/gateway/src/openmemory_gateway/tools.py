@@ -19,7 +19,11 @@ from openmemory_core import contracts as c
 from openmemory_core.errors import OpenMemoryError
 from openmemory_core.telemetry import MCP_CALLS, MCP_DURATION, tracer
 from openmemory_gateway.answers import capped, field_picker, memory_view
+from openmemory_gateway.listens import CallerBus
+from openmemory_gateway.prompts import add_prompts
+from openmemory_gateway.resources import add_resources
 from openmemory_gateway.service import Accepted, MemoryGateway
+from openmemory_gateway.tasks import LongWrites, request_view
 
 INSTRUCTIONS = (
     "OpenMemory is the user's private, long-term memory, shared by all their AI tools. "
@@ -114,7 +118,13 @@ async def _user_confirms(ctx: Context) -> bool:
 
 
 def build_mcp(gateway: MemoryGateway) -> MCPServer:
-    mcp = MCPServer(name="openmemory", instructions=INSTRUCTIONS, version="0.1.0")
+    events = CallerBus()  # listen streams carry only their caller's changes: `listens.py`
+    mcp = MCPServer(
+        name="openmemory", instructions=INSTRUCTIONS, version="0.1.0", extensions=[LongWrites(gateway)],
+        subscriptions=events,
+    )  # fmt: skip
+    add_resources(mcp, gateway, events)
+    add_prompts(mcp)
     max_chars = gateway.settings.max_answer_chars
 
     @mcp.tool(
@@ -241,6 +251,20 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
             ],
         }
         return capped(answer, "history", max_chars, "The history shown is the oldest part.")[0]
+
+    @mcp.tool(title="How an accepted request ended", annotations=READ)
+    async def get_request(
+        request_id: Annotated[
+            str,
+            Field(max_length=128, description="The request_id of an add or delete that answered accepted"),
+        ],
+        ctx: Context,
+    ) -> dict[str, Any]:
+        """Tell how an add or delete that answered "accepted" ended: pending (not applied yet), applied
+        (with each memory it created or changed) or failed (with the reason). Kept for a day."""
+        async with _called("get_request"):
+            record = await gateway.request_status(principal_of(ctx), request_id)
+        return _capped_changes(request_view(request_id, record), max_chars)
 
     @mcp.tool(
         title="Delete memories",

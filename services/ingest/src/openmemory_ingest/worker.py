@@ -21,6 +21,8 @@ from pydantic import ValidationError
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, OpenMemoryError, StoreUnavailable
+from openmemory_core.kv import Bucket
+from openmemory_core.requests import record_outcome
 from openmemory_core.settings import IngestSettings
 from openmemory_core.telemetry import (
     DEAD_LETTERS,
@@ -44,8 +46,10 @@ class IngestWorker:
         self.settings = settings
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._requests: Bucket | None = None
 
     async def start(self) -> None:
+        self._requests = await self.bus.requests_bucket()
         for partition in range(self.bus.partitions):
             sub = await self.bus.ensure_ingest_consumer(partition, self.settings.ack_wait_seconds)
             self._loops.append(asyncio.create_task(self._pull(sub), name=f"ingest-p{partition}"))
@@ -117,10 +121,10 @@ class IngestWorker:
                 for event in applied.events:
                     await self.bus.publish_event(event)
         except InvalidInput as exc:
-            await self._park(msg, command.kind, command.request_id, exc.message)
+            await self._park(msg, command.kind, command.request_id, exc.message, command.user_id)
             return
         except Exception as exc:
-            await self._retry_or_park(msg, command.kind, command.request_id, exc)
+            await self._retry_or_park(msg, command, exc)
             return
         await msg.ack_sync()
         INGEST_COMMANDS.labels(command.kind, "applied").inc()
@@ -130,6 +134,11 @@ class IngestWorker:
             request_id=command.request_id, ok=True, results=applied.summary, note=applied.note
         )
         await self.bus.publish_result(result)
+        await self._record(command.user_id, command.kind, result)
+
+    async def _record(self, user_id: str, kind: str, result: c.CommandResult) -> None:
+        if self._requests is not None:
+            await record_outcome(self._requests, user_id, kind, result)
 
     @contextlib.asynccontextmanager
     async def _working(self, msg: Msg) -> AsyncIterator[None]:
@@ -150,7 +159,8 @@ class IngestWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
-    async def _retry_or_park(self, msg: Msg, kind: str, request_id: str, exc: Exception) -> None:
+    async def _retry_or_park(self, msg: Msg, command: c.AnyCommand, exc: Exception) -> None:
+        kind, request_id = command.kind, command.request_id
         delivered = msg.metadata.num_delivered if msg.metadata else 1
         reason = exc.message if isinstance(exc, OpenMemoryError) else f"{type(exc).__name__}: {exc}"
         # A store that is down stops every command alike: they wait for it, in order, far longer
@@ -161,7 +171,9 @@ class IngestWorker:
             else self.settings.max_deliver
         )
         if delivered >= limit:
-            await self._park(msg, kind, request_id, f"failed {delivered} times; last error: {reason}")
+            await self._park(
+                msg, kind, request_id, f"failed {delivered} times; last error: {reason}", command.user_id
+            )
             return
         delay = min(
             self.settings.max_backoff_seconds, self.settings.retry_backoff_seconds * 2 ** (delivered - 1)
@@ -172,7 +184,9 @@ class IngestWorker:
         INGEST_COMMANDS.labels(kind, "retried").inc()
         await msg.nak(delay=delay)
 
-    async def _park(self, msg: Msg, kind: str, request_id: str, reason: str) -> None:
+    async def _park(
+        self, msg: Msg, kind: str, request_id: str, reason: str, user_id: str | None = None
+    ) -> None:
         log.error("command %s parked in the dead letters: %s", request_id, reason)
         letter = c.DeadLetter(
             request_id=request_id,
@@ -184,4 +198,7 @@ class IngestWorker:
         await self.bus.publish_dead_letter(letter)
         await msg.ack_sync()  # the dead-letter stream holds it now
         INGEST_COMMANDS.labels(kind, "dead_lettered").inc()
-        await self.bus.publish_result(c.CommandResult(request_id=request_id, ok=False, error=reason))
+        result = c.CommandResult(request_id=request_id, ok=False, error=reason)
+        await self.bus.publish_result(result)
+        if user_id is not None:  # a command too malformed to name its user is in the dead letters only
+            await self._record(user_id, kind, result)
