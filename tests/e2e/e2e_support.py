@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
+import httpx
 import httpx2
+import nats
 import pytest
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client.parser import text_string_to_metric_families
 
+from openmemory_core import contracts as c
 from openmemory_testing import RunningSystem, start_system, unique
 
 
@@ -117,3 +123,50 @@ async def add_search_list_delete(system: RunningSystem) -> None:
         wiped = await cursor.call("delete_all_memories", confirm=True)
         assert [r["event"] for r in wiped["results"]] == ["DELETE"]
         assert await claude.texts() == []
+
+
+async def stored_events(nats_url: str, users: Iterable[str]) -> dict[str, list[c.MemoryEvent]]:
+    """Every event stored in OM_EVENTS for each user, oldest first, read with an ephemeral pull
+    consumer of the test's own (not the product's reader: what checks must not be what is checked)."""
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=5)
+    try:
+        js = nc.jetstream()
+        found: dict[str, list[c.MemoryEvent]] = {}
+        for user in users:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0
+            )
+            sub = await js.pull_subscribe(c.event_subject(user), stream=c.EVENTS_STREAM, config=config)
+            try:
+                pending = (await sub.consumer_info()).num_pending or 0
+                messages: list[Any] = []
+                while len(messages) < pending:
+                    messages += await sub.fetch(min(256, pending - len(messages)), timeout=10)
+            finally:
+                await sub.unsubscribe()
+            found[user] = [c.MemoryEvent.model_validate_json(m.data) for m in messages]
+        return found
+    finally:
+        await nc.close()
+
+
+def adds_by_request(events: Iterable[c.MemoryEvent]) -> Counter[str]:
+    """How many ADD events each request id produced."""
+    return Counter(e.request_id for e in events if e.change is c.ChangeKind.ADD)
+
+
+def adds_by_text(events: Iterable[c.MemoryEvent]) -> Counter[str]:
+    """How many ADD events each memory text produced."""
+    return Counter(e.after.text for e in events if e.change is c.ChangeKind.ADD and e.after is not None)
+
+
+def metric_total(base_url: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus counter's samples (those with the given labels) from `/metrics`."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).raise_for_status().text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            wanted = sample.name == name or sample.name == f"{name}_total"
+            if wanted and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

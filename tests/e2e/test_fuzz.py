@@ -1,6 +1,8 @@
 """Fuzzing the running system: generated MCP tool arguments (hypothesis) and generated admin API
-requests from its own OpenAPI document (schemathesis). No 5xx, and a refused request changes
-nothing. A system of its own: the fuzzer may change its settings."""
+requests from its own OpenAPI document (schemathesis). No 5xx, no tool call that fails unexpectedly
+(the SDK turns an exception into an ordinary tool error, so the gateway's failure counter is what
+shows one), and a refused request changes nothing. A system of its own: the fuzzer may change its
+settings."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from e2e_support import mcp_client, new_key
+from e2e_support import mcp_client, metric_total, new_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation.case import Case
@@ -34,7 +36,15 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSy
         },
     )
     user = unique("fz")
-    yield system, user, new_key(system, user, scopes="read,write,admin,operator")
+    key = new_key(system, user, scopes="read,write,admin,operator")
+
+    async def listed() -> None:
+        async with mcp_client(system.mcp_url, key) as client:
+            await client.call("list_memories")
+
+    asyncio.run(listed())  # the counter the fuzz test reads is the one the tools count on
+    assert metric_total(system.gateway_url, "openmemory_mcp_tool_calls_total", outcome="ok") >= 1
+    yield system, user, key
     system.stop()
 
 
@@ -97,6 +107,10 @@ def test_generated_tool_arguments_get_an_answer_and_refusals_change_nothing(
     result = asyncio.run(call())  # a transport failure (a 5xx, a dropped session) raises here
     text = " ".join(getattr(part, "text", "") for part in result.content)
     assert "Internal Server Error" not in text and "Traceback" not in text
+    # An unexpected exception reaches the client as "Error executing tool …", like a refusal: only
+    # the gateway's count of tool calls by outcome tells a crash from a refusal.
+    failures = metric_total(system.gateway_url, "openmemory_mcp_tool_calls_total", outcome="failure")
+    assert failures == 0, (tool, args, text)
     if result.is_error:
         assert fingerprint(system, key) == before, (tool, args, text)
 

@@ -5,14 +5,17 @@ changes nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
-from e2e_support import ToolFailed, mcp_client, new_key
+from e2e_support import Client, ToolFailed, mcp_client, mcp_sse_client, new_key
 
 from openmemory_core import contracts as c
+from openmemory_core.apps import get_app, put_app
 from openmemory_core.bus import Bus
 from openmemory_core.keys import create_key
 from openmemory_core.runtime import read_endpoints
@@ -106,6 +109,124 @@ async def test_no_key_of_one_user_reaches_another_users_memories(guarded: Runnin
             assert signed.status_code == 401
     async with mcp_client(guarded.mcp_url, new_key(guarded, bob)) as bobs:
         assert await bobs.texts() == before
+
+
+# Why a call of a key bound to the app "cursor" is refused, by the words of the refusal.
+SCOPE = "does not have the 'write' scope"
+OWNERSHIP_ONE = "no such memory"
+OWNERSHIP_MANY = "no such memories"
+PAUSED = "the app 'cursor' is paused"
+NO_WRITE = "the app 'cursor' has no write permission"
+OTHER_APP = "this API key is for app 'cursor', not 'claude'"
+
+
+async def _calls(client: Client, foreign_id: str) -> dict[str, str | list[str]]:
+    """Every MCP tool, each aimed at another user's memory where it takes an id: the texts it
+    answered with (its own user's memories), or the words of its refusal."""
+    attempts: dict[str, dict[str, Any]] = {
+        "add_memories": {"text": f"Cursor note {unique()}.", "infer": False},
+        "search_memory": {"query": "bank PIN cat"},
+        "list_memories": {},
+        "get_memory": {"memory_id": foreign_id},
+        "delete_memories": {"memory_ids": [foreign_id]},
+        "delete_all_memories": {"confirm": True},
+    }
+    outcomes: dict[str, str | list[str]] = {}
+    for tool, arguments in attempts.items():
+        try:
+            answer = await client.call(tool, **arguments)
+        except ToolFailed as refused:
+            outcomes[tool] = str(refused)
+            continue
+        found = answer.get("results", [answer.get("memory")])
+        outcomes[tool] = [m.get("memory", "") for m in found if m and m.get("event") != "DELETE"]
+    return outcomes
+
+
+def _refused_for(where: str, outcomes: dict[str, str | list[str]], reasons: dict[str, str]) -> None:
+    """Each tool named in `reasons` was refused with those words; every other one answered with
+    nothing of another user's."""
+    for tool, outcome in outcomes.items():
+        if tool in reasons:
+            assert isinstance(outcome, str) and reasons[tool] in outcome, (where, tool, outcome)
+        else:
+            assert isinstance(outcome, list), (where, tool, outcome)
+            assert not any("PIN" in text for text in outcome), (where, tool, outcome)
+
+
+async def test_an_app_bound_key_is_refused_for_its_reason_through_every_tool_and_url(
+    guarded: RunningSystem,
+) -> None:
+    """A key bound to "cursor" through every URL form and every tool: what its scopes do not allow
+    is refused for the scope, another user's memory for ownership, and a paused app, an app without
+    write permission, or another app in the URL for the app."""
+    alice, bob = unique("alice"), unique("bob")
+    async with mcp_client(guarded.mcp_url, new_key(guarded, bob)) as bobs:
+        added = await bobs.call("add_memories", text="Bob's bank PIN hint is his cat's name.", infer=False)
+        bob_id = added["results"][0]["id"]
+    gateway = guarded.gateway_url
+    forms = {  # the key decides the user, so a URL naming another user still acts as alice
+        "/mcp": ("http", guarded.mcp_url),
+        "/mcp/cursor/http/<user>": ("http", f"{gateway}/mcp/cursor/http/{alice}"),
+        "/mcp/cursor/http/<other user>": ("http", f"{gateway}/mcp/cursor/http/{bob}"),
+        "/sse": ("sse", f"{gateway}/sse"),
+        "/mcp/cursor/sse/<user>": ("sse", f"{gateway}/mcp/cursor/sse/{alice}"),
+    }
+    bus = await _bus(guarded)
+    apps = await bus.apps_bucket()
+    standing = await get_app(apps, alice, "cursor")
+    write_refused = {"add_memories": "", "delete_memories": "", "delete_all_memories": ""}
+
+    @contextlib.asynccontextmanager
+    async def session(transport: str, url: str, scopes: tuple[str, ...]) -> AsyncIterator[Client]:
+        # A key per session: this module's rate limit is a few dozen requests a minute per key.
+        token, _ = await create_key(await bus.keys_bucket(), alice, app="cursor", scopes=scopes)
+        opened = mcp_client(url, token) if transport == "http" else mcp_sse_client(url, token)
+        async with opened as client:
+            yield client
+
+    try:
+        for form, (transport, url) in forms.items():
+            async with session(transport, url, ("read",)) as client:
+                _refused_for(
+                    form,
+                    await _calls(client, bob_id),
+                    {**dict.fromkeys(write_refused, SCOPE), "get_memory": OWNERSHIP_ONE},
+                )
+            async with session(transport, url, ("read", "write")) as client:
+                _refused_for(
+                    form,
+                    await _calls(client, bob_id),
+                    {"get_memory": OWNERSHIP_ONE, "delete_memories": OWNERSHIP_MANY},
+                )
+            await put_app(apps, standing.model_copy(update={"paused": True}))
+            async with session(transport, url, ("read", "write")) as client:
+                outcomes = await _calls(client, bob_id)
+            _refused_for(form, outcomes, dict.fromkeys(outcomes, PAUSED))
+            await put_app(apps, standing.model_copy(update={"can_write": False}))
+            async with session(transport, url, ("read", "write")) as client:
+                _refused_for(
+                    form,
+                    await _calls(client, bob_id),
+                    {**dict.fromkeys(write_refused, NO_WRITE), "get_memory": OWNERSHIP_ONE},
+                )
+            await put_app(apps, standing)
+        # Another app in the URL: refused before any MCP message, for the app.
+        token, _ = await create_key(await bus.keys_bucket(), alice, app="cursor")
+        auth = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(timeout=30) as http:
+            for method, path in [
+                ("POST", f"/mcp/claude/http/{alice}"),
+                ("GET", f"/mcp/claude/sse/{alice}"),
+                ("POST", f"/mcp/claude/messages/?session_id={'0' * 32}"),
+            ]:
+                answer = await http.request(method, gateway + path, json={}, headers=auth)
+                assert answer.status_code == 403 and OTHER_APP in answer.text, (path, answer.text)
+    finally:
+        await put_app(apps, standing)
+        await bus.close()
+    async with mcp_client(guarded.mcp_url, new_key(guarded, bob)) as bobs:
+        assert await bobs.texts() == ["Bob's bank PIN hint is his cat's name."]
 
 
 async def test_each_key_has_its_rate_limit(guarded: RunningSystem) -> None:
