@@ -16,7 +16,7 @@ import httpx
 import pytest
 import schemathesis
 from e2e_support import mcp_client, metric_total, new_key
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation.case import Case
 
@@ -90,6 +90,13 @@ arguments = st.dictionaries(st.sampled_from(NAMES), values, max_size=4)
 
 
 @given(tool=st.sampled_from([t for t in TOOLS if t != "delete_all_memories"]), args=arguments)
+# Valid calls of every tool too: random arguments are mostly refused, and a crash on a valid call is
+# what the failure counter must catch (removing one of these lets a crashing search pass unseen).
+@example(tool="add_memories", args={"text": "I like green tea.", "infer": True})
+@example(tool="search_memory", args={"query": "what do I drink?", "limit": 3})
+@example(tool="list_memories", args={"limit": 5})
+@example(tool="get_memory", args={"memory_id": "00000000-0000-0000-0000-000000000000"})
+@example(tool="delete_memories", args={"memory_ids": ["00000000-0000-0000-0000-000000000000"]})
 @settings(
     max_examples=EXAMPLES * 6, deadline=None, derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
