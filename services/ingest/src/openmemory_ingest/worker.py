@@ -133,8 +133,9 @@ class IngestWorker:
         result = c.CommandResult(
             request_id=command.request_id, ok=True, results=applied.summary, note=applied.note
         )
-        await self.bus.publish_result(result)
+        # The record first: a client told the result can ask `get_request` at once and read it.
         await self._record(command.user_id, command.kind, result)
+        await self.bus.publish_result(result)
 
     async def _record(self, user_id: str, kind: str, result: c.CommandResult) -> None:
         if self._requests is not None:
@@ -199,6 +200,6 @@ class IngestWorker:
         await msg.ack_sync()  # the dead-letter stream holds it now
         INGEST_COMMANDS.labels(kind, "dead_lettered").inc()
         result = c.CommandResult(request_id=request_id, ok=False, error=reason)
-        await self.bus.publish_result(result)
         if user_id is not None:  # a command too malformed to name its user is in the dead letters only
             await self._record(user_id, kind, result)
+        await self.bus.publish_result(result)
