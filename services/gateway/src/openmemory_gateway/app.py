@@ -5,6 +5,12 @@
 - `/mcp/{client}/http/{user}` and `/mcp/{client}/sse/{user}` (+ `/mcp/{client}/messages/`) —
   OpenMemory's forms. The key decides the user; the path's client becomes the app if the key allows.
 
+Every streamable HTTP form serves every revision the SDK does: 2026-07-28's self-contained requests
+(no `initialize`, no session; the SDK refuses `Mcp-Method`/`Mcp-Name` headers that disagree with
+the body) and the handshake revisions 2024-11-05 to 2025-11-25; SSE serves the handshake ones.
+Nothing here reads those headers: the user, app and rate limit come from the key and the path
+only, checked before the SDK sees the request.
+
 A legacy SSE session answers only the principal (key, user and app) that opened it. Failed
 authentications are throttled per client address. Every other route (health, metrics, OAuth
 metadata) answers only the allowed Host headers, like the MCP endpoints.
