@@ -40,6 +40,7 @@ async def serve(bus: Bus, service: SearchService) -> list[Subscription]:
         (c.Query.BROWSE, c.BrowseRequest, service.browse),
         (c.Query.STATS, c.StatsRequest, service.stats),
         (c.Query.USER_GRAPH, c.UserGraphRequest, service.user_graph),
+        (c.Query.PROFILE, c.ProfileRequest, service.profile),
     ]
     subscriptions: list[Subscription] = []
     for query, request_model, method in handlers:

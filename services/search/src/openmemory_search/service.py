@@ -22,6 +22,7 @@ from openmemory_core.text.dates import asks_for_latest, query_period
 from openmemory_core.text.keywords import query_vector
 from openmemory_search.names import find_entities
 from openmemory_search.paging import list_page
+from openmemory_search.profile import MAX_MEMORIES, build_profile
 from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker, with_replacements
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,9 @@ class SearchService:
         return c.HistoryResponse(memory=current[0] if current else None, events=events)
 
     async def graph_of(self, request: c.GraphRequest) -> c.GraphResponse:
-        """An entity's relations in the user's own graph, current and closed."""
+        """An entity's relations in the user's own graph, current and closed (with a limit: at most
+        that many, the current ones first)."""
+        await self._check_app(request.user_id, request.app)
         found = await self.graph.neighbours(request.user_id, request.entity)
         if not found:
             raise NotFound(f"no entity {request.entity!r} with relations in this user's graph")
@@ -176,7 +179,16 @@ class SearchService:
             )
             for n in found
         ]  # fmt: skip
+        if request.limit is not None and len(edges) > request.limit:
+            edges = sorted(edges, key=lambda e: not e.current)[: request.limit]
+            return c.GraphResponse(entity=request.entity, edges=edges, truncated=True)
         return c.GraphResponse(entity=request.entity, edges=edges)
+
+    async def profile(self, request: c.ProfileRequest) -> c.ProfileResponse:
+        """A short summary of the user from their newest current memories (`profile.build_profile`)."""
+        await self._check_app(request.user_id, request.app)
+        memories = await self.vectors.list_memories(request.user_id, MAX_MEMORIES, active_only=True)
+        return await asyncio.to_thread(build_profile, memories)
 
     async def _all(self, user_id: str) -> list[c.Memory]:
         return await self.vectors.list_memories(user_id, BROWSE_LIMIT, active_only=False)
