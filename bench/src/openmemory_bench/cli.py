@@ -36,6 +36,13 @@ def main(argv: list[str]) -> int:
     load.add_argument("--clients", type=int, default=50)
     load.add_argument("--seconds", type=float, default=60.0)
     load.add_argument("--out", type=Path)
+    soak = sub.add_parser(
+        "soak", help="mixed MCP load for minutes, ingest restarted; lost or duplicated writes"
+    )
+    soak.add_argument("--minutes", type=float, default=30.0)
+    soak.add_argument("--clients", type=int, default=20)
+    soak.add_argument("--restart-every", type=float, default=180.0, help="seconds between ingest restarts")
+    soak.add_argument("--out", type=Path)
     updates = sub.add_parser("updates", help="knowledge updates through the offline extractor (bench/data)")
     updates.add_argument("--data", type=Path, help="a knowledge-update set (default: the one in bench/data)")
     updates.add_argument("--misses", action="store_true", help="list what went wrong")
@@ -47,6 +54,11 @@ def main(argv: list[str]) -> int:
 
         report = asyncio.run(load_bench.run(args.clients, args.seconds))
         print(load_bench.markdown(report))
+    elif args.bench == "soak":
+        from openmemory_bench import soak as soak_bench
+
+        report = asyncio.run(soak_bench.run(args.minutes, args.clients, args.restart_every))
+        print(soak_bench.markdown(report))
     elif args.bench == "updates":
         from openmemory_bench import updates as updates_bench
 

@@ -97,7 +97,13 @@ class IngestWorker:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                await self.handle(msg)
+                try:
+                    await self.handle(msg)
+                except Exception:
+                    # An ack or a dead-letter publish refused while the bus elects a leader: this
+                    # partition must go on. Unacked, the command comes back after the ack wait, and
+                    # applying it again changes nothing (ids come from the request id).
+                    log.exception("handling a command failed; it will be delivered again")
 
     async def handle(self, msg: Msg) -> None:
         try:
