@@ -27,6 +27,16 @@ def main(argv: list[str]) -> int:
     locomo.add_argument(
         "--engine", choices=["edge", "local"], default="edge", help="the embedded vector engine"
     )
+    locomo.add_argument(
+        "--cv",
+        action="store_true",
+        help="leave-one-conversation-out cross-validation of the ranking constants (bench/README.md)",
+    )
+    locomo.add_argument(
+        "--cv-cache",
+        type=Path,
+        help="with --cv: cache the candidates in this file (outside the repository) and reuse it",
+    )
     scale = sub.add_parser("scale", help="search latency as one user's memories grow")
     scale.add_argument("--sizes", default="10000,100000", help="comma list of memory counts")
     scale.add_argument("--queries", type=int, default=200)
@@ -74,7 +84,15 @@ def main(argv: list[str]) -> int:
         report = asyncio.run(run_scale(sizes, args.queries, args.engine))
     else:
         report = asyncio.run(
-            run(args.data, args.conversations, args.latency_samples, args.engine, args.infer)
+            run(
+                args.data,
+                args.conversations,
+                args.latency_samples,
+                args.engine,
+                args.infer,
+                args.cv,
+                args.cv_cache,
+            )
         )
         print(markdown(report))
     if args.out:

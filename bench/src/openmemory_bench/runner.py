@@ -10,6 +10,7 @@ and dense-only over the very same stored vectors.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import resource
 import statistics
 import tempfile
@@ -21,18 +22,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from openmemory_bench.crossval import cv_markdown, run_cv
 from openmemory_bench.locomo import CATEGORIES, Conversation, load
+from openmemory_bench.rerank import collect
 from openmemory_bench.retrieval import Bm25, Scoreboard, p95
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.servers import embedded_falkordb, embedded_nats
+from openmemory_core.settings import SearchSettings
 from openmemory_core.stores import open_graph_store, open_vector_store
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorStore
 from openmemory_testing.stack import running_services
 
 PARTITIONS = 8
+REPOSITORY = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -165,10 +170,11 @@ async def ask(
 ) -> dict[str, Any]:
     boards = {"hybrid": Scoreboard(), "bm25": Scoreboard(), "dense": Scoreboard()}
     latencies: list[float] = []
+    product: dict[tuple[str, int], list[str]] = {}  # the service's answer to each question, for --cv
     for conversation in conversations:
         user = _user(conversation)
         bm25 = Bm25({turn.dia_id: _dated(turn.text, turn.at) for turn in conversation.turns})
-        for question in conversation.questions:
+        for number, question in enumerate(conversation.questions):
             category = CATEGORIES[question.category]
             started = time.perf_counter()
             answer = await s.client.query(
@@ -178,16 +184,17 @@ async def ask(
                 30,
             )
             latencies.append(1000 * (time.perf_counter() - started))
-            boards["hybrid"].add(
-                category, _turns([h.memory.id for h in answer.hits], owner[user]), question.evidence
+            product[(conversation.sample_id, number)] = _turns(
+                [h.memory.id for h in answer.hits], owner[user]
             )
+            boards["hybrid"].add(category, product[(conversation.sample_id, number)], question.evidence)
             boards["bm25"].add(category, bm25.search(question.text, 10), question.evidence)
             (vector,) = await s.embedder.embed([question.text])
             dense = await s.vectors.dense_search(user, vector, 10)
             boards["dense"].add(
                 category, _turns([h.memory.id for h in dense], owner[user]), question.evidence
             )
-    return {"boards": {name: board.report() for name, board in boards.items()},
+    return {"boards": {name: board.report() for name, board in boards.items()}, "product": product,
             "search_p50": statistics.median(latencies), "search_p95": p95(latencies)}  # fmt: skip
 
 
@@ -205,15 +212,29 @@ async def run(
     latency_samples: int = 200,
     engine: str = "edge",
     infer: bool = False,
+    cv: bool = False,
+    cv_cache: Path | None = None,
 ) -> dict[str, Any]:
+    """The retrieval report; with `cv`, also leave-one-conversation-out cross-validation of the ranking
+    constants over candidates cached once (`cv_cache`: a file outside the repository, written on the
+    first run and read instead of ingesting on the next; it holds the conversations' text)."""
+    cached = await asyncio.to_thread(_read_cache, cv_cache) if cv else None
+    if cached is not None:
+        report: dict[str, Any] = cached["report"]
+        return report | {"cv": run_cv(cached["asked"], cached["users"], cached["candidates"])}
     conversations = load(data)[:conversations_limit]
+    candidates = SearchSettings().candidates
     dropped = sum(len(conv.dropped_evidence) for conv in conversations)
     with tempfile.TemporaryDirectory(prefix="openmemory-bench-") as tmp:
         async with stack(Path(tmp), engine) as s:
             added = await ingest(s, conversations, latency_samples, infer)
             asked = await ask(s, conversations, added["owner"])
+            if cv:
+                questions, users = await collect(
+                    s, conversations, added["owner"], asked["product"], candidates
+                )
     hybrid = asked["boards"]["hybrid"]
-    return {
+    report = {
         "data": str(data),
         "vector_engine": engine,
         "infer": infer,  # turns through the extractor (recall counts the source turns of the facts found)
@@ -243,6 +264,24 @@ async def run(
             "repaired": sum(conv.repaired_evidence for conv in conversations),
         },
     }
+    if not cv:
+        return report
+    if cv_cache is not None:
+        cache = {"report": report, "asked": questions, "users": users, "candidates": candidates}
+        await asyncio.to_thread(cv_cache.write_bytes, pickle.dumps(cache))
+    return report | {"cv": run_cv(questions, users, candidates)}
+
+
+def _read_cache(path: Path | None) -> dict[str, Any] | None:
+    """The --cv cache, if there is one; refused inside the repository, where LoCoMo must never be."""
+    if path is None:
+        return None
+    if path.resolve().is_relative_to(REPOSITORY):
+        raise ValueError("the --cv-cache file holds LoCoMo's text: keep it outside the repository")
+    if not path.exists():
+        return None
+    cached: dict[str, Any] = pickle.loads(path.read_bytes())  # a file this bench wrote
+    return cached
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -275,4 +314,6 @@ def markdown(report: dict[str, Any]) -> str:
         f"{thr['memories_per_s']} memories/s; peak RSS {report['peak_rss_mb']} MB; evidence ids dropped "
         f"{report['evidence']['dropped']}, repaired {report['evidence']['repaired']}",
     ]
+    if "cv" in report:
+        lines += ["", cv_markdown(report["cv"])]
     return "\n".join(lines)

@@ -1,7 +1,15 @@
 import uuid
+from dataclasses import replace
 
 from openmemory_core import contracts as c
-from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker, with_replacements
+from openmemory_search.ranking import (
+    SHIPPED,
+    Fused,
+    HybridRanker,
+    RankingParams,
+    telling_time,
+    with_replacements,
+)
 from openmemory_testing import at
 
 
@@ -12,9 +20,14 @@ def mem(text: str, minute: int = 0) -> c.Memory:
     )  # fmt: skip
 
 
+RRF_K = SHIPPED.rrf_k
+#: Every signal at weight 1: the tests of the fusion's mechanics, apart from the shipped weights.
+EQUAL = RankingParams(dense=1.0, keyword=1.0, graph=1.0, time=1.0, recency=1.0)
+
+
 def test_agreement_between_signals_wins() -> None:
     a, b, d = mem("a"), mem("b"), mem("d")
-    fused = HybridRanker().fuse({"dense": [a, b], "keyword": [b, d]}, limit=10)
+    fused = HybridRanker(EQUAL).fuse({"dense": [a, b], "keyword": [b, d]}, limit=10)
     assert [f.memory.text for f in fused] == ["b", "a", "d"]
     assert fused[0].signals == ["dense", "keyword"]
     assert fused[1].signals == ["dense"]
@@ -22,23 +35,23 @@ def test_agreement_between_signals_wins() -> None:
 
 def test_weights_and_limit() -> None:
     a, b = mem("a"), mem("b")
-    fused = HybridRanker(weights={"keyword": 3.0}).fuse({"dense": [a], "keyword": [b]}, limit=1)
+    fused = HybridRanker(replace(EQUAL, keyword=3.0)).fuse({"dense": [a], "keyword": [b]}, limit=1)
     assert [f.memory.text for f in fused] == ["b"]
 
 
 def test_ties_go_to_the_newest() -> None:
     old, new = mem("old", 1), mem("new", 9)
-    fused = HybridRanker().fuse({"dense": [old], "keyword": [new]}, limit=2)
+    fused = HybridRanker(EQUAL).fuse({"dense": [old], "keyword": [new]}, limit=2)
     assert [f.memory.text for f in fused] == ["new", "old"]
 
 
 def test_a_superseded_memory_never_ranks_above_its_replacement() -> None:
     old, new, other = mem("lives in Lisbon", 1), mem("moved to Berlin", 5), mem("sister lives in Vienna", 2)
     old = old.model_copy(update={"superseded_by": new.id})
-    fused = HybridRanker().fuse({"dense": [other, old, new], "keyword": [old, other]}, limit=10)
+    fused = HybridRanker(EQUAL).fuse({"dense": [other, old, new], "keyword": [old, other]}, limit=10)
     assert [f.memory.text for f in fused] == ["sister lives in Vienna", "moved to Berlin", "lives in Lisbon"]
     assert fused[2].signals == ["dense", "keyword", "superseded"]
-    alone = HybridRanker().fuse({"dense": [old]}, limit=10)
+    alone = HybridRanker(EQUAL).fuse({"dense": [old]}, limit=10)
     assert alone[0].score == 0.5 / (RRF_K + 1)
 
 
@@ -46,7 +59,7 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
     question, answer, after, stranger = mem("q", 1), mem("a", 2), mem("after", 3), mem("stranger", 4)
     answer = answer.model_copy(update={"previous": question.id})
     after = after.model_copy(update={"previous": answer.id})
-    ranker = HybridRanker()
+    ranker = HybridRanker(EQUAL)
     # `answer` ranks first; `after` and `stranger` are level without the conversation signal
     fused = ranker.scores({"dense": [answer, stranger, after], "keyword": [answer, after, stranger]})
     ranked = ranker.finish(fused, ranker.best(fused), [question], limit=10)
@@ -54,7 +67,7 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
     assert [f.memory.text for f in ranked][:2] == ["a", "after"]
     assert "conversation" in by_text["after"].signals and "conversation" in by_text["q"].signals
     assert "conversation" not in by_text["stranger"].signals
-    assert by_text["q"].score == 0.2 * 2 / (RRF_K + 1)  # a fifth of the best hit's fused score
+    assert by_text["q"].score == SHIPPED.neighbour_share * 2 / (RRF_K + 1)  # a share of the best hit's score
     # without the links nothing is lifted: `stranger` keeps its place ahead of `after` (the newest wins a tie)
     answer, after = (m.model_copy(update={"previous": None}) for m in (answer, after))
     plain = ranker.fuse({"dense": [answer, stranger, after], "keyword": [answer, after, stranger]}, limit=10)
@@ -65,18 +78,21 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
 def test_a_clearly_stronger_match_gains_on_a_hit_one_rank_ahead() -> None:
     close, clear = mem("close"), mem("clear")
     ranked = {"dense": [clear, close], "keyword": [close, clear]}
+    params = RankingParams(rrf_k=5, keyword=1.5, dense_strength=0.1, keyword_strength=0.2)
     # by rank alone the keyword list's first wins (keywords weigh more)
-    assert [f.memory.text for f in HybridRanker(WEIGHTS).fuse(ranked, limit=2)] == ["close", "clear"]
+    assert [f.memory.text for f in HybridRanker(params).fuse(ranked, limit=2)] == ["close", "clear"]
     # ...but `clear` means far more (0.9 against 0.3) and is nearly level on keywords (4.9 against 5.0)
     strengths = {"dense": [0.9, 0.3], "keyword": [5.0, 4.9]}
-    fused = HybridRanker(WEIGHTS).fuse(ranked, limit=2, strengths=strengths)
+    fused = HybridRanker(params).fuse(ranked, limit=2, strengths=strengths)
     assert [f.memory.text for f in fused] == ["clear", "close"]
-    by_rank = 1.0 / (RRF_K + 1) + 1.5 / (RRF_K + 2)
+    by_rank = 1.0 / (5 + 1) + 1.5 / (5 + 2)
     assert fused[0].score == by_rank + 0.1 * 0.9 / 0.9 + 0.2 * 4.9 / 5.0
     # a list whose best score is not positive adds nothing; neither do signals without a weight
-    flat = HybridRanker(WEIGHTS).fuse({"dense": [close]}, limit=1, strengths={"dense": [-0.2]})
-    assert flat[0].score == 1.0 / (RRF_K + 1)
-    unweighted = HybridRanker(WEIGHTS, strength_weights={}).fuse(ranked, limit=2, strengths=strengths)
+    flat = HybridRanker(params).fuse({"dense": [close]}, limit=1, strengths={"dense": [-0.2]})
+    assert flat[0].score == 1.0 / (5 + 1)
+    unweighted = HybridRanker(replace(params, dense_strength=0.0, keyword_strength=0.0)).fuse(
+        ranked, limit=2, strengths=strengths
+    )
     assert [f.memory.text for f in unweighted] == ["close", "clear"]
 
 
@@ -89,3 +105,38 @@ def test_a_superseded_hit_brings_its_replacement_above_it() -> None:
     assert ordered[0].signals == ["replaces"]
     again = with_replacements([Fused(new, 1.0), Fused(old, 0.9)], {new.id: new}, limit=5)
     assert [f.memory.id for f in again] == [new.id, old.id]  # already there: not twice
+
+
+def test_every_constant_of_the_fusion_comes_from_the_ranker_s_params() -> None:
+    a, b, c_ = mem("a", 1), mem("b", 2), mem("c", 3)
+    b = b.model_copy(update={"previous": a.id})
+    c_ = c_.model_copy(update={"previous": b.id})
+    params = RankingParams(rrf_k=1, dense=2.0, keyword=0.5, dense_strength=0.0, keyword_strength=0.3,
+                           neighbour_top=1, neighbour_share=0.5)  # fmt: skip
+    ranker = HybridRanker(params)
+    fused = ranker.scores({"dense": [b, c_], "keyword": [c_]}, {"keyword": [4.0]})
+    assert fused[b.id].score == 2.0 / 2  # dense weight / (k + rank 1); no dense strength
+    assert fused[c_.id].score == 2.0 / 3 + 0.5 / 2 + 0.3 * 4.0 / 4.0
+    best = ranker.best(fused)
+    assert [f.memory.text for f in best] == ["c"]  # neighbour_top = 1
+    ranked = ranker.finish(fused, best, [], limit=10)
+    by_text = {f.memory.text: f.score for f in ranked}
+    assert by_text["b"] == 1.0 + 0.5 * fused[c_.id].score  # only `c` lifts its neighbour
+    # the shipped params are the default, and a changed copy leaves them alone
+    assert HybridRanker().params == SHIPPED == RankingParams() and params != SHIPPED
+    assert HybridRanker().k == SHIPPED.rrf_k and HybridRanker().weights["keyword"] == SHIPPED.keyword
+
+
+def test_the_told_time_list_keeps_the_candidates_that_say_when_at_their_best_rank() -> None:
+    dated, plain, later = (
+        mem("Ana: I adopted him last week."),
+        mem("Ana: I adopted a cat."),
+        mem("Bo: In May!"),
+    )
+    told = telling_time([plain, later, dated], [dated, plain])
+    assert [m.text for m in told] == ["Ana: I adopted him last week.", "Bo: In May!"]  # ranks 0 and 1
+    assert telling_time([plain], []) == []
+    # a weight for it: the list counts only when the params give it one
+    with_it = HybridRanker(replace(SHIPPED, told_time=1.0)).scores({"dense": [plain], "told_time": [dated]})
+    without = HybridRanker(replace(SHIPPED, told_time=0.0)).scores({"dense": [plain], "told_time": [dated]})
+    assert with_it[dated.id].score == 1.0 / (RRF_K + 1) and without[dated.id].score == 0.0

