@@ -136,3 +136,21 @@ def test_list_limit_pages_through_the_gateway(all_in_one: RunningSystem) -> None
     assert [m["memory"] for m in two["results"]] == ["I own a green stove.", "I own a blue tent."]
     table = openmemory(all_in_one, "list", key=key).stdout.splitlines()
     assert table[0].split() == ["ID", "MEMORY", "APP", "WHEN"] and len(table) == 4
+
+
+def test_a_reader_that_stops_early_is_not_a_connection_error(all_in_one: RunningSystem) -> None:
+    """`openmemory list --json | head -c 10`: the pipe closes before the answer is written. The answer
+    is larger than a pipe's buffer (64 KiB), so the CLI is still writing when the reader goes."""
+    key = new_key(all_in_one, unique("cli"))
+    for n in range(5):
+        text = f"Notebook {n}: " + " ".join(f"page {p} holds a sketch of a harbour" for p in range(480))
+        assert openmemory(all_in_one, "add", text, "--verbatim", key=key).returncode == 0
+    env = {k: v for k, v in all_in_one.env.items() if k != "OPENMEMORY_API_KEY"} | {"OPENMEMORY_API_KEY": key}
+    command = [openmemory_command(), "list", "--json", "--data-dir", str(all_in_one.data_dir)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as listing:
+        assert listing.stdout is not None and listing.stderr is not None
+        listing.stdout.read(10)
+        listing.stdout.close()  # the reader is gone; the rest of the answer has nowhere to go
+        errors = listing.stderr.read().decode()
+        assert listing.wait(timeout=60) == 0, errors
+    assert "cannot reach" not in errors and "Traceback" not in errors

@@ -160,6 +160,9 @@ async def memories(where: Target) -> AsyncIterator[Memories]:
         leaves = _leaves(exc)
         if len(leaves) == 1 and isinstance(leaves[0], Failed):
             raise leaves[0] from None
+        pipe = next((leaf for leaf in leaves if isinstance(leaf, BrokenPipeError)), None)
+        if pipe is not None:  # the reader went away (`| head`): not a connection problem
+            raise pipe from None
         if any(isinstance(leaf, (httpx2.TransportError, OSError)) for leaf in leaves):
             raise Failed(f"cannot reach {where.mcp_url}: is OpenMemory running?", UNAVAILABLE) from exc
         raise
