@@ -199,3 +199,17 @@ async def test_an_mcp_add_and_a_bus_add_said_at_the_same_time_get_the_same_keywo
         stored.append(keyword_vector(memory))
     assert stored[0] == stored[1]
     assert set(query_vector("March 2026").indices) <= set(stored[0].indices)  # the month is a keyword
+
+
+async def test_a_change_word_in_the_message_does_not_replace_an_unrelated_memory(
+    service: IngestService, vectors: QdrantVectorStore
+) -> None:
+    """'I moved' speaks for the home fact of its message, not for every other fact in it."""
+    user = unique()
+    nurse = await service.apply(c.AddCommand(user_id=user, app="a", text="I work as a nurse."))
+    (nurse_id,) = [s.id for s in nurse.summary]
+    said = "I moved to Lisbon. My sister Anna lives in Vienna. I am allergic to peanuts."
+    moved = await service.apply(c.AddCommand(user_id=user, app="a", text=said))
+    assert [s.event for s in moved.summary] == [c.ChangeKind.ADD] * 3
+    (kept,) = await vectors.get(user, [nurse_id])
+    assert kept.superseded_by is None

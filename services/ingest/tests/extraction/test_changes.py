@@ -58,8 +58,10 @@ def test_a_fact_that_adds_replaces_nothing() -> None:
 def test_a_cue_elsewhere_in_the_message_counts() -> None:
     fact = "Writing this from User's flat in Bilbao."
     assert replaced(fact, STORED, 0.2) is None
-    assert replaced(fact, STORED, 0.2, message_cued=True) == "editor"  # the closest memory
-    assert replaced(fact, [STORED[3]], 0.2, message_cued=True) == "city"
+    # ... with its own threshold, stricter than a fact's own cue (`MESSAGE_CUE_SIMILARITY`)
+    assert replaced(fact, STORED, 0.2, message_cued=True, message_threshold=0.3) == "editor"  # the closest
+    assert replaced(fact, STORED, 0.2, message_cued=True, message_threshold=0.4) is None
+    assert replaced(fact, [STORED[3]], 0.2, message_cued=True, message_threshold=0.2) == "city"
 
 
 def test_one_value_per_attribute() -> None:

@@ -189,6 +189,7 @@ def replaced(
     threshold: float,
     message_cued: bool = False,
     weak_threshold: float = 1.0,
+    message_threshold: float = 1.0,
 ) -> str | None:
     """The id of the stored memory that the fact `text` replaces, if any (see the module's
     docstring). `candidates` are the user's current memories closest to the fact; `message_cued`:
@@ -208,7 +209,17 @@ def replaced(
                 return candidate.memory_id
     if change.additive:
         return None
-    needed = threshold if change.cue or message_cued else weak_threshold if change.weak else None
+    # A fact with no change word of its own, in a message whose other fact has one ("I moved to
+    # Lisbon. I am allergic to peanuts."), needs a closer memory than the fact that says it changed.
+    needed = (
+        threshold
+        if change.cue
+        else message_threshold
+        if message_cued
+        else weak_threshold
+        if change.weak
+        else None
+    )
     if needed is not None and by_closeness and by_closeness[0].similarity >= needed:
         return by_closeness[0].memory_id
     return None
