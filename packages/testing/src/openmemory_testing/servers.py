@@ -1,14 +1,23 @@
 """Small local HTTP *test servers* that stand in for what cannot run here: a hosted LLM (recorded
-responses on an OpenAI-compatible API) and an OAuth authorization server's introspection endpoint."""
+responses on an OpenAI-compatible API) and an OAuth authorization server's introspection endpoint;
+and `NatsCluster`, real nats-servers clustered on loopback."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import secrets
+import signal
+import subprocess
+from dataclasses import dataclass, field
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, Self
 
-from openmemory_core.servers import free_port
+import nats
+import nats.errors
+import nats.js.errors
+
+from openmemory_core.servers import free_port, nats_server_binary
 
 
 @dataclass
@@ -173,3 +182,155 @@ class OAuthIntrospectionTestServer(_LocalTestServer):
 def recorded(name: str) -> str:
     """A recorded model output, shipped in this package (`data/llm/`)."""
     return files("openmemory_testing").joinpath("data", "llm", name).read_text()
+
+
+@dataclass
+class NatsNode:
+    """One nats-server of a `NatsCluster`: its ports, store and config stay across restarts."""
+
+    name: str
+    port: int
+    route_port: int
+    store: Path
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class NatsCluster:
+    """`size` JetStream nats-servers clustered on loopback: each its own store dir, client
+    credentials like the embedded server's, and routes that need credentials of their own.
+
+    `url` lists every node (comma-separated, credentials in each), as `OPENMEMORY_NATS_URL` takes it.
+    `kill` is a SIGKILL; `start` brings a node back on the same ports and store.
+    """
+
+    root: Path
+    size: int = 3
+    user: str = "openmemory"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    route_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    nodes: list[NatsNode] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for i in range(1, self.size + 1):
+            self.nodes.append(
+                NatsNode(
+                    f"n{i}", free_port(), free_port(), self.root / f"n{i}" / "store",
+                    self.root / f"n{i}.conf", self.root / f"n{i}.log",
+                )
+            )  # fmt: skip
+        for node in self.nodes:
+            node.store.mkdir(parents=True, exist_ok=True)
+            node.config.write_text(self._config(node))
+            node.config.chmod(0o600)
+
+    def _config(self, node: NatsNode) -> str:
+        routes = ", ".join(
+            f'"nats-route://route:{self.route_password}@127.0.0.1:{other.route_port}"'
+            for other in self.nodes
+            if other is not node
+        )
+        return f"""server_name: {node.name}
+listen: 127.0.0.1:{node.port}
+authorization {{ user: {self.user}, password: "{self.password}" }}
+jetstream {{ store_dir: "{node.store}", max_memory_store: 64MB, max_file_store: 2GB }}
+cluster {{
+  name: openmemory
+  listen: 127.0.0.1:{node.route_port}
+  authorization {{ user: route, password: "{self.route_password}" }}
+  routes: [{routes}]
+}}
+"""
+
+    def node_url(self, node: NatsNode) -> str:
+        return f"nats://{self.user}:{self.password}@127.0.0.1:{node.port}"
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.node_url(n) for n in self.nodes)
+
+    def node(self, name: str) -> NatsNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def launch(self, node: NatsNode) -> None:
+        with node.log.open("ab") as out:
+            node.process = subprocess.Popen(
+                [str(nats_server_binary()), "-c", str(node.config)], stdout=out, stderr=subprocess.STDOUT
+            )
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Every node, then wait until JetStream answers on each (a meta leader is elected)."""
+        for node in self.nodes:
+            if not node.running:
+                self.launch(node)
+        for node in self.nodes:
+            await self.wait_ready(node, timeout)
+
+    async def restart(self, node: NatsNode, timeout: float = 30.0) -> None:
+        self.launch(node)
+        await self.wait_ready(node, timeout)
+
+    async def wait_ready(self, node: NatsNode, timeout: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if node.process is not None and node.process.poll() is not None:
+                raise RuntimeError(f"nats-server {node.name} exited:\n{node.log.read_text()[-2000:]}")
+            if await self._answers(self.node_url(node)):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"nats-server {node.name} not ready within {timeout}s")
+
+    @staticmethod
+    async def _answers(url: str) -> bool:
+        try:
+            nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False, error_cb=_quiet)
+        except (OSError, TimeoutError, nats.errors.Error):
+            return False
+        try:
+            await nc.jetstream().account_info()
+            return True
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+            return False
+        finally:
+            await nc.close()
+
+    def kill(self, node: NatsNode) -> None:
+        """SIGKILL: no goodbye to the peers, no flush."""
+        if node.process is not None and node.process.poll() is None:
+            node.process.send_signal(signal.SIGKILL)
+            node.process.wait()
+
+    async def stream_leader(self, stream: str) -> NatsNode:
+        """The node that leads `stream` now (JetStream's stream info, asked of any live node)."""
+        url = ",".join(self.node_url(n) for n in self.nodes if n.running)
+        nc = await nats.connect(url.split(","), connect_timeout=2, allow_reconnect=False, error_cb=_quiet)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+        finally:
+            await nc.close()
+        assert info.cluster is not None and info.cluster.leader, f"{stream} has no leader"
+        return self.node(info.cluster.leader)
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM, then SIGKILL after 10 s)."""
+        for node in self.nodes:
+            if node.running and node.process is not None:
+                node.process.terminate()
+        for node in self.nodes:
+            if node.process is not None:
+                try:
+                    node.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+                    node.process.wait()
+
+
+async def _quiet(_: Exception) -> None:
+    pass
