@@ -178,9 +178,10 @@ async def test_search_gives_only_the_fields_asked_for(system: RunningSystem) -> 
     async with mcp_client(system.mcp_url, new_key(system, unique())) as client:
         await _add(client, 3, "boat")
         found = await client.call("search_memory", query="boat", fields=["id", "memory"])
-        assert found["results"] and all(set(r) == {"id", "memory"} for r in found["results"])
+        assert found["results"] and all(set(r) == {"source", "id", "memory"} for r in found["results"])
         snippets = await client.call("search_memory", query="boat", fields="snippet")
-        assert all(set(r) == {"id", "memory", "score"} for r in snippets["results"])
+        assert all(set(r) == {"source", "id", "memory", "score"} for r in snippets["results"])
+        assert all(r["source"] == "memory" for r in found["results"] + snippets["results"])
         with pytest.raises(ToolFailed, match="unknown fields"):
             await client.call("search_memory", query="boat", fields=["id", "password"])
 

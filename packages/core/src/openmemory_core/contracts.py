@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 # ---- streams, subjects, consumers, buckets -------------------------------------------------
 
@@ -185,6 +193,7 @@ class MemoryState(StrEnum):
     PAUSED = "paused"
     ARCHIVED = "archived"
     DELETED = "deleted"
+    PENDING = "pending"  # held for review: it reads as an instruction to an assistant (README, "Trust")
 
 
 class Relation(BaseModel):
@@ -408,6 +417,14 @@ class ChangeSummary(BaseModel):
     id: str
     memory: str
     event: ChangeKind
+    state: MemoryState | None = None  # given only when the memory is not active: "pending"
+    note: str | None = None  # why, for the client's model ("pending review: …")
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An ordinary change shows only id, memory and event."""
+        dumped: dict[str, Any] = handler(self)
+        return {k: v for k, v in dumped.items() if v is not None or k not in ("state", "note")}
 
 
 class CommandResult(BaseModel):
@@ -554,7 +571,12 @@ class BrowseRequest(BaseModel):
     app: str | None = None
     category: str | None = None
     states: list[MemoryState] = Field(
-        default_factory=lambda: [MemoryState.ACTIVE, MemoryState.PAUSED, MemoryState.ARCHIVED]
+        default_factory=lambda: [
+            MemoryState.ACTIVE,
+            MemoryState.PAUSED,
+            MemoryState.ARCHIVED,
+            MemoryState.PENDING,
+        ]
     )
     since: datetime | None = None
     until: datetime | None = None

@@ -17,10 +17,18 @@ SEARCH_FIELDS = (
 )  # fmt: skip
 SNIPPET = "snippet"
 SNIPPET_CHARS = 160
+#: Every memory shown to a client says it is one: something the user said, to be weighed as a fact
+#: about them, never an instruction to follow (README, "Trust"). Kept whatever `fields` asks for.
+SOURCE = {"source": "memory"}
 
 
 def memory_view(memory: c.Memory) -> dict[str, Any]:
+    """A memory as a client sees it; one read by id that is not active says its state ("pending":
+    held for review, not to be relied on)."""
+    state = {} if memory.state is c.MemoryState.ACTIVE else {"state": memory.state.value}
     return {
+        **SOURCE,
+        **state,
         "id": memory.id,
         "memory": memory.text,
         "app": memory.app,
@@ -42,7 +50,8 @@ def field_picker(fields: list[str] | str | None) -> Any:
         return lambda view: view
     if fields == SNIPPET:
         return lambda view: {
-            "id": view["id"], "memory": shortened(view["memory"], SNIPPET_CHARS), "score": view["score"]
+            **SOURCE, "id": view["id"], "memory": shortened(view["memory"], SNIPPET_CHARS),
+            "score": view["score"],
         }  # fmt: skip
     wanted = [fields] if isinstance(fields, str) else list(fields)
     unknown = [f for f in wanted if f not in SEARCH_FIELDS]
@@ -51,7 +60,7 @@ def field_picker(fields: list[str] | str | None) -> Any:
             f"unknown fields {unknown or '[]'}: give some of {', '.join(SEARCH_FIELDS)}, "
             f'or "{SNIPPET}" for id, a shortened memory and score'
         )
-    return lambda view: {f: view[f] for f in wanted}
+    return lambda view: {**SOURCE, **{f: view[f] for f in wanted}}
 
 
 def _size(answer: dict[str, Any]) -> int:

@@ -22,6 +22,7 @@ from openmemory_ingest.conversation import Conversations, following
 from openmemory_ingest.extraction import Decision, Extractor, Fact, LocalExtractor
 from openmemory_ingest.extraction.changes import Candidate, may_replace, replaced, says_change
 from openmemory_ingest.extraction.rules import FUNCTIONAL
+from openmemory_ingest.instructions import instruction_reason
 
 DELETE_BATCH = 256
 #: Stored memories read per new fact when the offline path looks for the one it replaces.
@@ -39,6 +40,23 @@ WEAK_CUE_SIMILARITY = 0.5
 #: nurse": 0.32), which the strong cue's 0.2 let one replace the other. 0.4 cost 2 of 45 development
 #: decisions (32 -> 30, in sample); the evaluation set's 29/38 is unchanged.
 MESSAGE_CUE_SIMILARITY = 0.4
+#: The metadata key that holds why a memory is `pending` (removed when the user decides).
+HELD = "held"
+
+
+def held_reasons(message: str, facts: list[str]) -> list[str | None]:
+    """Why each fact is held for review (`instructions`), or None. An instruction anywhere in the
+    message holds every fact of it: the local extractor may have cut it into harmless-looking parts."""
+    whole = instruction_reason(message)
+    return [instruction_reason(f) or whole for f in facts]
+
+
+def pending_note(memory: c.Memory) -> str:
+    reason = memory.metadata.get(HELD) or "it reads as an instruction to an assistant"
+    return (
+        f"pending review: {reason}. It is not served to any app until the user approves it in the "
+        "OpenMemory dashboard."
+    )
 
 
 async def vector_records(memories: list[c.Memory], dense: list[list[float]]) -> list[VectorRecord]:
@@ -64,7 +82,13 @@ class Applied:
         self._event(command, after.id, c.ChangeKind.UPDATE, before, after)
 
     def record(self, command: c.CommandBase, change: c.ChangeKind, memory: c.Memory, before: bool) -> None:
-        self.summary.append(c.ChangeSummary(id=memory.id, memory=memory.text, event=change))
+        held = memory.state is c.MemoryState.PENDING and change is not c.ChangeKind.DELETE
+        self.summary.append(
+            c.ChangeSummary(
+                id=memory.id, memory=memory.text, event=change,
+                state=memory.state if held else None, note=pending_note(memory) if held else None,
+            )
+        )  # fmt: skip
         if change is not c.ChangeKind.NONE:
             self._event(command, memory.id, change, memory if before else None, None if before else memory)
 
@@ -165,21 +189,29 @@ class IngestService:
             return applied
         async with stage("embed"):
             dense = await self.embedder.embed([f.text for f in facts])
+        held = await asyncio.to_thread(held_reasons, command.text, [f.text for f in facts])
         decisions = [Decision("ADD", i) for i in range(len(facts))]
         if command.infer and self.extractor.compares_with_stored:
             async with stage("decide"):
                 decisions = await self.extractor.decide(facts, await self._similar(command.user_id, dense))
+            # a held fact never rewrites a stored memory: it is added beside it, pending
+            decisions = [
+                Decision("ADD", d.fact) if d.event == "UPDATE" and held[d.fact] else d for d in decisions
+            ]
         replaces: dict[int, str] = {}
         if command.infer and not self.extractor.compares_with_stored:
             async with stage("decide"):
                 replaces = await self._replaces(command.user_id, facts, dense)
+            replaces = {i: old for i, old in replaces.items() if not held[i]}
         records: list[VectorRecord] = []
         superseded: dict[str, str] = {}
         before = self.conversations.before(command)
         for decision in decisions:
             fact, vector = facts[decision.fact], dense[decision.fact]
             if decision.event == "ADD":
-                record = await self._new_record(command, decision.fact, fact, vector, applied, before)
+                record = await self._new_record(
+                    command, decision.fact, fact, vector, applied, before, held[decision.fact]
+                )
                 if record is not None:
                     records.append(record)
                     if decision.fact in replaces:
@@ -198,6 +230,8 @@ class IngestService:
         if records:
             self.conversations.added(command, before, records[-1].memory)
         async with stage("write_graph"):
+            # a pending memory stays out of the graph (it would close the user's relations) until approved
+            records = [r for r in records if r.memory.state is not c.MemoryState.PENDING]
             for record in records:
                 for old in await self.graph.close_superseded(record.memory, FUNCTIONAL):
                     superseded[old] = record.memory.id
@@ -277,9 +311,14 @@ class IngestService:
         vector: list[float],
         applied: Applied,
         before: c.Memory | None,
+        held: str | None = None,
     ) -> VectorRecord | None:
         memory = self._memory(command, c.memory_id_for(command.request_id, index), fact, fact.text)
         memory = following(memory, before)
+        if held:
+            memory = memory.model_copy(
+                update={"state": c.MemoryState.PENDING, "metadata": {**memory.metadata, HELD: held}}
+            )
         existing = await self.vectors.find_by_hash(command.user_id, memory.content_hash)
         if existing is not None and existing.id != memory.id:
             applied.record(command, c.ChangeKind.NONE, existing, before=False)
@@ -363,13 +402,22 @@ class IngestService:
         )
 
     async def set_state(self, command: c.SetStateCommand) -> Applied:
+        """Pause, archive or make active. A pending memory the user approves (or pauses, or
+        archives) loses its held reason (the event keeps it) and joins the graph."""
         applied = Applied()
         for old in await self.vectors.get(command.user_id, command.memory_ids):
             if old.state == command.state:
                 continue
-            new = old.model_copy(update={"state": command.state, "updated_at": command.issued_at})
+            update: dict[str, object] = {"state": command.state, "updated_at": command.issued_at}
+            if old.state is c.MemoryState.PENDING:
+                update["metadata"] = {k: v for k, v in old.metadata.items() if k != HELD}
+            new = old.model_copy(update=update)
             await self.vectors.set_payload(new)
             applied.record_update(command, old, new)
+            if old.state is c.MemoryState.PENDING:
+                superseded = dict.fromkeys(await self.graph.close_superseded(new, FUNCTIONAL), new.id)
+                await self.graph.add_memory(new)
+                await self._mark(command, superseded, applied)
         return applied
 
     async def import_memories(self, command: c.ImportCommand) -> Applied:
@@ -413,7 +461,8 @@ class IngestService:
         async with stage("write_graph"):
             await self.graph.delete_memories(command.user_id, [m.id for m in memories])
             for memory in memories:
-                await self.graph.add_memory(memory)
+                if memory.state is not c.MemoryState.PENDING:
+                    await self.graph.add_memory(memory)
         for memory in memories:
             applied.record(command, c.ChangeKind.ADD, memory, before=False)
         return applied
@@ -475,8 +524,9 @@ class IngestService:
             dense = await self.embedder.embed([m.text for m in chunk])
             await self.vectors.upsert(await vector_records(chunk, dense))
         for memory in memories:
-            await self.graph.close_superseded(memory, FUNCTIONAL)
-            await self.graph.add_memory(memory)
+            if memory.state is not c.MemoryState.PENDING:
+                await self.graph.close_superseded(memory, FUNCTIONAL)
+                await self.graph.add_memory(memory)
         by_id = {m.id: m for m in memories}
         for memory in memories:  # what replaced it without a functional relation, as before
             if memory.superseded_by in by_id:

@@ -152,7 +152,7 @@ async function renderOverview() {
   const root = el("div", {},
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("div", { class: "muted" }, "Memories"), el("div", { class: "total", id: "total" }, stats.total),
-        el("div", { class: "muted" }, `${states.active || 0} active · ${states.paused || 0} paused · ${states.archived || 0} archived`)),
+        el("div", { class: "muted" }, `${states.active || 0} active · ${states.paused || 0} paused · ${states.archived || 0} archived · ${states.pending || 0} pending review`)),
       el("div", { class: "card" }, el("div", { class: "muted" }, "Apps"), el("div", { class: "total" }, stats.by_app.length)),
       el("div", { class: "card" }, el("div", { class: "muted" }, "Categories"), el("div", { class: "total" }, stats.by_category.length)),
       el("div", { class: "card" }, el("div", { class: "muted" }, "Embedding model"), el("div", {}, stats.embedding_model))),
@@ -183,7 +183,7 @@ async function renderMemories() {
     el("input", { name: "text", placeholder: "Search text", value: params.get("text") || "" }),
     el("select", { name: "app" }, option("", "All apps"), apps.map((a) => option(a.app, a.app, params.get("app") === a.app))),
     el("select", { name: "category" }, option("", "All categories"), categories.map((c) => option(c.name, c.name, params.get("category") === c.name))),
-    el("select", { name: "state" }, option("", "Every state"), ["active", "paused", "archived"].map((s) => option(s, s, params.get("state") === s))),
+    el("select", { name: "state" }, option("", "Every state"), ["active", "paused", "archived", "pending"].map((s) => option(s, s, params.get("state") === s))),
     el("label", {}, "from ", el("input", { type: "date", name: "since", value: params.get("since") || "" })),
     el("label", {}, "to ", el("input", { type: "date", name: "until", value: params.get("until") || "" })),
     el("select", { name: "sort" }, [["created_desc", "Newest"], ["created_asc", "Oldest"], ["updated_desc", "Recently changed"]].map(([v, l]) => option(v, l, params.get("sort") === v))),
@@ -293,11 +293,12 @@ async function renderMemory() {
     const area = el("textarea", { id: "edit-text" }, m.text);
     root.append(el("div", { class: "card" },
       el("p", { id: "memory-text" }, m.text),
+      m.state === "pending" ? el("p", { id: "held", class: "state-pending" }, `Held for review: ${m.metadata.held || "it reads as an instruction to an assistant"}. Approve to let apps find it, or delete it.`) : "",
       el("p", {}, tags(m.categories), " ", el("span", { class: `state-${m.state}` }, m.state), " · ", m.app, " · created ", when(m.created_at),
         m.occurred_at ? ` · refers to ${when(m.occurred_at)}` : "", m.superseded_by ? el("span", {}, " · replaced by ", el("a", { href: `/memory?id=${m.superseded_by}` }, "a newer memory")) : ""),
       el("p", {}, "Entities: ", tags(m.entities)),
       el("div", { class: "toolbar" },
-        m.state === "active" ? el("button", { type: "button", id: "pause", onclick: setState("pause") }, "Pause") : el("button", { type: "button", id: "resume", onclick: setState("resume") }, "Resume"),
+        m.state === "active" ? el("button", { type: "button", id: "pause", onclick: setState("pause") }, "Pause") : el("button", { type: "button", id: "resume", onclick: setState("resume") }, m.state === "pending" ? "Approve" : "Resume"),
         el("button", { type: "button", id: "archive", onclick: setState("archive") }, "Archive"),
         el("button", { type: "button", id: "delete", class: "danger", onclick: () => guarded(async () => {
           if (!confirm("Delete this memory?")) return;
