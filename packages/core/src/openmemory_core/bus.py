@@ -165,6 +165,7 @@ class Bus:
         await self.settings_bucket()
         await self.rate_bucket()
         await self.requests_bucket()
+        await self.llm_usage_bucket()
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         assert config.name is not None
@@ -197,6 +198,10 @@ class Bus:
     async def requests_bucket(self) -> Bucket:
         """How each accepted command ended (`openmemory_core.requests`), kept a day."""
         return await self._bucket(c.REQUESTS_BUCKET, history=1, ttl=c.REQUEST_RECORD_TTL_SECONDS)
+
+    async def llm_usage_bucket(self) -> Bucket:
+        """LLM tokens spent per user and day (`openmemory_core.llm_usage`), each counter kept two days."""
+        return await self._bucket(c.LLM_USAGE_BUCKET, history=1, ttl=2 * 24 * 3600.0)
 
     async def _bucket(self, name: str, history: int = 5, ttl: float | None = None) -> Bucket:
         return await open_bucket(self.js, name, history, ttl, self.replicas)

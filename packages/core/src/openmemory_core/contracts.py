@@ -44,6 +44,8 @@ RATE_BUCKET = "om_rate_limits"  # per key and minute: how many requests every re
 #: How each accepted command ended, by request id, kept a day: `get_request` and MCP tasks read it.
 REQUESTS_BUCKET = "om_requests"
 REQUEST_RECORD_TTL_SECONDS = 24 * 3600
+#: LLM tokens spent per user and UTC day, and by everyone (`openmemory_core.llm_usage`), kept two days.
+LLM_USAGE_BUCKET = "om_llm_usage"
 ACCESS_STREAM = "OM_ACCESS"
 ACCESS_SUBJECT_PREFIX = "om.access"
 

@@ -133,6 +133,23 @@ class LLMSettings(BaseSettings):
     custom_instructions: str = Field(default="", max_length=4000)
     #: Set for a base URL saved from the dashboard: every request checks its host is public.
     check_outbound: bool = Field(default=False, exclude=True)
+    daily_tokens_per_user: int | None = Field(
+        default=None,
+        ge=0,
+        description="LLM tokens each user may spend per UTC day; past it, ingest extracts locally "
+        "(0 or unset: no limit)",
+    )
+    daily_tokens_total: int | None = Field(
+        default=None,
+        ge=0,
+        description="LLM tokens all users together may spend per UTC day (0 or unset: no limit)",
+    )
+    price_prompt_per_million: float = Field(
+        default=0.0, ge=0, description="US dollars per 1M prompt tokens (0: unknown, no cost counted)"
+    )
+    price_completion_per_million: float = Field(
+        default=0.0, ge=0, description="US dollars per 1M completion tokens (0: unknown, no cost counted)"
+    )
 
 
 class GatewaySettings(BaseSettings):

@@ -63,6 +63,16 @@ QUERY_DURATION = Histogram(
     "openmemory_search_query_duration_seconds", "Search service latency by query kind", ["query"],
     buckets=_LATENCY,
 )  # fmt: skip
+LLM_TOKENS = Counter(
+    "openmemory_llm_tokens_total", "LLM tokens by model and kind (prompt, completion)", ["model", "kind"]
+)
+#: Calls whose answer carried no `usage`: their tokens were estimated (characters / 4).
+LLM_TOKENS_ESTIMATED = Counter(
+    "openmemory_llm_usage_estimated_total", "LLM calls whose tokens were estimated, not reported", ["model"]
+)
+LLM_COST = Counter(
+    "openmemory_llm_cost_usd_total", "Estimated LLM cost in US dollars (only with a price set)", ["model"]
+)
 
 
 async def metrics_endpoint(_: Request) -> Response:

@@ -27,6 +27,10 @@ class RecordedReply:
     content: str | None = None  # the assistant message's content (a recorded model output)
     status: int = 200
     delay: float = 0.0
+    #: The answer's `usage` (prompt_tokens, completion_tokens); None leaves it out, as some servers do.
+    usage: dict[str, int] | None = field(
+        default_factory=lambda: {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    )
 
 
 class _LocalTestServer:
@@ -92,22 +96,22 @@ class RecordedOpenAITestServer(_LocalTestServer):
                 "error": {"message": f"recorded status {reply.status}", "type": "test", "code": reply.status}
             }
             return JSONResponse(error, status_code=reply.status)
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-recorded-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": 1700000000,
-                "model": "recorded",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": reply.content},
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-        )
+        answer: dict[str, Any] = {
+            "id": f"chatcmpl-recorded-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": "recorded",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": reply.content},
+                }
+            ],
+        }
+        if reply.usage is not None:
+            answer["usage"] = reply.usage
+        return JSONResponse(answer)
 
     async def _embeddings(self, request: Any) -> Any:
         from starlette.responses import JSONResponse

@@ -75,11 +75,14 @@ def _changes(outcome: c.CommandResult | Accepted) -> dict[str, Any]:
             "request_id": outcome.request_id,
             "message": "Accepted and stored durably; it will be searchable once processed.",
         }
-    return {
+    answer: dict[str, Any] = {
         "status": "done",
         "request_id": outcome.request_id,
         "results": [r.model_dump(mode="json") for r in outcome.results],
     }
+    if outcome.note:  # e.g. extracted without the LLM because its daily budget is spent
+        answer["note"] = outcome.note
+    return answer
 
 
 #: Reads change nothing; deleting the same ids twice leaves the same state; nothing here reaches

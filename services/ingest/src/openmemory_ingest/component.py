@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from nats.js.kv import KeyValue
 
 from openmemory_core.errors import OpenMemoryError
+from openmemory_core.llm_usage import LLMUsage
 from openmemory_core.runtime import (
     BUS,
     EMBEDDER,
@@ -100,6 +101,7 @@ async def start(runtime: Runtime) -> Running:
     )
     bus = await runtime.bus()
     service.event_log = bus.events_after
+    service.llm_usage = LLMUsage(await bus.llm_usage_bucket())
     watch = SettingsWatch(await bus.settings_bucket(), runtime.settings, service)
     await watch.apply_if_changed()
     watch.start()

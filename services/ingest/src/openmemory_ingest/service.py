@@ -14,6 +14,7 @@ from datetime import UTC, datetime, time
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import Embedder
 from openmemory_core.errors import InvalidInput
+from openmemory_core.llm_usage import LLMUsage
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorRecord, VectorStore, keyword_vector
 from openmemory_core.telemetry import stage
@@ -21,6 +22,7 @@ from openmemory_core.text.keywords import query_vector
 from openmemory_ingest.conversation import Conversations, following
 from openmemory_ingest.extraction import Decision, Extractor, Fact, LocalExtractor
 from openmemory_ingest.extraction.changes import Candidate, may_replace, replaced, says_change
+from openmemory_ingest.extraction.llm import BudgetSpent, billed_to
 from openmemory_ingest.extraction.rules import FUNCTIONAL
 from openmemory_ingest.instructions import instruction_reason
 
@@ -132,6 +134,7 @@ class IngestService:
         self.analyser = LocalExtractor()  # reads texts kept verbatim (edits, imports): no model call
         self.event_log: EventLog | None = None  # the events stream, for rebuilds (set by the component)
         self.conversations = Conversations()
+        self.llm_usage: LLMUsage | None = None  # daily LLM token counts and budgets (set by the component)
 
     async def apply(self, command: c.AnyCommand) -> Applied:
         if isinstance(command, c.AddCommand):
@@ -183,23 +186,35 @@ class IngestService:
     async def add(self, command: c.AddCommand) -> Applied:
         applied = Applied()
         at = command.occurred_at or command.issued_at
+        # A spent LLM budget (`BudgetSpent`, checked before each call) means the local extractor
+        # for the rest of the command: nothing is dropped, and the result says why.
+        extractor = self.extractor
         async with stage("extract"):
-            facts = await self.extractor.extract(command.text, command.infer, at)
+            try:
+                with billed_to(self.llm_usage, command.user_id):
+                    facts = await extractor.extract(command.text, command.infer, at)
+            except BudgetSpent as spent:
+                extractor, applied.note = self.analyser, spent.note
+                facts = await extractor.extract(command.text, command.infer, at)
         if not facts:
             return applied
         async with stage("embed"):
             dense = await self.embedder.embed([f.text for f in facts])
         held = await asyncio.to_thread(held_reasons, command.text, [f.text for f in facts])
         decisions = [Decision("ADD", i) for i in range(len(facts))]
-        if command.infer and self.extractor.compares_with_stored:
+        if command.infer and extractor.compares_with_stored:
             async with stage("decide"):
-                decisions = await self.extractor.decide(facts, await self._similar(command.user_id, dense))
+                try:
+                    with billed_to(self.llm_usage, command.user_id):
+                        decisions = await extractor.decide(facts, await self._similar(command.user_id, dense))
+                except BudgetSpent as spent:
+                    extractor, applied.note = self.analyser, spent.note
             # a held fact never rewrites a stored memory: it is added beside it, pending
             decisions = [
                 Decision("ADD", d.fact) if d.event == "UPDATE" and held[d.fact] else d for d in decisions
             ]
         replaces: dict[int, str] = {}
-        if command.infer and not self.extractor.compares_with_stored:
+        if command.infer and not extractor.compares_with_stored:
             async with stage("decide"):
                 replaces = await self._replaces(command.user_id, facts, dense)
             replaces = {i: old for i, old in replaces.items() if not held[i]}

@@ -145,11 +145,19 @@ function feedItem(a) {
     el("a", { href: `/memory?id=${a.memory_id}` }, a.text || a.memory_id));
 }
 
+// Today's LLM tokens against the daily budget (GET /llm-usage); nothing when the local extractor runs.
+function llmUsageLine(usage) {
+  if (!usage || usage.extractor !== "llm") return null;
+  const part = (name, u) => `${name} ${u.tokens} tokens` + (u.budget ? ` of ${u.budget}` : "") + (u.spent ? " (budget spent: extracting locally until midnight UTC)" : "");
+  return el("p", { class: "muted", id: "llm-usage" }, `LLM today (${usage.day}): ` + part("you", usage.user) + (usage.total ? " · " + part("everyone", usage.total) : ""));
+}
+
 async function renderOverview() {
-  const [stats, recent] = await Promise.all([api("/stats"), api("/activity?limit=30")]);
+  const [stats, recent, usage] = await Promise.all([api("/stats"), api("/activity?limit=30"), api("/llm-usage").catch(() => null)]);
   const states = stats.by_state;
   const feed = el("ul", { class: "feed", id: "activity-feed" }, recent.map(feedItem));
   const root = el("div", {},
+    llmUsageLine(usage),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("div", { class: "muted" }, "Memories"), el("div", { class: "total", id: "total" }, stats.total),
         el("div", { class: "muted" }, `${states.active || 0} active · ${states.paused || 0} paused · ${states.archived || 0} archived · ${states.pending || 0} pending review`)),

@@ -6,12 +6,23 @@ small integer ids (never the real ids), and decides ADD / UPDATE / DELETE / NONE
 Answers are JSON validated with pydantic. A malformed answer is asked for again a few times; a 429,
 a timeout or an unreachable server raises `Unavailable`, which the ingest worker retries with
 backoff and finally parks in the dead letters with the reason.
+
+Every call's tokens (the answer's `usage`; without one, characters / 4, counted in
+`openmemory_llm_usage_estimated_total`) go to `openmemory_llm_tokens_total`, its cost (with a price
+set) to `openmemory_llm_cost_usd_total`, and, while a command is `billed_to` a user, to that user's
+and everyone's daily counts (`openmemory_core.llm_usage`). Before each call those counts are checked
+against the daily budgets: a spent one raises `BudgetSpent`, and ingest extracts locally instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, TypeVar
 
@@ -20,11 +31,42 @@ from pydantic import BaseModel, Field, ValidationError
 from openmemory_core import outbound
 from openmemory_core.contracts import Memory, Relation
 from openmemory_core.errors import ConfigurationError, InvalidInput, Unavailable
+from openmemory_core.llm_usage import LLMUsage
 from openmemory_core.settings import LLMSettings
+from openmemory_core.telemetry import LLM_COST, LLM_TOKENS, LLM_TOKENS_ESTIMATED
 from openmemory_ingest.extraction.base import Decision, Fact
 from openmemory_ingest.extraction.local import LocalExtractor
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+
+class BudgetSpent(Exception):
+    """A daily LLM budget is spent: no call was made. Ingest falls back to the local extractor."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.note = f"extracted without the LLM: {reason} (it starts again at midnight UTC)"
+
+
+@dataclass(frozen=True)
+class _Billing:
+    usage: LLMUsage | None
+    user_id: str
+
+
+_BILLED_TO: contextvars.ContextVar[_Billing | None] = contextvars.ContextVar("llm_billed_to", default=None)
+
+
+@contextlib.contextmanager
+def billed_to(usage: LLMUsage | None, user_id: str) -> Iterator[None]:
+    """LLM calls made inside are counted for `user_id` (and everyone) in `usage` and checked
+    against the daily budgets first. A context variable, so concurrent commands never mix."""
+    token = _BILLED_TO.set(_Billing(usage, user_id))
+    try:
+        yield
+    finally:
+        _BILLED_TO.reset(token)
 
 
 def prompt(name: str) -> str:
@@ -83,6 +125,12 @@ class LLMExtractor:
     async def _ask(self, system: str, user: str) -> str:
         import openai
 
+        billing = _BILLED_TO.get()
+        if billing is not None and billing.usage is not None:
+            s = self.settings
+            reason = await billing.usage.spent(billing.user_id, s.daily_tokens_per_user, s.daily_tokens_total)
+            if reason:
+                raise BudgetSpent(reason)
         try:
             answer = await self._client.chat.completions.create(
                 model=self.settings.model,
@@ -106,7 +154,32 @@ class LLMExtractor:
             if exc.status_code >= 500:
                 raise Unavailable(f"the LLM failed (HTTP {exc.status_code})") from exc
             raise InvalidInput(f"the LLM refused the request (HTTP {exc.status_code})") from exc
-        return answer.choices[0].message.content or ""
+        content = answer.choices[0].message.content or ""
+        await self._count(answer.usage, len(system) + len(user), len(content), billing)
+        return content
+
+    async def _count(
+        self, usage: object | None, prompt_chars: int, answer_chars: int, billing: _Billing | None
+    ) -> None:
+        """Count a call's tokens and cost; an answer without `usage` is estimated at 4 characters a token."""
+        model = self.settings.model
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        if prompt_tokens is None or completion_tokens is None:
+            LLM_TOKENS_ESTIMATED.labels(model).inc()
+            log.debug("the LLM answer reported no token usage: estimated from its length")
+            prompt_tokens = prompt_tokens if prompt_tokens is not None else -(-prompt_chars // 4)
+            completion_tokens = completion_tokens if completion_tokens is not None else -(-answer_chars // 4)
+        LLM_TOKENS.labels(model, "prompt").inc(prompt_tokens)
+        LLM_TOKENS.labels(model, "completion").inc(completion_tokens)
+        cost = (
+            prompt_tokens * self.settings.price_prompt_per_million
+            + completion_tokens * self.settings.price_completion_per_million
+        ) / 1_000_000
+        if cost > 0:  # a price of 0 means unknown: no cost is counted
+            LLM_COST.labels(model).inc(cost)
+        if billing is not None and billing.usage is not None:
+            await billing.usage.add(billing.user_id, prompt_tokens + completion_tokens)
 
     async def _structured(self, model: type[M], system: str, user: str) -> M:
         problem = ""
