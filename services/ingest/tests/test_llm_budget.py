@@ -30,6 +30,14 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+@pytest.fixture(autouse=True)
+async def no_stale_commands(bus: Bus) -> None:
+    """Other tests publish commands on the session's bus that no worker of theirs applies (the bus's
+    own tests, the write guard's). The worker started here would send them to the recorded LLM and
+    count their tokens: start from an empty commands stream."""
+    await bus.js.purge_stream(c.COMMANDS_STREAM)
+
+
 async def add(bus: Bus, user: str, text: str) -> c.CommandResult:
     command = c.AddCommand(user_id=user, app="a", text=text)
     async with bus.result_waiter(command.request_id) as result:
