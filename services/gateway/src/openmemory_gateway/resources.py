@@ -39,7 +39,7 @@ from openmemory_gateway.listens import (
     CallerBus,
     ScopedListens,
 )
-from openmemory_gateway.service import MemoryGateway
+from openmemory_gateway.service import MemoryGateway, authenticated
 
 #: How many memories `memory://recent` shows, newest first.
 RECENT_LIMIT = 20
@@ -62,8 +62,7 @@ class CallerScope:
         self.listens = listens
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        principal = getattr(getattr(ctx.request, "state", None), "principal", None)
-        caller = principal if isinstance(principal, c.Principal) else None
+        caller = authenticated(ctx.request)
         token = _caller.set(caller)
         try:
             if ctx.method == "subscriptions/listen":

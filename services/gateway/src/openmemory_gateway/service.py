@@ -18,6 +18,13 @@ from openmemory_core.telemetry import request_id_var
 log = logging.getLogger(__name__)
 
 
+def authenticated(request: object) -> c.Principal | None:
+    """The principal the gateway's front authenticated for this very HTTP request (`app.py` puts it
+    in the request's state); None when there is none. Every MCP door reads the caller here."""
+    principal = getattr(getattr(request, "state", None), "principal", None)
+    return principal if isinstance(principal, c.Principal) else None
+
+
 class Accepted(BaseModel):
     """A command that is stored durably but was not applied within the wait."""
 

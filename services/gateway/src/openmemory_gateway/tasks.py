@@ -26,7 +26,7 @@ from pydantic import Field
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import OpenMemoryError
-from openmemory_gateway.service import MemoryGateway
+from openmemory_gateway.service import MemoryGateway, authenticated
 
 TASKS = "io.modelcontextprotocol/tasks"
 POLL_INTERVAL_MS = 1000
@@ -86,8 +86,8 @@ def _tool_result(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def _principal(ctx: ServerRequestContext[Any, Any]) -> c.Principal:
-    principal = getattr(getattr(ctx.request, "state", None), "principal", None)
-    if not isinstance(principal, c.Principal):
+    principal = authenticated(ctx.request)
+    if principal is None:
         raise MCPError(code=INVALID_PARAMS, message="not authenticated: connect with an OpenMemory API key")
     return principal
 

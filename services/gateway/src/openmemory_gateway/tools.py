@@ -22,7 +22,7 @@ from openmemory_gateway.answers import capped, field_picker, memory_view
 from openmemory_gateway.listens import CallerBus
 from openmemory_gateway.prompts import add_prompts
 from openmemory_gateway.resources import add_resources
-from openmemory_gateway.service import Accepted, MemoryGateway
+from openmemory_gateway.service import Accepted, MemoryGateway, authenticated
 from openmemory_gateway.tasks import LongWrites, request_view
 
 INSTRUCTIONS = (
@@ -56,9 +56,8 @@ async def _called(tool: str) -> AsyncIterator[None]:
 
 def principal_of(ctx: Context) -> c.Principal:
     """The caller, as authenticated by the gateway for this very HTTP request."""
-    request = ctx.request_context.request
-    principal = getattr(getattr(request, "state", None), "principal", None)
-    if not isinstance(principal, c.Principal):
+    principal = authenticated(ctx.request_context.request)
+    if principal is None:
         raise ToolError("not authenticated: connect with an OpenMemory API key")
     return principal
 
