@@ -12,6 +12,7 @@ from openmemory_core import requests
 from openmemory_core.apps import authorize
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput
+from openmemory_core.kv import Bucket
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.telemetry import request_id_var
 
@@ -37,6 +38,12 @@ class MemoryGateway:
         self.bus = bus
         self.settings = settings
         self.apps = apps
+        self._requests: Bucket | None = None  # opened once: each open is a stream_info round trip
+
+    async def _requests_bucket(self) -> Bucket:
+        if self._requests is None:
+            self._requests = await self.bus.requests_bucket()
+        return self._requests
 
     async def _require(self, principal: c.Principal, scope: str) -> None:
         """The key's scope, then the app's standing with its user (paused, read, write)."""
@@ -70,14 +77,14 @@ class MemoryGateway:
         if done is not None:
             return done
         await requests.note_pending(
-            await self.bus.requests_bucket(), command.user_id, command.kind, command.request_id
+            await self._requests_bucket(), command.user_id, command.kind, command.request_id
         )
         return Accepted(request_id=command.request_id)
 
     async def request_status(self, principal: c.Principal, request_id: str) -> c.RequestRecord:
         """How one of the user's accepted requests ended (or that it is still pending)."""
         await self._require(principal, "read")
-        return await requests.read(await self.bus.requests_bucket(), principal.user_id, request_id)
+        return await requests.read(await self._requests_bucket(), principal.user_id, request_id)
 
     async def add(self, principal: c.Principal, text: str, infer: bool) -> c.CommandResult | Accepted:
         await self._require(principal, "write")
