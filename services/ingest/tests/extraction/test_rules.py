@@ -14,6 +14,9 @@ from openmemory_ingest.extraction.rules import first_person_to_user
         ("I usually live in Lisbon.", "User usually lives in Lisbon."),
         ("I fly to Rome often.", "User flies to Rome often."),  # a verb in -ly is still the verb
         ("I apply for jobs.", "User applies for jobs."),
+        ("I no longer play the piano.", "User no longer plays the piano."),  # was "User noes longer …"
+        ("I almost never cook.", "User almost never cooks."),
+        ("I already own a bike.", "User already owns a bike."),
     ],
 )
 def test_an_adverb_before_the_verb_stays_an_adverb(sentence: str, expected: str) -> None:

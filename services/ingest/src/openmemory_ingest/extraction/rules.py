@@ -35,7 +35,8 @@ class Relation:
 
 _ADVERBS = (
     "really|also|usually|always|never|often|sometimes|just|still|recently|finally|actually|totally|"
-    "absolutely|mostly|currently|now|definitely|honestly|kind of|sort of|rarely|generally|especially"
+    "absolutely|mostly|currently|now|definitely|honestly|kind of|sort of|rarely|generally|especially|"
+    "no longer|almost|already|even|ever|hardly|probably|once|seriously|occasionally"
 )
 _KEEP = {
     "can", "could", "should", "would", "might", "must", "may", "shall", "did", "went", "had", "was",
