@@ -36,7 +36,9 @@ def test_settings_name_a_constant_by_its_field_wherever_it_lives() -> None:
 
 def test_coordinate_descent_finds_the_best_grid_point_and_ignores_gains_below_the_threshold() -> None:
     def score(s: Settings) -> float:  # best at rrf_k 10 and keyword 2.0; graph gains only a hair
-        return -abs(s.value("rrf_k") - 10) / 100 - abs(s.value("keyword") - 2.0) / 10 + s.value("graph") / 1e4
+        return float(
+            -abs(s.value("rrf_k") - 10) / 100 - abs(s.value("keyword") - 2.0) / 10 + s.value("graph") / 1e4
+        )
 
     grid = {"rrf_k": (3, 10, 60), "keyword": (1.0, 2.0), "graph": (0.0, 1.0)}
     start = UNTUNED.with_value("graph", 0.0)
@@ -99,3 +101,17 @@ def test_figures_are_averaged_per_fold_not_per_question() -> None:
     assert both["by_category"]["temporal"]["recall@5"] == 0.5
     assert summary([Scored("a", "temporal", ("e",), ("e",))], ["b"])["overall"]["questions"] == 0
     assert replace(UNTUNED) == UNTUNED
+
+
+def test_fixed_values_report_each_grid_value_against_the_start_in_sample() -> None:
+    from openmemory_bench.crossval import fixed_values
+
+    groups = {"a": "multi-hop", "b": "single-hop", "odd": "temporal"}
+    start = UNTUNED.with_value("graph", 0.0)
+    rows = fixed_values(lambda s: _scored(s, groups), start, {"rrf_k": (60, 10), "graph": (0.0, 1.0)})
+    by_value = {(r["constant"], r["value"]): r for r in rows}
+    assert set(by_value) == {("rrf_k", 10), ("graph", 1.0)}  # the start's own values are not compared
+    # rrf_k 10 puts "e" first in every question: R@5 and R@10 of "e" gained, half the evidence
+    assert by_value[("rrf_k", 10)]["gain"] == (0.5, 0.0) and by_value[("rrf_k", 10)]["moved"] == 3
+    # graph 1 helps "odd" only and costs the two others: -0.5 twice, +0.5 once
+    assert by_value[("graph", 1.0)]["gain"][0] == round(-0.5 / 3, 4)

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 from openmemory_bench.rerank import Asked, KeywordIndex, Reranker, Settings, UserMemories
 from openmemory_core import contracts as c
+from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.text.keywords import SHIPPED, KeywordParams, document_vector, idf, query_vector
 from openmemory_search.ranking import RankingParams
 from openmemory_testing import at
@@ -57,3 +58,44 @@ def test_the_reranker_follows_the_settings_it_is_given() -> None:
     newest_first = dense_only.with_value("recency", 5.0).with_value("neighbour_share", 0.0)
     assert reranker.rank(asked, newest_first)[0] == "D1:1"
     assert reranker.rank(replace(asked, latest=True), newest_first)[0] == "D2:1"
+
+
+def test_the_copy_runs_the_parts_and_event_steps_from_cached_embeddings(embedder: MiniLMEmbedder) -> None:
+    from datetime import UTC, datetime
+
+    def dated(text: str, day: int) -> c.Memory:
+        return mem(text, day).model_copy(update={"occurred_at": datetime(2023, 5, day, 12, tzinfo=UTC)})
+
+    joanna = [dated(f"Joanna: I went to the {p} with my sister.", 1 + i) for i, p in enumerate(
+        ["museum", "market", "library", "theatre"])]  # fmt: skip
+    nate = dated("Nate: I watched Titanic at the cinema.", 9)
+    trip = dated("Joanna: Back home from the roadtrip!", 10)
+    hike = dated("Joanna: I went on a long hike today.", 12)
+    early = dated("Joanna: A hike by the lake this morning.", 5)
+    memories = [*joanna, nate, trip, hike, early]
+    vectors = dict(
+        zip([m.id for m in memories], embedder.embed_sync([m.text for m in memories]), strict=True)
+    )
+    turns = {m.id: [f"D{i}:1"] for i, m in enumerate(memories)}
+    user = UserMemories({m.id: m for m in memories}, turns, vectors)
+    reranker = Reranker({"u": user}, candidates=50, embed=embedder.embed_sync)
+
+    def asked(query: str) -> Asked:
+        (vector,) = embedder.embed_sync([query])
+        order = sorted(
+            memories, key=lambda m: -sum(a * b for a, b in zip(vectors[m.id], vector, strict=True))
+        )
+        return Asked("conv", "u", "multi-hop", ("D4:1",), query, [(m.id, 0.5) for m in order], [], None,
+                     False, [], [], vector, datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+
+    both = asked("What places have both Joanna and Nate visited?")
+    lists = reranker.more_lists(both, Settings().with_value("parts", 1.0))
+    assert sorted(lists) == ["parts:0:dense", "parts:0:keyword", "parts:1:dense", "parts:1:keyword"]
+    assert lists["parts:1:dense"][0] == nate  # the part about Nate finds Nate's turn first
+    assert reranker.more_lists(both, Settings()) == {}  # off: nothing is computed
+    after = asked("When did Joanna go on a hike after the roadtrip?")
+    (within,) = reranker.more_lists(after, Settings().with_value("event", 1.0)).values()
+    assert {m.id for m in within} == {
+        trip.id,
+        hike.id,
+    }  # the roadtrip's day and after; not the hike before it

@@ -13,19 +13,23 @@ the search service's own answers.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from openmemory_bench.locomo import CATEGORIES, Conversation
 from openmemory_bench.retrieval import Bm25
 from openmemory_core import contracts as c
-from openmemory_core.text.dates import asks_for_latest, asks_when, query_period
+from openmemory_core.text.dates import asks_for_latest, asks_when, event_named, query_period
 from openmemory_core.text.keywords import SHIPPED as KEYWORDS_SHIPPED
 from openmemory_core.text.keywords import KeywordParams, document_vector, idf, query_vector
+from openmemory_search.decompose import decompose
 from openmemory_search.names import find_entities
 from openmemory_search.ranking import SHIPPED as RANKING_SHIPPED
-from openmemory_search.ranking import HybridRanker, RankingParams, telling_time
+from openmemory_search.ranking import HybridRanker, RankingParams, around_event, named_periods, telling_time
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Asked:
     latest: bool  # it asks for the latest
     bm25: list[str]  # the bench's BM25 baseline: turn ids
     product: list[str]  # the search service's answer: turn ids
+    vector: list[float] = field(default_factory=list)  # the question's embedding
+    now: datetime | None = None  # when it was asked (relative periods: "last month")
 
     @property
     def asks_when(self) -> bool:
@@ -75,6 +81,7 @@ class Asked:
 class UserMemories:
     memories: dict[str, c.Memory]
     turns: dict[str, list[str]]  # memory id -> the turns it holds
+    vectors: dict[str, list[float]] = field(default_factory=dict)  # memory id -> its embedding
 
 
 class KeywordIndex:
@@ -100,14 +107,82 @@ class KeywordIndex:
 
 
 class Reranker:
-    """Search's steps over cached candidates; keyword indexes are kept per user and BM25 setting."""
+    """Search's steps over cached candidates; keyword indexes are kept per user and BM25 setting.
+    `embed`: the embedder, for the texts search embeds besides the question (a question's parts, the
+    event it names); the cache holds every memory's embedding, so dense search is a dot product here."""
 
-    def __init__(self, users: dict[str, UserMemories], candidates: int, limit: int = 10) -> None:
+    def __init__(
+        self,
+        users: dict[str, UserMemories],
+        candidates: int,
+        limit: int = 10,
+        embed: Callable[[list[str]], list[list[float]]] | None = None,
+    ) -> None:
         self.users = users
         self.candidates = candidates
         self.limit = limit
+        self.embed = embed
         self._indexes: dict[tuple[str, KeywordParams], KeywordIndex] = {}
         self._keyword: dict[tuple[int, KeywordParams], list[tuple[str, float]]] = {}
+        self._matrices: dict[str, tuple[list[str], np.ndarray[Any, Any]]] = {}
+        self._dense: dict[tuple[str, str], list[str]] = {}
+        self._vectors: dict[str, list[float]] = {}
+        self._parts: dict[str, list[str]] = {}
+        self._part_keyword: dict[tuple[str, str, KeywordParams], list[str]] = {}
+        self._within: dict[tuple[int, datetime, datetime], list[str]] = {}
+        self._time: dict[tuple[int, float, float], list[str]] = {}
+
+    def vector(self, text: str) -> list[float]:
+        if text not in self._vectors:
+            if self.embed is None:
+                raise ValueError("this step embeds text: the re-ranker needs an embedder")
+            (self._vectors[text],) = self.embed([text])
+        return self._vectors[text]
+
+    def dense(self, user: str, text: str) -> list[str]:
+        """Every memory of `user` by cosine to `text`, best first (what dense search returns)."""
+        key = (user, text)
+        if key not in self._dense:
+            if user not in self._matrices:
+                vectors = self.users[user].vectors
+                if not vectors:
+                    raise ValueError("this --cv cache holds no memory embeddings: build it again")
+                ids = list(vectors)
+                self._matrices[user] = (ids, np.array([vectors[i] for i in ids], dtype=np.float32))
+            ids, matrix = self._matrices[user]
+            scores = matrix @ np.array(self.vector(text), dtype=np.float32)
+            self._dense[key] = [ids[i] for i in np.argsort(-scores, kind="stable")]
+        return self._dense[key]
+
+    def parts(self, query: str) -> list[str]:
+        if query not in self._parts:
+            self._parts[query] = decompose(query)
+        return self._parts[query]
+
+    def more_lists(self, asked: Asked, settings: Settings) -> dict[str, list[c.Memory]]:
+        """What search's `_more_lists` adds: parts, seasons, weeks, before/after a date or an event."""
+        params, by_id = settings.ranking, self.users[asked.user].memories
+        lists: dict[str, list[c.Memory]] = {}
+        if params.parts:
+            index = self.index(asked.user, settings.keywords)
+            for i, part in enumerate(self.parts(asked.query)):
+                lists[f"parts:{i}:dense"] = [
+                    by_id[m] for m in self.dense(asked.user, part)[: self.candidates]
+                ]
+                key = (part, asked.user, settings.keywords)
+                if key not in self._part_keyword:
+                    self._part_keyword[key] = [m for m, _ in index.search(part, self.candidates)]
+                lists[f"parts:{i}:keyword"] = [by_id[m] for m in self._part_keyword[key]]
+        periods = named_periods(asked.query, asked.now or c.now(), params)
+        if params.event and (event := event_named(asked.query)):
+            periods["event"] = around_event(event[0], by_id[self.dense(asked.user, event[1])[0]].when)
+        for name, (since, until) in periods.items():
+            span = (id(asked), since, until)
+            if span not in self._within:
+                within = [m for m, _ in asked.dense if since <= by_id[m].when <= until]
+                self._within[span] = within[: self.candidates]
+            lists[name] = [by_id[m] for m in self._within[span]]
+        return lists
 
     def index(self, user: str, params: KeywordParams) -> KeywordIndex:
         key = (user, params)
@@ -134,14 +209,18 @@ class Reranker:
         }
         if asked.period is not None:
             since, until = asked.period
-            within = [by_id[m] for m, _ in asked.dense if since <= by_id[m].when.timestamp() <= until]
-            ranked["time"] = within[: self.candidates]
+            key = (id(asked), since, until)
+            if key not in self._time:
+                within = [m for m, _ in asked.dense if since <= by_id[m].when.timestamp() <= until]
+                self._time[key] = within[: self.candidates]
+            ranked["time"] = [by_id[m] for m in self._time[key]]
         if asked.latest:
             n = settings.ranking.recency_pool
             pool = {m.id: m for m in ranked["dense"][:n] + ranked["keyword"][:n]}
             ranked["recency"] = sorted(pool.values(), key=lambda m: m.when.timestamp(), reverse=True)
         if settings.ranking.told_time and asked.asks_when:
             ranked["told_time"] = telling_time(ranked["dense"], ranked["keyword"])
+        ranked |= self.more_lists(asked, settings)
         strengths = {"dense": [s for _, s in dense], "keyword": [s for _, s in keyword]}
         ranker = HybridRanker(settings.ranking)
         fused = ranker.scores(ranked, strengths)
@@ -182,7 +261,9 @@ async def collect(
     for conversation in conversations:
         user = f"locomo-{conversation.sample_id}"
         memories = await stack.vectors.list_memories(user, 1_000_000)
-        users[user] = UserMemories({m.id: m for m in memories}, owner[user])
+        embedded = await stack.embedder.embed([m.text for m in memories])  # as ingest embedded them
+        vectors = {m.id: v for m, v in zip(memories, embedded, strict=True)}
+        users[user] = UserMemories({m.id: m for m in memories}, owner[user], vectors)
         bm25 = Bm25({t.dia_id: f"{t.text} {t.at.day} {t.at:%B %Y}" for t in conversation.turns})
         for number, question in enumerate(conversation.questions):
             (vector,) = await stack.embedder.embed([question.text])
@@ -195,6 +276,7 @@ async def collect(
                     question.text, [(h.memory.id, h.score) for h in dense], graph,
                     _period(question.text, now), asks_for_latest(question.text),
                     bm25.search(question.text, 10), product[(conversation.sample_id, number)],
+                    vector, now,
                 )
             )  # fmt: skip
     return asked, users

@@ -1,5 +1,6 @@
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from openmemory_core import contracts as c
 from openmemory_search.ranking import (
@@ -7,6 +8,10 @@ from openmemory_search.ranking import (
     Fused,
     HybridRanker,
     RankingParams,
+    around_event,
+    diversified,
+    named_periods,
+    sittings,
     telling_time,
     with_replacements,
 )
@@ -140,3 +145,93 @@ def test_the_told_time_list_keeps_the_candidates_that_say_when_at_their_best_ran
     with_it = HybridRanker(replace(SHIPPED, told_time=1.0)).scores({"dense": [plain], "told_time": [dated]})
     without = HybridRanker(replace(SHIPPED, told_time=0.0)).scores({"dense": [plain], "told_time": [dated]})
     assert with_it[dated.id].score == 1.0 / (RRF_K + 1) and without[dated.id].score == 0.0
+
+
+def said(text: str, day: int, hour: int = 12) -> c.Memory:
+    """A memory about a time: `when` is its `occurred_at`."""
+    when = datetime(2023, 5, day, hour, tzinfo=UTC)
+    return mem(text).model_copy(update={"occurred_at": when})
+
+
+def test_sittings_split_where_times_lie_more_than_the_gap_apart() -> None:
+    a, b, c_, d = said("a", 1, 12), said("b", 1, 12), said("c", 3, 9), said("d", 3, 9)
+    sitting = sittings([d, a, c_, b], gap=timedelta(hours=1))
+    assert sitting[a.id] == sitting[b.id] != sitting[c_.id] == sitting[d.id]
+    apart = sittings([a, said("later that day", 1, 14)], gap=timedelta(hours=1))
+    assert len(set(apart.values())) == 2
+
+
+def test_the_sitting_list_lifts_the_turns_of_the_strongest_sitting() -> None:
+    # one strong hit alone in its sitting; two weaker ones from another sitting, and a third turn of
+    # that sitting that only one list ranks low
+    alone, one, two, three = said("alone", 1), said("one", 9), said("two", 9), said("three", 9)
+    ranked = {"dense": [alone, one, two, three], "keyword": [alone, three, one, two]}
+    off = HybridRanker(EQUAL).fuse(ranked, limit=4)
+    assert off[0].memory.text == "alone"
+    on = HybridRanker(replace(EQUAL, sitting=3.0)).fuse(ranked, limit=4)
+    assert on[0].memory.text != "alone"  # its sitting is weaker than the other's
+    assert all("sitting" in f.signals for f in on)
+    assert all("sitting" not in f.signals for f in off)
+
+
+def test_diversity_demotes_a_near_copy_below_a_hit_that_adds_something() -> None:
+    best = mem("Melanie painted a sunset over the lake last weekend")
+    copy = mem("Melanie painted a sunset over the lake last weekend!")
+    other = mem("Melanie also ran a charity race for mental health")
+    ranked = {"dense": [best, copy, other], "keyword": [best, copy, other]}
+    assert [f.memory.text for f in HybridRanker(EQUAL).fuse(ranked, limit=3)][1] == copy.text
+    kept = HybridRanker(replace(EQUAL, diversity=0.5)).fuse(ranked, limit=3)
+    assert [f.memory for f in kept] == [best, other, copy]
+    # nothing alike: the order stays
+    distinct = {"dense": [best, other], "keyword": [best, other]}
+    assert [f.memory for f in HybridRanker(replace(EQUAL, diversity=0.5)).fuse(distinct, limit=2)] == [
+        best,
+        other,
+    ]
+
+
+def test_diversified_keeps_every_hit_and_reorders_only_the_pool() -> None:
+    entries = [Fused(mem(t), s) for t, s in [("x y z", 3.0), ("x y z", 2.0), ("p q", 1.0), ("x y z", 0.5)]]
+    out = diversified(entries, 1.0, pool=3)
+    assert [e.score for e in out] == [3.0, 1.0, 2.0, 0.5]  # the last one lies outside the pool
+    assert diversified(entries, 0.0, pool=4) == entries
+
+
+def test_the_parts_of_a_question_are_lists_of_one_signal_at_its_weight() -> None:
+    a, b = mem("a"), mem("b")
+    ranked = {"dense": [a], "parts:0:dense": [b], "parts:1:keyword": [b]}
+    fused = HybridRanker(replace(EQUAL, parts=0.5)).fuse(ranked, limit=2)
+    by_text = {f.memory.text: f for f in fused}
+    assert by_text["b"].signals == ["parts"]  # named once, however many of its lists rank it
+    assert by_text["b"].score == 2 * 0.5 / (RRF_K + 1)
+    assert by_text["a"].score == 1 / (RRF_K + 1)
+
+
+def test_named_periods_only_for_the_forms_that_are_on() -> None:
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    query = "What did I do in summer 2021, the week of 3 May 2023, before 1 June 2023?"
+    assert named_periods(query, now, EQUAL) == {}
+    found = named_periods(query, now, replace(EQUAL, season=1.0, week=1.0, order=1.0))
+    assert found["season"][0] == datetime(2021, 6, 1, tzinfo=UTC)
+    assert found["week"][0] == datetime(2023, 5, 1, tzinfo=UTC)
+    assert found["order"][1].date().isoformat() == "2023-06-01"
+    since, until = around_event("after", datetime(2023, 5, 3, 15, tzinfo=UTC))
+    assert since == datetime(2023, 5, 3, tzinfo=UTC) and until.year == 2200  # that day included
+    since, until = around_event("before", datetime(2023, 5, 3, 15, tzinfo=UTC))
+    assert since.year == 1900 and until == datetime(2023, 5, 3, 23, 59, 59, tzinfo=UTC)
+
+
+def test_decomposition_finds_both_halves_of_a_two_name_question() -> None:
+    # "What movies have both Joanna and Nate seen?": the whole question's lists are about Joanna's
+    # films; the part "What movies have Nate seen?" finds Nate's
+    joanna = [mem(f"Joanna film {i}") for i in range(4)]
+    nate, other = mem("Nate saw Titanic"), mem("Nate adopted a turtle")
+    whole = {"dense": [*joanna, other, nate], "keyword": [*joanna, nate]}
+    parts = {"parts:0:dense": joanna, "parts:0:keyword": joanna[:2], "parts:1:dense": [nate, other],
+             "parts:1:keyword": [nate]}  # fmt: skip
+
+    def top(params: RankingParams) -> list[c.Memory]:
+        return [f.memory for f in HybridRanker(params).fuse(whole | parts, limit=6)]
+
+    assert top(replace(SHIPPED, parts=0.0)).index(nate) == 4  # the whole question's lists only
+    assert top(replace(SHIPPED, parts=1.0)).index(nate) == 2  # ahead of two of Joanna's films

@@ -122,3 +122,44 @@ async def test_search_ranks_with_the_params_it_was_given(
         search.vectors, search.graph, embedder, SearchSettings(), ranking=RankingParams(recency=0.0)
     )
     assert all("recency" not in h.signals for h in (await off.search(query)).hits)
+
+
+async def test_parts_seasons_and_events_have_their_lists_when_their_steps_are_on(
+    stores: tuple[IngestService, SearchService], embedder: MiniLMEmbedder
+) -> None:
+    from datetime import UTC, datetime
+
+    ingest, search = stores
+    user = unique()
+    said = [
+        (datetime(2023, 7, 2, 12, tzinfo=UTC), "Joanna: I watched Inception at the cinema, loved it."),
+        (datetime(2023, 7, 9, 12, tzinfo=UTC), "Nate: We finally saw Titanic on the big screen."),
+        (datetime(2023, 3, 5, 12, tzinfo=UTC), "Nate: I adopted a turtle, named him Shelly."),
+        (datetime(2023, 8, 1, 12, tzinfo=UTC), "Joanna: Back from the roadtrip along the coast!"),
+        (datetime(2023, 8, 20, 12, tzinfo=UTC), "Joanna: I went on a long hike in the hills."),
+        (datetime(2023, 4, 2, 12, tzinfo=UTC), "Joanna: I went on a hike by the lake."),
+    ]
+    for when, text in said:
+        await ingest.apply(c.AddCommand(user_id=user, app="a", text=text, infer=False, occurred_at=when))
+    steps = RankingParams(parts=1.0, season=1.0, event=1.0, week=1.0, order=1.0)
+    on = SearchService(search.vectors, search.graph, embedder, SearchSettings(), ranking=steps)
+
+    async def hits(service: SearchService, query: str) -> list[c.ScoredMemory]:
+        return (await service.search(c.SearchRequest(user_id=user, query=query, limit=6))).hits
+
+    both = await hits(on, "What movies have both Joanna and Nate seen?")
+    assert {said[0][1], said[1][1]} <= {h.memory.text for h in both[:3]}
+    assert all("parts" in h.signals for h in both)  # each part searched, by meaning and by words
+    off = await hits(search, "What movies have both Joanna and Nate seen?")  # the shipped steps
+    assert all("parts" not in h.signals for h in off)
+    summer = await hits(on, "What did Nate do in summer 2023?")
+    in_summer = {text for when, text in said if when.month in (6, 7, 8)}
+    assert {h.memory.text for h in summer if "season" in h.signals} == in_summer
+    after = await hits(on, "When did Joanna go on a hike after the roadtrip?")
+    signals = {h.memory.text: h.signals for h in after}
+    assert "event" in signals[said[4][1]] and "event" in signals[said[3][1]]  # the event's day counts
+    assert "event" not in signals[said[5][1]]  # the hike before the roadtrip
+    week = await hits(on, "What did Nate do the week of 2 March 2023?")
+    assert [h.memory.text for h in week if "week" in h.signals] == [said[2][1]]
+    before = await hits(on, "What did Joanna do before 1 May 2023?")
+    assert {h.memory.text for h in before if "order" in h.signals} == {said[2][1], said[5][1]}

@@ -3,10 +3,21 @@ of the dense and keyword scores themselves)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from openmemory_core.contracts import Memory
-from openmemory_core.text.dates import tells_time
+from openmemory_core.text.dates import (
+    EARLIEST,
+    LATEST,
+    ordered_period,
+    season_period,
+    tells_time,
+    week_period,
+)
+from openmemory_core.text.keywords import terms
 
 
 @dataclass(frozen=True)
@@ -44,11 +55,40 @@ class RankingParams:
     #: For a question that asks for a time ("when did …", "what year …"): the dense and keyword
     #: candidates whose text tells a time ("yesterday", "last week", "in May"), as one more list.
     told_time: float = 2.0
+    # The steps below are off: none gained on the held-out folds by more than one standard error
+    # (bench/README.md, "Steps for questions that need several memories"); a weight turns one on.
+
+    #: A question that needs two or more memories ("what do A and B have in common", "… and how
+    #: many …", "… given her …", `decompose.decompose`): each part's dense and keyword lists.
+    parts: float = 0.0
+    #: Sittings: the candidates whose times (`Memory.when`) lie within `SITTING_GAP` of each other
+    #: form a sitting; a sitting is as strong as its best few candidates, and one more list orders the
+    #: candidates by their sitting's strength, then by their own score.
+    sitting: float = 0.0
+    #: Diversity: a hit whose words mostly repeat a better hit's loses this share of its score per
+    #: unit of overlap (Jaccard of their terms), so ten hits are not ten near-copies.
+    diversity: float = 0.0
+    #: More ways a question names a time, each a list of what is about the question within it: a
+    #: season ("in summer 2021"), a week ("the week of 3 May 2023"), before or after a date ("two
+    #: weeks before 11 August 2023") and before or after an event ("after the roadtrip": the time of
+    #: the memory that best matches the event).
+    season: float = 0.0
+    week: float = 0.0
+    order: float = 0.0
+    event: float = 0.0
 
     @property
     def weights(self) -> dict[str, float]:
         return {"dense": self.dense, "keyword": self.keyword, "graph": self.graph, "time": self.time,
-                "recency": self.recency, "told_time": self.told_time}  # fmt: skip
+                "recency": self.recency, "told_time": self.told_time, "parts": self.parts,
+                "season": self.season, "week": self.week, "order": self.order,
+                "event": self.event}  # fmt: skip
+
+    @property
+    def periods(self) -> dict[str, float]:
+        """The time lists beyond `time` and their weights (the ones on only are worth a search)."""
+        return {name: w for name, w in (("season", self.season), ("week", self.week),
+                ("order", self.order)) if w}  # fmt: skip
 
     @property
     def strength_weights(self) -> dict[str, float]:
@@ -66,6 +106,12 @@ class Fused:
 
 
 SUPERSEDED_FACTOR = 0.5
+#: Memories whose times lie closer than this belong to the same sitting (`RankingParams.sitting`).
+SITTING_GAP = timedelta(hours=1)
+#: A sitting's strength: the sum of the scores of its best this many candidates.
+SITTING_BEST = 3
+#: The diversity step reorders this many times the limit of the best hits.
+DIVERSITY_POOL = 3
 
 
 class HybridRanker:
@@ -92,17 +138,23 @@ class HybridRanker:
         """`strengths`: for some signals, each ranked memory's own score (a cosine, a BM25 score),
         in the order of `ranked`."""
         fused: dict[str, Fused] = {}
-        for signal, memories in ranked.items():
+        for key, memories in ranked.items():
+            signal = key.partition(":")[0]  # "parts:0:dense": one of several lists of a signal
             weight = self.weights.get(signal, 1.0)
             for rank, memory in enumerate(memories):
                 entry = fused.setdefault(memory.id, Fused(memory))
                 entry.score += weight / (self.k + rank + 1)
-                entry.signals.append(signal)
+                if signal not in entry.signals:
+                    entry.signals.append(signal)
         for signal, values in (strengths or {}).items():
             weight, best = self.strength_weights.get(signal, 0.0), max(values, default=0.0)
             if weight and best > 0:
                 for memory, value in zip(ranked[signal], values, strict=True):
                     fused[memory.id].score += weight * max(value, 0.0) / best
+        if self.params.sitting:
+            for rank, entry in enumerate(by_sitting(list(fused.values()))):
+                entry.score += self.params.sitting / (self.k + rank + 1)
+                entry.signals.append("sitting")
         return fused
 
     def best(self, fused: dict[str, Fused]) -> list[Fused]:
@@ -135,6 +187,8 @@ class HybridRanker:
                 entry.score *= SUPERSEDED_FACTOR
                 entry.signals.append("superseded")
         ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.memory.created_at.timestamp()))
+        if self.params.diversity:
+            ordered = diversified(ordered, self.params.diversity, DIVERSITY_POOL * limit)
         return _after_replacements(ordered)[:limit]
 
     def fuse(
@@ -155,6 +209,84 @@ def telling_time(dense: list[Memory], keyword: list[Memory]) -> list[Memory]:
                 best[memory.id] = (rank, order, memory)
     ranked = sorted(best.values(), key=lambda entry: entry[:2])
     return [memory for _, _, memory in ranked if tells_time(memory.text)]
+
+
+PERIODS: dict[str, Callable[[str, datetime], tuple[datetime, datetime] | None]] = {
+    "season": season_period,
+    "week": week_period,
+    "order": lambda query, _now: ordered_period(query),
+}
+
+
+def named_periods(query: str, now: datetime, params: RankingParams) -> dict[str, tuple[datetime, datetime]]:
+    """The periods a question names in the forms whose signal is on (`RankingParams.periods`)."""
+    found = {name: PERIODS[name](query, now) for name in params.periods}
+    return {name: period for name, period in found.items() if period is not None}
+
+
+def around_event(side: str, pivot: datetime) -> tuple[datetime, datetime]:
+    """Before or after the time of an event's memory (`dates.event_named`), that day included."""
+    day = pivot.replace(hour=0, minute=0, second=0, microsecond=0)
+    if side == "before":
+        return EARLIEST, day + timedelta(days=1) - timedelta(seconds=1)
+    return day, LATEST
+
+
+def sittings(memories: list[Memory], gap: timedelta = SITTING_GAP) -> dict[str, int]:
+    """Each memory's sitting (a number): memories in time order (`Memory.when`), a new sitting
+    wherever two in a row lie more than `gap` apart. Any chat history has times; no client has to
+    say which conversation a memory came from."""
+    ordered = sorted(memories, key=lambda m: m.when)
+    found: dict[str, int] = {}
+    number = 0
+    for before, memory in zip([None, *ordered], ordered, strict=False):
+        if before is not None and memory.when - before.when > gap:
+            number += 1
+        found[memory.id] = number
+    return found
+
+
+def by_sitting(entries: list[Fused], best: int = SITTING_BEST) -> list[Fused]:
+    """The candidates ordered by their sitting's strength (the sum of its `best` scores), then by their
+    own score: the `sitting` list."""
+    sitting = sittings([e.memory for e in entries])
+    members: dict[int, list[float]] = {}
+    for entry in entries:
+        members.setdefault(sitting[entry.memory.id], []).append(entry.score)
+    strength = {n: sum(sorted(scores, reverse=True)[:best]) for n, scores in members.items()}
+    return sorted(entries, key=lambda e: (-strength[sitting[e.memory.id]], -e.score))
+
+
+def _term_set(text: str) -> frozenset[str]:
+    """A text's terms; cached for short texts (at most 8,192 texts of up to 2,000 characters)."""
+    return _cached_terms(text) if len(text) <= 2000 else frozenset(terms(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_terms(text: str) -> frozenset[str]:
+    return frozenset(terms(text))
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def diversified(ordered: list[Fused], share: float, pool: int) -> list[Fused]:
+    """The best `pool` of `ordered` (best first) reordered greedily: each next hit is the one whose
+    score, less `share` of it per unit of its overlap with the most similar hit already taken (Jaccard
+    of their terms), is highest; the rest follow unchanged. A near-copy of a better hit falls behind
+    hits that add something."""
+    head, tail = ordered[:pool], ordered[pool:]
+    words = {id(e): _term_set(e.memory.text) for e in head}
+    taken: list[Fused] = []
+    similar = {id(e): 0.0 for e in head}  # each candidate's overlap with the closest hit taken
+    while head:
+        pick = max(head, key=lambda e: e.score * (1 - share * similar[id(e)]))
+        head.remove(pick)
+        taken.append(pick)
+        for e in head:
+            similar[id(e)] = max(similar[id(e)], _overlap(words[id(e)], words[id(pick)]))
+    return taken + tail
 
 
 def _after_replacements(ordered: list[Fused]) -> list[Fused]:

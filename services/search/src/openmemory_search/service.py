@@ -18,8 +18,9 @@ from openmemory_core.errors import InvalidInput, NotFound, StoreUnavailable
 from openmemory_core.settings import SearchSettings
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorStore
-from openmemory_core.text.dates import asks_for_latest, asks_when, query_period
+from openmemory_core.text.dates import asks_for_latest, asks_when, event_named, query_period
 from openmemory_core.text.keywords import query_vector
+from openmemory_search.decompose import decompose
 from openmemory_search.names import find_entities
 from openmemory_search.paging import list_page
 from openmemory_search.profile import MAX_MEMORIES, build_profile
@@ -29,6 +30,8 @@ from openmemory_search.ranking import (
     HybridRanker,
     RankingParams,
     telling_time,
+    around_event,
+    named_periods,
     with_replacements,
 )
 
@@ -92,6 +95,7 @@ class SearchService:
         if self.ranker.params.told_time and asks_when(query):  # "when did …": the candidates that tell a time
             ranked["told_time"] = telling_time(ranked["dense"], ranked["keyword"])
         strengths = {"dense": [h.score for h in dense_hits], "keyword": [h.score for h in keyword_hits]}
+        ranked |= await self._more_lists(request.user_id, query, dense, candidates, filters)
         fused = self.ranker.scores(ranked, strengths)
         best = self.ranker.best(fused)
         said_before = await self._said_before(request.user_id, best, fused, filters)
@@ -108,6 +112,33 @@ class SearchService:
         for _ in range(REPLACEMENT_STEPS):
             present = {f.memory.id for f in ordered}
             wanted = [
+    async def _more_lists(
+        self, user_id: str, query: str, dense: list[float], candidates: int, filters: c.SearchFilters
+    ) -> dict[str, list[c.Memory]]:
+        """The lists of the steps that are on (`RankingParams`): each part of a question that needs
+        several memories, by meaning and by words; what is about the question within a season, a
+        week, before or after a date, or before or after an event it names."""
+        params, lists = self.ranker.params, dict[str, list[c.Memory]]()
+        parts = decompose(query) if params.parts else []
+        event = event_named(query) if params.event else None
+        texts = [*parts, *([event[1]] if event else [])]
+        extra = await self.embedder.embed(texts) if texts else []
+        for i, (part, vector) in enumerate(zip(parts, extra, strict=False)):
+            by_meaning, by_words = await asyncio.gather(
+                self.vectors.dense_search(user_id, vector, candidates, filters),
+                self.vectors.keyword_search(user_id, query_vector(part), candidates, filters),
+            )
+            lists[f"parts:{i}:dense"] = [h.memory for h in by_meaning]
+            lists[f"parts:{i}:keyword"] = [h.memory for h in by_words]
+        periods = named_periods(query, c.now(), params)
+        if event and (found := await self.vectors.dense_search(user_id, extra[-1], 1, filters)):
+            periods["event"] = around_event(event[0], found[0].memory.when)
+        for name, period in periods.items():
+            if (within := _narrowed(filters, period)) is not None:
+                hits = await self.vectors.dense_search(user_id, dense, candidates, within)
+                lists[name] = [h.memory for h in hits]
+        return lists
+
                 f.memory.superseded_by
                 for f in ordered
                 if f.memory.superseded_by and f.memory.superseded_by not in present

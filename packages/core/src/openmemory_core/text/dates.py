@@ -6,6 +6,7 @@ stays true when read later) and returns the date the fact refers to.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -135,10 +136,14 @@ def resolve_dates(text: str, at: datetime) -> ResolvedDates:
             if which == "last":
                 saturday = _weekday(today, "saturday", "last")
             return keep(m, saturday, f"on the weekend of {_fmt(saturday)}")
-        if unit in ("summer", "winter", "spring", "autumn", "fall"):
-            year = today.year + sign
-            return keep(m, date(year, {"spring": 4, "summer": 7, "autumn": 10, "fall": 10, "winter": 1}[unit], 1),
-                        f"in {unit} {year}")  # fmt: skip
+        if unit in SEASONS:
+            # the season as `season_period` reads it ("last summer" said in November is this year's),
+            # kept as its middle month; a winter is named by the year it starts in
+            start = season_period(f"{which} {unit}", datetime.combine(today, datetime.min.time(), UTC))
+            if start is None:  # cannot happen: the words matched are a season's
+                return m.group(0)
+            first = start[0].date()
+            return keep(m, _shift_months(first, 1), f"in {unit} {first.year}")
         day, phrase = _ago(today, 1, unit, sign) if sign else _ago(today, 0, unit, 1)
         return keep(m, day, phrase)
 
@@ -302,5 +307,153 @@ def asks_when(text: str) -> bool:
 
 def tells_time(text: str) -> bool:
     """Whether a text says when something happened: a relative day or period ("yesterday", "last
-    week", "two days ago"), a weekday, a month or a year."""
+    week", "two days ago"), a weekday, a month or a year. (Cached for short texts: search asks it of
+    the same memories again and again; the cache holds at most 8,192 texts of up to 2,000 characters.)"""
+    return _tells_time(text) if len(text) <= _CACHED_CHARS else _TELLS_TIME.search(text) is not None
+
+
+_CACHED_CHARS = 2000
+
+
+@functools.lru_cache(maxsize=8192)
+def _tells_time(text: str) -> bool:
     return _TELLS_TIME.search(text) is not None
+
+
+# ---- more ways a question names a time: seasons, weeks, before and after ------------------------------
+
+#: Meteorological seasons, by month: the same months whatever the hemisphere (a question says "in
+#: the summer", not which summer of which hemisphere); winter runs from December into the next year.
+SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}  # the first month of each
+
+_SEASON = re.compile(
+    r"\b(?:(last|this|next|past)\s+)?(spring|summer|autumn|fall|winter)(?:time)?\b"
+    r"(?:\s+(?:of\s+)?((?:19|20)\d\d)\b)?",
+    re.I,
+)
+_ANY_DATE = (
+    rf"(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_NAME},?\s+\d{{4}}"
+    rf"|{_MONTH_NAME}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|\d{{4}}-\d{{2}}-\d{{2}})"
+)
+_WEEK_OF = re.compile(rf"\bweek\s+of\s+(?:the\s+)?({_ANY_DATE})", re.I)
+_NTH_WEEK = re.compile(
+    rf"\b(first|second|third|fourth|last|1st|2nd|3rd|4th)\s+week\s+of\s+{_MONTH_NAME}\b(?:,?\s+(\d{{4}}))?",
+    re.I,
+)
+_ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+_AROUND_DATE = re.compile(
+    rf"\b(?:(?:the\s+)?(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten)\s+"
+    rf"(day|week|month|year)s?\s+|the\s+(day|week|weekend|month|year|{'|'.join(WEEKDAYS)})\s+)?"
+    rf"(before|after|since|until|till)\s+(?:the\s+)?({_ANY_DATE})",
+    re.I,
+)
+_AROUND_EVENT = re.compile(r"\b(before|after)\s+(?!\d)([^?.!,;]{3,80})", re.I)
+#: The far ends of an open period ("before 3 May 2023": from the first of these on).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _season_start(year: int, name: str) -> date:
+    return date(year, SEASONS[name], 1)
+
+
+def _season_span(start: date) -> tuple[datetime, datetime]:
+    return _span(start, _shift_months(start, 3) - timedelta(days=1))
+
+
+def season_period(text: str, now: datetime) -> tuple[datetime, datetime] | None:
+    """The season a question names, as a date range: "in summer 2021", "the spring of 2023" (that
+    year's; winter 2022 is December 2022 to February 2023), "last winter", "next spring", or "in the
+    summer" alone (the one under way at `now`, else the last one)."""
+    m = _SEASON.search(text)
+    if m is None:
+        return None
+    which, name, year = (m.group(1) or "").lower(), m.group(2).lower(), m.group(3)
+    if year:
+        return _season_span(_season_start(int(year), name))
+    today = now.date()
+    # the occurrences around today, oldest first: the one that starts last year, this year and next
+    starts = [_season_start(today.year + offset, name) for offset in (-2, -1, 0, 1)]
+    started = [s for s in starts if s <= today]
+    current = started[-1]
+    under_way = _shift_months(current, 3) > today
+    if which in ("last", "past"):
+        return _season_span(started[-2] if under_way else current)
+    if which == "next":
+        return _season_span(next(s for s in starts if s > today))
+    return _season_span(current)
+
+
+def _date_in(text: str) -> date | None:
+    """The first full date in `text` ("3 May 2023", "May 3, 2023", "2023-05-03")."""
+    for pattern, order in ((_DAY_MONTH_YEAR, (3, 2, 1)), (_MONTH_DAY_YEAR, (3, 1, 2))):
+        if m := pattern.search(text):
+            year, month, day = (m.group(i) for i in order)
+            return _safe(int(year), _month_number(month), int(day))
+    if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\b", text):
+        return _safe(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    return None
+
+
+def week_period(text: str, now: datetime) -> tuple[datetime, datetime] | None:
+    """The week a question names: "the week of 3 May 2023" (Monday to Sunday around it), or "the
+    second week of November [2023]" (days 8-14; the last week: the month's last seven days; without a
+    year, the latest such month up to `now`)."""
+    if m := _WEEK_OF.search(text):
+        day = _date_in(m.group(1))
+        if day is not None:
+            monday = day - timedelta(days=day.weekday())
+            return _span(monday, monday + timedelta(days=6))
+    if m := _NTH_WEEK.search(text):
+        month = _month_number(m.group(2))
+        today = now.date()
+        year = int(m.group(3)) if m.group(3) else today.year - (month > today.month)
+        first = date(year, month, 1)
+        last_day = _shift_months(first, 1) - timedelta(days=1)
+        which = m.group(1).lower()
+        if which == "last":
+            return _span(last_day - timedelta(days=6), last_day)
+        start = first + timedelta(weeks=_ORDINALS[which] - 1)
+        return _span(start, start + timedelta(days=6))
+    return None
+
+
+def _units(n: int, unit: str) -> timedelta:
+    return timedelta(days=n * {"day": 1, "weekend": 7, "week": 7, "month": 31, "year": 366}[unit])
+
+
+def ordered_period(text: str) -> tuple[datetime, datetime] | None:
+    """The time before or after a date a question names: "before 3 May 2023" (up to that day, from
+    long before), "after May 3, 2023", "two weeks before August 11, 2023" (from a little more than two
+    weeks before to the day: what was told on the day about two weeks ago counts), "the week before
+    16 November 2023", "the Sunday before …" (the week before). Inclusive of the day itself."""
+    m = _AROUND_DATE.search(text)
+    if m is None:
+        return None
+    pivot = _date_in(m.group(5))
+    if pivot is None:
+        return None
+    count, unit, the = m.group(1), m.group(2), m.group(3)
+    span: timedelta | None = None
+    if count and unit:
+        span = _units(_count(count) + 1, unit.lower())
+    elif the:
+        span = _units(2 if the.lower() != "day" else 1, "day" if the.lower() == "day" else "week")
+    start, end = _span(pivot, pivot)
+    if m.group(4).lower() in ("before", "until", "till"):
+        return (end - span if span else EARLIEST), end
+    return start, (start + span if span else LATEST)
+
+
+def event_named(text: str) -> tuple[str, str] | None:
+    """("before" or "after", the event) when a question places its time against an event rather than a
+    date: "after the roadtrip", "before meeting Maria"; None when it names a date (`ordered_period`)."""
+    if _AROUND_DATE.search(text):
+        return None
+    m = _AROUND_EVENT.search(text)
+    if m is None:
+        return None
+    event = m.group(2).strip()
+    if not any(ch.isalpha() for ch in event) or _date_in(event):
+        return None
+    return m.group(1).lower(), event
