@@ -48,6 +48,18 @@ REQUEST_RECORD_TTL_SECONDS = 24 * 3600
 LLM_USAGE_BUCKET = "om_llm_usage"
 ACCESS_STREAM = "OM_ACCESS"
 ACCESS_SUBJECT_PREFIX = "om.access"
+#: Consolidation (merging near-duplicates, archiving expired memories): request/reply to ingest,
+#: which plans where the vector store is and applies the plan as a `ConsolidateCommand`.
+CONSOLIDATE_SUBJECT = "om.consolidate"
+INGEST_QUEUE_GROUP = "om-ingest"
+#: Webhook registrations (`openmemory_admin.webhooks`), key `<sha256(owner)[:32]>.<id>` (or
+#: `all.<id>` for an operator's registration for every user).
+WEBHOOKS_BUCKET = "om_webhooks"
+#: One durable consumer on OM_EVENTS per registration: its own place in the stream and its own retries.
+WEBHOOK_DURABLE_PREFIX = "webhook-"
+#: Deliveries that failed every attempt, on `om.webhook.failed.<registration id>`.
+WEBHOOK_FAILURES_STREAM = "OM_WEBHOOK_FAILURES"
+WEBHOOK_FAILURES_SUBJECT_PREFIX = "om.webhook.failed"
 
 #: Commands are partitioned by user so that one user's commands are applied in order:
 #: each partition has one durable consumer with at most one command in flight.
@@ -74,6 +86,14 @@ def ingest_durable(partition: int) -> str:
 def event_subject(user_id: str) -> str:
     # The user id is hashed so that any user id (dots, spaces) makes a valid subject token.
     return f"{EVENTS_SUBJECT_PREFIX}.{subject_token(user_id)}"
+
+
+def webhook_durable(registration_id: str) -> str:
+    return f"{WEBHOOK_DURABLE_PREFIX}{registration_id}"
+
+
+def webhook_failure_subject(registration_id: str) -> str:
+    return f"{WEBHOOK_FAILURES_SUBJECT_PREFIX}.{registration_id}"
 
 
 def access_subject(user_id: str) -> str:
@@ -346,6 +366,20 @@ class SetStateCommand(CommandBase):
     state: Literal[MemoryState.ACTIVE, MemoryState.PAUSED, MemoryState.ARCHIVED]
 
 
+#: How many held changes one review decision may name.
+MAX_REVIEW_IDS = 500
+
+
+class ReviewCommand(CommandBase):
+    """The user's decision on changes held for review (`pending`): approve applies each (a new
+    memory becomes active; a held update or deletion is applied to the memory it names), reject
+    deletes it and leaves the stored memory as it was."""
+
+    kind: Literal["review"] = "review"
+    memory_ids: list[MemoryId] = Field(min_length=1, max_length=MAX_REVIEW_IDS)
+    decision: Literal["approve", "reject"]
+
+
 class ImportedMemory(BaseModel):
     """One memory of an export, ours or OpenMemory's, as ingest takes it in."""
 
@@ -374,6 +408,36 @@ class ImportCommand(CommandBase):
     memories: list[ImportedMemory] = Field(min_length=1, max_length=MAX_IMPORT_BATCH)
 
 
+class MergeAction(BaseModel):
+    """Near-duplicates to fold into one memory: `merged` are archived, marked merged into `keep`."""
+
+    keep: MemoryId
+    merged: list[MemoryId] = Field(min_length=1, max_length=50)
+    similarity: float = Field(ge=-1.0, le=1.0)  # the lowest cosine between two memories of the group
+
+
+class ExpiryAction(BaseModel):
+    """A temporary memory whose time is over: archived."""
+
+    memory_id: MemoryId
+    expired_at: datetime
+
+
+MAX_CONSOLIDATION_ACTIONS = 1000
+#: The metadata key that says why a memory was archived by consolidation ("merged into <id>",
+#: "temporary: expired at …"); `get_memory`'s history shows it.
+ARCHIVED_REASON = "archived_reason"
+
+
+class ConsolidateCommand(CommandBase):
+    """Apply a consolidation plan to one user's memories. Ingest checks each action again against
+    the stores (the plan may be stale): only the user's own active memories are changed."""
+
+    kind: Literal["consolidate"] = "consolidate"
+    merges: list[MergeAction] = Field(default_factory=list, max_length=MAX_CONSOLIDATION_ACTIONS)
+    expiries: list[ExpiryAction] = Field(default_factory=list, max_length=MAX_CONSOLIDATION_ACTIONS)
+
+
 AnyCommand = (
     AddCommand
     | DeleteCommand
@@ -383,6 +447,8 @@ AnyCommand = (
     | EditCommand
     | SetStateCommand
     | ImportCommand
+    | ReviewCommand
+    | ConsolidateCommand
 )
 Command = Annotated[AnyCommand, Field(discriminator="kind")]
 
@@ -411,6 +477,9 @@ class MemoryEvent(BaseModel):
     before: Memory | None = None
     after: Memory | None = None
     at: datetime = Field(default_factory=now)
+    #: Why, when it is not the command's plain meaning: a review decision ("approved in review by
+    #: app 'dashboard'; it was held because …").
+    reason: str | None = None
 
 
 class ChangeSummary(BaseModel):
@@ -635,6 +704,7 @@ class ScoredMemory(BaseModel):
     memory: Memory
     score: float
     signals: list[str] = Field(default_factory=list)
+    note: str | None = None  # how to read it now, e.g. a plan whose date has passed (`text.plans`)
 
 
 class SearchResponse(BaseModel):
@@ -659,6 +729,62 @@ class Reply(BaseModel):
     result: dict[str, Any] | None = None
     error_code: str | None = None
     error: str | None = None
+
+
+# ---- consolidation (request/reply to ingest) ---------------------------------------------------
+
+
+class ConsolidateRequest(BaseModel):
+    """Consolidate one user's memories (`openmemory consolidate`); `dry_run`: plan only; `merge`:
+    False archives expired temporary memories only (the periodic run, unless merging is turned on)."""
+
+    user_id: str = Field(min_length=1, max_length=200)
+    dry_run: bool = False
+    merge: bool = True
+    wait: float = Field(default=120.0, gt=0, le=3600)  # how long ingest waits for its command's result
+
+
+class PlannedMerge(BaseModel):
+    keep: MemoryRef
+    keep_text: str
+    merged: list[MemoryRef]
+    merged_texts: list[str]
+    similarity: float
+
+
+class PlannedExpiry(BaseModel):
+    memory_id: MemoryRef
+    text: str
+    expired_at: datetime
+
+
+class PastPlan(BaseModel):
+    memory_id: MemoryRef
+    text: str
+    period: str  # search notes it at read time; nothing stored changes
+
+
+#: A report lists at most this many past plans (it counts them all); texts in it are shortened.
+REPORTED_PAST_PLANS = 200
+REPORTED_TEXT_CHARS = 160
+
+
+class ConsolidationReport(BaseModel):
+    """What consolidation found for a user and, unless it was a dry run, what it changed."""
+
+    user_id: str
+    dry_run: bool
+    merge: bool = True  # False: near-duplicates were not looked for
+    memories: int  # active memories read
+    truncated: bool = False  # the user has more than the per-run cap: the newest were read
+    merges: list[PlannedMerge] = Field(default_factory=list)
+    expiries: list[PlannedExpiry] = Field(default_factory=list)
+    past_plans: list[PastPlan] = Field(default_factory=list)  # the first REPORTED_PAST_PLANS of them
+    past_plan_count: int = 0
+    request_id: str | None = None  # the ConsolidateCommand, when one was published
+    applied: list[ChangeSummary] = Field(default_factory=list)  # what ingest changed (UPDATE events)
+    pending: bool = False  # published, and not applied within the wait (it will be)
+    seconds: float = 0.0
 
 
 # ---- API keys (KV) -------------------------------------------------------------------------------

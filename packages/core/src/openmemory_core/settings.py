@@ -187,6 +187,13 @@ class GatewaySettings(BaseSettings):
     auth_failures_per_minute: int = Field(
         default=20, ge=0, description="bad API keys per client address and minute before 429 (0: off)"
     )
+    record_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="how long key and app records are kept in memory (every change clears them at "
+        "once, on every gateway); 0: read them from NATS on every call",
+    )
     public_url: str | None = Field(
         default=None,
         description="the MCP URL clients use (e.g. https://memory.example.com/mcp): shown by the "
@@ -285,6 +292,30 @@ class AdminSettings(BaseSettings):
         return self
 
 
+class WebhookSettings(BaseSettings):
+    """Webhooks: registration limits and delivery (env prefix `OPENMEMORY_WEBHOOKS_`). The admin
+    component delivers them."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENMEMORY_WEBHOOKS_", extra="ignore")
+
+    enabled: bool = Field(default=True, description="deliver webhooks from this process's admin component")
+    allow_private: bool = Field(
+        default=False,
+        description="let webhooks target loopback, private and link-local addresses, and plain http:// "
+        "(tests, a receiver on the same machine); otherwise https:// to public addresses only",
+    )
+    max_per_user: int = Field(default=10, ge=1, le=100)
+    max_url_chars: int = Field(default=2048, ge=64, le=8192)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    max_attempts: int = Field(default=10, ge=1, le=100, description="attempts before a dead letter")
+    backoff_base_seconds: float = Field(default=5.0, gt=0, description="wait after the first failure")
+    backoff_max_seconds: float = Field(default=900.0, gt=0, description="longest wait between attempts")
+    concurrency: int = Field(default=16, ge=1, le=256, description="deliveries in flight per process")
+    refresh_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often registrations are re-read"
+    )
+
+
 class IngestSettings(BaseSettings):
     """The ingest worker (env prefix `OPENMEMORY_INGEST_`)."""
 
@@ -298,6 +329,21 @@ class IngestSettings(BaseSettings):
     #: times (about an hour by default) before it is set aside in the dead letters.
     store_down_max_deliver: int = Field(default=130, ge=1)
     gauge_interval_seconds: float = Field(default=5.0, gt=0)
+    #: Consolidation (README "Trust"): merge near-duplicates, archive expired temporary memories.
+    #: Hours between runs over every user (0: never; `openmemory consolidate` runs it by hand).
+    consolidate_interval_hours: float = Field(default=24.0, ge=0)
+    #: Whether the periodic run merges near-duplicates too (README "Consolidation": off, since a
+    #: merge archives what the user said on a judgement; by hand, `openmemory consolidate` merges).
+    consolidate_periodic_merge: bool = False
+    #: The newest active memories read per user and run: the work of a run is bounded by it.
+    consolidate_max_memories: int = Field(default=5000, ge=1, le=50_000)
+    #: Users consolidated per periodic run (the ones with the newest changes are not preferred: the
+    #: run walks the users it finds, and the next run goes on).
+    consolidate_max_users: int = Field(default=1000, ge=1)
+    #: Nearest neighbours (vector search) compared with each memory: no all-pairs comparison.
+    consolidate_neighbours: int = Field(default=8, ge=1, le=50)
+    #: Days a memory added with metadata `temporary: true` (and no `expires_at`) lives.
+    temporary_days: float = Field(default=7.0, gt=0)
 
 
 class SearchSettings(BaseSettings):
@@ -336,3 +382,4 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)

@@ -5,8 +5,8 @@ watches the embedder part and reloads ingest and search with the new model (a ne
 collection, which ingest then fills by re-embedding the stored memories).
 
 These are the system's settings, shared by every user: only an `operator` key may change them. The
-one exception is each user's write-guard policy (`GuardPolicy`, its own entry per user), which the
-user's `admin` key sets.
+exceptions are each user's write-guard policy (`GuardPolicy`) and review setting (`ReviewPolicy`),
+each its own entry per user, which the user's `admin` key sets.
 Model API keys are write-only, sealed at rest and bound to the base URL they were given with
 (`sealed`): a key is only ever sent to that URL, whether it came from the dashboard or from the
 environment, and a change of base URL needs the key again. A base URL saved here must point at a
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import nats.js.errors
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from openmemory_core import outbound
+from openmemory_core.contracts import ID_NAME_PATTERN
 from openmemory_core.errors import InvalidInput
 from openmemory_core.kv import kv_value
 from openmemory_core.sealed import sealer_for
@@ -195,4 +196,55 @@ async def save_guard(kv: KeyValue, user_id: str, changes: dict[str, Any]) -> Gua
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidInput(f"guard setting {where}: {first['msg']}") from exc
     await kv.put(guard_key(user_id), policy.model_dump_json().encode())
+    return policy
+
+
+# ---- the review queue: one user's setting ----------------------------------------------------------
+
+ReviewLevel = Literal["off", "llm-changes", "all"]
+REVIEW_KEY_PREFIX = "review."
+#: How many apps one user may give a review setting of their own.
+MAX_REVIEW_APPS = 100
+
+
+class ReviewPolicy(BaseModel):
+    """Which changes to one user's memories wait for the user's approval (`pending`) instead of
+    being applied: `off` none (but what reads as an instruction to an assistant, always), `llm-changes`
+    the LLM extractor's UPDATE and DELETE decisions, `all` every new memory too. `apps` overrides the
+    user's setting for the apps it names (the app a key or an MCP URL names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review: ReviewLevel = "off"
+    apps: dict[Annotated[str, Field(pattern=ID_NAME_PATTERN)], ReviewLevel] = Field(
+        default_factory=dict, max_length=MAX_REVIEW_APPS
+    )
+
+    def level_for(self, app: str) -> ReviewLevel:
+        """The setting that applies to what `app` sends."""
+        return self.apps.get(app, self.review)
+
+
+def review_key(user_id: str) -> str:
+    """The user's review entry in the settings bucket (hashed: any user id makes a valid key)."""
+    return REVIEW_KEY_PREFIX + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+async def load_review(kv: KeyValue, user_id: str) -> ReviewPolicy:
+    """The user's review setting; `off` when none was saved."""
+    value, _ = await kv_value(kv, review_key(user_id))
+    return ReviewPolicy.model_validate_json(value) if value else ReviewPolicy()
+
+
+async def save_review(kv: KeyValue, user_id: str, changes: dict[str, Any]) -> ReviewPolicy:
+    """Validate the user's new review setting (`review`, and `apps` which replaces the stored app
+    overrides when given) and store it; InvalidInput, nothing stored, when it is not valid."""
+    current = await load_review(kv, user_id)
+    try:
+        policy = ReviewPolicy.model_validate(current.model_dump() | changes)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"review setting {where}: {first['msg']}") from exc
+    await kv.put(review_key(user_id), policy.model_dump_json().encode())
     return policy
