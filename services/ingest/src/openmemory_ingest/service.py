@@ -15,6 +15,8 @@ from openmemory_core import contracts as c
 from openmemory_core.embeddings import Embedder
 from openmemory_core.errors import InvalidInput
 from openmemory_core.llm_usage import LLMUsage
+from openmemory_core.review_queue import CHANGE, HELD, change_of
+from openmemory_core.stored_settings import ReviewLevel, ReviewPolicy
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorRecord, VectorStore, keyword_vector
 from openmemory_core.telemetry import stage
@@ -25,6 +27,17 @@ from openmemory_ingest.extraction.changes import Candidate, may_replace, replace
 from openmemory_ingest.extraction.llm import BudgetSpent, billed_to
 from openmemory_ingest.extraction.rules import FUNCTIONAL
 from openmemory_ingest.instructions import instruction_reason
+from openmemory_ingest.review import (
+    REVIEW_ALL,
+    approve_one,
+    change_held_because,
+    client_metadata,
+    decide,
+    decision_reason,
+    held_change,
+    pending_note,
+    stamp,
+)
 
 DELETE_BATCH = 256
 #: Stored memories read per new fact when the offline path looks for the one it replaces.
@@ -42,8 +55,7 @@ WEAK_CUE_SIMILARITY = 0.5
 #: nurse": 0.32), which the strong cue's 0.2 let one replace the other. 0.4 cost 2 of 45 development
 #: decisions (32 -> 30, in sample); the evaluation set's 29/38 is unchanged.
 MESSAGE_CUE_SIMILARITY = 0.4
-#: The metadata key that holds why a memory is `pending` (removed when the user decides).
-HELD = "held"
+__all__ = ["HELD", "Applied", "IngestService", "held_reasons", "pending_note"]
 
 
 def held_reasons(message: str, facts: list[str]) -> list[str | None]:
@@ -51,14 +63,6 @@ def held_reasons(message: str, facts: list[str]) -> list[str | None]:
     message holds every fact of it: the local extractor may have cut it into harmless-looking parts."""
     whole = instruction_reason(message)
     return [instruction_reason(f) or whole for f in facts]
-
-
-def pending_note(memory: c.Memory) -> str:
-    reason = memory.metadata.get(HELD) or "it reads as an instruction to an assistant"
-    return (
-        f"pending review: {reason}. It is not served to any app until the user approves it in the "
-        "OpenMemory dashboard."
-    )
 
 
 async def vector_records(memories: list[c.Memory], dense: list[list[float]]) -> list[VectorRecord]:
@@ -80,14 +84,23 @@ class Applied:
     note: str | None = None
 
     def record_update(self, command: c.CommandBase, before: c.Memory, after: c.Memory) -> None:
-        self.summary.append(c.ChangeSummary(id=after.id, memory=after.text, event=c.ChangeKind.UPDATE))
+        held = after.state is c.MemoryState.PENDING  # e.g. an edit that reads as an instruction
+        self.summary.append(
+            c.ChangeSummary(
+                id=after.id, memory=after.text, event=c.ChangeKind.UPDATE,
+                state=after.state if held else None, note=pending_note(after) if held else None,
+            )
+        )  # fmt: skip
         self._event(command, after.id, c.ChangeKind.UPDATE, before, after)
 
     def record(self, command: c.CommandBase, change: c.ChangeKind, memory: c.Memory, before: bool) -> None:
         held = memory.state is c.MemoryState.PENDING and change is not c.ChangeKind.DELETE
+        proposed = change_of(memory) if held and change is c.ChangeKind.ADD else None
         self.summary.append(
             c.ChangeSummary(
-                id=memory.id, memory=memory.text, event=change,
+                id=memory.id, memory=memory.text,
+                # a held update or deletion is told as what it would do; its history starts with an ADD
+                event=c.ChangeKind(proposed[0].upper()) if proposed else change,
                 state=memory.state if held else None, note=pending_note(memory) if held else None,
             )
         )  # fmt: skip
@@ -135,6 +148,8 @@ class IngestService:
         self.event_log: EventLog | None = None  # the events stream, for rebuilds (set by the component)
         self.conversations = Conversations()
         self.llm_usage: LLMUsage | None = None  # daily LLM token counts and budgets (set by the component)
+        #: Each user's review setting (set by the component; None: `off` for everyone).
+        self.review_policy: Callable[[str], Awaitable[ReviewPolicy]] | None = None
 
     async def apply(self, command: c.AnyCommand) -> Applied:
         if isinstance(command, c.AddCommand):
@@ -151,6 +166,14 @@ class IngestService:
             return await self.import_memories(command)
         if isinstance(command, c.RebuildCommand):
             return await self.rebuild()
+        if isinstance(command, c.ConsolidateCommand):
+            from openmemory_ingest.consolidation import apply_consolidation  # it imports this module
+
+            return await apply_consolidation(self.vectors, command)
+        if isinstance(command, c.ReviewCommand):
+            applied = Applied()
+            await decide(self, command, applied)
+            return applied
         return await self.delete_all(command)
 
     async def reembed(self, command: c.ReembedCommand, batch: int = 128) -> Applied:
@@ -200,7 +223,10 @@ class IngestService:
             return applied
         async with stage("embed"):
             dense = await self.embedder.embed([f.text for f in facts])
-        held = await asyncio.to_thread(held_reasons, command.text, [f.text for f in facts])
+        suspect = await asyncio.to_thread(held_reasons, command.text, [f.text for f in facts])
+        level = await self._review_level(command)
+        # why each new memory is held: an instruction (whatever the setting), or the review setting
+        held = [reason or (REVIEW_ALL if level == "all" else None) for reason in suspect]
         decisions = [Decision("ADD", i) for i in range(len(facts))]
         if command.infer and extractor.compares_with_stored:
             async with stage("decide"):
@@ -209,9 +235,9 @@ class IngestService:
                         decisions = await extractor.decide(facts, await self._similar(command.user_id, dense))
                 except BudgetSpent as spent:
                     extractor, applied.note = self.analyser, spent.note
-            # a held fact never rewrites a stored memory: it is added beside it, pending
+            # a suspect fact never rewrites a stored memory: it is added beside it, pending
             decisions = [
-                Decision("ADD", d.fact) if d.event == "UPDATE" and held[d.fact] else d for d in decisions
+                Decision("ADD", d.fact) if d.event == "UPDATE" and suspect[d.fact] else d for d in decisions
             ]
         replaces: dict[int, str] = {}
         if command.infer and not extractor.compares_with_stored:
@@ -234,6 +260,10 @@ class IngestService:
             elif decision.event == "NONE":
                 for kept in await self.vectors.get(command.user_id, [decision.target or ""]):
                     applied.record(command, c.ChangeKind.NONE, kept, before=False)
+            elif reason := change_held_because(decision.event, level, suspect[decision.fact]):
+                if (record := await self._held_change(command, decision, fact, vector, reason)) is not None:
+                    applied.record(command, c.ChangeKind.ADD, record.memory, before=False)
+                    records.append(record)
             elif decision.event == "UPDATE":
                 await self._update(command, decision, fact, applied)
             else:
@@ -256,6 +286,12 @@ class IngestService:
                 await self.graph.replace(record.memory, olds)
         await self._mark(command, superseded, applied)
         return applied
+
+    async def _review_level(self, command: c.AddCommand) -> ReviewLevel:
+        """The user's review setting for the app that sent the command."""
+        if self.review_policy is None:
+            return "off"
+        return (await self.review_policy(command.user_id)).level_for(command.app)
 
     async def _replaces(self, user_id: str, facts: list[Fact], dense: list[list[float]]) -> dict[int, str]:
         """The offline path's change detection (`extraction.changes`): for each new fact that fills no
@@ -313,7 +349,7 @@ class IngestService:
             created_at=command.issued_at,
             updated_at=command.issued_at,
             occurred_at=refers_to,
-            metadata=command.metadata,
+            metadata=client_metadata(command.metadata),
             content_hash=c.content_hash(command.user_id, text),
             request_id=command.request_id,
         )
@@ -339,6 +375,33 @@ class IngestService:
             applied.record(command, c.ChangeKind.NONE, existing, before=False)
             return None
         applied.record(command, c.ChangeKind.ADD, memory, before=False)
+        (record,) = await vector_records([memory], [vector])
+        return record
+
+    async def _held_change(
+        self, command: c.AddCommand, decision: Decision, fact: Fact, vector: list[float], reason: str
+    ) -> VectorRecord | None:
+        """An LLM UPDATE or DELETE held for review (`review`): a pending memory that names the stored
+        one, which stays as it is. A held update holds the new text; a held deletion the stored
+        text, under a hash of its own (it is no duplicate of the memory it would delete)."""
+        found = await self.vectors.get(command.user_id, [decision.target or ""])
+        if not found:
+            return None
+        (old,) = found
+        memory_id = c.memory_id_for(command.request_id, decision.fact)
+        if decision.event == "UPDATE":
+            memory = self._memory(command, memory_id, fact, (decision.text or fact.text).strip())
+            memory = held_change(memory, "update", old.id, reason)
+        else:
+            memory = old.model_copy(
+                update={
+                    "id": memory_id, "app": command.app, "created_at": command.issued_at,
+                    "updated_at": command.issued_at, "request_id": command.request_id, "superseded_by": None,
+                    "previous": None, "context": None, "metadata": client_metadata(old.metadata),
+                    "content_hash": c.content_hash(command.user_id, f"{old.text}\x00delete {old.id}"),
+                }
+            )  # fmt: skip
+            memory = held_change(memory, "delete", old.id, reason)
         (record,) = await vector_records([memory], [vector])
         return record
 
@@ -371,18 +434,24 @@ class IngestService:
             superseded: dict[str, str | None] = dict.fromkeys(
                 await self.graph.delete_memories(command.user_id, [old.id])
             )
-            for closed in await self.graph.close_superseded(new, FUNCTIONAL):
-                superseded[closed] = new.id
-            await self.graph.add_memory(new)
-            await self.graph.replace(new, kept)
-            superseded.update(dict.fromkeys(kept, new.id))
+            if new.state is c.MemoryState.PENDING:  # held: out of the graph, replacing nothing
+                superseded.update(dict.fromkeys(kept, None))
+                kept = []
+        if new.state is not c.MemoryState.PENDING:
+            async with stage("write_graph"):
+                for closed in await self.graph.close_superseded(new, FUNCTIONAL):
+                    superseded[closed] = new.id
+                await self.graph.add_memory(new)
+                await self.graph.replace(new, kept)
+                superseded.update(dict.fromkeys(kept, new.id))
         superseded.pop(new.id, None)
         applied.record_update(command, old, new)
         await self._mark(command, superseded, applied)
 
     async def edit(self, command: c.EditCommand) -> Applied:
         """A hand edit: the new text is kept verbatim and analysed again (entities, relations,
-        categories, date), then stored under the same id."""
+        categories, date), then stored under the same id. A text that reads as an instruction to an
+        assistant (`instructions`) makes the memory pending, as it would a new one."""
         applied = Applied()
         found = await self.vectors.get(command.user_id, [command.memory_id])
         if not found:
@@ -401,6 +470,10 @@ class IngestService:
                 "updated_at": command.issued_at, "content_hash": c.content_hash(command.user_id, text),
             }
         )  # fmt: skip
+        if (reason := await asyncio.to_thread(instruction_reason, text)) and change_of(old) is None:
+            new = new.model_copy(
+                update={"state": c.MemoryState.PENDING, "metadata": {**new.metadata, HELD: reason}}
+            )
         await self._rewrite(command, old, new, applied)
         return applied
 
@@ -418,27 +491,51 @@ class IngestService:
 
     async def set_state(self, command: c.SetStateCommand) -> Applied:
         """Pause, archive or make active. A pending memory the user approves (or pauses, or
-        archives) loses its held reason (the event keeps it) and joins the graph."""
+        archives) loses its held reason (the event keeps it) and joins the graph; making a held
+        update or deletion active applies it (`review`), and pausing or archiving one does nothing."""
         applied = Applied()
         for old in await self.vectors.get(command.user_id, command.memory_ids):
             if old.state == command.state:
                 continue
-            update: dict[str, object] = {"state": command.state, "updated_at": command.issued_at}
-            if old.state is c.MemoryState.PENDING:
-                update["metadata"] = {k: v for k, v in old.metadata.items() if k != HELD}
-            new = old.model_copy(update=update)
-            await self.vectors.set_payload(new)
-            applied.record_update(command, old, new)
-            if old.state is c.MemoryState.PENDING:
-                superseded = dict.fromkeys(await self.graph.close_superseded(new, FUNCTIONAL), new.id)
-                await self.graph.add_memory(new)
-                await self._mark(command, superseded, applied)
+            first = len(applied.events)
+            if old.state is c.MemoryState.PENDING and change_of(old) is not None:
+                if command.state is c.MemoryState.ACTIVE:
+                    await approve_one(self, command, old, applied)
+            elif old.state is c.MemoryState.PENDING:
+                metadata = {k: v for k, v in old.metadata.items() if k != HELD}
+                await self.activate(command, old, metadata, applied, command.state)
+            else:
+                new = old.model_copy(update={"state": command.state, "updated_at": command.issued_at})
+                await self.vectors.set_payload(new)
+                applied.record_update(command, old, new)
+            if old.state is c.MemoryState.PENDING and command.state is c.MemoryState.ACTIVE:
+                stamp(applied, first, decision_reason(command, True, old.metadata.get(HELD)))
         return applied
+
+    async def activate(
+        self,
+        command: c.CommandBase,
+        old: c.Memory,
+        metadata: dict[str, object],
+        applied: Applied,
+        state: c.MemoryState = c.MemoryState.ACTIVE,
+    ) -> None:
+        """A pending memory leaves the review queue: its metadata without the held reason (the
+        event keeps it), in the graph, closing what its relations replace."""
+        new = old.model_copy(update={"state": state, "updated_at": command.issued_at, "metadata": metadata})
+        await self.vectors.set_payload(new)
+        applied.record_update(command, old, new)
+        superseded = dict.fromkeys(await self.graph.close_superseded(new, FUNCTIONAL), new.id)
+        await self.graph.add_memory(new)
+        await self._mark(command, superseded, applied)
 
     async def import_memories(self, command: c.ImportCommand) -> Applied:
         """Take in exported memories verbatim. An id is kept unless another user's memory has it;
-        then, as for a taken id, one derived from the command is used, so a redelivery is a no-op."""
+        then, as for a taken id, one derived from the command is used, so a redelivery is a no-op.
+        A text that reads as an instruction to an assistant is held pending, as a new one would be;
+        a held deletion of the exporting system (`review`) is left out: it names a memory there."""
         applied = Applied()
+        suspect = await asyncio.to_thread(lambda: [instruction_reason(m.text) for m in command.memories])
         wanted = [m.id for m in command.memories if m.id and c.is_memory_id(m.id)]
         taken = await self.vectors.existing(wanted)
         own = {m.id for m in await self.vectors.get(command.user_id, list(taken))}
@@ -447,6 +544,14 @@ class IngestService:
         # an export's id -> the id it is stored under: this user's (an earlier batch), then this batch's
         renamed = {m.id: m.id for m in await self.vectors.get(command.user_id, earlier)}
         for index, item in enumerate(command.memories):
+            change = item.metadata.get(CHANGE)
+            if isinstance(change, dict) and change.get("kind") == "delete":
+                continue
+            state, metadata = item.state, client_metadata(item.metadata)
+            if suspect[index] and state is not c.MemoryState.DELETED:
+                state, metadata[HELD] = c.MemoryState.PENDING, suspect[index]
+            elif state is c.MemoryState.PENDING:
+                metadata[HELD] = item.metadata.get(HELD) or "it was pending review where it was exported"
             memory_id = item.id if item.id in own or (item.id in wanted and item.id not in taken) else None
             memory_id = memory_id or c.memory_id_for(command.request_id, index)
             if item.id:
@@ -456,11 +561,11 @@ class IngestService:
             created = item.created_at or command.issued_at
             memories.append(
                 c.Memory(
-                    id=memory_id, user_id=command.user_id, app=item.app, text=item.text, state=item.state,
+                    id=memory_id, user_id=command.user_id, app=item.app, text=item.text, state=state,
                     categories=item.categories if item.categories is not None else fact.categories,
                     entities=fact.entities, entity_kinds=fact.entity_kinds, relations=fact.relations,
                     created_at=created, updated_at=item.updated_at or created, occurred_at=item.occurred_at,
-                    metadata=item.metadata, content_hash=c.content_hash(command.user_id, item.text),
+                    metadata=metadata, content_hash=c.content_hash(command.user_id, item.text),
                     request_id=command.request_id, context=item.context,
                     previous=renamed.get(item.previous) if item.previous else None,
                 )

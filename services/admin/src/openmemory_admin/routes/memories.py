@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from openmemory_admin.deps import AdminContext, CommandOutcome, Ctx, Reader, Writer, run_command
 from openmemory_core import contracts as c
-from openmemory_core.errors import InvalidInput, NotFound
+from openmemory_core.errors import Forbidden, InvalidInput, NotFound
 
 router = APIRouter(tags=["memories"])
 
@@ -135,7 +135,11 @@ async def delete_one(memory_id: str, principal: Writer, ctx: Ctx) -> CommandOutc
 async def bulk(body: Bulk, principal: Writer, ctx: Ctx) -> CommandOutcome:
     """Pause, resume (make active), archive or delete one or many memories. Only active memories
     are found by search; paused and archived ones stay listed here."""
-    ids = [m.id for m in await _own(ctx, principal, body.ids)]
+    owned = await _own(ctx, principal, body.ids)
+    held = body.action != "delete" and any(m.state is c.MemoryState.PENDING for m in owned)
+    if held and not principal.can("admin"):  # else an app could approve what it wrote itself
+        raise Forbidden("a memory held for review is approved with an admin key (/review); nothing changed")
+    ids = [m.id for m in owned]
     if body.action == "delete":
         return await run_command(
             ctx, c.DeleteCommand(user_id=principal.user_id, app=principal.app, memory_ids=ids)
