@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
 from openmemory_admin.session import COOKIE, CSRF_HEADER, current_session
+from openmemory_admin.webhooks.delivery import Webhooks
 from openmemory_core import contracts as c
 from openmemory_core.apps import authorize
 from openmemory_core.bus import Bus
@@ -40,6 +41,7 @@ class AdminContext:
     secret: bytes
     limiter: SharedRateLimiter
     auth_failures: FailedAuthThrottle  # failed sign-ins and bad keys per client address
+    webhooks: Webhooks | None = None  # opened on first use (`routes.webhooks`) or by the component
 
     @property
     def query_wait(self) -> float:
