@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from e2e_support import ToolFailed, mcp_client
+from e2e_support import ToolFailed, mcp_client, new_key
+from mcp import MCPError
 
 from openmemory_core.servers import embedded_nats
 from openmemory_testing import RunningSystem, start_system, stop_all, unique
@@ -142,3 +144,57 @@ async def test_the_two_gateways_share_each_keys_rate_limit(split: Split) -> None
     assert 429 not in statuses[0]
     # the second gateway served only 25 itself, but the key had 40 a minute in all
     assert statuses[1].count(429) == 10 and 429 not in statuses[1][:15]
+
+
+def _counted(gateway: RunningSystem, name: str, **labels: str) -> float:
+    """The sum of a counter's series on one gateway's /metrics, those with all of `labels`."""
+    total = 0.0
+    for line in httpx.get(f"{gateway.gateway_url}/metrics").text.splitlines():
+        found = re.fullmatch(rf"{name}\{{([^}}]*)\}} (\S+)", line)
+        if found and all(f'{k}="{v}"' in found[1] for k, v in labels.items()):
+            total += float(found[2])
+    return total
+
+
+async def test_a_revoked_key_or_a_paused_app_is_refused_on_the_next_call_on_every_gateway(
+    split: Split,
+) -> None:
+    """Each gateway keeps key and app records in memory (`records.WatchedBucket`); a change made
+    through the admin API still applies to the very next call, on both gateways."""
+    user = unique()
+    owner = new_key(split.gateways[0], user, scopes="read,write,admin")
+    cursor, doomed = new_key(split.gateways[0], user, "cursor"), new_key(split.gateways[0], user)
+    first, second = split.gateways
+    rest = httpx.AsyncClient(
+        base_url=f"{split.admin.admin_url}/api/v1", headers={"Authorization": f"Bearer {owner}"}, timeout=30
+    )
+    async with (
+        rest,
+        mcp_client(first.mcp_url, cursor) as cursor_one,
+        mcp_client(second.mcp_url, cursor) as cursor_two,
+        mcp_client(first.mcp_url, doomed) as doomed_one,
+        mcp_client(second.mcp_url, doomed) as doomed_two,
+    ):
+        hits = [_counted(g, "openmemory_gateway_record_cache_total", outcome="hit") for g in split.gateways]
+        for client in (cursor_one, cursor_two, doomed_one, doomed_two):
+            assert await client.texts("anything") == []
+            assert await client.texts("anything") == []
+        # the records were read from memory on both gateways: what follows is no fresh read anyway
+        for gateway, before in zip(split.gateways, hits, strict=True):
+            assert _counted(gateway, "openmemory_gateway_record_cache_total", outcome="hit") > before
+
+        (await rest.patch("/apps/cursor", json={"paused": True})).raise_for_status()
+        for client in (cursor_one, cursor_two):
+            with pytest.raises(ToolFailed, match="paused"):
+                await client.texts("anything")
+        assert await doomed_one.texts("anything") == []  # another app of the same user is not paused
+        (await rest.patch("/apps/cursor", json={"paused": False})).raise_for_status()
+        assert await cursor_one.texts("anything") == [] and await cursor_two.texts("anything") == []
+
+        (await rest.delete(f"/keys/{doomed.split('_')[1]}")).raise_for_status()
+        for gateway, client in ((first, doomed_one), (second, doomed_two)):
+            refused = _counted(gateway, "openmemory_auth_failures_total", status="401")
+            with pytest.raises(MCPError):
+                await client.texts("anything")
+            assert _counted(gateway, "openmemory_auth_failures_total", status="401") == refused + 1
+        assert await cursor_one.texts("anything") == []  # the user's other keys still work

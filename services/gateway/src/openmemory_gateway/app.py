@@ -49,6 +49,7 @@ from openmemory_core.settings import GatewaySettings, OAuthSettings
 from openmemory_core.telemetry import AUTH_FAILURES
 from openmemory_gateway.oauth import IntrospectionTokenVerifier, principal_of_token
 from openmemory_gateway.service import MemoryGateway
+from openmemory_gateway.stages import timed
 from openmemory_gateway.tools import build_mcp
 
 _OPENMEMORY_FORM = re.compile(r"/mcp/(?P<client>[^/]+)/(?P<kind>sse|http|messages)(?:/(?P<user>[^/]*))?/?")
@@ -263,6 +264,14 @@ class GatewayFront:
                 return
             await self.api(scope, receive, send)
             return
+        if route.kind == "http":  # timed whole: the `request` stage (`stages`)
+            with timed("request"):
+                await self._mcp(scope, receive, send, route)
+            return
+        await self._mcp(scope, receive, send, route)
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send, route: McpRoute) -> None:
+        """Authenticate, rate-limit and hand the request to the MCP transport it names."""
         if route.client is not None:
             try:
                 validate_name("client name in the URL", route.client)
@@ -279,14 +288,16 @@ class GatewayFront:
             )  # fmt: skip
             return
         try:
-            principal = await self._principal(scope, route)
+            with timed("auth"):
+                principal = await self._principal(scope, route)
         except OpenMemoryError as exc:
             AUTH_FAILURES.labels(str(exc.http_status)).inc()
             if isinstance(exc, Unauthorized) and _token(scope) is not None:
                 await self.auth_failures.failed(address)  # a wrong key; a missing one is no guess
             await _refuse(send, exc.http_status, exc.message, metadata_url=self.metadata_url)
             return
-        wait = await self.limiter.take(principal.key_id)
+        with timed("rate_limit"):
+            wait = await self.limiter.admit(principal.key_id)  # counted in NATS in the background
         if wait:
             AUTH_FAILURES.labels("429").inc()
             self.refusals.refused(_key_label(scope, principal), self.per_key_limit, wait)
@@ -351,8 +362,11 @@ def create_app(
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
     )
+    # Answers as plain JSON rather than an SSE stream per POST: a tool here sends nothing before its
+    # answer (a stateless POST has no back-channel anyway), and the stream costs each call a third
+    # of the SDK's time. `subscriptions/listen` still streams (the SDK keeps SSE for it).
     streamable = mcp.streamable_http_app(
-        streamable_http_path="/mcp", stateless_http=True, transport_security=security
+        streamable_http_path="/mcp", stateless_http=True, json_response=True, transport_security=security
     )
     sse = mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
 

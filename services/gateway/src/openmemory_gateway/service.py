@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeVar
 
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
@@ -15,8 +16,11 @@ from openmemory_core.errors import InvalidInput
 from openmemory_core.kv import Bucket
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.telemetry import request_id_var
+from openmemory_gateway.accesslog import AccessLog
+from openmemory_gateway.stages import timed
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
 
 
 def authenticated(request: object) -> c.Principal | None:
@@ -34,10 +38,13 @@ class Accepted(BaseModel):
 
 
 class MemoryGateway:
-    def __init__(self, bus: Bus, settings: GatewaySettings, apps: KeyValue) -> None:
+    def __init__(
+        self, bus: Bus, settings: GatewaySettings, apps: KeyValue, access: AccessLog | None = None
+    ) -> None:
         self.bus = bus
         self.settings = settings
-        self.apps = apps
+        self.apps = apps  # in the running gateway, a `records.WatchedBucket`: read from its cache
+        self.access = access or AccessLog(bus)
         self._requests: Bucket | None = None  # opened once: each open is a stream_info round trip
 
     async def _requests_bucket(self) -> Bucket:
@@ -47,12 +54,17 @@ class MemoryGateway:
 
     async def _require(self, principal: c.Principal, scope: str) -> None:
         """The key's scope, then the app's standing with its user (paused, read, write)."""
-        await authorize(self.apps, principal, scope)
+        with timed("app_check"):
+            await authorize(self.apps, principal, scope)
+
+    async def _query(self, query: c.Query, request: BaseModel, response: type[R]) -> R:
+        with timed(f"{query.value}_request"):
+            return await self.bus.query(query, request, response, self.settings.query_timeout_seconds)
 
     async def _accessed(
         self, principal: c.Principal, kind: str, memories: list[c.Memory], query: str | None
     ) -> None:
-        """Add to the access log; a read is never failed for want of its log line."""
+        """Add to the access log, without waiting; a read is never failed for want of its log line."""
         await self._accessed_ids(principal, kind, [m.id for m in memories], query)
 
     async def _accessed_ids(
@@ -60,14 +72,12 @@ class MemoryGateway:
     ) -> None:
         if not memory_ids:
             return
-        record = c.AccessRecord.model_validate(
-            {"user_id": principal.user_id, "app": principal.app, "kind": kind, "query": query,
-             "memory_ids": list(dict.fromkeys(memory_ids))}
-        )  # fmt: skip
-        try:
-            await self.bus.record_access(record)
-        except Exception:
-            log.warning("could not record an access of %s memories", len(memory_ids), exc_info=True)
+        with timed("access_log"):
+            record = c.AccessRecord.model_validate(
+                {"user_id": principal.user_id, "app": principal.app, "kind": kind, "query": query,
+                 "memory_ids": list(dict.fromkeys(memory_ids))}
+            )  # fmt: skip
+            self.access.record(record)  # published in the background (`accesslog`)
 
     async def _submit(self, command: c.AnyCommand) -> c.CommandResult | Accepted:
         """Publish durably, then wait a short while for ingest to apply it. When ingest is far behind
@@ -86,13 +96,17 @@ class MemoryGateway:
         await self._require(principal, "read")
         return await requests.read(await self._requests_bucket(), principal.user_id, request_id)
 
-    async def add(self, principal: c.Principal, text: str, infer: bool) -> c.CommandResult | Accepted:
+    async def add(
+        self, principal: c.Principal, text: str, infer: bool, metadata: dict[str, Any] | None = None
+    ) -> c.CommandResult | Accepted:
         await self._require(principal, "write")
         if not text.strip():
             raise InvalidInput("text is empty: give the memory to add")
         if len(text) > self.settings.max_text_chars:
             raise InvalidInput(f"text is {len(text)} characters; the limit is {self.settings.max_text_chars}")
-        command = c.AddCommand(user_id=principal.user_id, app=principal.app, text=text, infer=infer)
+        command = c.AddCommand(
+            user_id=principal.user_id, app=principal.app, text=text, infer=infer, metadata=metadata or {}
+        )
         return await self._submit(command)
 
     async def search(
@@ -109,9 +123,7 @@ class MemoryGateway:
         request = c.SearchRequest(
             user_id=principal.user_id, app=principal.app, query=query, limit=limit, filters=filters
         )
-        found = await self.bus.query(
-            c.Query.SEARCH, request, c.SearchResponse, self.settings.query_timeout_seconds
-        )
+        found = await self._query(c.Query.SEARCH, request, c.SearchResponse)
         await self._accessed(principal, "search", [h.memory for h in found.hits], query)
         return found
 
@@ -127,9 +139,7 @@ class MemoryGateway:
         request = c.ListRequest(
             user_id=principal.user_id, app=principal.app, limit=limit, offset=cursor, filters=filters
         )
-        found = await self.bus.query(
-            c.Query.LIST, request, c.ListResponse, self.settings.query_timeout_seconds
-        )
+        found = await self._query(c.Query.LIST, request, c.ListResponse)
         await self._accessed(principal, "list", found.memories, None)
         return found
 
@@ -138,7 +148,7 @@ class MemoryGateway:
     ) -> c.GetResponse:
         await self._require(principal, "read")
         request = c.GetRequest(user_id=principal.user_id, app=principal.app, memory_ids=memory_ids)
-        found = await self.bus.query(c.Query.GET, request, c.GetResponse, self.settings.query_timeout_seconds)
+        found = await self._query(c.Query.GET, request, c.GetResponse)
         if log_access:
             await self._accessed(principal, "get", found.memories, None)
         return found
@@ -147,17 +157,13 @@ class MemoryGateway:
         await self._require(principal, "read")
         (memory_id,) = c.canonical_ids([memory_id])
         request = c.HistoryRequest(user_id=principal.user_id, memory_id=memory_id)
-        return await self.bus.query(
-            c.Query.HISTORY, request, c.HistoryResponse, self.settings.query_timeout_seconds
-        )
+        return await self._query(c.Query.HISTORY, request, c.HistoryResponse)
 
     async def profile(self, principal: c.Principal) -> c.ProfileResponse:
         """A short summary of the user from their current memories (the `memory://profile` resource)."""
         await self._require(principal, "read")
         request = c.ProfileRequest(user_id=principal.user_id, app=principal.app)
-        found = await self.bus.query(
-            c.Query.PROFILE, request, c.ProfileResponse, self.settings.query_timeout_seconds
-        )
+        found = await self._query(c.Query.PROFILE, request, c.ProfileResponse)
         await self._accessed_ids(principal, "list", found.memory_ids, None)
         return found
 
@@ -165,9 +171,7 @@ class MemoryGateway:
         """An entity's relations in the user's graph, at most `limit`, current ones first."""
         await self._require(principal, "read")
         request = c.GraphRequest(user_id=principal.user_id, app=principal.app, entity=entity, limit=limit)
-        found = await self.bus.query(
-            c.Query.GRAPH, request, c.GraphResponse, self.settings.query_timeout_seconds
-        )
+        found = await self._query(c.Query.GRAPH, request, c.GraphResponse)
         await self._accessed_ids(principal, "get", [e.memory_id for e in found.edges], None)
         return found
 
