@@ -427,6 +427,22 @@ class Bus:
             raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")
         return response.model_validate(reply.result or {})
 
+    async def consolidate(self, request: c.ConsolidateRequest, wait: float) -> c.ConsolidationReport:
+        """Ask ingest to consolidate a user (`om.consolidate`), as `openmemory consolidate` and
+        `POST /api/v1/consolidate` do; an error reply is raised as its error."""
+        try:
+            msg = await self.nc.request(
+                c.CONSOLIDATE_SUBJECT, request.model_dump_json().encode(), timeout=wait
+            )
+        except nats.errors.NoRespondersError as exc:
+            raise Unavailable("no ingest is running on this system: start it, then consolidate") from exc
+        except nats.errors.TimeoutError as exc:
+            raise Unavailable(f"ingest did not answer within {wait:.0f}s") from exc
+        reply = c.Reply.model_validate_json(msg.data)
+        if not reply.ok:
+            raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")
+        return c.ConsolidationReport.model_validate(reply.result or {})
+
     async def serve_query(self, query: c.Query, handler: QueryHandler, concurrency: int = 16) -> Subscription:
         """Answer one query kind in the search queue group; every error becomes an error reply."""
         limit = asyncio.Semaphore(concurrency)

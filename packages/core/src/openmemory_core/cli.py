@@ -192,6 +192,49 @@ async def _backup(args: argparse.Namespace) -> int:
             return await _outcome(command.request_id, result, args.wait)
 
 
+async def _consolidate(args: argparse.Namespace) -> int:
+    """Ask the running ingest to consolidate a user's memories (or only to plan it: --dry-run)."""
+    import json
+
+    from pydantic import ValidationError
+
+    from openmemory_core.errors import InvalidInput
+
+    settings = _settings(args)
+    try:
+        request = c.ConsolidateRequest(user_id=args.user, dry_run=args.dry_run, wait=args.wait)
+    except ValidationError as exc:
+        where = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad arguments: {where}") from exc
+    async with _bus_for_cli(settings) as bus:
+        report = await bus.consolidate(request, args.wait + 60)
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return 0
+    what = "plan only (dry run): nothing changed" if report.dry_run else "applied"
+    more = f" (the newest {report.memories}: there are more)" if report.truncated else ""
+    print(f"user {report.user_id}: {report.memories} active memories read{more}; {what}")
+    for merge in report.merges:
+        print(f"merge  keep {merge.keep}  {merge.keep_text!r}")
+        for memory_id, text in zip(merge.merged, merge.merged_texts, strict=True):
+            print(f"         <- {memory_id}  {text!r}  (cosine >= {merge.similarity:.2f})")
+    for expiry in report.expiries:
+        print(f"expire {expiry.memory_id}  {expiry.text!r}  (expired {expiry.expired_at:%Y-%m-%d %H:%M})")
+    for plan in report.past_plans:
+        print(f"past plan {plan.memory_id}  {plan.text!r}  ({plan.period}: noted in search results)")
+    merged = sum(len(m.merged) for m in report.merges)
+    summary = (
+        f"{len(report.merges)} merges ({merged} memories folded), {len(report.expiries)} expired, "
+        f"{report.past_plan_count} past plans"
+    )
+    if report.pending:
+        summary += f"; accepted as {report.request_id}, ingest applies it when it can"
+    elif not report.dry_run:
+        summary += f"; {len(report.applied)} memories changed (UPDATE events)"
+    print(f"{summary}; {report.seconds:.1f}s")
+    return 0
+
+
 def _command(name: str) -> Callable[[list[str]], int]:
     """A subcommand another workspace member provides (entry point group `openmemory.commands`)."""
     from importlib.metadata import entry_points
@@ -334,6 +377,17 @@ def _parser() -> argparse.ArgumentParser:
     restore_p.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the rebuild")
     data_dir(restore_p)
 
+    consolidate = sub.add_parser(
+        "consolidate",
+        help="merge a user's near-duplicate memories and archive expired temporary ones (the running "
+        "system's; every change is an event); --dry-run shows the plan and changes nothing",
+    )
+    consolidate.add_argument("--user", required=True, help="whose memories")
+    consolidate.add_argument("--dry-run", action="store_true", help="show what it would do, change nothing")
+    consolidate.add_argument("--json", action="store_true", help="print the report as JSON")
+    consolidate.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the changes")
+    data_dir(consolidate)
+
     bench = sub.add_parser("bench", help="benchmarks (openmemory bench locomo --data FILE)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -370,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             return _command("bench")(args.rest)
         if args.command in ("reembed", "rebuild"):
             return asyncio.run(_reembed(args))
+        if args.command == "consolidate":
+            return asyncio.run(_consolidate(args))
         if args.command in ("backup", "restore"):
             return asyncio.run(_backup(args))
         if args.command == "healthcheck":

@@ -271,6 +271,8 @@ def _one(answer: dict[str, Any]) -> str:
     lines.append("history:")
     for change in answer.get("history", []):
         text = _short(change.get("after") or change.get("before") or "", 60)
+        if change.get("state"):  # archived by consolidation: merged into another memory, or expired
+            text += f"  [{change['state']}" + (f": {change['reason']}]" if change.get("reason") else "]")
         lines.append(f"  {change['at'][:19]}  {change['event']:<6}  {change['app']:<12}  {text}")
     return "\n".join(lines)
 

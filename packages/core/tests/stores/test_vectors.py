@@ -175,3 +175,24 @@ async def test_existing_ids_and_the_model_of_the_collection(vector_store: Vector
     assert await vector_store.existing([*ids, str(uuid.uuid4())]) == set(ids)  # whoever's they are
     tag = getattr(vector_store, "collection", "").removeprefix("memories_")
     assert tag in await vector_store.model_tags()
+
+
+async def test_stored_vectors_and_batched_neighbours_stay_within_the_user(vector_store: VectorStore) -> None:
+    near = [0.8, 0.6, 0, 0, 0, 0, 0, 0]
+    a, b = record("alice", "a", axis(0), 1), record("alice", "b", near, 2)
+    theirs = record("bob", "c", axis(0), 3)
+    archived = record("alice", "d", axis(0), 4)
+    archived = VectorRecord(
+        archived.memory.model_copy(update={"state": c.MemoryState.ARCHIVED}), axis(0), archived.sparse
+    )
+    await vector_store.upsert([a, b, theirs, archived])
+    stored = await vector_store.dense_vectors("alice", [a.memory.id, b.memory.id, theirs.memory.id])
+    assert set(stored) == {a.memory.id, b.memory.id}  # bob's id gives nothing
+    assert stored[b.memory.id] == pytest.approx(near)  # unit length already: as written
+    found = await vector_store.dense_neighbours("alice", [axis(0), axis(1)], 5)
+    assert [[h.memory.id for h in hits] for hits in found] == [
+        [a.memory.id, b.memory.id],  # active memories of alice only, nearest first
+        [b.memory.id, a.memory.id],
+    ]
+    assert found[0][1].score == pytest.approx(0.8)
+    assert await vector_store.dense_neighbours("alice", [], 5) == []

@@ -40,6 +40,21 @@ def memory_view(memory: c.Memory) -> dict[str, Any]:
     }
 
 
+def state_change(event: c.MemoryEvent) -> dict[str, str]:
+    """What a history entry changed beyond the text: the new state, and why, when it says
+    (consolidation: "merged into <id>", "temporary: expired at …")."""
+    if event.before is None or event.after is None or event.before.state == event.after.state:
+        return {}
+    reason = event.after.metadata.get(c.ARCHIVED_REASON)
+    return {"state": event.after.state.value, **({"reason": reason} if isinstance(reason, str) else {})}
+
+
+def noted(hit: c.ScoredMemory) -> dict[str, str]:
+    """How to read a hit now, when search says (a plan whose date has passed); kept whatever
+    `fields` asks for, like `source`."""
+    return {"note": hit.note} if hit.note else {}
+
+
 def shortened(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[: max(0, chars - 1)].rstrip() + "…"
 
@@ -51,7 +66,7 @@ def field_picker(fields: list[str] | str | None) -> Any:
     if fields == SNIPPET:
         return lambda view: {
             **SOURCE, "id": view["id"], "memory": shortened(view["memory"], SNIPPET_CHARS),
-            "score": view["score"],
+            "score": view["score"], **({"note": view["note"]} if "note" in view else {}),
         }  # fmt: skip
     wanted = [fields] if isinstance(fields, str) else list(fields)
     unknown = [f for f in wanted if f not in SEARCH_FIELDS]
@@ -60,7 +75,11 @@ def field_picker(fields: list[str] | str | None) -> Any:
             f"unknown fields {unknown or '[]'}: give some of {', '.join(SEARCH_FIELDS)}, "
             f'or "{SNIPPET}" for id, a shortened memory and score'
         )
-    return lambda view: {**SOURCE, **{f: view[f] for f in wanted}}
+    return lambda view: {
+        **SOURCE,
+        **{f: view[f] for f in wanted},
+        **({"note": view["note"]} if "note" in view else {}),
+    }
 
 
 def _size(answer: dict[str, Any]) -> int:

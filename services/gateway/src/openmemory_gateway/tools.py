@@ -18,11 +18,12 @@ from pydantic import BaseModel, Field
 from openmemory_core import contracts as c
 from openmemory_core.errors import OpenMemoryError
 from openmemory_core.telemetry import MCP_CALLS, MCP_DURATION, tracer
-from openmemory_gateway.answers import capped, field_picker, memory_view
+from openmemory_gateway.answers import capped, field_picker, memory_view, noted, state_change
 from openmemory_gateway.listens import CallerBus
 from openmemory_gateway.prompts import add_prompts
 from openmemory_gateway.resources import add_resources
 from openmemory_gateway.service import Accepted, MemoryGateway, authenticated
+from openmemory_gateway.stages import GATEWAY_STAGE, timed
 from openmemory_gateway.tasks import LongWrites, request_view
 
 INSTRUCTIONS = (
@@ -52,6 +53,7 @@ async def _called(tool: str) -> AsyncIterator[None]:
         finally:
             MCP_CALLS.labels(tool, outcome).inc()
             MCP_DURATION.labels(tool).observe(time.perf_counter() - started)
+            GATEWAY_STAGE.labels("tool").observe(time.perf_counter() - started)
 
 
 def principal_of(ctx: Context) -> c.Principal:
@@ -141,12 +143,21 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         infer: Annotated[
             bool, Field(description="Split into separate facts (true) or store the text verbatim (false)")
         ] = True,
+        expires_at: Annotated[
+            datetime | None,
+            Field(
+                description="Only for something true for a while (a code, a temporary address): "
+                "archive it after this time (ISO 8601)"
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Add new memories. Call this whenever the user tells you something about themselves, their
         preferences, their work or anything they may want recalled later, in any tool. Answers with
         each memory created (id, memory, event) or, if processing takes longer, that it was accepted."""
         async with _called("add_memories"):
-            answer = _changes(await gateway.add(principal_of(ctx), text, infer))
+            until = _aware(expires_at)  # consolidation archives it after that (README "Trust")
+            metadata = {"expires_at": until.isoformat()} if until else None
+            answer = _changes(await gateway.add(principal_of(ctx), text, infer, metadata))
         return _capped_changes(answer, max_chars)
 
     @mcp.tool(title="Search memories", annotations=READ)
@@ -183,17 +194,20 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
         async with _called("search_memory"):
             pick = field_picker(fields)
             found = await gateway.search(principal_of(ctx), query, limit, filters)
-        answer: dict[str, Any] = {
-            "results": [
-                pick({**memory_view(h.memory), "score": h.score, "signals": h.signals}) for h in found.hits
-            ]
-        }
-        if found.missing_signals:  # a store was down: the ranking lacks these signals
-            answer["missing_signals"] = found.missing_signals
-        rest = (
-            'For the rest, search again with a smaller limit, or with fields ["id", "memory"] or "snippet".'
-        )
-        return capped(answer, "results", max_chars, rest)[0]
+        with timed("answer"):
+            answer: dict[str, Any] = {
+                "results": [
+                    pick({**memory_view(h.memory), "score": h.score, "signals": h.signals, **noted(h)})
+                    for h in found.hits
+                ]
+            }
+            if found.missing_signals:  # a store was down: the ranking lacks these signals
+                answer["missing_signals"] = found.missing_signals
+            rest = (
+                "For the rest, search again with a smaller limit, "
+                'or with fields ["id", "memory"] or "snippet".'
+            )
+            return capped(answer, "results", max_chars, rest)[0]
 
     @mcp.tool(title="List memories", annotations=READ)
     async def list_memories(
@@ -248,6 +262,7 @@ def build_mcp(gateway: MemoryGateway) -> MCPServer:
                     "request_id": e.request_id,
                     "before": e.before.text if e.before else None,
                     "after": e.after.text if e.after else None,
+                    **state_change(e),
                 }
                 for e in found.events
             ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,11 @@ from openmemory_core.runtime import (
     Runtime,
 )
 from openmemory_core.settings import Settings
-from openmemory_core.stored_settings import effective_llm, load
+from openmemory_core.stored_settings import effective_llm, load, load_review
 from openmemory_ingest.extraction import build_extractor
 
 if TYPE_CHECKING:
+    from openmemory_ingest.consolidator import Consolidator
     from openmemory_ingest.service import IngestService
     from openmemory_ingest.worker import IngestWorker
 
@@ -78,17 +80,20 @@ class SettingsWatch:
 
 
 class _Ingest:
-    def __init__(self, worker: IngestWorker, watch: SettingsWatch) -> None:
+    def __init__(self, worker: IngestWorker, watch: SettingsWatch, consolidator: Consolidator) -> None:
         self.worker = worker
         self.watch = watch
+        self.consolidator = consolidator
 
     async def stop(self) -> None:
+        await self.consolidator.stop()
         await self.watch.stop()
         await self.worker.stop()
 
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_ingest.consolidator import Consolidator
     from openmemory_ingest.service import IngestService
     from openmemory_ingest.worker import IngestWorker
 
@@ -102,12 +107,17 @@ async def start(runtime: Runtime) -> Running:
     bus = await runtime.bus()
     service.event_log = bus.events_after
     service.llm_usage = LLMUsage(await bus.llm_usage_bucket())
-    watch = SettingsWatch(await bus.settings_bucket(), runtime.settings, service)
+    settings_kv = await bus.settings_bucket()
+    service.review_policy = functools.partial(load_review, settings_kv)  # read per add: applies at once
+    watch = SettingsWatch(settings_kv, runtime.settings, service)
     await watch.apply_if_changed()
     watch.start()
     worker = IngestWorker(bus, service, runtime.settings.ingest)
     await worker.start()
-    return _Ingest(worker, watch)
+    # merges near-duplicates and archives expired memories, on request and periodically
+    consolidator = Consolidator(bus, service.vectors, runtime.settings.ingest, service.embedder.model_tag)
+    await consolidator.start()
+    return _Ingest(worker, watch, consolidator)
 
 
 component = Component(name="ingest", uses=frozenset({BUS, VECTORS, GRAPH, EMBEDDER}), start=start, order=20)

@@ -20,6 +20,7 @@ from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorStore
 from openmemory_core.text.dates import asks_for_latest, asks_when, event_named, query_period
 from openmemory_core.text.keywords import query_vector
+from openmemory_core.text.plans import plan_note
 from openmemory_search.decompose import decompose
 from openmemory_search.names import find_entities
 from openmemory_search.paging import list_page
@@ -29,9 +30,9 @@ from openmemory_search.ranking import (
     Fused,
     HybridRanker,
     RankingParams,
-    telling_time,
     around_event,
     named_periods,
+    telling_time,
     with_replacements,
 )
 
@@ -94,24 +95,23 @@ class SearchService:
             ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
         if self.ranker.params.told_time and asks_when(query):  # "when did …": the candidates that tell a time
             ranked["told_time"] = telling_time(ranked["dense"], ranked["keyword"])
-        strengths = {"dense": [h.score for h in dense_hits], "keyword": [h.score for h in keyword_hits]}
         ranked |= await self._more_lists(request.user_id, query, dense, candidates, filters)
+        strengths = {"dense": [h.score for h in dense_hits], "keyword": [h.score for h in keyword_hits]}
         fused = self.ranker.scores(ranked, strengths)
         best = self.ranker.best(fused)
         said_before = await self._said_before(request.user_id, best, fused, filters)
         ordered = self.ranker.finish(fused, best, said_before, request.limit)
         ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
-        hits = [c.ScoredMemory(memory=f.memory, score=round(f.score, 6), signals=f.signals) for f in ordered]
+        now = c.now()  # a plan whose date has passed says so (`text.plans`); nothing stored changes
+        hits = [
+            c.ScoredMemory(
+                memory=f.memory, score=round(f.score, 6), signals=f.signals,
+                note=plan_note(f.memory.text, f.memory.created_at, now),
+            )
+            for f in ordered
+        ]  # fmt: skip
         return c.SearchResponse(hits=hits, missing_signals=missing)
 
-    async def _current_first(
-        self, user_id: str, ordered: list[Fused], filters: c.SearchFilters, limit: int
-    ) -> list[Fused]:
-        """Each superseded hit's replacement above it (`ranking.with_replacements`), following a
-        chain of replacements a few steps: one read by id per step, only when one is missing."""
-        for _ in range(REPLACEMENT_STEPS):
-            present = {f.memory.id for f in ordered}
-            wanted = [
     async def _more_lists(
         self, user_id: str, query: str, dense: list[float], candidates: int, filters: c.SearchFilters
     ) -> dict[str, list[c.Memory]]:
@@ -139,6 +139,14 @@ class SearchService:
                 lists[name] = [h.memory for h in hits]
         return lists
 
+    async def _current_first(
+        self, user_id: str, ordered: list[Fused], filters: c.SearchFilters, limit: int
+    ) -> list[Fused]:
+        """Each superseded hit's replacement above it (`ranking.with_replacements`), following a
+        chain of replacements a few steps: one read by id per step, only when one is missing."""
+        for _ in range(REPLACEMENT_STEPS):
+            present = {f.memory.id for f in ordered}
+            wanted = [
                 f.memory.superseded_by
                 for f in ordered
                 if f.memory.superseded_by and f.memory.superseded_by not in present

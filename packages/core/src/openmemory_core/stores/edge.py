@@ -105,16 +105,21 @@ class EdgeVectorStore:
     async def upsert(self, records: list[VectorRecord]) -> None:
         import qdrant_edge as qe
 
-        points = [
-            qe.Point(
-                r.memory.id,
-                {DENSE: r.dense, KEYWORDS: qe.SparseVector(r.sparse.indices, r.sparse.values)},
-                payload_of(r.memory, r.sparse.indices),
-            )
-            for r in records
-        ]
-        if points:
-            await self._run("upsert", lambda: self._shard.update(qe.UpdateOperation.upsert_points(points)))
+        def write() -> None:
+            # The points are built in the store's thread too: converting 384 floats and a payload
+            # per record is CPU work the event loop would otherwise do on every add.
+            points = [
+                qe.Point(
+                    r.memory.id,
+                    {DENSE: r.dense, KEYWORDS: qe.SparseVector(r.sparse.indices, r.sparse.values)},
+                    payload_of(r.memory, r.sparse.indices),
+                )
+                for r in records
+            ]
+            self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+        if records:
+            await self._run("upsert", write)
 
     async def set_payload(self, memory: Memory) -> None:
         import qdrant_edge as qe
@@ -197,6 +202,37 @@ class EdgeVectorStore:
 
         query = qe.Query.Nearest(vector, using=DENSE)
         return await self._query("dense_search", query, limit, self._filter(user_id, filters=filters))
+
+    async def dense_vectors(self, user_id: str, memory_ids: list[str]) -> dict[str, list[float]]:
+        """The stored dense vectors of the user's memories among these ids."""
+        if not memory_ids:
+            return {}
+        records = await self._run(
+            "dense_vectors",
+            lambda: self._shard.retrieve(list(memory_ids), with_payload=["user_id"], with_vector=[DENSE]),
+        )
+        return {
+            str(r.id): list(r.vector[DENSE])
+            for r in records
+            if (r.payload or {}).get("user_id") == user_id and DENSE in (r.vector or {})
+        }
+
+    async def dense_neighbours(self, user_id: str, vectors: list[list[float]], limit: int) -> list[list[Hit]]:
+        """The user's active memories nearest each vector: one batched query for them all."""
+        import qdrant_edge as qe
+
+        if not vectors:
+            return []
+        flt = self._filter(user_id)
+        query = [
+            qe.QueryRequest(
+                limit=limit, query=qe.Query.Nearest(v, using=DENSE), filter=flt, with_payload=True
+            )
+            for v in vectors
+        ]
+        batch = qe.QueryBatchRequest(query)
+        answers = await self._run("dense_neighbours", lambda: self._shard.query_batch(batch))
+        return [[Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(a)] for a in answers]
 
     async def keyword_search(
         self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None

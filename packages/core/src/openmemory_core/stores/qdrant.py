@@ -307,6 +307,39 @@ class QdrantVectorStore:
         )
         return [Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(response.points)]
 
+    async def dense_vectors(self, user_id: str, memory_ids: list[str]) -> dict[str, list[float]]:
+        """The stored dense vectors of the user's memories among these ids."""
+        if not memory_ids:
+            return {}
+        points = await self._timed(
+            "dense_vectors",
+            self._client.retrieve(
+                self.collection, ids=memory_ids, with_payload=["user_id"], with_vectors=[DENSE]
+            ),
+        )
+        found: dict[str, list[float]] = {}
+        for p in points:
+            vector = p.vector.get(DENSE) if isinstance(p.vector, dict) else None
+            if (p.payload or {}).get("user_id") == user_id and isinstance(vector, list):
+                found[str(p.id)] = [float(x) for x in vector]  # type: ignore[arg-type]
+        return found
+
+    async def dense_neighbours(self, user_id: str, vectors: list[list[float]], limit: int) -> list[list[Hit]]:
+        """The user's active memories nearest each vector: one batched request for them all."""
+        if not vectors:
+            return []
+        flt = _user_filter(user_id)
+        requests = [
+            models.QueryRequest(query=v, using=DENSE, filter=flt, limit=limit, with_payload=True)
+            for v in vectors
+        ]
+        answers = await self._timed(
+            "dense_neighbours", self._client.query_batch_points(self.collection, requests=requests)
+        )
+        return [
+            [Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(a.points)] for a in answers
+        ]
+
     async def model_tags(self) -> list[str]:
         """The embedding models that have a memory collection here."""
         answer = await self._timed("collections", self._client.get_collections())

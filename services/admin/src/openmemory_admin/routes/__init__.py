@@ -17,21 +17,25 @@ from fastapi import APIRouter
 from openmemory_admin.routes import (
     activity,
     apps,
+    consolidation,
     data,
     dead_letters,
     graph,
     keys,
     llm_usage,
     memories,
+    review,
     session,
     settings,
     stats,
+    webhooks,
 )
 
 router = APIRouter(prefix="/api/v1")
 for part in (
     session.router,
     memories.router,
+    review.router,
     apps.router,
     stats.router,
     llm_usage.router,
@@ -41,6 +45,8 @@ for part in (
     settings.router,
     data.router,
     dead_letters.router,
+    webhooks.router,
+    consolidation.router,
     stats.status_router,
 ):
     router.include_router(part)

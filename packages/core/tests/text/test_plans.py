@@ -1,0 +1,56 @@
+"""Which memories are plans for a date, and when that date has passed."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from openmemory_core.text.plans import passed_plan, plan_note, planned_period
+
+TOLD = datetime(2026, 2, 1, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("User planned a trip to Rome for 5 March 2026", date(2026, 3, 5), date(2026, 3, 5)),
+        ("User is planning a trip in the week of 2 March 2026", date(2026, 3, 2), date(2026, 3, 8)),
+        ("User will visit Anna on March 7, 2026", date(2026, 3, 7), date(2026, 3, 7)),
+        (
+            "User has a dentist appointment on 2026-06-03",
+            date(2026, 6, 3),
+            date(2026, 6, 3),
+        ),  # ahead when told
+        ("User plans to see Japan in summer 2026", date(2026, 6, 1), date(2026, 8, 31)),
+        ("User is going to Paris in May 2026", date(2026, 5, 1), date(2026, 5, 31)),
+        ("User will retire in 2030", date(2030, 1, 1), date(2030, 12, 31)),
+        ("I'm going to Rome tomorrow", date(2026, 2, 2), date(2026, 2, 2)),  # verbatim: read against TOLD
+    ],
+)
+def test_dated_plans_and_their_periods(text: str, start: date, end: date) -> None:
+    period = planned_period(text, TOLD)
+    assert period is not None and (period.start, period.end) == (start, end)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "User went to Rome on 5 January 2026",  # a past event, told as past
+        "User moved to Porto in 2026",  # the year it was told in, no plan words
+        "User was born on 5 March 1990",
+        "User is planning a trip to Rome in May",  # no year: no date to pass
+        "User is planning a trip to Rome",
+        "User will " + "plan " * 600 + "on 5 March 2026",  # a pasted document is not a plan
+    ],
+)
+def test_not_dated_plans(text: str) -> None:
+    assert planned_period(text, TOLD) is None
+
+
+def test_a_plan_has_passed_only_after_its_whole_period() -> None:
+    text = "User is planning a trip in the week of 2 March 2026"
+    assert passed_plan(text, TOLD, datetime(2026, 3, 8, 23, tzinfo=UTC)) is None  # its last day
+    assert passed_plan(text, TOLD, datetime(2026, 3, 9, tzinfo=UTC)) is not None
+    note = plan_note("User planned a trip to Rome for 5 March 2026", TOLD, datetime(2026, 3, 6, tzinfo=UTC))
+    assert note is not None and note.startswith("this plan's date (2026-03-05) has passed")
