@@ -32,12 +32,15 @@ PAGES = {
     "/": ("overview", "Overview"),
     "/memories": ("memories", "Memories"),
     "/memory": ("memory", "Memory"),
+    "/review": ("review", "Review"),
+    "/consolidation": ("consolidation", "Consolidation"),
     "/apps": ("apps", "Apps"),
     "/connect": ("connect", "Connect a client"),
     "/keys": ("keys", "API keys"),
     "/settings": ("settings", "Settings"),
     "/data": ("data", "Export and import"),
     "/dead-letters": ("dead-letters", "Dead letters"),
+    "/webhooks": ("webhooks", "Webhooks"),
 }
 NAV = [p for p in PAGES.items() if p[0] != "/memory"]
 

@@ -364,7 +364,7 @@ async function renderConnect() {
     el("div", { class: "toolbar" }, pick, el("button", { type: "button", class: "primary", id: "mint", onclick: () => guarded(async () => {
       const made = await api("/connect", { method: "POST", body: { client: pick.value } });
       out.replaceChildren(el("p", {}, "Key (shown once): ", el("code", { id: "new-key" }, made.api_key)),
-        Object.entries(made.snippets).map(([name, text]) => [el("h2", {}, name), el("pre", {}, text)]));
+        ...Object.entries(made.snippets).flatMap(([name, text]) => [el("h2", {}, name), el("pre", {}, text)]));
     }) }, "Mint key and show snippets"))), out);
 }
 
@@ -469,6 +469,148 @@ async function renderSettings() {
   content().append(form);
 }
 
+// ---- review queue --------------------------------------------------------------------------------
+
+async function renderReview() {
+  if (!me.scopes.includes("admin")) {
+    content().append(el("p", { class: "card muted", id: "review-admin-only" }, "Reviewing needs a key with the admin scope."));
+    return;
+  }
+  const [setting, queue] = await Promise.all([api("/settings/review"), api("/review?page_size=200")]);
+  const levels = ["off", "llm-changes", "all"];
+  const level = el("select", { name: "review", id: "review-level" }, levels.map((l) => el("option", { value: l, selected: l === setting.review ? "selected" : null }, l)));
+  const apps = el("input", { name: "apps", id: "review-apps", size: 40, placeholder: "cursor=all, claude=off",
+    value: Object.entries(setting.apps).map(([app, l]) => `${app}=${l}`).join(", ") });
+  const form = el("form", { id: "review-form", class: "card" },
+    el("h2", {}, "What waits for your approval"),
+    el("p", { class: "muted" }, "off: only memories that read as instructions to an assistant. llm-changes: also the model's updates and deletions of stored memories. all: also every new memory. An app's own setting wins over yours."),
+    el("label", { class: "field" }, el("span", {}, "Review"), level),
+    el("label", { class: "field" }, el("span", {}, "Per app"), apps),
+    el("button", { class: "primary", type: "submit" }, "Save"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(async () => {
+      const overrides = Object.fromEntries(apps.value.split(",").map((p) => p.trim()).filter(Boolean).map((p) => p.split("=").map((x) => x.trim())));
+      await api("/settings/review", { method: "PUT", body: { review: level.value, apps: overrides } });
+      flash("Saved.");
+    });
+  });
+  const empty = () => el("p", { class: "muted", id: "no-review" }, "Nothing waits for review.");
+  let waiting = queue.total;
+  // The decided rows leave the table once the server took the decision (a reload could still list
+  // them while ingest applies it).
+  const decide = (decision, ids) => guarded(async () => {
+    if (!ids.length) return flash("Tick at least one change first.", true);
+    flash(outcome(await api(`/review/${decision}`, { method: "POST", body: { ids } })));
+    for (const id of ids) $(`#review-table tr[data-id="${CSS.escape(id)}"]`)?.remove();
+    waiting = Math.max(0, waiting - ids.length);
+    if (!$("#review-table tbody tr")) $("#review-queue").replaceWith(empty());
+    else $("#review-count").textContent = `${waiting} waiting. `;
+  });
+  const ticked = () => [...document.querySelectorAll("#review-table input[type=checkbox]:checked")].map((box) => box.value);
+  const what = (i) => i.kind === "new" ? i.text : [el("div", {}, `${i.kind === "update" ? "Replace" : "Delete"}: `, i.target_text ?? "(no longer stored)"),
+    i.kind === "update" ? el("div", {}, "With: ", i.text) : ""];
+  // Node.append takes nodes, not arrays (an array would be added as its text): one wrapper.
+  content().append(form, queue.items.length ? el("div", { id: "review-queue" },
+    el("p", {}, el("span", { id: "review-count" }, `${queue.total} waiting. `),
+      el("button", { type: "button", id: "approve-selected", onclick: () => decide("approve", ticked()) }, "Approve selected"), " ",
+      el("button", { type: "button", class: "danger", id: "reject-selected", onclick: () => decide("reject", ticked()) }, "Reject selected")),
+    el("table", { id: "review-table" },
+      el("thead", {}, el("tr", {}, ["", "Change", "What", "App", "Why", "When", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, queue.items.map((i) => el("tr", { dataset: { id: i.id } },
+        el("td", {}, el("input", { type: "checkbox", value: i.id })), el("td", {}, i.kind), el("td", { class: "text" }, what(i)),
+        el("td", {}, i.app), el("td", { class: "text" }, i.reason), el("td", { class: "muted" }, when(i.created_at)),
+        el("td", {}, el("button", { type: "button", class: "approve", onclick: () => decide("approve", [i.id]) }, "Approve"), " ",
+          el("button", { type: "button", class: "danger reject", onclick: () => decide("reject", [i.id]) }, "Reject")))))))
+    : empty());
+}
+
+// ---- consolidation -------------------------------------------------------------------------------
+
+const memoryLink = (id, text) => el("a", { href: `/memory?id=${encodeURIComponent(id)}` }, text);
+
+// What POST /consolidate found: near-duplicates (kept, merged, similarity), expired temporary
+// memories and plans whose date has passed.
+function consolidationPlan(report) {
+  const parts = [el("p", { class: "muted", id: "consolidation-summary" },
+    `${report.memories} active memories read in ${report.seconds.toFixed(1)} s` +
+    (report.truncated ? " (the newest only: a run reads at most that many)." : "."))];
+  if (!report.merges.length && !report.expiries.length) {
+    parts.push(el("p", { id: "nothing-to-consolidate" }, "Nothing to consolidate: no near-duplicates, and no temporary memory whose time is over."));
+  }
+  if (report.merges.length) parts.push(el("h2", {}, `Near-duplicates (${report.merges.length})`),
+    el("table", { id: "merge-table" },
+      el("thead", {}, el("tr", {}, ["Kept", "Merged into it (archived when applied)", "Similarity"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, report.merges.map((m) => el("tr", { dataset: { keep: m.keep } },
+        el("td", { class: "kept" }, memoryLink(m.keep, m.keep_text)),
+        el("td", { class: "merged" }, el("ul", {}, m.merged.map((id, i) => el("li", { dataset: { id } }, memoryLink(id, m.merged_texts[i]))))),
+        el("td", { class: "similarity" }, m.similarity.toFixed(2)))))));
+  if (report.expiries.length) parts.push(el("h2", {}, `Temporary memories whose time is over (${report.expiries.length})`),
+    el("table", { id: "expiry-table" },
+      el("thead", {}, el("tr", {}, ["Memory (archived when applied)", "Expired"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, report.expiries.map((e) => el("tr", { dataset: { id: e.memory_id } },
+        el("td", { class: "text" }, memoryLink(e.memory_id, e.text)), el("td", { class: "muted" }, when(e.expired_at)))))));
+  if (report.past_plan_count) parts.push(el("h2", {}, `Plans whose date has passed (${report.past_plan_count})`),
+    el("p", { class: "muted" }, "Search results note them as past; they are not changed."),
+    el("ul", { id: "past-plans" }, report.past_plans.map((p) => el("li", {}, memoryLink(p.memory_id, p.text), el("span", { class: "muted" }, ` (${p.period})`)))));
+  return el("div", {}, parts);
+}
+
+// What applying did: each memory changed, with why (ingest checked every action again).
+function consolidationDone(report) {
+  if (report.pending) {
+    return el("p", { id: "consolidation-pending" }, "Accepted: the changes are being applied and show on the Memories page in a moment.");
+  }
+  if (!report.applied.length) {
+    return el("p", { id: "nothing-to-consolidate" }, "Nothing to consolidate: nothing was changed.");
+  }
+  return el("div", {},
+    el("p", { id: "consolidation-done" }, `Done: ${report.applied.length} memories changed.`),
+    el("table", { id: "applied-table" },
+      el("thead", {}, el("tr", {}, ["Memory", "Now", "Why"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, report.applied.map((s) => el("tr", { dataset: { id: s.id } },
+        el("td", { class: "text" }, memoryLink(s.id, s.memory)),
+        el("td", { class: `state state-${s.state || "active"}` }, s.state || "active"),
+        el("td", { class: "muted" }, s.note || ""))))));
+}
+
+async function renderConsolidation() {
+  if (!me.scopes.includes("admin")) {
+    // The route's rule: merging archives memories, which is the user's oversight, not an app's.
+    content().append(el("p", { class: "card muted", id: "consolidation-admin-only" },
+      "Consolidation archives memories, so it needs a key with the admin scope. Sign in with such a key (the first key `make run` printed has it) to preview and apply it."));
+    return;
+  }
+  const result = el("div", { id: "consolidation-result" });
+  const preview = el("button", { type: "button", class: "primary", id: "consolidate-preview" }, "Preview");
+  const apply = el("button", { type: "button", class: "danger", id: "consolidate-apply", disabled: true }, "Apply");
+  // Apply plans again (the memories may have changed since the preview), so it is offered only
+  // right after a preview that found something to do.
+  const run = (dryRun) => guarded(async () => {
+    if (!dryRun && !confirm("Merge the near-duplicates and archive the expired memories? Archived memories can be made active again.")) return;
+    flash("");
+    preview.disabled = apply.disabled = true;
+    result.replaceChildren(el("p", { class: "muted", id: "consolidation-busy" }, dryRun ? "Looking for near-duplicates…" : "Applying…"));
+    try {
+      const report = await api("/consolidate", { method: "POST", body: { dry_run: dryRun } });
+      result.replaceChildren(dryRun ? consolidationPlan(report) : consolidationDone(report));
+      apply.disabled = !dryRun || !(report.merges.length || report.expiries.length);
+    } catch (error) {
+      result.replaceChildren();
+      throw error;
+    } finally {
+      preview.disabled = false;
+    }
+  });
+  preview.addEventListener("click", () => run(true));
+  apply.addEventListener("click", () => run(false));
+  content().append(el("div", { class: "card" },
+    el("p", {}, "Merge your near-duplicate memories (the one that says most is kept) and archive temporary memories whose time is over. Ingest archives expired temporary memories on its own (daily by default), but merges only when asked. Preview changes nothing; Apply does it."),
+    el("p", { class: "muted", id: "consolidation-undo" }, "Nothing is deleted: merged and expired memories are archived. To undo a merge, open the archived memory from the ",
+      el("a", { href: "/memories?state=archived" }, "Memories page (archived)"), " and press Resume."),
+    el("div", { class: "toolbar" }, preview, apply)), result);
+}
+
 // ---- export / import, dead letters ----------------------------------------------------------------
 
 function renderData() {
@@ -512,11 +654,69 @@ async function renderDeadLetters() {
     : el("p", { class: "muted", id: "no-letters" }, "Nothing failed. Commands that cannot be applied show up here, with the reason."));
 }
 
+// ---- webhooks --------------------------------------------------------------------------------
+
+async function renderWebhooks() {
+  const operator = me.scopes.includes("operator");
+  if (!me.scopes.includes("admin") && !operator) {
+    content().append(el("p", { class: "card muted", id: "webhooks-admin-only" }, "Webhooks need a key with the admin scope."));
+    return;
+  }
+  const [hooks, failures] = await Promise.all([api("/webhooks"), api("/webhooks/failures")]);
+  const kinds = ["ADD", "UPDATE", "DELETE"];
+  const shown = el("div", { id: "new-webhook" });
+  const list = el("div", { id: "webhooks" });
+  const act = (method, path, body) => () => guarded(async () => {
+    await api(path, { method, body });
+    location.reload();
+  });
+  const showHooks = (hooks) => list.replaceChildren(hooks.length ? el("table", { id: "webhooks-table" },
+    el("thead", {}, el("tr", {}, ["URL", "Events", "Created", "Status", "Failed", ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, hooks.map((h) => el("tr", { dataset: { id: h.id } },
+      el("td", { class: "text" }, h.url, h.all_users ? " (every user)" : ""),
+      el("td", {}, h.kinds.length ? h.kinds.join(", ") : "all"), el("td", { class: "muted" }, when(h.created_at)),
+      el("td", { class: `status state-${h.enabled ? "active" : "paused"}` }, h.enabled ? "active" : "paused"), el("td", { class: "failures" }, h.failures),
+      el("td", {}, el("button", { type: "button", class: "toggle-enabled", onclick: act("PATCH", `/webhooks/${h.id}`, { enabled: !h.enabled }) }, h.enabled ? "Pause" : "Resume"), " ",
+        el("button", { type: "button", class: "danger delete", onclick: () => confirm(`Delete the webhook to ${h.url}?`) && act("DELETE", `/webhooks/${h.id}`)() }, "Delete"))))))
+    : el("p", { class: "muted", id: "no-webhooks" }, "No webhooks yet."));
+  const form = el("form", { id: "webhook-form", class: "card" },
+    el("h2", {}, "Add a webhook"),
+    el("p", { class: "muted" }, "An https:// endpoint that receives your memory events, signed with a secret shown once (README, \"Webhooks\"). No event kind ticked: every kind."),
+    el("input", { name: "url", type: "url", required: true, size: 50, placeholder: "https://example.com/hooks/openmemory" }), " ",
+    kinds.map((k) => el("label", {}, el("input", { type: "checkbox", name: k }), ` ${k} `)),
+    operator ? el("label", {}, el("input", { type: "checkbox", name: "all_users" }), " every user's events ") : null,
+    el("button", { class: "primary", type: "submit" }, "Add"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(async () => {
+      const data = new FormData(form);
+      const body = { url: data.get("url"), kinds: kinds.filter((k) => data.get(k)), all_users: Boolean(data.get("all_users")) };
+      const made = await api("/webhooks", { method: "POST", body });
+      // No reload: it would lose the secret, which no later answer holds.
+      shown.replaceChildren(el("p", { class: "card" }, `Signing secret for ${made.url} (shown once, copy it now): `, el("code", { id: "webhook-secret" }, made.secret)));
+      form.reset();
+      flash("Added.");
+      showHooks(await api("/webhooks"));
+    });
+  });
+  showHooks(hooks);
+  content().append(form, shown, list,
+    el("h2", {}, "Failed deliveries"), failures.length ? el("table", { id: "webhook-failures" },
+    el("thead", {}, el("tr", {}, ["When", "Webhook", "Event", "Attempts", "Reason", ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, failures.map((f) => el("tr", {},
+      el("td", { class: "muted" }, when(f.at)), el("td", { class: "text" }, f.url), el("td", {}, `${f.change} ${f.memory_id}`),
+      el("td", {}, f.attempts), el("td", { class: "text" }, f.error),
+      el("td", {}, el("button", { type: "button", onclick: act("POST", `/webhooks/failures/${f.sequence}/retry`) }, "Retry"), " ",
+        el("button", { type: "button", class: "danger", onclick: act("DELETE", `/webhooks/failures/${f.sequence}`) }, "Discard"))))))
+    : el("p", { class: "muted", id: "no-webhook-failures" }, "Nothing failed. Deliveries that fail every attempt show up here, with the reason."));
+}
+
 // ---- start -----------------------------------------------------------------------------------
 
 const PAGES = {
-  login: renderLogin, overview: renderOverview, memories: renderMemories, memory: renderMemory, apps: renderApps,
+  login: renderLogin, overview: renderOverview, memories: renderMemories, memory: renderMemory, review: renderReview, consolidation: renderConsolidation, apps: renderApps,
   connect: renderConnect, keys: renderKeys, settings: renderSettings, data: renderData, "dead-letters": renderDeadLetters,
+  webhooks: renderWebhooks,
 };
 
 async function start() {
