@@ -37,9 +37,11 @@ def main(argv: list[str]) -> int:
         type=Path,
         help="with --cv: cache the candidates in this file (outside the repository) and reuse it",
     )
-    scale = sub.add_parser("scale", help="search latency as one user's memories grow")
-    scale.add_argument("--sizes", default="10000,100000", help="comma list of memory counts")
-    scale.add_argument("--queries", type=int, default=200)
+    scale = sub.add_parser(
+        "scale", help="search latency on a whole system (10 users, through ingest), in search and over MCP"
+    )
+    scale.add_argument("--sizes", default="10000", help="comma list of memory counts, e.g. 10000,100000")
+    scale.add_argument("--queries", type=int, default=200, help="searches per size, each asked both ways")
     scale.add_argument("--engine", choices=["edge", "local"], default="edge")
     scale.add_argument("--out", type=Path)
     load = sub.add_parser("load", help="many MCP clients adding and searching at once, on a whole system")
@@ -53,10 +55,25 @@ def main(argv: list[str]) -> int:
     soak.add_argument("--clients", type=int, default=20)
     soak.add_argument("--restart-every", type=float, default=180.0, help="seconds between ingest restarts")
     soak.add_argument("--out", type=Path)
+    cost = sub.add_parser("ingest-cost", help="CPU per memory of an ingest process, outside the model")
+    cost.add_argument("--memories", type=int, default=3000)
+    cost.add_argument("--users", type=int, default=5)
+    cost.add_argument("--out", type=Path)
     updates = sub.add_parser("updates", help="knowledge updates through the offline extractor (bench/data)")
     updates.add_argument("--data", type=Path, help="a knowledge-update set (default: the one in bench/data)")
     updates.add_argument("--misses", action="store_true", help="list what went wrong")
     updates.add_argument("--out", type=Path)
+    consolidate = sub.add_parser(
+        "consolidate", help="consolidation on a synthetic history of one user, through a running system"
+    )
+    consolidate.add_argument("--memories", type=int, default=5000)
+    consolidate.add_argument("--out", type=Path)
+    near = sub.add_parser(
+        "near-duplicates", help="the near-duplicate threshold by k-fold cross-validation (labelled pairs)"
+    )
+    near.add_argument("--folds", type=int, default=5)
+    near.add_argument("--held-out", action="store_true", help="the shipped rules on the held-out pairs, once")
+    near.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
     if args.bench == "load":
@@ -69,6 +86,25 @@ def main(argv: list[str]) -> int:
 
         report = asyncio.run(soak_bench.run(args.minutes, args.clients, args.restart_every))
         print(soak_bench.markdown(report))
+    elif args.bench == "ingest-cost":
+        from openmemory_bench import ingest_cost
+
+        report = asyncio.run(ingest_cost.run(args.memories, args.users))
+        print(ingest_cost.markdown(report))
+    elif args.bench == "consolidate":
+        from openmemory_bench import consolidation as consolidation_bench
+
+        report = asyncio.run(consolidation_bench.run(args.memories))
+        print(consolidation_bench.markdown(report))
+    elif args.bench == "near-duplicates":
+        from openmemory_bench import near_duplicates
+
+        if args.held_out:
+            report = asyncio.run(near_duplicates.held_out())
+            print(near_duplicates.held_out_markdown(report))
+        else:
+            report = asyncio.run(near_duplicates.run(args.folds))
+            print(near_duplicates.markdown(report))
     elif args.bench == "updates":
         from openmemory_bench import updates as updates_bench
 
@@ -78,10 +114,10 @@ def main(argv: list[str]) -> int:
             for miss in report["misses"]:
                 print(json.dumps(miss))
     elif args.bench == "scale":
-        from openmemory_bench.scale import run as run_scale
+        from openmemory_bench import scale as scale_bench
 
         sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
-        report = asyncio.run(run_scale(sizes, args.queries, args.engine))
+        report = asyncio.run(scale_bench.run(sizes, args.queries, args.engine))
     else:
         report = asyncio.run(
             run(

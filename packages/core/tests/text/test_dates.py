@@ -91,14 +91,15 @@ def test_the_week_after_next_is_two_weeks_ahead(text: str, said: str, day: date)
     ("text", "at", "said", "day"),
     [
         # "last summer" said in November is this year's summer (it used to be the year before)
-        ("We went to Spain last summer.", datetime(2022, 11, 10, tzinfo=UTC), "We went to Spain in summer 2022.",
-         date(2022, 7, 1)),
+        ("We went to Spain last summer.", datetime(2022, 11, 10, tzinfo=UTC),
+         "We went to Spain in summer 2022.", date(2022, 7, 1)),
         # said while a summer is under way, it is the one before
-        ("We went to Spain last summer.", datetime(2022, 7, 10, tzinfo=UTC), "We went to Spain in summer 2021.",
-         date(2021, 7, 1)),
-        ("We ski next winter.", datetime(2022, 11, 10, tzinfo=UTC), "We ski in winter 2022.", date(2023, 1, 1)),
-        ("Next spring I plant roses.", datetime(2022, 2, 1, tzinfo=UTC), "In spring 2022 I plant roses.",
-         date(2022, 4, 1)),
+        ("We went to Spain last summer.", datetime(2022, 7, 10, tzinfo=UTC),
+         "We went to Spain in summer 2021.", date(2021, 7, 1)),
+        ("We ski next winter.", datetime(2022, 11, 10, tzinfo=UTC),
+         "We ski in winter 2022.", date(2023, 1, 1)),
+        ("Next spring I plant roses.", datetime(2022, 2, 1, tzinfo=UTC),
+         "In spring 2022 I plant roses.", date(2022, 4, 1)),
     ],
 )  # fmt: skip
 def test_a_season_is_the_one_its_words_mean_at_the_time_said(
