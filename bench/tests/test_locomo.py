@@ -100,7 +100,12 @@ async def test_the_scale_bench_builds_and_times_searches() -> None:
     assert all(q.strip() for q in queries(20))
     report = await run([40, 80], questions=5)
     assert set(report["sizes"]) == {"40", "80"}
-    assert all(v["queries"] == 5 and v["search_p50_ms"] > 0 for v in report["sizes"].values())
+    for size in report["sizes"].values():
+        # every question asked both ways, each way timed, and the gateway's stages read from /metrics
+        assert size["service"]["all"]["n"] == size["mcp"]["all"]["n"] == 5
+        assert 0 < size["service"]["all"]["p50_ms"] < size["mcp"]["all"]["p50_ms"]
+        assert size["stages"]["search_request"]["calls"] == 5 and size["stages"]["auth"]["calls"] == 5
+    assert report["sizes"]["80"]["memories"] == 80
 
 
 def test_the_bm25_baseline_ranks_by_rare_shared_terms() -> None:

@@ -361,7 +361,8 @@ def markdown_size(r: dict[str, Any]) -> str:
         f"built through ingest in {r['build_s']} s ({r['ingest_memories_per_s']} memories/s); "
         f"load average {' / '.join(str(x) for x in r['load_average'])} on {r['cpus']} CPUs; "
         f"peak RSS {r['peak_rss_mb']} MB; "
-        f"answers with a graph signal: {100 * r['answers_with_graph_signal']:.0f} %",
+        f"answers with a graph signal: {100 * r['answers_with_graph_signal']:.0f} % (the graph is written "
+        "by every add; search asks it only when its weight is on, and it ships at 0)",
         "",
         "| search latency, ms (p50 / p95) | all | largest user | other users |",
         "|---|---|---|---|",

@@ -18,9 +18,13 @@ TEXT = (
 async def test_hybrid_search_finds_by_meaning_by_keyword_and_by_name(
     stores: tuple[IngestService, SearchService],
 ) -> None:
-    ingest, search = stores
+    ingest, shipped = stores
     user = unique()
     await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
+    # the graph's list with a weight (shipped: 0, and then the graph is not asked)
+    search = SearchService(
+        shipped.vectors, shipped.graph, shipped.embedder, SearchSettings(), ranking=RankingParams(graph=0.25)
+    )
 
     async def top(query: str) -> c.ScoredMemory:
         return (await search.search(c.SearchRequest(user_id=user, query=query, limit=3))).hits[0]
@@ -61,17 +65,24 @@ async def test_with_the_graph_store_down_search_answers_from_the_rest_and_says_s
     from openmemory_core.servers import free_port
     from openmemory_core.stores.graph import FalkorDBGraphStore
 
-    ingest, search = stores
+    ingest, shipped = stores
     user = unique()
     await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
+    with_graph = RankingParams(graph=0.25)
+    search = SearchService(shipped.vectors, shipped.graph, embedder, SearchSettings(), ranking=with_graph)
     healthy = await search.search(c.SearchRequest(user_id=user, query="Where is Anna?", limit=3))
     assert healthy.missing_signals == [] and "graph" in healthy.hits[0].signals
     down = FalkorDBGraphStore("127.0.0.1", free_port())  # nothing listens there
-    degraded = SearchService(search.vectors, down, embedder, SearchSettings())
+    degraded = SearchService(search.vectors, down, embedder, SearchSettings(), ranking=with_graph)
     found = await degraded.search(c.SearchRequest(user_id=user, query="Where is Anna?", limit=3))
     assert found.missing_signals == ["graph"]
     assert found.hits[0].memory.text == "User's sister Anna lives in Vienna."
     assert all("graph" not in h.signals for h in found.hits)
+    # with the graph's weight at 0 (shipped) a graph store that is down is never asked, nor missed
+    shipped_down = SearchService(search.vectors, down, embedder, SearchSettings())
+    found = await shipped_down.search(c.SearchRequest(user_id=user, query="Where is Anna?", limit=3))
+    assert found.missing_signals == [] and all("graph" not in h.signals for h in found.hits)
+    assert found.hits[0].memory.text == "User's sister Anna lives in Vienna."
 
 
 async def test_a_period_in_the_question_and_a_question_about_the_latest_have_their_signals(

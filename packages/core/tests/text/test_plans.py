@@ -54,3 +54,30 @@ def test_a_plan_has_passed_only_after_its_whole_period() -> None:
     assert passed_plan(text, TOLD, datetime(2026, 3, 9, tzinfo=UTC)) is not None
     note = plan_note("User planned a trip to Rome for 5 March 2026", TOLD, datetime(2026, 3, 6, tzinfo=UTC))
     assert note is not None and note.startswith("this plan's date (2026-03-05) has passed")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm going to Rome next Friday",
+        "We fly the week after next",
+        "I will see her in three months",
+        "I am going to fly to Oslo this evening",
+        "I'm visiting my parents next summer",
+        "User is planning a party on 12 June 2026",
+        "User will start at Acme tomorrow",
+        "I'll finish the course in two weeks",
+    ],
+)
+def test_the_quick_test_lets_every_relative_or_absolute_date_through(text: str) -> None:
+    # what `resolve_dates` turns into a date holds one of the words the quick test looks for, so
+    # the test never hides a plan: these are plans, and each is found
+    from openmemory_core.text.plans import MAY_NAME_A_TIME
+
+    assert MAY_NAME_A_TIME.search(text) and planned_period(text, TOLD) is not None
+
+
+def test_a_text_without_any_time_word_is_not_resolved() -> None:
+    from openmemory_core.text.plans import MAY_NAME_A_TIME
+
+    assert MAY_NAME_A_TIME.search("User is planning a trip to Rome with Anna") is None

@@ -31,6 +31,11 @@ PLAN_CUE = re.compile(
     r"expect(?:s|ing)? to|is due|are due)\b|\w'll\b",
     re.IGNORECASE,
 )
+#: Without one of these (a digit, or a word every relative date `resolve_dates` reads contains:
+#: weekdays end in "day", "weekend" holds "week"), a text names no period: a cheap test first.
+MAY_NAME_A_TIME = re.compile(
+    r"\d|day|week|month|year|night|morning|evening|tomorrow|summer|winter|spring|autumn|fall", re.IGNORECASE
+)
 _DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)? (?:of )?{_MONTH},? (\d{{4}})\b", re.I)
 _MONTH_DAY_YEAR = re.compile(rf"\b{_MONTH} (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}})\b", re.I)
 _ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
@@ -107,6 +112,8 @@ def planned_period(text: str, told_at: datetime) -> Period | None:
     """The period a text plans something for, or None when it is not a dated plan. `told_at`: when
     the memory was added (it places a verbatim memory's relative dates, and says what was ahead)."""
     if len(text) > 2000:  # a pasted document is not a plan
+        return None
+    if not MAY_NAME_A_TIME.search(text):  # most memories: no date to resolve (search reads every hit)
         return None
     absolute = resolve_dates(text, told_at).text
     periods = _periods(absolute)
