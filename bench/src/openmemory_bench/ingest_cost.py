@@ -89,16 +89,17 @@ async def run(memories: int = 2000, users: int = 5, window: int = 64, warmup: in
         root = Path(tmp)
         nats, nats_url = embedded_nats(root / "nats")
         graph, graph_url = embedded_falkordb(root / "graph")
-        await nats.start()
-        await graph.start()
         env = {
             "OPENMEMORY_NATS_URL": nats_url,
             "OPENMEMORY_GRAPH_URL": graph_url,
             "OPENMEMORY_LOG_LEVEL": "WARNING",
         }
-        workers = start_system(root / "workers", "ingest,search", env)
-        bus = await Bus.connect(nats_url, "cost", c.DEFAULT_PARTITIONS)
+        workers = bus = None
         try:
+            await nats.start()
+            await graph.start()
+            workers = start_system(root / "workers", "ingest,search", env)
+            bus = await Bus.connect(nats_url, "cost", c.DEFAULT_PARTITIONS)
             await _adds(bus, texts[:warmup], users, window)
             pids = {"workers": workers.process.pid, "nats-server": nats.pid, "falkordb": graph.pid}
             before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
@@ -106,9 +107,11 @@ async def run(memories: int = 2000, users: int = 5, window: int = 64, warmup: in
             wall = await _adds(bus, texts[warmup:], users, window)
             spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items() if pid}
             loop = main_thread_cpu_seconds(workers.process.pid) - loop_before
-        finally:
-            await bus.close()
-            stop_all([workers])
+        finally:  # whatever failed, nothing the bench started outlives it
+            if bus is not None:
+                await bus.close()
+            if workers is not None:
+                stop_all([workers])
             await graph.stop()
             await nats.stop()
     model = await asyncio.to_thread(_model_cpu, texts[warmup:])
