@@ -413,35 +413,43 @@ class Bus:
     # ---- queries -------------------------------------------------------------------------------
 
     async def query(self, query: c.Query, request: BaseModel, response: type[M], wait: float) -> M:
-        try:
-            with tracer.start_as_current_span(f"query {query.value}", kind=SpanKind.CLIENT):
-                msg = await self.nc.request(
-                    query.subject, request.model_dump_json().encode(), timeout=wait, headers=inject({})
-                )
-        except nats.errors.NoRespondersError as exc:
-            raise Unavailable("the search service is not running") from exc
-        except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"the search service did not answer within {wait:.0f}s") from exc
-        reply = c.Reply.model_validate_json(msg.data)
-        if not reply.ok:
-            raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")
-        return response.model_validate(reply.result or {})
+        with tracer.start_as_current_span(f"query {query.value}", kind=SpanKind.CLIENT):
+            result = await self._ask(
+                query.subject, request, wait, "the search service is not running", "the search service",
+                headers=inject({}),
+            )  # fmt: skip
+        return response.model_validate(result)
 
     async def consolidate(self, request: c.ConsolidateRequest, wait: float) -> c.ConsolidationReport:
         """Ask ingest to consolidate a user (`om.consolidate`), as `openmemory consolidate` and
         `POST /api/v1/consolidate` do; an error reply is raised as its error."""
+        nobody = "no ingest is running on this system: start it, then consolidate"
+        result = await self._ask(c.CONSOLIDATE_SUBJECT, request, wait, nobody, "ingest")
+        return c.ConsolidationReport.model_validate(result)
+
+    async def _ask(
+        self,
+        subject: str,
+        request: BaseModel,
+        wait: float,
+        nobody: str,
+        who: str,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One request/reply: the reply's result, or its error raised; `nobody` when no one serves
+        the subject, and a timeout named after `who`."""
         try:
             msg = await self.nc.request(
-                c.CONSOLIDATE_SUBJECT, request.model_dump_json().encode(), timeout=wait
+                subject, request.model_dump_json().encode(), timeout=wait, headers=headers
             )
         except nats.errors.NoRespondersError as exc:
-            raise Unavailable("no ingest is running on this system: start it, then consolidate") from exc
+            raise Unavailable(nobody) from exc
         except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"ingest did not answer within {wait:.0f}s") from exc
+            raise Unavailable(f"{who} did not answer within {wait:.0f}s") from exc
         reply = c.Reply.model_validate_json(msg.data)
         if not reply.ok:
             raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")
-        return c.ConsolidationReport.model_validate(reply.result or {})
+        return reply.result or {}
 
     async def serve_query(self, query: c.Query, handler: QueryHandler, concurrency: int = 16) -> Subscription:
         """Answer one query kind in the search queue group; every error becomes an error reply."""

@@ -33,6 +33,7 @@ from openmemory_core.settings import EmbedderSettings, LLMSettings, Settings
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", LLMSettings, EmbedderSettings)
+P = TypeVar("P", bound=BaseModel)
 
 SETTINGS_KEY = "runtime"
 API_KEY = "api_key"
@@ -175,28 +176,44 @@ class GuardPolicy(BaseModel):
     phone: GuardAction = "allow"
 
 
+def _user_key(prefix: str, user_id: str) -> str:
+    """A user's entry in the settings bucket (hashed: any user id makes a valid key)."""
+    return prefix + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+async def _load_policy(kv: KeyValue, key: str, model: type[P]) -> P:
+    """A user's policy entry; the model's defaults when none was saved."""
+    value, _ = await kv_value(kv, key)
+    return model.model_validate_json(value) if value else model()
+
+
+async def _save_policy(kv: KeyValue, key: str, model: type[P], changes: dict[str, Any], label: str) -> P:
+    """Merge a change into a user's stored policy, validate it and store it; InvalidInput (naming
+    the first wrong field), nothing stored, when it is not valid."""
+    current = await _load_policy(kv, key, model)
+    try:
+        policy = model.model_validate(current.model_dump() | changes)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{label} {where}: {first['msg']}") from exc
+    await kv.put(key, policy.model_dump_json().encode())
+    return policy
+
+
 def guard_key(user_id: str) -> str:
-    """The user's entry in the settings bucket (hashed: any user id makes a valid key)."""
-    return GUARD_KEY_PREFIX + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+    """The user's write-guard entry in the settings bucket."""
+    return _user_key(GUARD_KEY_PREFIX, user_id)
 
 
 async def load_guard(kv: KeyValue, user_id: str) -> GuardPolicy:
     """The user's write-guard policy; the defaults when none was saved."""
-    value, _ = await kv_value(kv, guard_key(user_id))
-    return GuardPolicy.model_validate_json(value) if value else GuardPolicy()
+    return await _load_policy(kv, guard_key(user_id), GuardPolicy)
 
 
 async def save_guard(kv: KeyValue, user_id: str, changes: dict[str, Any]) -> GuardPolicy:
     """Merge a change into the user's policy, validate it and store it."""
-    current = await load_guard(kv, user_id)
-    try:
-        policy = GuardPolicy.model_validate(current.model_dump() | changes)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"guard setting {where}: {first['msg']}") from exc
-    await kv.put(guard_key(user_id), policy.model_dump_json().encode())
-    return policy
+    return await _save_policy(kv, guard_key(user_id), GuardPolicy, changes, "guard setting")
 
 
 # ---- the review queue: one user's setting ----------------------------------------------------------
@@ -226,25 +243,16 @@ class ReviewPolicy(BaseModel):
 
 
 def review_key(user_id: str) -> str:
-    """The user's review entry in the settings bucket (hashed: any user id makes a valid key)."""
-    return REVIEW_KEY_PREFIX + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+    """The user's review entry in the settings bucket."""
+    return _user_key(REVIEW_KEY_PREFIX, user_id)
 
 
 async def load_review(kv: KeyValue, user_id: str) -> ReviewPolicy:
     """The user's review setting; `off` when none was saved."""
-    value, _ = await kv_value(kv, review_key(user_id))
-    return ReviewPolicy.model_validate_json(value) if value else ReviewPolicy()
+    return await _load_policy(kv, review_key(user_id), ReviewPolicy)
 
 
 async def save_review(kv: KeyValue, user_id: str, changes: dict[str, Any]) -> ReviewPolicy:
     """Validate the user's new review setting (`review`, and `apps` which replaces the stored app
     overrides when given) and store it; InvalidInput, nothing stored, when it is not valid."""
-    current = await load_review(kv, user_id)
-    try:
-        policy = ReviewPolicy.model_validate(current.model_dump() | changes)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"review setting {where}: {first['msg']}") from exc
-    await kv.put(review_key(user_id), policy.model_dump_json().encode())
-    return policy
+    return await _save_policy(kv, review_key(user_id), ReviewPolicy, changes, "review setting")
