@@ -37,3 +37,12 @@ async def test_a_process_that_answers_no_searches_embeds_the_same_without_spinni
     texts = ["We moved to Oslo in June", "Caroline paints sunsets"]
     for x, y in zip(await quiet.embed(texts), await embedder.embed(texts), strict=True):
         assert float(np.dot(x, y)) > 0.9999
+
+
+async def test_a_long_text_embeds_as_its_first_tokens(embedder: MiniLMEmbedder) -> None:
+    """The tokenizer reads a text's first `max_chars` only: for prose that is well past 256 tokens,
+    so the vector is the one of the text's first tokens, however long the text."""
+    prose = " ".join(f"On day {i} we walked along the river and talked about the garden." for i in range(400))
+    assert len(prose) > 5 * embedder.max_chars
+    long, head = await embedder.embed([prose, prose[:2000]])
+    assert float(np.dot(long, head)) > 0.9999

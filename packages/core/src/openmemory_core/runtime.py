@@ -201,7 +201,10 @@ class Runtime:
             if self._embedder is None:
                 from openmemory_core.embeddings import open_embedder
 
-                searches = "search" in self.names  # a lone query's latency counts there
+                # onnxruntime's threads spin between calls only in a process that searches and does
+                # not ingest: there a lone query's 1.6 ms counts; beside ingest the spin takes a core
+                # from extraction and the event loop (bench/README.md, "Threads that spin").
+                searches = "search" in self.names and "ingest" not in self.names
                 self._embedder = await asyncio.to_thread(open_embedder, settings, searches)
             return self._embedder
 

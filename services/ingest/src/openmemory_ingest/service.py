@@ -42,8 +42,8 @@ from openmemory_ingest.review import (
 DELETE_BATCH = 256
 #: Stored memories read per new fact when the offline path looks for the one it replaces.
 REPLACE_CANDIDATES = 10
-#: A longer fact (a pasted document) is not a statement that something changed: no look for it, so
-#: its keyword query (a term per word) never runs.
+#: A longer fact (a pasted document) is not a statement that something changed, nor a cue for the
+#: rest of its message: no look for it, so its keyword query (a term per word) never runs.
 REPLACE_MAX_CHARS = 1000
 #: How close in meaning (dense cosine) a stored memory must be for a fact that only says something
 #: changed ("these days I …") to replace it; chosen on the development set (bench/README.md).
@@ -298,7 +298,7 @@ class IngestService:
         functional relation (the graph replaces those), the current memory it replaces, if any."""
         found: dict[int, str] = {}
         # "the move is done!! writing this from our new flat in Bilbao": a cue speaks for its message
-        cued = any(says_change(f.text) for f in facts)
+        cued = any(says_change(f.text) for f in facts if len(f.text) <= REPLACE_MAX_CHARS)
         for index, (fact, vector) in enumerate(zip(facts, dense, strict=True)):
             if len(fact.text) > REPLACE_MAX_CHARS or any(r.type in FUNCTIONAL for r in fact.relations):
                 continue

@@ -16,6 +16,7 @@ import pytest
 
 from openmemory_core.contracts import MAX_TEXT_CHARS
 from openmemory_ingest.extraction import LocalExtractor
+from openmemory_ingest.extraction.local import RULE_CHARS, rule_part
 
 AT = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
 SECONDS = 0.5  # the issue's bound for one extraction of a hostile message of the largest size
@@ -129,3 +130,19 @@ async def test_extraction_does_not_hold_up_the_event_loop() -> None:
         done.set()
         await ticker
     assert gaps and max(gaps) < 0.1, f"the event loop stalled for {max(gaps):.3f} s"
+
+
+async def test_a_run_on_is_read_for_relations_in_its_first_part_only() -> None:
+    """A fact of 20,000 characters (no sentence end) is kept whole; its relations and categories are
+    read in its first RULE_CHARS, its names in all of it."""
+    filler = "and then some more words " * 400
+    head = "I live in Lisbon " + filler
+    message = (head[: RULE_CHARS - 200] + " my sister Anna works at Acme " + filler)[:MAX_TEXT_CHARS]
+    late = message + " I work at Globex and I love skiing"
+    assert len(late) < MAX_TEXT_CHARS
+    (fact,) = await LocalExtractor().extract(late, True, AT)
+    relations = {(r.subject, r.type, r.object) for r in fact.relations}
+    assert ("User", "LIVES_IN", "Lisbon") in relations and ("Anna", "WORKS_AT", "Acme") in relations
+    assert not any(r.object == "Globex" for r in fact.relations)  # past the first RULE_CHARS
+    assert "Globex" in fact.entities  # names are read throughout
+    assert len(rule_part(fact.text)) <= RULE_CHARS and fact.text.startswith(rule_part(fact.text))
