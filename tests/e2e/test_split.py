@@ -159,7 +159,7 @@ def _counted(gateway: RunningSystem, name: str, **labels: str) -> float:
 async def test_a_revoked_key_or_a_paused_app_is_refused_on_the_next_call_on_every_gateway(
     split: Split,
 ) -> None:
-    """Each gateway keeps key and app records in memory (`records.WatchedBucket`); a change made
+    """Each gateway keeps key and app records in memory (`watched.WatchedBucket`); a change made
     through the admin API still applies to the very next call, on both gateways."""
     user = unique()
     owner = new_key(split.gateways[0], user, scopes="read,write,admin")
@@ -175,13 +175,13 @@ async def test_a_revoked_key_or_a_paused_app_is_refused_on_the_next_call_on_ever
         mcp_client(first.mcp_url, doomed) as doomed_one,
         mcp_client(second.mcp_url, doomed) as doomed_two,
     ):
-        hits = [_counted(g, "openmemory_gateway_record_cache_total", outcome="hit") for g in split.gateways]
+        hits = [_counted(g, "openmemory_kv_cache_total", outcome="hit") for g in split.gateways]
         for client in (cursor_one, cursor_two, doomed_one, doomed_two):
             assert await client.texts("anything") == []
             assert await client.texts("anything") == []
         # the records were read from memory on both gateways: what follows is no fresh read anyway
         for gateway, before in zip(split.gateways, hits, strict=True):
-            assert _counted(gateway, "openmemory_gateway_record_cache_total", outcome="hit") > before
+            assert _counted(gateway, "openmemory_kv_cache_total", outcome="hit") > before
 
         (await rest.patch("/apps/cursor", json={"paused": True})).raise_for_status()
         for client in (cursor_one, cursor_two):

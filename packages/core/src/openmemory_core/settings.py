@@ -329,6 +329,13 @@ class IngestSettings(BaseSettings):
     #: times (about an hour by default) before it is set aside in the dead letters.
     store_down_max_deliver: int = Field(default=130, ge=1)
     gauge_interval_seconds: float = Field(default=5.0, gt=0)
+    settings_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="how long a user's review setting is kept in memory for adds (every change clears "
+        "it at once, on every worker); 0: read it from NATS on every add",
+    )
     #: Consolidation (README "Trust"): merge near-duplicates, archive expired temporary memories.
     #: Hours between runs over every user (0: never; `openmemory consolidate` runs it by hand).
     consolidate_interval_hours: float = Field(default=24.0, ge=0)

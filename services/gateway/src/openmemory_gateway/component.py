@@ -8,8 +8,8 @@ from openmemory_core.runtime import BUS, Component, Running, Runtime
 
 if TYPE_CHECKING:
     from openmemory_core.ratelimit import SharedRateLimiter
+    from openmemory_core.watched import WatchedBucket
     from openmemory_gateway.accesslog import AccessLog
-    from openmemory_gateway.records import WatchedBucket
 
 
 class _Gateway:
@@ -27,9 +27,9 @@ class _Gateway:
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_core.watched import WatchedBucket
     from openmemory_gateway.accesslog import AccessLog
     from openmemory_gateway.app import create_app
-    from openmemory_gateway.records import WatchedBucket
     from openmemory_gateway.service import MemoryGateway
 
     settings = runtime.settings.gateway

@@ -43,7 +43,7 @@ class MemoryGateway:
     ) -> None:
         self.bus = bus
         self.settings = settings
-        self.apps = apps  # in the running gateway, a `records.WatchedBucket`: read from its cache
+        self.apps = apps  # in the running gateway, a `watched.WatchedBucket`: read from its cache
         self.access = access or AccessLog(bus)
         self._requests: Bucket | None = None  # opened once: each open is a stream_info round trip
 

@@ -26,6 +26,7 @@ from openmemory_core.stored_settings import effective_llm, load, load_review
 from openmemory_ingest.extraction import build_extractor
 
 if TYPE_CHECKING:
+    from openmemory_core.watched import WatchedBucket
     from openmemory_ingest.consolidator import Consolidator
     from openmemory_ingest.service import IngestService
     from openmemory_ingest.worker import IngestWorker
@@ -80,19 +81,24 @@ class SettingsWatch:
 
 
 class _Ingest:
-    def __init__(self, worker: IngestWorker, watch: SettingsWatch, consolidator: Consolidator) -> None:
+    def __init__(
+        self, worker: IngestWorker, watch: SettingsWatch, consolidator: Consolidator, cached: WatchedBucket
+    ) -> None:
         self.worker = worker
         self.watch = watch
         self.consolidator = consolidator
+        self.cached = cached
 
     async def stop(self) -> None:
         await self.consolidator.stop()
         await self.watch.stop()
         await self.worker.stop()
+        await self.cached.stop()
 
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_core.watched import WatchedBucket
     from openmemory_ingest.consolidator import Consolidator
     from openmemory_ingest.service import IngestService
     from openmemory_ingest.worker import IngestWorker
@@ -108,7 +114,12 @@ async def start(runtime: Runtime) -> Running:
     service.event_log = bus.events_after
     service.llm_usage = LLMUsage(await bus.llm_usage_bucket())
     settings_kv = await bus.settings_bucket()
-    service.review_policy = functools.partial(load_review, settings_kv)  # read per add: applies at once
+    # read per add from a cache that every change of the bucket clears at once: applies at once
+    cached = WatchedBucket(
+        settings_kv, bus.nc, runtime.settings.ingest.settings_cache_seconds, remember_missing=True
+    )
+    await cached.start()
+    service.review_policy = functools.partial(load_review, cached)
     watch = SettingsWatch(settings_kv, runtime.settings, service)
     await watch.apply_if_changed()
     watch.start()
@@ -117,7 +128,7 @@ async def start(runtime: Runtime) -> Running:
     # merges near-duplicates and archives expired memories, on request and periodically
     consolidator = Consolidator(bus, service.vectors, runtime.settings.ingest, service.embedder.model_tag)
     await consolidator.start()
-    return _Ingest(worker, watch, consolidator)
+    return _Ingest(worker, watch, consolidator, cached)
 
 
 component = Component(name="ingest", uses=frozenset({BUS, VECTORS, GRAPH, EMBEDDER}), start=start, order=20)

@@ -1,9 +1,10 @@
-"""Key and app records, read through a short-lived cache that every change clears at once.
+"""KV records read through a short-lived cache that every change clears at once.
 
-Every MCP request reads its API key's record and its app's standing; from NATS KV that is two round
-trips per call. `WatchedBucket` is the bucket with a cache in front of `get`: an entry lives at most
-`ttl` seconds, and any put, update, delete or purge of a key drops that key's entry the moment the
-bus delivers it.
+Every MCP request reads its API key's record and its app's standing, and every add its user's review
+setting; from NATS KV that is a round trip each. `WatchedBucket` is the bucket with a cache in front
+of `get`: an entry lives at most `ttl` seconds, and any put, update, delete or purge of a key drops
+that key's entry the moment the bus delivers it. The gateway reads keys and apps through one, ingest
+the settings bucket.
 
 How a change is seen: KV writes are messages on the bucket's subjects (`$KV.<bucket>.<key>`), so a
 plain subscription to `$KV.<bucket>.>` receives each one as NATS routes it to the stream, before the
@@ -15,7 +16,8 @@ callback). What the subscription cannot see, it refuses to guess about:
 - after a reconnect, every entry cached before it is ignored (changes made meanwhile were missed);
 - an entry fetched while a change to the bucket arrived is not kept (it may predate the change);
 - the TTL bounds what nothing here can see (a stream purged through the JetStream API).
-So a revoked key or a paused app is refused on the next call, on every gateway.
+So a revoked key or a paused app is refused on the next call, on every gateway, and a review
+setting applies to the next add.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from openmemory_core.kv import Bucket
 log = logging.getLogger(__name__)
 
 RECORD_CACHE = Counter(
-    "openmemory_gateway_record_cache_total",
-    "Key and app record reads by bucket and outcome (hit, miss, bypass: the change feed was down)",
+    "openmemory_kv_cache_total",
+    "Cached KV record reads (keys, apps, settings) by bucket and outcome (hit, miss, bypass: the "
+    "change feed was down)",
     ["bucket", "outcome"],
 )
 #: Entries per bucket before the cache is emptied and filled again (a bound, not a working size).

@@ -12,7 +12,7 @@ from openmemory_core.apps import get_app, put_app
 from openmemory_core.bus import Bus
 from openmemory_core.errors import Unauthorized
 from openmemory_core.keys import create_key, revoke_key, verify_key
-from openmemory_gateway.records import RECORD_CACHE, WatchedBucket
+from openmemory_core.watched import RECORD_CACHE, WatchedBucket
 from openmemory_testing import unique
 
 
