@@ -42,8 +42,9 @@ WINDOW_CHARS = 500
 #: however short it is, and 200 sentences cover a message of the largest size (20,000 characters)
 #: written in sentences of 100 characters on average. The test sets have at most 8.
 MAX_SENTENCES = 200
-#: Relations, categories and change cues are read in a fact's first this many characters (entities
-#: in all of it, so a long note keeps its names). An inferred fact is a sentence (the longest of the
+#: Relations and categories are read in a fact's first this many characters (entities in all of
+#: it, so a long note keeps its names; change cues only in facts of at most the service's
+#: REPLACE_MAX_CHARS). An inferred fact is a sentence (the longest of the
 #: test sets and LoCoMo is 434 characters); a longer one is a run-on or a pasted document, kept
 #: whole, whose embedding reads only its first 256 tokens (about 1,000 characters) anyway. Reading
 #: all 20,000 characters of the largest message cost 50-130 ms of relation patterns and 40 ms of
