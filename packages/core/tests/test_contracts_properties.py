@@ -2,6 +2,7 @@
 
 import json
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -41,6 +42,28 @@ def test_memory_ids_are_recognised_exactly(value: str) -> None:
     assert c.is_memory_id(c.memory_id_for(value, 0))
     if not re.fullmatch(r"[{]?(urn:uuid:)?[0-9a-fA-F-]{32,36}[}]?", value.strip()):
         assert not c.is_memory_id(value)
+
+
+def _by_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+@given(st.uuids(), st.sampled_from(["{}", "{{{}}}", "urn:uuid:{}", "{} ", "\n{}", "{}\n"]), st.booleans())
+def test_every_spelling_of_an_id_is_read_as_uuid_reads_it(
+    value: uuid.UUID, spelling: str, upper: bool
+) -> None:
+    """The canonical form skips parsing (a search reads ~100 ids): it must agree with `uuid.UUID`."""
+    text = spelling.format(str(value).upper() if upper else str(value))
+    expected = _by_uuid(text)
+    assert c.is_memory_id(text) is (expected is not None)
+    if expected is None:
+        with pytest.raises(ValueError, match="not a memory id"):
+            c.canonical_id(text)
+    else:
+        assert c.canonical_id(text) == expected == str(value)
 
 
 @given(json_values)

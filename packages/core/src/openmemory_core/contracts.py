@@ -6,6 +6,7 @@ No service spells a subject string itself: it calls a function or reads a consta
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 import zlib
 from datetime import UTC, datetime
@@ -159,8 +160,14 @@ def content_hash(user_id: str, text: str) -> str:
     return hashlib.sha256(f"{user_id}\x00{normalised}".encode()).hexdigest()
 
 
+#: A memory id already in its canonical spelling (as every stored id is): no UUID to parse.
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def is_memory_id(value: str) -> bool:
     """Whether a value has the shape of a memory id (a UUID, in any of its spellings)."""
+    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
+        return True
     try:
         uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
@@ -172,6 +179,8 @@ def canonical_id(value: str) -> str:
     """The one spelling of a memory id: lower-case, hyphenated. `250DB615-…`, `{…}`, `urn:uuid:…` and
     the bare hex are one id to the stores, so every comparison and store call uses this form; a
     ValueError for anything that is not a UUID."""
+    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
+        return value  # the form `str(uuid.UUID(value))` gives; a search reads ~100 of them
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError) as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from openmemory_core.text.dates import MONTHS, resolve_dates
 
@@ -108,9 +109,12 @@ def _periods(text: str) -> list[tuple[int, Period]]:
     return found
 
 
+@lru_cache(maxsize=4096)  # search reads it for every hit, and the same memories come back often
 def planned_period(text: str, told_at: datetime) -> Period | None:
     """The period a text plans something for, or None when it is not a dated plan. `told_at`: when
-    the memory was added (it places a verbatim memory's relative dates, and says what was ahead)."""
+    the memory was added (it places a verbatim memory's relative dates, and says what was ahead).
+    It depends on its two arguments only, so it is kept for the last 4,096 (at most 2,000
+    characters each: 8 MB)."""
     if len(text) > 2000:  # a pasted document is not a plan
         return None
     if not MAY_NAME_A_TIME.search(text):  # most memories: no date to resolve (search reads every hit)
