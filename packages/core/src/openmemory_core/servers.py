@@ -283,6 +283,19 @@ class SupervisedProcess:
                 log.error("%s", exc)
                 backoff = min(backoff * 2, 10.0)
 
+    async def restart(self, reason: str) -> None:
+        """Stop a server that runs but no longer answers, and start it again: its supervisor
+        restarts only a server that exits. What it wrote to its store is kept."""
+        log.error("%s %s; restarting it; the end of its log:\n%s", self.name, reason, log_tail(self.log_path))
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self._terminate(grace=5.0)
+        await self._spawn()
+        self.restarts += 1
+        self._watch = asyncio.create_task(self._supervise(), name=f"supervise-{self.name}")
+
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
@@ -291,14 +304,15 @@ class SupervisedProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def _terminate(self) -> None:
+    async def _terminate(self, grace: float = 10.0) -> None:
+        """SIGTERM, and SIGKILL if it has not exited within `grace` seconds."""
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), 10.0)
+            await asyncio.wait_for(proc.wait(), grace)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

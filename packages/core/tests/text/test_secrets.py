@@ -97,9 +97,13 @@ HOSTILE = {
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_input_of_the_size_limit_is_scanned_in_linear_time(name: str) -> None:
     """20,000 characters (a memory's limit) made to make a backtracking pattern slow: well under a
-    quarter of a second each (measured 8-20 ms on a shared 2-core machine; a quadratic pattern
-    takes seconds)."""
+    quarter of a second of CPU each (measured 10-65 ms; a quadratic pattern takes seconds). CPU time
+    of this process, the least of three scans, so a busy machine that takes the core away does not
+    count (CI once saw 0.29 s of wall-clock time for a 26 ms scan)."""
     text = HOSTILE[name]
-    started = time.perf_counter()
-    find(text)
-    assert time.perf_counter() - started < 0.25
+    spent = []
+    for _ in range(3):
+        started = time.process_time()
+        find(text)
+        spent.append(time.process_time() - started)
+    assert min(spent) < 0.25
