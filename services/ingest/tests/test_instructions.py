@@ -64,6 +64,11 @@ def test_facts_and_preferences_are_kept(text: str) -> None:
      "'" * 20_000, "from now on, " * 1600, "send " + "a_" * 9_990, "ignore the " * 40_000],
 )  # fmt: skip
 def test_hostile_inputs_take_linear_time(hostile: str) -> None:
-    started = time.perf_counter()
-    instruction_reason(hostile)
-    assert time.perf_counter() - started < 0.25
+    """Well under a quarter of a second of CPU (a backtracking pattern takes seconds): this
+    process's CPU time, the least of three, so a busy machine taking the core away does not count."""
+    spent = []
+    for _ in range(3):
+        started = time.process_time()
+        instruction_reason(hostile)
+        spent.append(time.process_time() - started)
+    assert min(spent) < 0.25

@@ -84,10 +84,10 @@ HOSTILE = {
 @pytest.mark.parametrize("text", list(HOSTILE.values()), ids=list(HOSTILE))
 async def test_a_hostile_message_is_read_quickly(text: str, infer: bool) -> None:
     extractor = LocalExtractor()
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time (the worker thread's too): a busy machine does not count
     await extractor.extract(text, infer, AT)
-    elapsed = time.perf_counter() - started
-    assert elapsed <= SECONDS, f"{elapsed:.2f} s for {len(text)} characters"
+    elapsed = time.process_time() - started
+    assert elapsed <= SECONDS, f"{elapsed:.2f} s of CPU for {len(text)} characters"
 
 
 @pytest.mark.parametrize("text", list(HOSTILE.values()), ids=list(HOSTILE))
