@@ -4,13 +4,13 @@ before tuning, then tuned on, so these scores are in-sample) and on hostile inpu
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from openmemory_ingest import instructions
 from openmemory_ingest.instructions import instruction_reason
+from openmemory_testing import cpu_seconds
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "instructions.json").read_text())
 
@@ -66,9 +66,4 @@ def test_facts_and_preferences_are_kept(text: str) -> None:
 def test_hostile_inputs_take_linear_time(hostile: str) -> None:
     """Well under a quarter of a second of CPU (a backtracking pattern takes seconds): this
     process's CPU time, the least of three, so a busy machine taking the core away does not count."""
-    spent = []
-    for _ in range(3):
-        started = time.process_time()
-        instruction_reason(hostile)
-        spent.append(time.process_time() - started)
-    assert min(spent) < 0.25
+    assert cpu_seconds(lambda: instruction_reason(hostile)) < 0.25
