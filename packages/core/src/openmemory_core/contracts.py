@@ -166,11 +166,9 @@ _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 
 def is_memory_id(value: str) -> bool:
     """Whether a value has the shape of a memory id (a UUID, in any of its spellings)."""
-    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
-        return True
     try:
-        uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
+        canonical_id(value)
+    except ValueError:
         return False
     return True
 
