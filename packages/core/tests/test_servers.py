@@ -3,16 +3,27 @@ import os
 import signal
 import stat
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlparse, urlsplit
 
 import pytest
 
+from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.runtime import data_dir_lock
-from openmemory_core.servers import SupervisedProcess, embedded_falkordb, embedded_nats, make_private
+from openmemory_core.servers import (
+    SupervisedProcess,
+    embedded_falkordb,
+    embedded_nats,
+    make_private,
+    pid_alive,
+)
 from openmemory_core.stores import open_graph_store
+from openmemory_core.stores.graph import FalkorDBGraphStore
+from openmemory_testing import unique
 
 
 async def test_a_killed_nats_server_is_restarted_with_its_data(tmp_path: Path) -> None:
@@ -36,6 +47,47 @@ async def test_a_killed_nats_server_is_restarted_with_its_data(tmp_path: Path) -
     finally:
         await proc.stop()
     assert not proc.running
+
+
+async def test_a_frozen_falkordb_is_restarted_by_its_supervisor_and_keeps_its_data(tmp_path: Path) -> None:
+    """FalkorDB 4.16 sometimes deadlocks its main thread on the first graph write: it answers
+    nothing, PING included, and its process runs on. Frozen here for good (SIGSTOP) after a memory
+    was written: the supervisor restarts it after its liveness checks go unanswered, and schema
+    creation that waited meanwhile succeeds on the restarted store, which still holds the memory.
+    A server that answers is left alone."""
+    proc, url = embedded_falkordb(tmp_path)
+    proc.live_every, proc.live_misses = 0.2, 3
+    await proc.start()
+    try:
+        address = urlparse(url)
+        host, port, password = address.hostname or "", address.port or 0, address.password
+        writer = FalkorDBGraphStore(host, port, password, timeout=5)
+        user = unique()
+        now = datetime.now(UTC)
+        memory = c.Memory(
+            id=str(uuid.uuid4()), user_id=user, app="t", text="I live in Lisbon.",
+            entities=["Lisbon"], entity_kinds={"Lisbon": "place"},
+            relations=[c.Relation(subject="User", type="LIVES_IN", object="Lisbon")],
+            created_at=now, updated_at=now, content_hash="h", request_id="r",
+        )  # fmt: skip
+        await writer.ensure_schema()
+        await writer.add_memory(memory)
+        await writer.close()
+        await asyncio.sleep(2)  # ten liveness checks, all answered
+        assert proc.restarts == 0
+        frozen = proc.pid
+        assert frozen is not None
+        os.kill(frozen, signal.SIGSTOP)
+        waiting = FalkorDBGraphStore(host, port, password, timeout=1, schema_tries=10)
+        try:
+            await waiting.ensure_schema()  # asked until the restarted store answers
+            assert proc.restarts == 1 and proc.pid != frozen and proc.running
+            assert not pid_alive(frozen)
+            assert {n.entity for n in await waiting.neighbours(user, "User")} == {"Lisbon"}
+        finally:
+            await waiting.close()
+    finally:
+        await proc.stop()
 
 
 def test_one_process_per_data_dir(tmp_path: Path) -> None:

@@ -158,8 +158,6 @@ class Runtime:
     http: list[HttpService] = field(default_factory=list)
     nats_url: str | None = None
     graph_url: str | None = None
-    graph_process: SupervisedProcess | None = None  # the embedded FalkorDB, when this process runs it
-    graph_timeout: float = 10.0  # seconds a graph query may take before the store counts as unreachable
     _bus: Bus | None = None
     _vectors: VectorStore | None = None
     _graph: GraphStore | None = None
@@ -237,37 +235,16 @@ class Runtime:
     async def graph(self) -> GraphStore:
         async with self._lock:
             if self._graph is None:
+                from openmemory_core.stores import open_graph_store
+
+                assert self.graph_url is not None
                 core = self.settings.core
                 password = core.graph_password.get_secret_value() if core.graph_password else None
-                store = await self._graph_with_schema(core.graph_user, password)
+                store = open_graph_store(self.graph_url, core.graph_user, password)
+                await store.ensure_schema()
                 self._graph = store
                 self.health.checks["graph"] = store.ping
             return self._graph
-
-    async def _graph_with_schema(self, user: str | None, password: str | None) -> GraphStore:
-        """The graph store, its schema made. An embedded FalkorDB that stops answering while the
-        schema is made (seen on a loaded CI machine: a minute without an answer to CREATE INDEX,
-        while it answered PING) is restarted after two tries and asked again; an external store
-        is asked six times, as its operator restarts it."""
-        from openmemory_core.errors import StoreUnavailable
-        from openmemory_core.stores import open_graph_store
-
-        assert self.graph_url is not None
-        embedded = self.graph_process
-        timeout = self.graph_timeout
-        store = open_graph_store(self.graph_url, user, password, 2 if embedded else 6, timeout)
-        try:
-            await store.ensure_schema()
-            return store
-        except StoreUnavailable:
-            if embedded is None:
-                raise
-            with contextlib.suppress(Exception):
-                await store.close()
-        await embedded.restart("did not answer creating the graph schema")
-        store = open_graph_store(self.graph_url, user, password, 6, timeout)
-        await store.ensure_schema()
-        return store
 
     async def drop_embedder(self) -> None:
         """Close the vector store and forget the embedder: the next use opens both from the settings
@@ -387,7 +364,6 @@ async def run(
                 embedded.append(nats_proc)
             if GRAPH in plan:
                 graph_proc, runtime.graph_url = embedded_falkordb(settings.core.data_dir)
-                runtime.graph_process = graph_proc
                 embedded.append(graph_proc)
             for proc in embedded:  # what a killed run left holding the stores goes before anything starts
                 await proc.stop_leftover()

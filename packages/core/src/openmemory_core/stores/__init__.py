@@ -44,19 +44,14 @@ def open_vector_store(
     return EdgeVectorStore(data_dir / "vectors", model_tag, dimension)
 
 
-def open_graph_store(
-    url: str, user: str | None = None, password: str | None = None, schema_tries: int = 6, timeout: float = 10
-) -> GraphStore:
-    """The adapter for a graph URL: falkordb://host:port, or bolt:// / neo4j:// for Neo4j. For
-    FalkorDB: `timeout`, the seconds a query may take before the store counts as unreachable, and
-    `schema_tries`, how often a store that does not answer creating the schema is asked."""
+def open_graph_store(url: str, user: str | None = None, password: str | None = None) -> GraphStore:
+    """The adapter for a graph URL: falkordb://host:port, or bolt:// / neo4j:// for Neo4j."""
     from openmemory_core.stores.graph import FalkorDBGraphStore, Neo4jGraphStore
 
     parsed = urlparse(url)
     host = parsed.hostname or "127.0.0.1"
     if parsed.scheme in FALKORDB_SCHEMES:
-        port, secret = parsed.port or 6379, parsed.password or password
-        return FalkorDBGraphStore(host, port, secret, timeout, schema_tries)
+        return FalkorDBGraphStore(host, parsed.port or 6379, parsed.password or password)
     if parsed.scheme in NEO4J_SCHEMES:
         # Credentials travel as auth, never inside the address the driver may log.
         plain = parsed._replace(netloc=host + (f":{parsed.port}" if parsed.port else "")).geturl()

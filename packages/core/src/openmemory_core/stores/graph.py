@@ -18,10 +18,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from openmemory_core.contracts import Memory, Triple
-from openmemory_core.errors import StoreUnavailable, Unavailable
+from openmemory_core.errors import StoreUnavailable
 from openmemory_core.telemetry import store_call
 
 log = logging.getLogger(__name__)
+# What a FalkorDB client raises when the store is down, refuses the connection or does not answer.
+UNREACHABLE = (ConnectionError, OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
 
 GRAPH_NAME = "openmemory"
 
@@ -333,25 +335,32 @@ class FalkorDBGraphStore(GraphQueries):
         self._schema_tries = schema_tries
         self._db: Any = None
         self._graph: Any = None
+        self._connecting = asyncio.Lock()
 
-    def _handle(self) -> Any:
-        """Connect on first use, so a graph store that is down delays work instead of start-up."""
-        if self._graph is None:
-            from falkordb.asyncio import FalkorDB
+    async def _handle(self) -> Any:
+        """Connect on first use, so a graph store that is down delays work instead of start-up. The
+        client's constructor asks the server a question with a blocking socket (is it a cluster?),
+        so it runs in a thread: a store that does not answer never holds up the event loop."""
+        async with self._connecting:
+            if self._graph is None:
+                from falkordb.asyncio import FalkorDB
 
-            host, port, password = self._address
-            try:
-                db = FalkorDB(host=host, port=port, password=password, socket_timeout=self._timeout)
-            except (ConnectionError, OSError) as exc:
-                raise StoreUnavailable(f"the graph store at {host}:{port} is not reachable: {exc}") from exc
-            self._db, self._graph = db, db.select_graph(GRAPH_NAME)
-        return self._graph
+                host, port, password = self._address
+                try:
+                    db = await asyncio.to_thread(
+                        FalkorDB, host=host, port=port, password=password, socket_timeout=self._timeout
+                    )
+                except UNREACHABLE as exc:
+                    where = f"{host}:{port}"
+                    raise StoreUnavailable(f"the graph store at {where} is not reachable: {exc}") from exc
+                self._db, self._graph = db, db.select_graph(GRAPH_NAME)
+            return self._graph
 
     async def _query(self, operation: str, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
         try:
             async with store_call("falkordb", operation):
-                result = await self._handle().query(cypher, params)
-        except (ConnectionError, OSError, TimeoutError, RedisConnectionError, RedisTimeoutError) as exc:
+                result = await (await self._handle()).query(cypher, params)
+        except UNREACHABLE as exc:
             raise StoreUnavailable(f"the graph store is not reachable: {exc}") from exc
         rows: list[list[Any]] = result.result_set
         return rows
@@ -366,14 +375,13 @@ class FalkorDBGraphStore(GraphQueries):
             await self._create_index(label, prop)
 
     async def _create_index(self, label: str, prop: str) -> None:
-        """One index; a store that stalls (a timeout) is asked again rather than failing start-up."""
+        """One index; a store that stalls (a timeout) or is not up yet (refused: starting, or being
+        restarted by its supervisor) is asked again rather than failing start-up."""
         for attempt in range(1, self._schema_tries + 1):
             try:
-                await self._handle().query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+                await (await self._handle()).query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
                 return
-            except Unavailable:
-                raise
-            except (TimeoutError, RedisTimeoutError) as exc:
+            except (StoreUnavailable, *UNREACHABLE) as exc:
                 if attempt == self._schema_tries:
                     raise StoreUnavailable(f"the graph store did not answer: {exc}") from exc
                 log.warning("the graph store did not answer creating its schema; asking again")
