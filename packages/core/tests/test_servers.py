@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import os
 import signal
 import stat
@@ -9,12 +10,14 @@ from pathlib import Path
 from urllib.parse import urlparse, urlsplit
 
 import pytest
+import redis.asyncio
 
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.runtime import data_dir_lock
 from openmemory_core.servers import (
+    Health,
     SupervisedProcess,
     embedded_falkordb,
     embedded_nats,
@@ -87,6 +90,55 @@ async def test_a_frozen_falkordb_is_restarted_by_its_supervisor_and_keeps_its_da
         finally:
             await waiting.close()
     finally:
+        await proc.stop()
+
+
+async def test_a_falkordb_that_loads_a_large_store_is_waited_for_not_killed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a start FalkorDB replays the graph writes in its append-only file one query at a time and
+    answers `-LOADING` meanwhile: 24 s for 10,000 memories' writes, once. That is waited for
+    however long it takes (here far past the start-up timeout and the liveness misses), the
+    store comes back whole, and the append-only file is compacted as it grows."""
+    proc, url = embedded_falkordb(tmp_path)
+    await proc.start()
+    address = urlparse(url)
+    client = redis.asyncio.Redis(port=address.port or 0, password=address.password)
+    try:
+        writes = 0
+
+        async def write(batches: int) -> None:
+            nonlocal writes
+            for _ in range(batches):
+                pipe = client.pipeline(transaction=False)
+                for _ in range(1000):
+                    query = f"CREATE (:Note {{n: {writes}, text: 'User had ramen with Anna in Lisbon.'}})"
+                    pipe.execute_command("GRAPH.QUERY", "loading", query)
+                    writes += 1
+                await pipe.execute()
+
+        await write(10)  # past the 1 MB at which the file is first compacted into a snapshot
+        for _ in range(100):
+            if int((await client.info("persistence"))["aof_rewrites"]) >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert int((await client.info("persistence"))["aof_rewrites"]) >= 1
+        await client.config_set("auto-aof-rewrite-percentage", 0)  # from here on: a slow replay
+        await write(12)
+    finally:
+        await client.aclose()
+        await proc.stop()
+    proc.start_timeout, proc.live_every, proc.live_misses = 0.2, 0.1, 2
+    with caplog.at_level(logging.WARNING, logger="openmemory_core.servers"):
+        await proc.start()
+    client = redis.asyncio.Redis(port=address.port or 0, password=address.password)
+    try:
+        assert "falkordb is loading its store" in caplog.text  # longer than the start-up timeout
+        assert proc.restarts == 0
+        counted = await client.execute_command("GRAPH.QUERY", "loading", "MATCH (n:Note) RETURN count(n)")
+        assert counted[1][0][0] == writes == 22_000
+    finally:
+        await client.aclose()
         await proc.stop()
 
 
@@ -170,8 +222,8 @@ def test_make_private_tightens_what_an_older_version_left(tmp_path: Path) -> Non
 async def test_a_server_that_will_not_start_says_why_in_our_own_log(tmp_path: Path) -> None:
     """A crash-looping pod loses the server's log file: the reason must be in the error itself."""
 
-    async def never() -> bool:
-        return False
+    async def never() -> Health:
+        return Health.SILENT
 
     code = "import sys; print('fatal: the module needs libgomp.so.1'); sys.exit(3)"
     server = SupervisedProcess("graph", [sys.executable, "-c", code], never, tmp_path / "graph.log")

@@ -26,6 +26,7 @@ import stat
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import nats
@@ -127,23 +128,35 @@ def _generated_secret(config: Path, pattern: str, render: str) -> str:
     return secret
 
 
-async def _tcp_ping(host: str, port: int, payload: bytes, expect: bytes) -> bool:
+class Health(Enum):
+    """What a server said to the readiness question."""
+
+    READY = "ready"
+    LOADING = "loading"  # it answers, and says it is still reading its store
+    SILENT = "silent"  # refused, no answer, or an answer that is not a yes
+
+
+async def _redis_health(port: int, password: str) -> Health:
+    """AUTH + PING on loopback. While it replays its store at start-up a Redis server answers
+    `-LOADING` to PING (AUTH works): loading, not silent."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
     except (OSError, TimeoutError):
-        return False
+        return Health.SILENT
     try:
-        writer.write(payload)
+        writer.write(f"AUTH {password}\r\nPING\r\n".encode())
         await writer.drain()
         data = b""
-        while expect not in data:  # the replies to several commands may come in several reads
+        while data.count(b"\r\n") < 2:  # the two replies may come in several reads
             chunk = await asyncio.wait_for(reader.read(256), 1.0)
             if not chunk:
-                return False
+                return Health.SILENT
             data += chunk
-        return True
+        if b"+PONG" in data:
+            return Health.READY
+        return Health.LOADING if b"-LOADING" in data else Health.SILENT
     except (OSError, TimeoutError):
-        return False
+        return Health.SILENT
     finally:
         writer.close()
         with contextlib.suppress(OSError):
@@ -154,19 +167,19 @@ async def _ignore(_: Exception) -> None:
     """nats-py logs each refused attempt with a traceback; a readiness check expects a few."""
 
 
-async def _nats_ready(url: str) -> bool:
+async def _nats_health(url: str) -> Health:
     """The server accepts our credentials and JetStream answers (its store is recovered)."""
     try:
         nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore)
     except (OSError, TimeoutError, nats.errors.Error):
-        return False
+        return Health.SILENT
     try:
         await nc.jetstream().account_info()
     except (TimeoutError, nats.errors.Error):
-        return False
+        return Health.SILENT
     finally:
         await nc.close()
-    return True
+    return Health.READY
 
 
 def log_tail(path: Path, chars: int = 2000) -> str:
@@ -185,11 +198,16 @@ class SupervisedProcess:
     """A child server process: started, checked until ready, restarted when it dies or stops
     answering, stopped cleanly.
 
+    Start-up: the server is asked `health` until it is ready; it fails after `start_timeout`
+    seconds without an answer, but a server that says it is loading its store is waited for however
+    long that takes (FalkorDB replays its append-only file: about 24 s for 10,000 memories' graph
+    writes before that file was compacted; see `embedded_falkordb`).
+
     Liveness: every `live_every` seconds the supervisor asks the server the readiness question;
-    after `live_misses` unanswered checks in a row it kills and restarts it. An embedded FalkorDB
-    whose main thread deadlocks (seen here about once in 300 starts on a busy 2-core machine: the
-    first graph write waits forever for the module's global lock) answers nothing, PING included,
-    while its process runs on; only a restart brings it back.
+    after `live_misses` unanswered checks in a row it kills and restarts it (loading is an
+    answer). An embedded FalkorDB whose main thread deadlocks (seen here about once in 300 starts
+    on a busy 2-core machine: the first graph write waits forever for the module's global lock)
+    answers nothing, PING included, while its process runs on; only a restart brings it back.
 
     With a `store`, it holds `<store>/server.lock` from before the first start to after the last
     stop, and the server inherits it: no second server runs on that store. With a `record`, each
@@ -198,9 +216,9 @@ class SupervisedProcess:
 
     name: str
     argv: list[str]
-    ready: Callable[[], Awaitable[bool]]
+    health: Callable[[], Awaitable[Health]]
     log_path: Path
-    start_timeout: float = 20.0
+    start_timeout: float = 20.0  # seconds without an answer (loading is one)
     store: Path | None = None
     record: Path | None = None
     lock_wait: float = 10.0  # for a server of this store that is still exiting
@@ -255,17 +273,26 @@ class SupervisedProcess:
             recorded = ServerRecord.of(self.name, self._proc.pid, self.argv)
             if recorded is not None:
                 write_private(self.record, recorded.to_json())
-        deadline = asyncio.get_running_loop().time() + self.start_timeout
-        while asyncio.get_running_loop().time() < deadline:
+        clock = asyncio.get_running_loop().time
+        deadline, loading = clock() + self.start_timeout, False
+        while clock() < deadline:
             if self._proc.returncode is not None:
                 raise Unavailable(
                     f"{self.name} exited with {self._proc.returncode}; the end of {self.log_path}:\n"
                     + log_tail(self.log_path)
                 )
-            if await self.ready():
+            health = await self.health()
+            if health is Health.READY:
                 log.info("%s ready (pid %s)", self.name, self._proc.pid)
                 return
-            await asyncio.sleep(0.05)
+            pause = 0.05
+            if health is Health.LOADING:  # progress, however long it takes: asked less often
+                pause = 0.5
+                deadline = clock() + pause + self.start_timeout
+                if not loading:
+                    log.warning("%s is loading its store; waiting for it", self.name)
+                loading = True
+            await asyncio.sleep(pause)
         await self._terminate()
         raise Unavailable(
             f"{self.name} was not ready within {self.start_timeout:.0f}s; the end of {self.log_path}:\n"
@@ -304,9 +331,10 @@ class SupervisedProcess:
                 if done:
                     return f"exited with {exited.result()}"
                 try:
-                    alive = await asyncio.wait_for(self.ready(), max(self.live_every, 5.0))
+                    health = await asyncio.wait_for(self.health(), max(self.live_every, 5.0))
                 except TimeoutError:
-                    alive = False
+                    health = Health.SILENT
+                alive = health is not Health.SILENT
                 misses = 0 if alive else misses + 1
                 if misses >= self.live_misses:
                     return f"runs but left {misses} liveness checks {self.live_every:g}s apart unanswered"
@@ -381,17 +409,18 @@ def embedded_nats(data_dir: Path, port: int | None = None) -> tuple[SupervisedPr
     ]  # fmt: skip
     url = f"nats://{NATS_USER}:{password}@127.0.0.1:{port}"
 
-    async def ready() -> bool:
-        return await _nats_ready(url)
+    async def health() -> Health:
+        return await _nats_health(url)
 
     log_path, record = data_dir / "logs" / "nats-server.log", data_dir / "run" / "nats-server.pid.json"
-    proc = SupervisedProcess("nats-server", argv, ready, log_path, store=store, record=record)
+    proc = SupervisedProcess("nats-server", argv, health, log_path, store=store, record=record)
     return proc, url
 
 
 def embedded_falkordb(data_dir: Path, port: int | None = None) -> tuple[SupervisedProcess, str]:
     """A FalkorDB (redis-server + module) on loopback, persisting to `data_dir/graph` (RDB + AOF);
-    its password is in `data_dir/run/falkordb.conf`, and the URL returned carries it."""
+    its password is in `data_dir/run/falkordb.conf`, and the URL returned carries it. At a start it
+    answers `-LOADING` until its store is read: waited for (`SupervisedProcess`), not restarted."""
     redis_server, module = falkordb_binaries()
     port = port or free_port()
     store = data_dir / "graph"
@@ -403,14 +432,17 @@ def embedded_falkordb(data_dir: Path, port: int | None = None) -> tuple[Supervis
         "--bind", "127.0.0.1", "--port", str(port), "--dir", str(store),
         "--protected-mode", "yes", "--appendonly", "yes", "--appendfsync", "everysec",
         "--save", "300 1 60 1000", "--loadmodule", str(module),
+        # The append-only file is compacted into a snapshot early and often: a start replays the
+        # graph writes since the last compaction one query at a time (about 4 s per MB: 24 s for
+        # 10,000 memories' writes under Redis's default of 64 MB), a snapshot loads in milliseconds.
+        "--auto-aof-rewrite-min-size", "1mb", "--auto-aof-rewrite-percentage", "25",
     ]  # fmt: skip
-    ping = f"AUTH {password}\r\nPING\r\n".encode()
 
-    async def ready() -> bool:
-        return await _tcp_ping("127.0.0.1", port, ping, b"+PONG")
+    async def health() -> Health:
+        return await _redis_health(port, password)
 
     log_path, record = data_dir / "logs" / "falkordb.log", data_dir / "run" / "falkordb.pid.json"
-    proc = SupervisedProcess("falkordb", argv, ready, log_path, store=store, record=record)
+    proc = SupervisedProcess("falkordb", argv, health, log_path, store=store, record=record)
     return proc, f"falkordb://:{password}@127.0.0.1:{port}"
 
 
