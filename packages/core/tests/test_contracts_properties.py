@@ -13,10 +13,21 @@ from pydantic import ValidationError
 from openmemory_core import contracts as c
 from openmemory_core.bus import _json, _reply
 from openmemory_core.errors import InvalidInput
+from openmemory_core.stores.vectors import DERIVED, memory_of, payload_of
 
 SUBJECT_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+#: What JSON can carry (metadata arrives as JSON): no infinities either.
+finite_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=20,
 )
@@ -64,6 +75,50 @@ def test_every_spelling_of_an_id_is_read_as_uuid_reads_it(
             c.canonical_id(text)
     else:
         assert c.canonical_id(text) == expected == str(value)
+
+
+@given(
+    st.uuids(), st.sampled_from(["{}", "{{{}}}", "urn:uuid:{}", "{} "]), st.booleans(), st.text(max_size=40)
+)
+def test_a_referenced_id_is_canonical_when_it_is_a_uuid_and_kept_when_not(
+    value: uuid.UUID, spelling: str, upper: bool, other: str
+) -> None:
+    """`MemoryRef` (a stored memory's `previous`, `superseded_by`, its own id) takes the canonical
+    spelling as it is and reads every other one as `uuid.UUID` does; a text that is no id is kept."""
+    text = spelling.format(str(value).upper() if upper else str(value))
+    memory = c.Memory(
+        id=text, user_id="u", app="a", text="t", created_at=c.now(), updated_at=c.now(),
+        content_hash="h", request_id="r", previous=other, superseded_by=str(value),
+    )  # fmt: skip
+    assert memory.id == (_by_uuid(text) or text)
+    assert memory.superseded_by == str(value)
+    assert memory.previous == (_by_uuid(other) or other)
+
+
+@given(
+    st.text(max_size=80),
+    st.lists(st.text(max_size=12), max_size=4),
+    st.booleans(),
+    st.booleans(),
+    st.dictionaries(st.text(max_size=8), finite_json, max_size=3),
+)
+def test_a_memory_reads_back_from_its_payload_unchanged(
+    text: str, names: list[str], told: bool, replaced: bool, metadata: dict[str, Any]
+) -> None:
+    """The payload holds derived fields (`DERIVED`) besides the memory's own; reading it back
+    ignores them and gives the same memory."""
+    now = c.now()
+    memory = c.Memory(
+        id=c.memory_id_for(text, 0), user_id="u", app="a", text=text, state=c.MemoryState.ARCHIVED,
+        entities=names, entity_kinds={n: "person" for n in names},
+        relations=[c.Relation(subject="User", type="KNOWS", object=n) for n in names],
+        created_at=now, updated_at=now, occurred_at=now if told else None,
+        superseded_by=c.memory_id_for(text, 1) if replaced else None, context=text or None,
+        metadata=metadata, content_hash="h", request_id="r",
+    )  # fmt: skip
+    payload = payload_of(memory)
+    assert set(DERIVED) <= set(payload)
+    assert memory_of(payload) == memory
 
 
 @given(json_values)

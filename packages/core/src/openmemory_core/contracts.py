@@ -198,6 +198,8 @@ def canonical_ids(values: list[str]) -> list[str]:
 
 def _canonical_if_id(value: Any) -> Any:
     """Canonical when it is a UUID; left as it is otherwise (a lookup then finds nothing)."""
+    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
+        return value  # what every stored id is: one match, not the two of the test and the conversion
     return canonical_id(value) if isinstance(value, str) and is_memory_id(value) else value
 
 
