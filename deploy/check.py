@@ -35,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -186,18 +187,30 @@ def compose() -> None:
         three.returncode == 0 and len(nodes) == 3 and replicas == {"3"},
         three.stderr.strip() or f"nodes with routes {nodes}, OPENMEMORY_NATS_REPLICAS {replicas}",
     )
-    # A bare environment and an empty env file: nothing may supply the passwords.
+    # A bare environment and an env file without one of the passwords: nothing else may supply it.
+    # One password missing at a time: with several missing, compose names whichever it meets first,
+    # and that order changes from run to run.
     bare = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
-    unset = subprocess.run(
-        [str(binary), "-f", str(file), "--env-file", os.devnull, "config", "-q"],
-        capture_output=True,
-        text=True,
-        env=bare,
-        cwd="/",
+    secrets = sorted(set(re.findall(r"\$\{([A-Z0-9_]+):\?", file.read_text())))
+    for missing in secrets:
+        with tempfile.NamedTemporaryFile("w", suffix=".env") as others:
+            others.write("".join(f"{name}=set-in-this-check\n" for name in secrets if name != missing))
+            others.flush()
+            unset = subprocess.run(
+                [str(binary), "-f", str(file), "--env-file", others.name, "config", "-q"],
+                capture_output=True,
+                text=True,
+                env=bare,
+                cwd="/",
+            )
+        refused = unset.returncode != 0 and f"required variable {missing} is missing" in unset.stderr
+        detail = f"exit {unset.returncode}: {unset.stderr.strip() or unset.stdout.strip()}"
+        check(f"compose refuses to start without {missing}", refused, detail)
+    check(
+        "compose requires its passwords",
+        {"NEO4J_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= set(secrets),
+        str(secrets),
     )
-    refused = unset.returncode != 0 and "NEO4J_PASSWORD" in unset.stderr
-    detail = f"exit {unset.returncode}: {unset.stderr.strip() or unset.stdout.strip()}"
-    check("compose refuses to start without its secrets", refused, detail)
 
 
 # --- The chart: lint, render, validate, then check what the manifests say ----------------------------
