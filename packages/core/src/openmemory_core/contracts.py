@@ -197,10 +197,14 @@ def canonical_ids(values: list[str]) -> list[str]:
 
 
 def _canonical_if_id(value: Any) -> Any:
-    """Canonical when it is a UUID; left as it is otherwise (a lookup then finds nothing)."""
-    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
-        return value  # what every stored id is: one match, not the two of the test and the conversion
-    return canonical_id(value) if isinstance(value, str) and is_memory_id(value) else value
+    """Canonical when it is a UUID; left as it is otherwise (a lookup then finds nothing). One call
+    of `canonical_id`, whose shortcut takes a stored id's spelling in one match."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return canonical_id(value)
+    except ValueError:
+        return value
 
 
 #: A user or app name as the API takes it (pydantic's `$` is the end of the text: no trailing newline).
