@@ -27,6 +27,7 @@ the test counts these and checks the requests' records say so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -42,6 +43,7 @@ import nats.errors
 import nats.js.errors
 import pytest_asyncio
 from e2e_support import mcp_client
+from nats.aio.msg import Msg
 
 from openmemory_core import contracts as c
 from openmemory_core import requests
@@ -235,6 +237,16 @@ async def test_accepted_adds_survive_killing_the_stream_leader_and_then_another_
     ]
     searchers = [asyncio.create_task(search(urls[i % 2], keys[users[i]], burst)) for i in range(SEARCHERS)]
     faults: list[Fault] = []
+    advisories: Counter[str] = Counter()
+
+    async def advised(msg: Msg) -> None:
+        kind = ".".join(msg.subject.removeprefix("$JS.EVENT.ADVISORY.").split(".")[:2])
+        if kind != "API":  # every JetStream API call has one
+            advisories[kind] += 1
+        if kind == "CONSUMER.MSG_TERMINATED":  # e.g. "Unacknowledged message was deleted"
+            advisories[f"terminated: {msg.data.decode(errors='replace')[:300]}"] += 1
+
+    watch = await system.bus.nc.subscribe("$JS.EVENT.ADVISORY.>", cb=advised)
 
     def fault(what: str) -> None:
         running = sum(not w.done() for w in writers)
@@ -261,6 +273,8 @@ async def test_accepted_adds_survive_killing_the_stream_leader_and_then_another_
         for task in writers:
             task.cancel()
         await asyncio.gather(*searchers, *writers, return_exceptions=True)
+    with contextlib.suppress(nats.errors.Error):
+        await watch.unsubscribe()
     burst_seconds = time.monotonic() - started
 
     add_error_rate = burst.refused / max(1, burst.attempts)
@@ -324,6 +338,8 @@ async def test_accepted_adds_survive_killing_the_stream_leader_and_then_another_
         f"stored by a refused attempt, their accepted retry NONE: {absorbed} ({absorbed_recorded} with "
         f"the NONE on record)"
     )
+    if problems:
+        print(await diagnosis(system, advisories))
     assert not problems, "\n".join(f"{user}: {'; '.join(p)}" for user, p in problems.items())
 
 
@@ -353,6 +369,28 @@ async def until_drained(bus: Bus, timeout: float) -> dict[int, tuple[int, int, i
             return state
         await asyncio.sleep(0.5)
     return {}
+
+
+async def diagnosis(system: ClusterSystem, advisories: Counter[str]) -> str:
+    """Where accepted commands went missing: the commands stream's sequences that ingest never
+    applied (stored, then removed unapplied) against its last sequence (never stored, or a sequence
+    given twice), the JetStream advisories seen, and what the nats-servers warned about."""
+    info = await retried(lambda: system.bus.js.stream_info(c.COMMANDS_STREAM), "the commands stream")
+    text = system.worker.log_path.read_text(errors="replace")
+    applied = {int(n) for n in re.findall(r'"message": "applied \w+ #(\d+) ', text)}
+    never = sorted(set(range(1, info.state.last_seq + 1)) - applied)
+    warnings = [
+        f"{node.name}: {line}"
+        for node in system.nats.nodes
+        for line in node.log.read_text(errors="replace").splitlines()
+        if ("[WRN]" in line or "[ERR]" in line) and "Error trying to connect to route" not in line
+    ]
+    return (
+        f"commands stream: last sequence {info.state.last_seq}, {len(applied)} sequences applied, "
+        f"never applied {len(never)}: {never[:20]}; state {info.state}\n"
+        f"advisories: {dict(advisories)}\n"
+        f"nats warnings ({len(warnings)}):\n" + "\n".join(warnings[-40:])
+    )
 
 
 def worker_figures(log: Path) -> str:

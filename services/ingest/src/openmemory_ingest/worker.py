@@ -135,7 +135,8 @@ class IngestWorker:
         await msg.ack_sync()
         INGEST_COMMANDS.labels(command.kind, "applied").inc()
         changes = ", ".join(f"{s.event.value} {s.id}" for s in applied.summary) or "nothing"
-        log.info("applied %s for user %s: %s", command.kind, command.user_id, changes)
+        sequence = msg.metadata.sequence.stream if msg.metadata else "?"
+        log.info("applied %s #%s for user %s: %s", command.kind, sequence, command.user_id, changes)
         result = c.CommandResult(
             request_id=command.request_id, ok=True, results=applied.summary, note=applied.note
         )
