@@ -372,9 +372,10 @@ async def until_drained(bus: Bus, timeout: float) -> dict[int, tuple[int, int, i
 
 
 async def diagnosis(system: ClusterSystem, advisories: Counter[str]) -> str:
-    """Where accepted commands went missing: the commands stream's sequences that ingest never
-    applied (stored, then removed unapplied) against its last sequence (never stored, or a sequence
-    given twice), the JetStream advisories seen, and what the nats-servers warned about."""
+    """Where accepted commands went missing: the commands ingest set aside (the dead letters), the
+    commands stream's sequences that ingest never applied (stored, then removed unapplied) against
+    its last sequence (never stored, or a sequence given twice), the JetStream advisories seen, and
+    what the nats-servers warned about."""
     info = await retried(lambda: system.bus.js.stream_info(c.COMMANDS_STREAM), "the commands stream")
     text = system.worker.log_path.read_text(errors="replace")
     applied = {int(n) for n in re.findall(r'"message": "applied \w+ #(\d+) ', text)}
@@ -385,7 +386,9 @@ async def diagnosis(system: ClusterSystem, advisories: Counter[str]) -> str:
         for line in node.log.read_text(errors="replace").splitlines()
         if ("[WRN]" in line or "[ERR]" in line) and "Error trying to connect to route" not in line
     ]
+    letters = await retried(system.bus.dead_letters, "the dead letters")
     return (
+        f"dead letters: {len(letters)}: {[(seq, letter.error[:120]) for seq, letter in letters[:10]]}\n"
         f"commands stream: last sequence {info.state.last_seq}, {len(applied)} sequences applied, "
         f"never applied {len(never)}: {never[:20]}; state {info.state}\n"
         f"advisories: {dict(advisories)}\n"

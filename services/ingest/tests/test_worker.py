@@ -1,6 +1,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -8,6 +9,7 @@ import pytest_asyncio
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
+from openmemory_core.servers import embedded_nats
 from openmemory_core.settings import IngestSettings
 from openmemory_core.stores.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.stores.qdrant import QdrantVectorStore
@@ -132,6 +134,49 @@ async def test_a_store_that_stays_down_parks_the_command_with_its_reason(
     finally:
         await broken.stop()
         await dead_graph.close()
+
+
+async def test_a_command_waits_for_the_events_stream_instead_of_being_set_aside(
+    tmp_path: Path, vectors: QdrantVectorStore, graph: GraphStore, embedder: MiniLMEmbedder
+) -> None:
+    """While a NATS cluster elects a stream leader, publishing an event fails ("no response from
+    stream") for seconds. That is the bus being down, not the command failing: the command waits
+    for it like for a store that is down, and is applied once the stream answers. (Counted among
+    `max_deliver` ordinary failures, a cluster CI run set 7 accepted adds aside this way.) The
+    events stream is taken away on a private NATS server, past `max_deliver` deliveries."""
+    proc, url = embedded_nats(tmp_path)
+    await proc.start()
+    private = await Bus.connect(url, "test-private", partitions=1)
+    service = IngestService(vectors, graph, embedder, LocalExtractor())
+    settings = IngestSettings(
+        max_deliver=2, store_down_max_deliver=500, retry_backoff_seconds=0.05, max_backoff_seconds=0.1
+    )
+    worker = IngestWorker(private, service, settings)
+    await worker.start()
+    try:
+        await private.js.delete_stream(c.EVENTS_STREAM)
+        user = unique()
+        command = c.AddCommand(user_id=user, app="a", text="I keep bees in the garden.")
+        async with private.result_waiter(command.request_id) as result:
+            await private.publish_command(command)
+
+            async def delivered_often() -> int | None:
+                assert not result.done(), f"set aside: {result.result()}"
+                info = await private.js.consumer_info(c.COMMANDS_STREAM, c.ingest_durable(0))
+                return info.delivered.consumer_seq if info.delivered.consumer_seq > 4 else None
+
+            await eventually(delivered_often)  # tried well past max_deliver, never set aside
+            await private.ensure_topology()  # the stream is back
+            done = await asyncio.wait_for(result, 20)
+        assert done.ok and [r.event for r in done.results] == [c.ChangeKind.ADD], done
+        events = await private.events_of(user)
+        assert [(e.change, e.memory_id) for e in events] == [(c.ChangeKind.ADD, done.results[0].id)]
+        letters = await private.js.stream_info(c.DEAD_LETTER_STREAM)
+        assert letters.state.messages == 0
+    finally:
+        await worker.stop()
+        await private.close()
+        await proc.stop()
 
 
 async def test_a_move_supersedes_the_old_home_and_deleting_it_restores(

@@ -34,12 +34,32 @@ from pydantic import BaseModel, ValidationError
 
 from openmemory_core import contracts as c
 from openmemory_core import guard
-from openmemory_core.errors import Busy, InvalidInput, OpenMemoryError, Unavailable, error_from_code
+from openmemory_core.errors import (
+    Busy,
+    InvalidInput,
+    OpenMemoryError,
+    StoreUnavailable,
+    Unavailable,
+    error_from_code,
+)
 from openmemory_core.kv import Bucket, open_bucket, replicas_refused, scale_stream
 from openmemory_core.settings import CoreSettings
 from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
 log = logging.getLogger(__name__)
+
+#: What the client raises while NATS cannot take a request: no stream leader during an election, a
+#: connection being re-made, no answer in time. The same request may succeed once the bus is back, so
+#: ingest waits for it as for a store that is down, instead of setting the command aside.
+BUS_DOWN: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
 
 M = TypeVar("M", bound=BaseModel)
 QueryHandler = Callable[[dict[str, Any]], Awaitable[BaseModel]]
@@ -261,12 +281,17 @@ class Bus:
         return await self.js.pull_subscribe_bind(durable=durable, stream=c.COMMANDS_STREAM)
 
     async def publish_event(self, event: c.MemoryEvent) -> None:
-        await self.js.publish(
-            c.event_subject(event.user_id),
-            event.model_dump_json().encode(),
-            headers=inject({"Nats-Msg-Id": f"{event.request_id}:{event.memory_id}:{event.change.value}"}),
-            timeout=5.0,
-        )
+        """Store an event; `StoreUnavailable` while JetStream cannot take it (no stream leader during
+        an election, a reconnect): the command that made it waits for the bus like for any store."""
+        try:
+            await self.js.publish(
+                c.event_subject(event.user_id),
+                event.model_dump_json().encode(),
+                headers=inject({"Nats-Msg-Id": f"{event.request_id}:{event.memory_id}:{event.change.value}"}),
+                timeout=5.0,
+            )
+        except BUS_DOWN as exc:
+            raise StoreUnavailable(f"the events stream (NATS) did not store the event: {exc!r}") from exc
 
     async def events_of(self, user_id: str, batch: int = 256) -> list[c.MemoryEvent]:
         """Every stored event of one user, oldest first."""

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from openmemory_core import contracts as c
-from openmemory_core.bus import Bus
+from openmemory_core.bus import BUS_DOWN, Bus
 from openmemory_core.errors import InvalidInput, OpenMemoryError, StoreUnavailable
 from openmemory_core.kv import Bucket
 from openmemory_core.requests import record_outcome
@@ -171,11 +171,12 @@ class IngestWorker:
         kind, request_id = command.kind, command.request_id
         delivered = msg.metadata.num_delivered if msg.metadata else 1
         reason = exc.message if isinstance(exc, OpenMemoryError) else f"{type(exc).__name__}: {exc}"
-        # A store that is down stops every command alike: they wait for it, in order, far longer
-        # than a command that fails on its own (a model's refusal, a bug) is retried.
+        # A store that is down (the bus included: an election leaves a stream without a leader for
+        # seconds) stops every command alike: they wait for it, in order, far longer than a command
+        # that fails on its own (a model's refusal, a bug) is retried.
         limit = (
             self.settings.store_down_max_deliver
-            if isinstance(exc, StoreUnavailable)
+            if isinstance(exc, (StoreUnavailable, *BUS_DOWN))
             else self.settings.max_deliver
         )
         if delivered >= limit:
