@@ -1,4 +1,5 @@
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, NotFound, Unavailable
+from openmemory_core.servers import embedded_nats
 from openmemory_testing import unique
 
 
@@ -69,3 +71,21 @@ async def test_result_waiter_hears_a_published_result(bus: Bus) -> None:
         await bus.publish_result(c.CommandResult(request_id=request_id, ok=True))
         done = await asyncio.wait_for(result, 2)
     assert done.ok and done.request_id == request_id
+
+
+async def test_a_write_while_nats_is_away_is_refused_as_retryable(tmp_path: Path) -> None:
+    """While NATS does not answer (a cluster electing the consumer's leader; here the server is
+    stopped), a write gets `Unavailable`, which clients see as "retry shortly", not a crash of the
+    tool with no reason (the backlog check let the client's raw timeout through)."""
+    proc, url = embedded_nats(tmp_path)
+    await proc.start()
+    bus = await Bus.connect(url, "test-away", partitions=1)
+    try:
+        await proc.stop()
+        command = c.AddCommand(user_id=unique(), app="a", text="Written while the bus is away.")
+        with pytest.raises(Unavailable, match="retry shortly"):
+            await asyncio.wait_for(bus.submit(command, wait=0, max_backlog=10), 30)
+        with pytest.raises(Unavailable, match="did not confirm"):
+            await asyncio.wait_for(bus.submit(command, wait=0), 30)
+    finally:
+        await bus.close()

@@ -238,7 +238,7 @@ class Bus:
             with tracer.start_as_current_span(f"publish {command.kind}", kind=SpanKind.PRODUCER):
                 headers = inject({"Nats-Msg-Id": command.request_id})
                 ack = await self.js.publish(subject, payload, headers=headers, timeout=5.0)
-        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
+        except BUS_DOWN as exc:
             raise Unavailable(f"the command bus did not confirm the request: {exc}") from exc
         return not ack.duplicate
 
@@ -249,13 +249,19 @@ class Bus:
         if cached is not None and time.monotonic() - cached[0] < 0.5:
             return cached[1]
         try:
-            info = await self.js.consumer_info(c.COMMANDS_STREAM, c.ingest_durable(partition))
-            waiting = (info.num_pending or 0) + (info.num_ack_pending or 0)
-        except nats.js.errors.NotFoundError:  # no ingest has ever run: count what the stream holds
-            info_stream = await self.js.stream_info(
-                c.COMMANDS_STREAM, subjects_filter=c.partition_subject(partition)
-            )
-            waiting = (info_stream.state.subjects or {}).get(c.partition_subject(partition), 0)
+            try:
+                info = await self.js.consumer_info(c.COMMANDS_STREAM, c.ingest_durable(partition))
+                waiting = (info.num_pending or 0) + (info.num_ack_pending or 0)
+            except nats.js.errors.NotFoundError:  # no ingest has ever run: count what the stream holds
+                info_stream = await self.js.stream_info(
+                    c.COMMANDS_STREAM, subjects_filter=c.partition_subject(partition)
+                )
+                waiting = (info_stream.state.subjects or {}).get(c.partition_subject(partition), 0)
+        except BUS_DOWN as exc:  # e.g. the consumer's leader is being elected
+            raise Unavailable(
+                f"the bus (NATS) is not reachable just now; nothing was stored: retry shortly "
+                f"({type(exc).__name__})"
+            ) from exc
         self._backlog[partition] = (time.monotonic(), waiting)
         return waiting
 
@@ -507,9 +513,10 @@ class Bus:
             await asyncio.wait(self._tasks, timeout=5.0)
         # In-flight replies were awaited above; flush what is buffered, then close. (A drain would
         # also wait on the pull subscriptions' inboxes, which never empty.)
-        with contextlib.suppress(nats.errors.Error, TimeoutError):
+        with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
             await self.nc.flush(timeout=2)
-        with contextlib.suppress(nats.errors.Error):
+        # OSError: a server that went away first (the socket is reset as the client flushes it).
+        with contextlib.suppress(nats.errors.Error, OSError):
             await self.nc.close()
 
 
