@@ -42,24 +42,11 @@ from openmemory_core.errors import (
     Unavailable,
     error_from_code,
 )
-from openmemory_core.kv import Bucket, open_bucket, replicas_refused, scale_stream
+from openmemory_core.kv import BUS_DOWN, Bucket, open_bucket, replicas_refused, scale_stream
 from openmemory_core.settings import CoreSettings
 from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
 log = logging.getLogger(__name__)
-
-#: What the client raises while NATS cannot take a request: no stream leader during an election, a
-#: connection being re-made, no answer in time. The same request may succeed once the bus is back, so
-#: ingest waits for it as for a store that is down, instead of setting the command aside.
-BUS_DOWN: tuple[type[Exception], ...] = (
-    nats.errors.TimeoutError,
-    nats.errors.NoRespondersError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.StaleConnectionError,
-    nats.js.errors.NoStreamResponseError,
-    nats.js.errors.ServiceUnavailableError,
-)
 
 M = TypeVar("M", bound=BaseModel)
 QueryHandler = Callable[[dict[str, Any]], Awaitable[BaseModel]]

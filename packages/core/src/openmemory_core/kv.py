@@ -22,6 +22,20 @@ from openmemory_core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
+#: What the client raises while NATS cannot take a request: no stream leader during an election, a
+#: connection being re-made, no answer in time. The same request may succeed once the bus is back, so
+#: ingest waits for it as for a store that is down, instead of setting the command aside, and a
+#: client is told to retry.
+BUS_DOWN: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
 
 class Bucket(KeyValue):
     """A KV bucket: nats-py's `KeyValue`, plus what listing its keys needs."""

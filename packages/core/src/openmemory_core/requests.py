@@ -10,7 +10,6 @@ ingest got there first. A record names its user, and only that user's keys can r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ import nats.js.errors
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import InvalidInput, NotFound
-from openmemory_core.kv import Bucket
+from openmemory_core.kv import BUS_DOWN, Bucket
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +32,19 @@ def _key(request_id: str) -> str | None:
 
 
 async def note_pending(bucket: Bucket, user_id: str, kind: str, request_id: str) -> None:
-    """Record an accepted, not yet applied command; a record ingest already wrote is kept."""
+    """Record an accepted, not yet applied command; a record ingest already wrote is kept. Never
+    fails the request, whose command is stored already: while NATS does not answer, no pending
+    record is written, and `get_request` finds the request once ingest has written how it ended."""
     key = _key(request_id)
     if key is None:
         return
     record = c.RequestRecord(user_id=user_id, kind=kind, status="pending", at=datetime.now(UTC))
-    with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):  # ingest finished it meanwhile
+    try:
         await bucket.create(key, record.model_dump_json().encode())
+    except nats.js.errors.KeyWrongLastSequenceError:  # ingest finished it meanwhile
+        pass
+    except BUS_DOWN as exc:
+        log.warning("request %s is stored; its pending record is not (%s)", request_id, type(exc).__name__)
 
 
 async def record_outcome(bucket: Bucket, user_id: str, kind: str, result: c.CommandResult) -> None:

@@ -12,14 +12,18 @@ from openmemory_core import contracts as c
 from openmemory_core import requests
 from openmemory_core.apps import authorize
 from openmemory_core.bus import Bus
-from openmemory_core.errors import InvalidInput
-from openmemory_core.kv import Bucket
+from openmemory_core.errors import InvalidInput, Unavailable
+from openmemory_core.kv import BUS_DOWN, Bucket
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.telemetry import request_id_var
 from openmemory_gateway.accesslog import AccessLog
 from openmemory_gateway.stages import timed
 
 log = logging.getLogger(__name__)
+
+#: NATS not answering, whether wrapped by the bus or raw from the client.
+UNREACHABLE: tuple[type[Exception], ...] = (Unavailable, *BUS_DOWN)
+
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -86,9 +90,12 @@ class MemoryGateway:
         done = await self.bus.submit(command, self.settings.add_wait_seconds, self.settings.max_backlog)
         if done is not None:
             return done
-        await requests.note_pending(
-            await self._requests_bucket(), command.user_id, command.kind, command.request_id
-        )
+        try:
+            bucket = await self._requests_bucket()
+        except UNREACHABLE as exc:  # stored all the same: never fail an accepted write
+            log.warning("request %s is stored; its pending record is not (%s)", command.request_id, exc)
+        else:
+            await requests.note_pending(bucket, command.user_id, command.kind, command.request_id)
         return Accepted(request_id=command.request_id)
 
     async def request_status(self, principal: c.Principal, request_id: str) -> c.RequestRecord:

@@ -19,9 +19,9 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from openmemory_core import contracts as c
-from openmemory_core.bus import BUS_DOWN, Bus
+from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, OpenMemoryError, StoreUnavailable
-from openmemory_core.kv import Bucket
+from openmemory_core.kv import BUS_DOWN, Bucket
 from openmemory_core.requests import record_outcome
 from openmemory_core.settings import IngestSettings
 from openmemory_core.telemetry import (
