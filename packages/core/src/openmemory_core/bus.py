@@ -42,7 +42,7 @@ from openmemory_core.errors import (
     Unavailable,
     error_from_code,
 )
-from openmemory_core.kv import BUS_DOWN, Bucket, open_bucket, replicas_refused, scale_stream
+from openmemory_core.kv import BUS_DOWN, Bucket, open_bucket, replicas_refused, scale_stream, unreachable
 from openmemory_core.settings import CoreSettings
 from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
@@ -245,10 +245,7 @@ class Bus:
                 )
                 waiting = (info_stream.state.subjects or {}).get(c.partition_subject(partition), 0)
         except BUS_DOWN as exc:  # e.g. the consumer's leader is being elected
-            raise Unavailable(
-                f"the bus (NATS) is not reachable just now; nothing was stored: retry shortly "
-                f"({type(exc).__name__})"
-            ) from exc
+            raise unreachable(exc, "nothing was stored: ") from exc
         self._backlog[partition] = (time.monotonic(), waiting)
         return waiting
 

@@ -37,6 +37,13 @@ BUS_DOWN: tuple[type[Exception], ...] = (
 )
 
 
+def unreachable(exc: BaseException, note: str = "") -> Unavailable:
+    """What a caller gets while NATS does not answer: retryable (503), naming the client's error."""
+    return Unavailable(
+        f"the bus (NATS) is not reachable just now; {note}retry shortly ({type(exc).__name__})"
+    )
+
+
 class Bucket(KeyValue):
     """A KV bucket: nats-py's `KeyValue`, plus what listing its keys needs."""
 
@@ -122,7 +129,5 @@ async def kv_value(kv: KeyValue, key: str) -> tuple[bytes | None, int | None]:
     except nats.js.errors.KeyNotFoundError:
         return None, None
     except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-        raise Unavailable(
-            f"the bus (NATS) is not reachable just now; retry shortly ({type(exc).__name__})"
-        ) from exc
+        raise unreachable(exc) from exc
     return entry.value or None, entry.revision
