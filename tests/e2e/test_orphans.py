@@ -10,6 +10,7 @@ Real processes; /proc is the witness. Linux only: elsewhere the kernel has no pa
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from e2e_support import mcp_client, new_key
 
+from openmemory_core.runtime import BOOT_ID, running_record
 from openmemory_core.server_lifetime import ServerRecord, proc_stat
 from openmemory_testing import RunningSystem, start_system, stop_all, unique
 
@@ -164,6 +166,32 @@ async def test_a_sigkilled_run_takes_its_servers_along_and_its_accepted_adds_sur
     assert not missing, (
         f"{len(missing)} of {len(burst.accepted)} accepted adds are lost: {sorted(missing)[:5]}"
     )
+    # A process killed while the machine runs on loses nothing, so the next start has nothing to say.
+    assert "the machine went down" not in restarted.log()
+
+
+async def test_a_start_after_the_machine_went_down_says_how_to_recover(
+    tmp_path: Path, systems: list[RunningSystem]
+) -> None:
+    """A run's record (`run/running.json`, this boot's id) stays if the run does not stop cleanly.
+    Left by a run in another boot, as after a power cut or a kernel crash, it makes the next start
+    say that the last seconds' writes may be missing and that `openmemory rebuild` recreates them;
+    a clean stop removes it."""
+    data = tmp_path / "data"
+    boot = BOOT_ID.read_text().strip()
+    record = running_record(data)
+    record.parent.mkdir(mode=0o700, parents=True)
+    record.write_text(json.dumps({"pid": 4_000_000, "boot_id": "a-boot-before-the-power-cut"}))
+    system = start_system(data)
+    systems.append(system)
+    assert json.loads(record.read_text())["boot_id"] == boot
+    said = [line for line in system.log().splitlines() if "the machine went down" in line]
+    assert len(said) == 1 and "openmemory rebuild" in said[0] and str(data) in said[0], said
+    assert system.stop() == 0
+    assert not record.exists()
+    again = start_system(data)
+    systems.append(again)
+    assert "the machine went down" not in again.log()
 
 
 PREVIOUS_RUN = """

@@ -1,9 +1,15 @@
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import signal
+import socket
 import stat
+import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,6 +194,39 @@ async def test_the_embedded_nats_server_takes_only_its_generated_credentials(tmp
         await proc.stop()
     _, again = embedded_nats(tmp_path)  # generated once: the next start keeps the password
     assert urlsplit(again).password == parts.password
+
+
+def test_the_embedded_nats_server_syncs_every_write_also_in_an_older_data_dir(tmp_path: Path) -> None:
+    """JetStream's default syncs to disk every two minutes, so a power cut could lose adds already
+    answered "accepted". The embedded server syncs each write, and a data dir whose config an older
+    version wrote (its password and nothing else) gets the setting with its password kept. Asked of
+    the server itself: its /varz, on a monitoring port added for this test only."""
+    config = tmp_path / "run" / "nats-server.conf"
+    config.parent.mkdir(mode=0o700)
+    config.write_text('authorization {\n  user: "openmemory"\n  password: "older-secret"\n}\n')
+    proc, url = embedded_nats(tmp_path)
+    assert urlsplit(url).password == "older-secret"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        monitor = free.getsockname()[1]
+    server = subprocess.Popen([*proc.argv, "-m", str(monitor)], stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/varz", timeout=5) as answer:
+                    varz = json.load(answer)
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"nats-server never answered: {server.stderr}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert varz["jetstream"]["config"]["sync_always"] is True
+    assert varz["jetstream"]["config"]["store_dir"].startswith(str(tmp_path / "nats"))
+    embedded_nats(tmp_path)  # the same settings again: the file is left as it is
+    assert "older-secret" in config.read_text() and config.read_text().count("sync_interval: always") == 1
 
 
 async def test_the_embedded_falkordb_takes_only_its_password(tmp_path: Path) -> None:

@@ -319,6 +319,43 @@ def endpoints_file(data_dir: Path) -> Path:
     return data_dir / "run" / "endpoints.json"
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: new at each start of the machine
+
+
+def running_record(data_dir: Path) -> Path:
+    return data_dir / "run" / "running.json"
+
+
+def note_running(data_dir: Path) -> bool:
+    """Record that OpenMemory runs on this data dir in this boot of the machine (removed by a clean
+    stop), and say whether the previous run ended with the machine instead: its record is still
+    there, written in another boot (a power cut, a kernel crash, a hard reset). A process killed
+    while the machine runs on loses nothing (the kernel still writes back what it wrote); a machine
+    that went down can lose what the embedded vector store and graph applied in their last seconds,
+    which `openmemory rebuild` recreates from the events (JetStream syncs each one to disk). Only
+    on Linux, where the kernel names its boot."""
+    record = running_record(data_dir)
+    try:
+        boot = BOOT_ID.read_text().strip()
+    except OSError:
+        return False
+    try:
+        before = json.loads(record.read_text()).get("boot_id")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    write_private(record, json.dumps({"pid": os.getpid(), "boot_id": boot}))
+    went_down = isinstance(before, str) and before != boot
+    if went_down:
+        log.warning(
+            "the machine went down while OpenMemory was running on %s (a power cut, a kernel crash or "
+            "a hard reset): the memories written in its last seconds may be missing from search. "
+            "Nothing accepted is lost: `openmemory rebuild` recreates the vectors and the graph from "
+            "the events",
+            data_dir,
+        )
+    return went_down
+
+
 def read_endpoints(data_dir: Path) -> dict[str, Any] | None:
     """The running process's endpoints, for the CLI; None when nothing runs on this data dir."""
     from openmemory_core.servers import pid_alive
@@ -357,6 +394,7 @@ async def run(
         make_private(settings.core.data_dir)  # 0700, and a 0077 umask for all this process writes
         if plan:
             exits.enter_context(data_dir_lock(settings.core.data_dir))
+            note_running(settings.core.data_dir)
         try:
             embedded: list[SupervisedProcess] = []
             if BUS in plan:
@@ -430,6 +468,7 @@ async def run(
                 await proc.stop()
             if plan:
                 endpoints_file(settings.core.data_dir).unlink(missing_ok=True)
+                running_record(settings.core.data_dir).unlink(missing_ok=True)  # stopped cleanly
             shutdown_tracing()
 
 

@@ -208,7 +208,8 @@ class NatsNode:
 @dataclass
 class NatsCluster:
     """`size` JetStream nats-servers clustered on loopback: each its own store dir, client
-    credentials like the embedded server's, and routes that need credentials of their own.
+    credentials like the embedded server's, and routes that need credentials of their own. Each
+    syncs every JetStream write to disk, as the chart's and compose's servers do.
 
     `url` lists every node (comma-separated, credentials in each), as `OPENMEMORY_NATS_URL` takes it.
     `kill` is a SIGKILL; `start` brings a node back on the same ports and store.
@@ -244,7 +245,7 @@ class NatsCluster:
         return f"""server_name: {node.name}
 listen: 127.0.0.1:{node.port}
 authorization {{ user: {self.user}, password: "{self.password}" }}
-jetstream {{ store_dir: "{node.store}", max_memory_store: 64MB, max_file_store: 2GB }}
+jetstream {{ store_dir: "{node.store}", max_memory_store: 64MB, max_file_store: 2GB, sync_interval: always }}
 cluster {{
   name: openmemory
   listen: 127.0.0.1:{node.route_port}
