@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e_support import ToolFailed, add_search_list_delete, mcp_client, mcp_sse_client, new_key
+from mcp.shared.exceptions import MCPError
 
 from openmemory_testing import RunningSystem, eventually, start_system, unique
 
@@ -157,7 +158,38 @@ async def test_openmemory_url_forms_and_app_binding(all_in_one: RunningSystem) -
     response = httpx.post(
         f"{base}/mcp/claude/http/{user}", headers={"Authorization": f"Bearer {cursor_only}"}, json={}
     )
-    assert response.status_code == 403 and "for app 'cursor'" in response.json()["error"]
+    assert response.status_code == 403 and "for app 'cursor'" in response.json()["error"]["message"]
+
+
+def leaves(group: BaseExceptionGroup[BaseException] | None) -> list[BaseException]:
+    if group is None:
+        return []
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+async def test_a_call_refused_before_any_tool_runs_tells_the_client_why(all_in_one: RunningSystem) -> None:
+    """The gateway refuses some calls before the MCP transport sees them (no key, another app's
+    key, a revoked key, NATS unreachable). The official client passes our reason on to its model,
+    not "Server returned an error response"."""
+    user = unique()
+    cursor_only = new_key(all_in_one, user, "cursor")
+    with pytest.raises(ExceptionGroup) as opening:  # raised in the transport's task group
+        async with mcp_client(f"{all_in_one.gateway_url}/mcp/claude/http/{user}", cursor_only):
+            pass
+    matched, _ = opening.value.split(MCPError)
+    (other_app,) = leaves(matched)
+    assert other_app.code == -32003 and "for app 'cursor'" in other_app.message, other_app.error
+    key = new_key(all_in_one, user)
+    async with mcp_client(all_in_one.mcp_url, key) as client:
+        assert (await client.call("search_memory", query="anything"))["results"] == []
+        all_in_one.cli("keys", "revoke", key.split("_")[1])
+        with pytest.raises(MCPError) as revoked:
+            await client.call("search_memory", query="anything")
+    assert revoked.value.code == -32001 and "revoked" in revoked.value.message, revoked.value.error
+    assert revoked.value.error.data == {"http_status": 401}
 
 
 async def test_a_read_only_key_cannot_write(all_in_one: RunningSystem) -> None:

@@ -114,10 +114,33 @@ class Owner:
         return cls(principal.key_id, principal.user_id, principal.app)
 
 
+def refusal_code(status: int) -> int:
+    """The JSON-RPC code of a call refused before any tool ran, in the "server error" range (-32000
+    to -32099): -32000 less the status's place among 4xx (401 → -32001, 429 → -32029), -32050 less
+    its place among 5xx (503 → -32053)."""
+    return -32000 - (status - 400) if status < 500 else -32050 - (status - 500)
+
+
 async def _refuse(
-    send: Send, status: int, message: str, wait: float | None = None, metadata_url: str | None = None
+    send: Send,
+    status: int,
+    message: str,
+    wait: float | None = None,
+    metadata_url: str | None = None,
+    call: bool = False,
 ) -> None:
-    body = json.dumps({"error": message}).encode()
+    """An HTTP refusal. To an MCP call (`call`) the body is a JSON-RPC error with the message: the
+    request is refused before its body is read, so its id is null, and the MCP client answers the
+    pending call with it; any other body reaches the client's model as "Server returned an error
+    response", without the reason. Elsewhere `{"error": message}`."""
+    if call:
+        data: dict[str, int] = {"http_status": status}
+        if wait is not None:
+            data["retry_after_seconds"] = int(retry_after(wait))
+        error = {"code": refusal_code(status), "message": message, "data": data}
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+    else:
+        body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         challenge = 'Bearer realm="OpenMemory"'
@@ -130,28 +153,13 @@ async def _refuse(
     await send({"type": "http.response.body", "body": body})
 
 
-#: JSON-RPC's "server error" range: the call was refused before any tool ran.
-RATE_LIMITED_CODE = -32029
-
-
 async def _refuse_rate_limited(send: Send, per_minute: int, wait: float) -> None:
-    """429 with a JSON-RPC error the client hands its model (the request is refused before its
-    body is read, so its id is null: the MCP client answers the pending call with it), and
-    Retry-After for HTTP clients."""
-    seconds = retry_after(wait)
+    """429 with Retry-After for HTTP clients and the wait in the message for the client's model."""
     message = (
         f"too many requests for this API key (its limit is {per_minute} per minute): nothing was done. "
-        f"Wait {seconds} seconds, then retry this same call; retrying sooner is refused again."
+        f"Wait {retry_after(wait)} seconds, then retry this same call; retrying sooner is refused again."
     )
-    error = {"code": RATE_LIMITED_CODE, "message": message, "data": {"retry_after_seconds": int(seconds)}}
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", seconds.encode()),
-    ]
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await _refuse(send, 429, message, wait, call=True)
 
 
 def _key_label(scope: Scope, principal: Principal) -> str:
@@ -276,7 +284,7 @@ class GatewayFront:
             try:
                 validate_name("client name in the URL", route.client)
             except OpenMemoryError as exc:
-                await _refuse(send, exc.http_status, exc.message)
+                await _refuse(send, exc.http_status, exc.message, call=True)
                 return
         address = _address(scope)
         wait = await self.auth_failures.wait(address)
@@ -284,7 +292,7 @@ class GatewayFront:
             AUTH_FAILURES.labels("429").inc()
             await _refuse(
                 send, 429, "too many failed authentications from this address: "
-                f"retry in {retry_after(wait)} s", wait,
+                f"retry in {retry_after(wait)} s", wait, call=True,
             )  # fmt: skip
             return
         try:
@@ -294,7 +302,7 @@ class GatewayFront:
             AUTH_FAILURES.labels(str(exc.http_status)).inc()
             if isinstance(exc, Unauthorized) and _token(scope) is not None:
                 await self.auth_failures.failed(address)  # a wrong key; a missing one is no guess
-            await _refuse(send, exc.http_status, exc.message, metadata_url=self.metadata_url)
+            await _refuse(send, exc.http_status, exc.message, metadata_url=self.metadata_url, call=True)
             return
         with timed("rate_limit"):
             wait = await self.limiter.admit(principal.key_id)  # counted in NATS in the background
@@ -306,7 +314,7 @@ class GatewayFront:
         if scope["method"] == "POST":
             body = await _read_body(receive, self.max_body)
             if body is None:
-                await _refuse(send, 413, f"the request is larger than {self.max_body} bytes")
+                await _refuse(send, 413, f"the request is larger than {self.max_body} bytes", call=True)
                 return
             receive = _replay(body, receive)
         scope = dict(scope)
@@ -321,7 +329,9 @@ class GatewayFront:
             session_id = _session_id(scope)
             if session_id is not None and self.sse_owners.get(session_id) != Owner.of(principal):
                 # Another key's session, or one this process does not hold: as if it did not exist.
-                await _refuse(send, 404, "no such session for this API key: open one with GET /sse")
+                await _refuse(
+                    send, 404, "no such session for this API key: open one with GET /sse", call=True
+                )
                 return
             await self.sse(scope, receive, send)
             return
