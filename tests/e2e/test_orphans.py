@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,9 +23,9 @@ from pathlib import Path
 import pytest
 from e2e_support import mcp_client, new_key
 
-from openmemory_core.runtime import BOOT_ID, running_record
+from openmemory_core.runtime import BOOT_ID, rebuild_marker, running_record
 from openmemory_core.server_lifetime import ServerRecord, proc_stat
-from openmemory_testing import RunningSystem, start_system, stop_all, unique
+from openmemory_testing import RunningSystem, eventually, start_system, stop_all, unique
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl: Linux")
 
@@ -170,28 +171,67 @@ async def test_a_sigkilled_run_takes_its_servers_along_and_its_accepted_adds_sur
     assert "the machine went down" not in restarted.log()
 
 
-async def test_a_start_after_the_machine_went_down_says_how_to_recover(
-    tmp_path: Path, systems: list[RunningSystem]
+async def test_what_a_machine_that_went_down_lost_from_the_stores_is_rebuilt_from_the_events(
+    tmp_path: Path, systems: list[RunningSystem], leftovers: list[int]
 ) -> None:
-    """A run's record (`run/running.json`, this boot's id) stays if the run does not stop cleanly.
-    Left by a run in another boot, as after a power cut or a kernel crash, it makes the next start
-    say that the last seconds' writes may be missing and that `openmemory rebuild` recreates them;
-    a clean stop removes it."""
+    """A power cut loses what the embedded vector store and graph had applied but not yet synced
+    (their commands acked), never an event (JetStream syncs each write). Played here: after a clean
+    stop the stores' folders are copied (what the disk holds); more adds follow, the run is killed,
+    and the copies replace the folders, while the events stream keeps everything. The run's record
+    (`run/running.json`) now names another boot, as after a cut. The next start says so, ingest
+    rebuilds the stores from the events before any new command, and every memory is back; the
+    marker goes, so the start after that rebuilds nothing. A clean stop removes the record."""
     data = tmp_path / "data"
-    boot = BOOT_ID.read_text().strip()
-    record = running_record(data)
-    record.parent.mkdir(mode=0o700, parents=True)
-    record.write_text(json.dumps({"pid": 4_000_000, "boot_id": "a-boot-before-the-power-cut"}))
+    before = {f"Before the cut, note {i}: the greenhouse needs {i} litres of water." for i in range(3)}
+    after = {f"After the copy, note {i}: the beehive moved {i} metres east." for i in range(3)}
     system = start_system(data)
     systems.append(system)
-    assert json.loads(record.read_text())["boot_id"] == boot
-    said = [line for line in system.log().splitlines() if "the machine went down" in line]
-    assert len(said) == 1 and "openmemory rebuild" in said[0] and str(data) in said[0], said
+    key = new_key(system, unique())
+    async with mcp_client(system.mcp_url, key) as client:
+        for text in sorted(before):
+            assert (await client.call("add_memories", text=text, infer=False))["status"] == "done"
     assert system.stop() == 0
+    record = running_record(data)
     assert not record.exists()
+    disk = tmp_path / "disk"
+    for store in ("vectors", "graph"):
+        shutil.copytree(data / store, disk / store, symlinks=True)
+
+    system = start_system(data)
+    systems.append(system)
+    assert json.loads(record.read_text())["boot_id"] == BOOT_ID.read_text().strip()
+    servers = [pid for pids in servers_on(data).values() for pid in pids]
+    leftovers.extend(servers)
+    async with mcp_client(system.mcp_url, key) as client:
+        for text in sorted(after):
+            assert (await client.call("add_memories", text=text, infer=False))["status"] == "done"
+        assert set(await client.texts()) == before | after
+    os.kill(system.process.pid, signal.SIGKILL)
+    await asyncio.to_thread(system.process.wait)
+    assert await asyncio.to_thread(wait_gone, servers, 5) == []
+    for store in ("vectors", "graph"):  # the writes after the copy never reached the disk
+        shutil.rmtree(data / store)
+        shutil.copytree(disk / store, data / store, symlinks=True)
+    record.write_text(json.dumps({"pid": 4_000_000, "boot_id": "a-boot-before-the-power-cut"}))
+
+    system = start_system(data)
+    systems.append(system)
+    said = [line for line in system.log().splitlines() if "the machine went down while" in line]
+    assert len(said) == 1 and str(data) in said[0], said
+    async with mcp_client(system.mcp_url, key) as client:
+
+        async def all_back() -> bool:
+            return set(await client.texts()) == before | after
+
+        await eventually(all_back, timeout=60, interval=0.5)
+        found = await client.call("search_memory", query="where did the beehive move?")
+        assert found["results"][0]["memory"] in after, found
+    assert "rebuilt 6 memories of 1 users" in system.log()
+    assert not rebuild_marker(data).exists()
+    assert system.stop() == 0 and not record.exists()
     again = start_system(data)
     systems.append(again)
-    assert "the machine went down" not in again.log()
+    assert "the machine went down" not in again.log() and "rebuilding" not in again.log()
 
 
 PREVIOUS_RUN = """

@@ -326,14 +326,21 @@ def running_record(data_dir: Path) -> Path:
     return data_dir / "run" / "running.json"
 
 
+def rebuild_marker(data_dir: Path) -> Path:
+    """Present while the stores must be rebuilt from the events (`note_running`); ingest removes it
+    once it has."""
+    return data_dir / "run" / "rebuild-pending"
+
+
 def note_running(data_dir: Path) -> bool:
     """Record that OpenMemory runs on this data dir in this boot of the machine (removed by a clean
     stop), and say whether the previous run ended with the machine instead: its record is still
     there, written in another boot (a power cut, a kernel crash, a hard reset). A process killed
     while the machine runs on loses nothing (the kernel still writes back what it wrote); a machine
     that went down can lose what the embedded vector store and graph applied in their last seconds,
-    which `openmemory rebuild` recreates from the events (JetStream syncs each one to disk). Only
-    on Linux, where the kernel names its boot."""
+    which a rebuild recreates from the events (JetStream syncs each one to disk): this leaves
+    `rebuild_marker`, and ingest rebuilds before its first command. Only on Linux, where the kernel
+    names its boot."""
     record = running_record(data_dir)
     try:
         boot = BOOT_ID.read_text().strip()
@@ -346,11 +353,12 @@ def note_running(data_dir: Path) -> bool:
     write_private(record, json.dumps({"pid": os.getpid(), "boot_id": boot}))
     went_down = isinstance(before, str) and before != boot
     if went_down:
+        write_private(rebuild_marker(data_dir), f"the machine went down during the run of boot {before}\n")
         log.warning(
             "the machine went down while OpenMemory was running on %s (a power cut, a kernel crash or "
-            "a hard reset): the memories written in its last seconds may be missing from search. "
-            "Nothing accepted is lost: `openmemory rebuild` recreates the vectors and the graph from "
-            "the events",
+            "a hard reset): the vector store and the graph may miss what was applied in its last "
+            "seconds. Nothing accepted is lost: ingest rebuilds them from the events before it takes "
+            "new work (where ingest runs in another process, run `openmemory rebuild`)",
             data_dir,
         )
     return went_down

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nats.js.kv import KeyValue
@@ -20,6 +21,7 @@ from openmemory_core.runtime import (
     Component,
     Running,
     Runtime,
+    rebuild_marker,
 )
 from openmemory_core.settings import Settings
 from openmemory_core.stored_settings import effective_llm, load, load_review
@@ -82,18 +84,50 @@ class SettingsWatch:
 
 class _Ingest:
     def __init__(
-        self, worker: IngestWorker, watch: SettingsWatch, consolidator: Consolidator, cached: WatchedBucket
+        self,
+        worker: IngestWorker,
+        watch: SettingsWatch,
+        consolidator: Consolidator,
+        cached: WatchedBucket,
+        rebuilding: asyncio.Task[None] | None,
     ) -> None:
         self.worker = worker
         self.watch = watch
         self.consolidator = consolidator
         self.cached = cached
+        self.rebuilding = rebuilding
 
     async def stop(self) -> None:
+        if self.rebuilding is not None:  # its marker stays: the next start rebuilds again
+            self.rebuilding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.rebuilding
         await self.consolidator.stop()
         await self.watch.stop()
         await self.worker.stop()
         await self.cached.stop()
+
+
+async def rebuild_then_start(
+    service: IngestService, marker: Path, worker: IngestWorker, consolidator: Consolidator
+) -> None:
+    """The machine went down while this data dir's stores were in use (`runtime.note_running` left
+    `marker`): what ingest applied in its last seconds may never have reached the disk of the vector
+    store and the graph, though its commands were acked. Both are rebuilt from the events, which
+    are synced, before the worker takes its first command (none races the rebuild); meanwhile the
+    doors are open, writes are accepted and wait, and search answers from what is rebuilt so far.
+    The marker goes once the rebuild is done, so one cut short (a kill, a stop) runs again at the
+    next start. A rebuild that fails is logged and ingest goes on; the next start tries again."""
+    log.warning("rebuilding the vectors and the graph from the events, as the machine went down")
+    try:
+        applied = await service.rebuild()
+    except Exception:
+        log.exception("the rebuild after the machine went down failed: run `openmemory rebuild`")
+    else:
+        await asyncio.to_thread(marker.unlink, missing_ok=True)
+        log.warning("after the machine went down: %s", applied.note)
+    await worker.start()
+    await consolidator.start()
 
 
 async def start(runtime: Runtime) -> Running:
@@ -124,11 +158,15 @@ async def start(runtime: Runtime) -> Running:
     await watch.apply_if_changed()
     watch.start()
     worker = IngestWorker(bus, service, runtime.settings.ingest)
-    await worker.start()
     # merges near-duplicates and archives expired memories, on request and periodically
     consolidator = Consolidator(bus, service.vectors, runtime.settings.ingest, service.embedder.model_tag)
+    marker = rebuild_marker(runtime.data_dir)
+    if marker.exists():
+        work = rebuild_then_start(service, marker, worker, consolidator)
+        return _Ingest(worker, watch, consolidator, cached, asyncio.create_task(work, name="ingest-rebuild"))
+    await worker.start()
     await consolidator.start()
-    return _Ingest(worker, watch, consolidator, cached)
+    return _Ingest(worker, watch, consolidator, cached, None)
 
 
 component = Component(name="ingest", uses=frozenset({BUS, VECTORS, GRAPH, EMBEDDER}), start=start, order=20)
