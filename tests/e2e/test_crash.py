@@ -10,6 +10,7 @@ on loopback; each scenario bounded in time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections import defaultdict
@@ -32,6 +33,10 @@ from openmemory_testing import RunningSystem, eventually, start_system, stop_all
 
 USERS = 20
 ADDS_PER_USER = 100  # 2,000 adds per scenario
+# Each scenario fails on its own bounds first (the burst, the wait for every add), with what the
+# servers logged; this is the suite's guard above them. JetStream syncs each write, so the pace
+# follows the disk: 2-3 times slower at 20 ms a sync than here (0.2 ms).
+pytestmark = pytest.mark.timeout(540)
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Cluster:
     env: dict[str, str]
     root: Path
     key_while_up: str = ""
+    bursts: list[Burst] = field(default_factory=list)
 
     def key(self, user: str) -> str:
         return self.gateway.cli("keys", "create", "--user", user).stdout.strip()
@@ -90,6 +96,19 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         await nats.stop()
 
 
+@pytest_asyncio.fixture(autouse=True)
+async def no_burst_outlives_its_test(cluster: Cluster) -> AsyncIterator[None]:
+    """A scenario that fails mid-burst stops its clients: left running, they would load the next
+    scenario and fail it too."""
+    yield
+    for burst in cluster.bursts:
+        if burst.running is not None and not burst.running.done():
+            burst.running.cancel()
+            with contextlib.suppress(BaseException):
+                await burst.running
+    cluster.bursts.clear()
+
+
 @dataclass
 class Burst:
     """What the clients sent and what they were told."""
@@ -101,6 +120,8 @@ class Burst:
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # text -> tries
     answered: list[float] = field(default_factory=list)  # when each add was answered "accepted"
     running: asyncio.Task[None] | None = None
+    cluster: Cluster | None = None
+    started: float = 0.0  # on the loop's clock
 
     async def until_answered(self, share: float) -> None:
         """Wait until this share of the adds has been answered (the burst is under way). A fixed
@@ -114,10 +135,35 @@ class Burst:
 
         await eventually(far_enough, timeout=120, interval=0.05)
 
-    async def finished(self) -> Burst:
+    async def finished(self, within: float = 240) -> Burst:
+        """The burst's end, at most `within` seconds after it started. Past that it fails saying
+        where it stands and what the servers logged last, not on the suite's timeout, which says
+        nothing about why."""
         assert self.running is not None
-        await self.running
+        left = self.started + within - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.running), max(left, 1.0))
+        except TimeoutError:
+            self.running.cancel()
+            raise AssertionError(
+                f"the burst was still running {within:.0f}s after it started: {self.standing()}"
+            ) from None
         return self
+
+    def standing(self) -> str:
+        retried = {text: n for text, n in self.attempts.items() if n > 1}
+        tails = {}
+        if self.cluster is not None:
+            tails = {
+                "gateway": self.cluster.gateway.log(),
+                "ingest and search": self.cluster.workers.log(),
+                "nats-server": self.cluster.nats.log_path.read_text(errors="replace"),
+            }
+        return (
+            f"{len(self.answered)} of {self.total} adds answered, {len(retried)} texts sent more than "
+            f"once (at most {max(retried.values(), default=1)} times)\n"
+            + "\n".join(f"--- the end of the {name}'s log:\n{text[-3000:]}" for name, text in tails.items())
+        )
 
     def assert_running_at(self, moment: float) -> None:
         """The fault hit mid-burst: some adds were answered before it, and some after."""
@@ -154,7 +200,7 @@ async def start_burst(
 ) -> Burst:
     """USERS clients adding `adds_per_user` memories each, all at once (their keys made first)."""
     users = [unique(tag) for _ in range(USERS)]
-    done = Burst(keys=await cluster.keys(users), total=USERS * adds_per_user)
+    done = Burst(keys=await cluster.keys(users), total=USERS * adds_per_user, cluster=cluster)
 
     async def one_user(user: str) -> None:
         pairs = dict(texts_of(tag, user, i) for i in range(adds_per_user))
@@ -176,7 +222,9 @@ async def start_burst(
     async def every_user() -> None:
         await asyncio.gather(*(one_user(user) for user in users))
 
+    done.started = asyncio.get_running_loop().time()
     done.running = asyncio.create_task(every_user())
+    cluster.bursts.append(done)
     return done
 
 
@@ -204,7 +252,7 @@ async def all_present_once(
             break
         await asyncio.sleep(2)
     else:
-        raise AssertionError(f"still missing after {timeout}s: {missing}")
+        raise AssertionError(f"still missing after {timeout}s: {missing}\n{done.standing()}")
     events = await stored_events(cluster.nats_url, done.sent)
     for user, pairs in done.sent.items():
         by_text, by_request = adds_by_text(events[user]), adds_by_request(events[user])
@@ -277,7 +325,10 @@ async def test_a_sigkill_of_nats_server_during_a_burst_loses_nothing(cluster: Cl
     async def restarted() -> bool:
         return cluster.nats.restarts > restarts and cluster.nats.running
 
-    await eventually(restarted, timeout=30)
+    try:
+        await eventually(restarted, timeout=60)
+    except AssertionError:
+        raise AssertionError(f"nats-server was not started again: {adding.standing()}") from None
     assert cluster.nats.pid != pid
     done = await adding.finished()
     done.assert_running_at(fault)
