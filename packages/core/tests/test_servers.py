@@ -109,7 +109,9 @@ async def test_a_falkordb_that_loads_a_large_store_is_waited_for_not_killed(
     proc, url = embedded_falkordb(tmp_path)
     await proc.start()
     address = urlparse(url)
-    client = redis.asyncio.Redis(port=address.port or 0, password=address.password)
+    # A query that never answers (FalkorDB's rare deadlock on a first write) fails in a minute, not on
+    # the suite's timeout.
+    client = redis.asyncio.Redis(port=address.port or 0, password=address.password, socket_timeout=60)
     try:
         writes = 0
 
@@ -139,7 +141,7 @@ async def test_a_falkordb_that_loads_a_large_store_is_waited_for_not_killed(
     proc.start_timeout, proc.live_every, proc.live_misses = 0.5, 0.1, 2
     with caplog.at_level(logging.WARNING, logger="openmemory_core.servers"):
         await proc.start()
-    client = redis.asyncio.Redis(port=address.port or 0, password=address.password)
+    client = redis.asyncio.Redis(port=address.port or 0, password=address.password, socket_timeout=60)
     try:
         assert "falkordb is loading its store" in caplog.text  # longer than the start-up timeout
         assert proc.restarts == 0
