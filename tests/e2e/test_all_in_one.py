@@ -188,7 +188,7 @@ async def test_a_call_refused_before_any_tool_runs_tells_the_client_why(all_in_o
         all_in_one.cli("keys", "revoke", key.split("_")[1])
         with pytest.raises(MCPError) as revoked:
             await client.call("search_memory", query="anything")
-    assert revoked.value.code == -32001 and "revoked" in revoked.value.message, revoked.value.error
+    assert revoked.value.code == -32010 and "revoked" in revoked.value.message, revoked.value.error
     assert revoked.value.error.data == {"http_status": 401}
 
 

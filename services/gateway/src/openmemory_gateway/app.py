@@ -114,11 +114,17 @@ class Owner:
         return cls(principal.key_id, principal.user_id, principal.app)
 
 
+#: The JSON-RPC code of a call refused before any tool ran, by HTTP status: in the implementation's
+#: "server error" range, clear of the codes MCP gives a meaning (-32000 connection closed, -32001
+#: request timeout, -32002 resource not found, -32020 to -32022 header, capability and version
+#: mismatches, which an auto-negotiating client acts on, -32042 URL elicitation). The status itself
+#: travels as `data.http_status`.
+REFUSAL_CODES = {401: -32010, 403: -32003, 404: -32004, 413: -32013, 422: -32012, 429: -32014, 503: -32015}
+OTHER_REFUSAL = -32019
+
+
 def refusal_code(status: int) -> int:
-    """The JSON-RPC code of a call refused before any tool ran, in the "server error" range (-32000
-    to -32099): -32000 less the status's place among 4xx (401 → -32001, 429 → -32029), -32050 less
-    its place among 5xx (503 → -32053)."""
-    return -32000 - (status - 400) if status < 500 else -32050 - (status - 500)
+    return REFUSAL_CODES.get(status, OTHER_REFUSAL)
 
 
 async def _refuse(
