@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -5,13 +6,17 @@ import pytest
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import ConfigurationError
 from openmemory_core.runtime import (
+    BOOT_ID,
     BUS,
     GRAPH,
     VECTORS,
     Runtime,
     embedded_plan,
+    note_running,
+    rebuild_marker,
     registered_components,
     resolve_targets,
+    running_record,
 )
 from openmemory_core.settings import CoreSettings, Settings
 
@@ -56,3 +61,26 @@ async def test_the_embedder_spins_only_in_a_process_that_searches_without_ingest
         assert isinstance(embedder, MiniLMEmbedder) and embedder.spinning is spins
     finally:
         await runtime.close()
+
+
+@pytest.mark.skipif(not BOOT_ID.exists(), reason="the kernel names its boot only on Linux")
+def test_a_run_that_ended_with_the_machine_is_told_and_rebuilt_only_where_stores_are_embedded(
+    tmp_path: Path,
+) -> None:
+    """The run's record names the boot it was written in. A record from another boot, or one cut
+    short as it was written (unreadable), means the machine went down mid-run: the embedded stores
+    may miss their last seconds, so the rebuild marker is left. Stores on servers of their own
+    sync themselves: no marker. A record of this very boot (a process killed while the machine
+    ran on) is no cut."""
+    record, marker = running_record(tmp_path), rebuild_marker(tmp_path)
+    assert note_running(tmp_path) is False and not marker.exists()  # the first run here
+    assert json.loads(record.read_text())["boot_id"] == BOOT_ID.read_text().strip()
+    assert note_running(tmp_path) is False and not marker.exists()  # killed, this boot
+    record.write_text(json.dumps({"pid": 1, "boot_id": "another-boot"}))
+    assert note_running(tmp_path, stores_embedded=False) is True and not marker.exists()
+    record.write_text(json.dumps({"pid": 1, "boot_id": "another-boot"}))
+    assert note_running(tmp_path) is True and "another-boot" in marker.read_text()
+    marker.unlink()
+    record.write_text("")  # the cut came as the record was written
+    assert note_running(tmp_path) is True and marker.exists()
+    assert json.loads(record.read_text())["boot_id"] == BOOT_ID.read_text().strip()

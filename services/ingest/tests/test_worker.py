@@ -1,4 +1,6 @@
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +17,8 @@ from openmemory_core.stores.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.stores.qdrant import QdrantVectorStore
 from openmemory_core.stores.vectors import keyword_vector
 from openmemory_core.text.keywords import query_vector
+from openmemory_ingest.component import rebuild_then_start
+from openmemory_ingest.consolidator import Consolidator
 from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
 from openmemory_ingest.worker import IngestWorker
@@ -174,6 +178,67 @@ async def test_a_command_waits_for_the_events_stream_instead_of_being_set_aside(
         letters = await private.js.stream_info(c.DEAD_LETTER_STREAM)
         assert letters.state.messages == 0
     finally:
+        await worker.stop()
+        await private.close()
+        await proc.stop()
+
+
+async def test_a_rebuild_after_the_machine_went_down_waits_for_the_bus_before_any_command(
+    tmp_path: Path, vectors: QdrantVectorStore, graph: GraphStore, embedder: MiniLMEmbedder
+) -> None:
+    """After a power cut ingest rebuilds the stores from the events before its first command. A
+    rebuild that fails (here the bus is away) is tried again, and meanwhile no command is taken: a
+    rebuild cut short leaves stores half cleared. Once it succeeds the lost memory is back, the
+    marker is gone, and the worker applies commands."""
+    proc, url = embedded_nats(tmp_path)
+    await proc.start()
+    private = await Bus.connect(url, "test-rebuild", partitions=1)
+    service = IngestService(vectors, graph, embedder, LocalExtractor())
+    service.event_log = private.events_after
+    settings = IngestSettings()
+    worker = IngestWorker(private, service, settings)
+    consolidator = Consolidator(private, vectors, settings, embedder.model_tag)
+    user = unique()
+    first = await service.apply(
+        c.AddCommand(user_id=user, app="a", text="I keep bees in the garden.", infer=False)
+    )
+    for event in first.events:
+        await private.publish_event(event)
+    (memory_id,) = [s.id for s in first.summary]
+    await vectors.delete(user, [memory_id])  # applied, acked, and lost with the machine
+    marker = tmp_path / "run" / "rebuild-pending"
+    marker.write_text("the machine went down\n")
+    failures: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = failures.append  # type: ignore[method-assign]
+    logging.getLogger("openmemory_ingest.component").addHandler(handler)
+    await proc.stop()  # the bus is away
+    rebuilding = asyncio.create_task(
+        rebuild_then_start(service, marker, worker, consolidator, retry_after=(0.1, 0.2))
+    )
+    try:
+
+        async def failed_twice() -> bool:
+            assert not rebuilding.done(), rebuilding
+            return sum("rebuild after the machine went down failed" in r.getMessage() for r in failures) >= 2
+
+        await eventually(failed_twice, timeout=60)
+        assert marker.exists() and await vectors.get(user, [memory_id]) == []
+        assert not worker.running
+        await proc.start()
+        await asyncio.wait_for(rebuilding, 60)
+        assert not marker.exists() and worker.running
+        assert [m.text for m in await vectors.get(user, [memory_id])] == ["I keep bees in the garden."]
+        command = c.AddCommand(user_id=user, app="a", text="The hives face south.", infer=False)
+        async with private.result_waiter(command.request_id) as result:
+            await private.publish_command(command)
+            assert (await asyncio.wait_for(result, 20)).ok
+    finally:
+        logging.getLogger("openmemory_ingest.component").removeHandler(handler)
+        rebuilding.cancel()
+        with contextlib.suppress(BaseException):
+            await rebuilding
+        await consolidator.stop()
         await worker.stop()
         await private.close()
         await proc.stop()

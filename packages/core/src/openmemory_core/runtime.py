@@ -332,28 +332,36 @@ def rebuild_marker(data_dir: Path) -> Path:
     return data_dir / "run" / "rebuild-pending"
 
 
-def note_running(data_dir: Path) -> bool:
+def note_running(data_dir: Path, stores_embedded: bool = True) -> bool:
     """Record that OpenMemory runs on this data dir in this boot of the machine (removed by a clean
     stop), and say whether the previous run ended with the machine instead: its record is still
-    there, written in another boot (a power cut, a kernel crash, a hard reset). A process killed
-    while the machine runs on loses nothing (the kernel still writes back what it wrote); a machine
-    that went down can lose what the embedded vector store and graph applied in their last seconds,
-    which a rebuild recreates from the events (JetStream syncs each one to disk): this leaves
-    `rebuild_marker`, and ingest rebuilds before its first command. Only on Linux, where the kernel
+    there, written in another boot (a power cut, a kernel crash, a hard reset), or there and
+    unreadable (cut short as it was written). A process killed while the machine runs on loses
+    nothing (the kernel still writes back what it wrote); a machine that went down can lose what
+    the embedded vector store and graph applied in their last seconds, which a rebuild recreates
+    from the events (JetStream syncs each one to disk): with `stores_embedded` (this process runs
+    the embedded vector store or graph) this leaves `rebuild_marker`, and ingest rebuilds before
+    its first command; stores on servers of their own sync themselves. The record and the marker
+    are synced to disk, so a cut right after a start is seen too. Only on Linux, where the kernel
     names its boot."""
     record = running_record(data_dir)
     try:
         boot = BOOT_ID.read_text().strip()
     except OSError:
         return False
+    before: object = None
     try:
         before = json.loads(record.read_text()).get("boot_id")
+    except FileNotFoundError:
+        pass
     except (OSError, ValueError, AttributeError):
-        before = None
-    write_private(record, json.dumps({"pid": os.getpid(), "boot_id": boot}))
+        before = "an unknown boot (its record is unreadable)"
+    write_private(record, json.dumps({"pid": os.getpid(), "boot_id": boot}), synced=True)
     went_down = isinstance(before, str) and before != boot
-    if went_down:
-        write_private(rebuild_marker(data_dir), f"the machine went down during the run of boot {before}\n")
+    if went_down and stores_embedded:
+        write_private(
+            rebuild_marker(data_dir), f"the machine went down during the run of boot {before}\n", synced=True
+        )
         log.warning(
             "the machine went down while OpenMemory was running on %s (a power cut, a kernel crash or "
             "a hard reset): the vector store and the graph may miss what was applied in its last "
@@ -402,7 +410,7 @@ async def run(
         make_private(settings.core.data_dir)  # 0700, and a 0077 umask for all this process writes
         if plan:
             exits.enter_context(data_dir_lock(settings.core.data_dir))
-            note_running(settings.core.data_dir)
+            note_running(settings.core.data_dir, stores_embedded=bool(plan & {VECTORS, GRAPH}))
         try:
             embedded: list[SupervisedProcess] = []
             if BUS in plan:

