@@ -221,13 +221,17 @@ def test_the_embedded_nats_server_syncs_every_write_also_in_an_older_data_dir(tm
                 break
             time.sleep(0.1)
         else:
-            raise AssertionError(f"nats-server never answered: {server.stderr}")
+            server.kill()
+            said = server.communicate()[1].decode(errors="replace")
+            raise AssertionError(f"nats-server never answered: {said}")
     finally:
         server.terminate()
         server.wait(timeout=10)
     assert varz["jetstream"]["config"]["sync_always"] is True
     assert varz["jetstream"]["config"]["store_dir"].startswith(str(tmp_path / "nats"))
-    embedded_nats(tmp_path)  # the same settings again: the file is left as it is
+    written = config.stat()
+    embedded_nats(tmp_path)  # the same settings again: the file is left as it is, not written anew
+    assert (config.stat().st_ino, config.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
     assert "older-secret" in config.read_text() and config.read_text().count("sync_interval: always") == 1
 
 
