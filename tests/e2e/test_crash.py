@@ -116,12 +116,12 @@ class Burst:
 
     keys: dict[str, str]  # user -> API key
     total: int  # adds to make
+    cluster: Cluster  # where it runs, for the servers' logs
     sent: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> {text sent: text stored}
     request_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # text -> ids
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # text -> tries
     answered: list[float] = field(default_factory=list)  # when each add was answered "accepted"
     running: asyncio.Task[None] | None = None
-    cluster: Cluster | None = None
     started: float = 0.0  # on the loop's clock
 
     async def until_answered(self, share: float) -> None:
@@ -153,13 +153,11 @@ class Burst:
 
     def standing(self) -> str:
         retried = {text: n for text, n in self.attempts.items() if n > 1}
-        tails = {}
-        if self.cluster is not None:
-            tails = {
-                "gateway": self.cluster.gateway.log(),
-                "ingest and search": self.cluster.workers.log(),
-                "nats-server": self.cluster.nats.log_path.read_text(errors="replace"),
-            }
+        tails = {
+            "gateway": self.cluster.gateway.log(),
+            "ingest and search": self.cluster.workers.log(),
+            "nats-server": self.cluster.nats.log_path.read_text(errors="replace"),
+        }
         return (
             f"{len(self.answered)} of {self.total} adds answered, {len(retried)} texts sent more than "
             f"once (at most {max(retried.values(), default=1)} times)\n"
@@ -201,7 +199,7 @@ async def start_burst(
 ) -> Burst:
     """USERS clients adding `adds_per_user` memories each, all at once (their keys made first)."""
     users = [unique(tag) for _ in range(USERS)]
-    done = Burst(keys=await cluster.keys(users), total=USERS * adds_per_user, cluster=cluster)
+    done = Burst(await cluster.keys(users), USERS * adds_per_user, cluster)
 
     async def one_user(user: str) -> None:
         pairs = dict(texts_of(tag, user, i) for i in range(adds_per_user))

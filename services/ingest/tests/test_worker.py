@@ -184,7 +184,11 @@ async def test_a_command_waits_for_the_events_stream_instead_of_being_set_aside(
 
 
 async def test_a_rebuild_after_the_machine_went_down_waits_for_the_bus_before_any_command(
-    tmp_path: Path, vectors: QdrantVectorStore, graph: GraphStore, embedder: MiniLMEmbedder
+    tmp_path: Path,
+    vectors: QdrantVectorStore,
+    graph: GraphStore,
+    embedder: MiniLMEmbedder,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """After a power cut ingest rebuilds the stores from the events before its first command. A
     rebuild that fails (here the bus is away) is tried again, and meanwhile no command is taken: a
@@ -208,10 +212,7 @@ async def test_a_rebuild_after_the_machine_went_down_waits_for_the_bus_before_an
     await vectors.delete(user, [memory_id])  # applied, acked, and lost with the machine
     marker = tmp_path / "run" / "rebuild-pending"
     marker.write_text("the machine went down\n")
-    failures: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = failures.append  # type: ignore[method-assign]
-    logging.getLogger("openmemory_ingest.component").addHandler(handler)
+    caplog.set_level(logging.ERROR, logger="openmemory_ingest.component")
     await proc.stop()  # the bus is away
     rebuilding = asyncio.create_task(
         rebuild_then_start(service, marker, worker, consolidator, retry_after=(0.1, 0.2))
@@ -220,7 +221,10 @@ async def test_a_rebuild_after_the_machine_went_down_waits_for_the_bus_before_an
 
         async def failed_twice() -> bool:
             assert not rebuilding.done(), rebuilding
-            return sum("rebuild after the machine went down failed" in r.getMessage() for r in failures) >= 2
+            return (
+                sum("rebuild after the machine went down failed" in r.getMessage() for r in caplog.records)
+                >= 2
+            )
 
         await eventually(failed_twice, timeout=60)
         assert marker.exists() and await vectors.get(user, [memory_id]) == []
@@ -234,7 +238,6 @@ async def test_a_rebuild_after_the_machine_went_down_waits_for_the_bus_before_an
             await private.publish_command(command)
             assert (await asyncio.wait_for(result, 20)).ok
     finally:
-        logging.getLogger("openmemory_ingest.component").removeHandler(handler)
         rebuilding.cancel()
         with contextlib.suppress(BaseException):
             await rebuilding
