@@ -29,7 +29,14 @@ from openmemory_core.text.keywords import KeywordParams, document_vector, idf, q
 from openmemory_search.decompose import decompose
 from openmemory_search.names import find_entities
 from openmemory_search.ranking import SHIPPED as RANKING_SHIPPED
-from openmemory_search.ranking import HybridRanker, RankingParams, around_event, named_periods, telling_time
+from openmemory_search.ranking import (
+    Fused,
+    HybridRanker,
+    RankingParams,
+    around_event,
+    named_periods,
+    telling_time,
+)
 
 
 @dataclass(frozen=True)
@@ -198,6 +205,11 @@ class Reranker:
 
     def rank(self, asked: Asked, settings: Settings) -> list[str]:
         """The turn ids search would answer with under `settings`, best first."""
+        ordered = self.ordered(asked, settings, self.limit)
+        return turns_of([f.memory.id for f in ordered], self.users[asked.user].turns)
+
+    def ordered(self, asked: Asked, settings: Settings, limit: int) -> list[Fused]:
+        """Search's fused memories under `settings`, best first, at most `limit`."""
         user = self.users[asked.user]
         by_id = user.memories
         dense = asked.dense[: self.candidates]
@@ -230,8 +242,7 @@ class Reranker:
             for f in best
             if f.memory.previous and f.memory.previous not in fused and f.memory.previous in by_id
         ]
-        ordered = ranker.finish(fused, best, said_before, self.limit)
-        return turns_of([f.memory.id for f in ordered], user.turns)
+        return ranker.finish(fused, best, said_before, limit)
 
 
 def turns_of(memory_ids: list[str], owner: dict[str, list[str]]) -> list[str]:

@@ -22,9 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from openmemory_bench import learned
 from openmemory_bench.crossval import cv_markdown, run_cv
 from openmemory_bench.locomo import CATEGORIES, Conversation, load
-from openmemory_bench.rerank import collect
+from openmemory_bench.rerank import Asked, UserMemories, collect
 from openmemory_bench.retrieval import Bm25, Scoreboard, p95
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
@@ -221,7 +222,7 @@ async def run(
     cached = await asyncio.to_thread(_read_cache, cv_cache) if cv else None
     if cached is not None:
         report: dict[str, Any] = cached["report"]
-        return report | {"cv": run_cv(cached["asked"], cached["users"], cached["candidates"])}
+        return report | _cross_validated(cached["asked"], cached["users"], cached["candidates"])
     conversations = load(data)[:conversations_limit]
     candidates = SearchSettings().candidates
     dropped = sum(len(conv.dropped_evidence) for conv in conversations)
@@ -269,7 +270,13 @@ async def run(
     if cv_cache is not None:
         cache = {"report": report, "asked": questions, "users": users, "candidates": candidates}
         await asyncio.to_thread(cv_cache.write_bytes, pickle.dumps(cache))
-    return report | {"cv": run_cv(questions, users, candidates)}
+    return report | _cross_validated(questions, users, candidates)
+
+
+def _cross_validated(asked: list[Asked], users: dict[str, UserMemories], candidates: int) -> dict[str, Any]:
+    """The fusion's constants tuned and measured leave-one-conversation-out, and the learned order
+    trained and measured the same way (`learned.run`)."""
+    return {"cv": run_cv(asked, users, candidates), "learned": learned.run(asked, users, candidates)}
 
 
 def _read_cache(path: Path | None) -> dict[str, Any] | None:
@@ -316,4 +323,6 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if "cv" in report:
         lines += ["", cv_markdown(report["cv"])]
+    if "learned" in report:
+        lines += ["", "### The learned order (held out)", "", learned.markdown(report["learned"])]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from openmemory_core.stores.qdrant import QdrantVectorStore
 from openmemory_core.text.keywords import query_vector
 from openmemory_ingest.extraction import LocalExtractor
 from openmemory_ingest.service import IngestService
+from openmemory_search.ranking import RankingParams
 from openmemory_search.service import SearchService
 from openmemory_testing import at, unique
 
@@ -81,14 +82,19 @@ async def test_an_answer_is_found_by_its_questions_words_and_brings_its_question
         "Melanie: That sounds really empowering.",
     ]
     ids = [(await service.apply(turn(user, text, i))).summary[0].id for i, text in enumerate(talk)]
-    search = SearchService(vectors, graph, embedder, SearchSettings())
+    # the fusion's own order (the learned order off): the lift from the answer to its question
+    fusion = SearchService(vectors, graph, embedder, SearchSettings(), ranking=RankingParams(learned=None))
     by_keyword = await vectors.keyword_search(user, query_vector("paint"), 3)
     assert [h.memory.id for h in by_keyword] == [ids[2], ids[3]]  # the answer never says "paint"
 
-    found = await search.search(c.SearchRequest(user_id=user, query="purple clouds over the water", limit=3))
+    query = c.SearchRequest(user_id=user, query="purple clouds over the water", limit=3)
+    found = await fusion.search(query)
     top = [h.memory.id for h in found.hits]
     assert top[0] == ids[3] and ids[2] in top, [h.memory.text for h in found.hits]
     assert "conversation" in found.hits[top.index(ids[2])].signals  # the question comes along with its answer
+    # the shipped order re-orders what the fusion found (`ranking.LearnedOrder`): the answer stays first
+    search = SearchService(vectors, graph, embedder, SearchSettings())
+    assert (await search.search(query)).hits[0].memory.id == ids[3]
 
     # a filter still holds for a turn brought in by its neighbour
     other_app = await search.search(

@@ -4,12 +4,17 @@ from datetime import UTC, datetime, timedelta
 
 from openmemory_core import contracts as c
 from openmemory_search.ranking import (
+    FEATURES,
+    LENGTH_CAP,
+    RANK_OFFSET,
     SHIPPED,
     Fused,
     HybridRanker,
+    LearnedOrder,
     RankingParams,
     around_event,
     diversified,
+    features,
     named_periods,
     sittings,
     telling_time,
@@ -27,7 +32,7 @@ def mem(text: str, minute: int = 0) -> c.Memory:
 
 RRF_K = SHIPPED.rrf_k
 #: Every signal at weight 1: the tests of the fusion's mechanics, apart from the shipped weights.
-EQUAL = RankingParams(dense=1.0, keyword=1.0, graph=1.0, time=1.0, recency=1.0)
+EQUAL = RankingParams(dense=1.0, keyword=1.0, graph=1.0, time=1.0, recency=1.0, learned=None)
 
 
 def test_agreement_between_signals_wins() -> None:
@@ -83,7 +88,7 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
 def test_a_clearly_stronger_match_gains_on_a_hit_one_rank_ahead() -> None:
     close, clear = mem("close"), mem("clear")
     ranked = {"dense": [clear, close], "keyword": [close, clear]}
-    params = RankingParams(rrf_k=5, keyword=1.5, dense_strength=0.1, keyword_strength=0.2)
+    params = RankingParams(rrf_k=5, keyword=1.5, dense_strength=0.1, keyword_strength=0.2, learned=None)
     # by rank alone the keyword list's first wins (keywords weigh more)
     assert [f.memory.text for f in HybridRanker(params).fuse(ranked, limit=2)] == ["close", "clear"]
     # ...but `clear` means far more (0.9 against 0.3) and is nearly level on keywords (4.9 against 5.0)
@@ -117,7 +122,7 @@ def test_every_constant_of_the_fusion_comes_from_the_ranker_s_params() -> None:
     b = b.model_copy(update={"previous": a.id})
     c_ = c_.model_copy(update={"previous": b.id})
     params = RankingParams(rrf_k=1, dense=2.0, keyword=0.5, dense_strength=0.0, keyword_strength=0.3,
-                           neighbour_top=1, neighbour_share=0.5)  # fmt: skip
+                           neighbour_top=1, neighbour_share=0.5, learned=None)  # fmt: skip
     ranker = HybridRanker(params)
     fused = ranker.scores({"dense": [b, c_], "keyword": [c_]}, {"keyword": [4.0]})
     assert fused[b.id].score == 2.0 / 2  # dense weight / (k + rank 1); no dense strength
@@ -233,5 +238,58 @@ def test_decomposition_finds_both_halves_of_a_two_name_question() -> None:
     def top(params: RankingParams) -> list[c.Memory]:
         return [f.memory for f in HybridRanker(params).fuse(whole | parts, limit=6)]
 
-    assert top(replace(SHIPPED, parts=0.0)).index(nate) == 4  # the whole question's lists only
-    assert top(replace(SHIPPED, parts=1.0)).index(nate) == 2  # ahead of two of Joanna's films
+    fused = replace(SHIPPED, learned=None)  # the fusion's own order
+    assert top(replace(fused, parts=0.0)).index(nate) == 4  # the whole question's lists only
+    assert top(replace(fused, parts=1.0)).index(nate) == 2  # ahead of two of Joanna's films
+
+
+def test_the_learned_order_sees_what_fusion_saw_of_each_candidate() -> None:
+    short, said = mem("Wow!", 0), mem("Ana: I adopted a grey cat named Pixel last week at the shelter.", 30)
+    later = mem("Ana: a long answer from another day " * 15, 60 * 24)
+    ranked = {"dense": [short, said], "keyword": [said], "told_time": [said]}
+    ranker = HybridRanker(EQUAL)
+    fused = ranker.scores(ranked, {"dense": [0.6, 0.3], "keyword": [7.0]})
+    ordered = ranker.finish(fused, ranker.best(fused), [later], limit=10)
+    rows = {
+        f.memory.text: dict(zip(FEATURES, row, strict=True))
+        for f, row in zip(ordered, features(ordered), strict=True)
+    }
+    first, second = rows[said.text], rows[short.text]
+    assert ordered[0].memory is said and first["fused"] == 1.0 and first["position"] == 1.0
+    assert first["rank_keyword"] == first["rank_told_time"] == 1 / RANK_OFFSET and first["in_keyword"] == 1.0
+    assert (
+        first["rank_dense"] == 1 / (RANK_OFFSET + 1)
+        and first["cosine"] == 0.3
+        and first["cosine_share"] == 0.5
+    )
+    assert (
+        second["rank_dense"] == 1 / RANK_OFFSET
+        and second["keyword_share"] == 0.0
+        and second["in_keyword"] == 0.0
+    )
+    assert second["length"] == len("Wow!") / LENGTH_CAP and first["length"] > second["length"]
+    assert second["same_sitting"] == 1.0 and rows[later.text]["same_sitting"] == 0.0  # 30 minutes, a day
+    assert rows[later.text]["length"] == 1.0  # capped
+
+
+def test_the_learned_order_reorders_by_its_model_and_scores_within_zero_and_one() -> None:
+    short, said = mem("Wow, great!"), mem("Ana: I adopted a grey cat named Pixel at the shelter last week.")
+    ranked = {"dense": [short, said], "keyword": [short, said]}
+    plain = [f.memory for f in HybridRanker(EQUAL).fuse(ranked, limit=10)]
+    assert plain == [short, said]  # fusion alone: the short reaction first
+    n = len(FEATURES)
+    zeros, ones = tuple([0.0] * n), tuple([1.0] * n)
+    by_length = LearnedOrder(zeros, ones, tuple(1.0 if f == "length" else 0.0 for f in FEATURES))
+    learned = HybridRanker(replace(EQUAL, learned=by_length)).fuse(ranked, limit=10)
+    assert [f.memory for f in learned] == [said, short]  # the model weighs what a memory says
+    assert all(0.0 < f.score < 1.0 and "learned" in f.signals for f in learned)
+    by_fusion = LearnedOrder(zeros, ones, tuple(1.0 if f == "fused" else 0.0 for f in FEATURES))
+    assert [f.memory for f in HybridRanker(replace(EQUAL, learned=by_fusion)).fuse(ranked, limit=10)] == plain
+
+
+def test_with_the_learned_order_a_replaced_fact_stays_below_its_replacement() -> None:
+    old = mem("User lives in Lisbon, in a flat by the river with a view of the bridge and the old town.")
+    new = mem("User moved to Berlin.", 5)
+    old = old.model_copy(update={"superseded_by": new.id})
+    fused = HybridRanker(SHIPPED).fuse({"dense": [old, new], "keyword": [old]}, limit=10)
+    assert SHIPPED.learned is not None and [f.memory.id for f in fused] == [new.id, old.id]

@@ -123,7 +123,7 @@ async def test_search_ranks_with_the_params_it_was_given(
     assert any("recency" in h.signals for h in shipped.hits) and shipped.hits[0].score > 0
     # the same stores, a ranker that weighs nothing and pools nothing for recency
     silent = RankingParams(dense=0.0, keyword=0.0, graph=0.0, time=0.0, recency=1.0, dense_strength=0.0,
-                           keyword_strength=0.0, recency_pool=0, told_time=0.0)  # fmt: skip
+                           keyword_strength=0.0, recency_pool=0, told_time=0.0, learned=None)  # fmt: skip
     other = SearchService(search.vectors, search.graph, embedder, SearchSettings(), ranking=silent)
     hits = (await other.search(query)).hits
     assert hits and all(h.score == 0.0 for h in hits)

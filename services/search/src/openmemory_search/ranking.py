@@ -4,6 +4,7 @@ of the dense and keyword scores themselves)."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +19,109 @@ from openmemory_core.text.dates import (
     week_period,
 )
 from openmemory_core.text.keywords import terms
+
+
+@dataclass
+class Fused:
+    memory: Memory
+    score: float = 0.0
+    signals: list[str] = field(default_factory=list)
+    #: What fusion saw, for the learned order: each signal's best rank of this memory (from 0), and
+    #: the dense and keyword scores relative to their list's best.
+    ranks: dict[str, int] = field(default_factory=dict)
+    shares: dict[str, float] = field(default_factory=dict)
+    base: float = 0.0  # the score before the neighbour lift
+
+
+#: The learned order's inputs, in order (`features`).
+FEATURES = (
+    "fused", "position", "log_position", "cosine", "cosine_share", "keyword_share", "in_dense",
+    "in_keyword", "rank_dense", "rank_keyword", "rank_time", "rank_recency", "rank_told_time",
+    "neighbour_gain", "neighbour", "same_sitting", "length",
+)  # fmt: skip
+#: Ranks enter as 1 / (RANK_OFFSET + rank), a memory a signal did not rank as 0.
+RANK_OFFSET = 4
+#: Length enters as the share of this many characters, at most all of it.
+LENGTH_CAP = 400
+
+
+def features(ordered: list[Fused]) -> list[list[float]]:
+    """Each candidate's inputs to the learned order (`FEATURES`): `ordered`, the fused candidates in
+    fusion's order with their final scores (`HybridRanker.finish`)."""
+    top = max(ordered[0].score, 1e-9) if ordered else 1.0
+    first = ordered[0].memory.when if ordered else None
+    rows = []
+    for position, entry in enumerate(ordered):
+        ranks, shares = entry.ranks, entry.shares
+        rank = [1.0 / (RANK_OFFSET + ranks[s]) if s in ranks else 0.0
+                for s in ("dense", "keyword", "time", "recency", "told_time")]  # fmt: skip
+        gain = entry.score - entry.base
+        near = (
+            first is not None
+            and abs((entry.memory.when - first).total_seconds()) < SITTING_GAP.total_seconds()
+        )
+        rows.append([
+            entry.score / top, 1.0 / (1 + position), math.log1p(position),
+            shares.get("cosine", 0.0), shares.get("dense", 0.0), shares.get("keyword", 0.0),
+            float("dense" in shares), float("keyword" in shares), *rank,
+            gain / top, float("conversation" in entry.signals), float(near),
+            min(len(entry.memory.text), LENGTH_CAP) / LENGTH_CAP,
+        ])  # fmt: skip
+    return rows
+
+
+@dataclass(frozen=True)
+class LearnedOrder:
+    """A linear model over `FEATURES`: score = logistic(bias + sum(weight * (x - mean) / scale)).
+    Trained by `python -m openmemory_bench.learned` (logistic regression: does the candidate hold what
+    the question's answer rests on), measured held out by conversation; bench/README.md, "The learned
+    order"."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float = 0.0
+
+    def scores(self, rows: list[list[float]]) -> list[float]:
+        """Each candidate's score in (0, 1): the logistic of the weighted sum. Higher means likelier to
+        be what the question asks for; it is not a probability (training weighed answers and the
+        rest equally)."""
+        return [
+            1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, self.bias + sum(
+                w * (x - m) / s for x, m, s, w in zip(row, self.mean, self.scale, self.weights, strict=True)
+            )))))
+            for row in rows
+        ]  # fmt: skip
+
+    def reorder(self, ordered: list[Fused]) -> list[Fused]:
+        """`ordered` by the model's score, best first (fusion's order on a tie); each entry's score
+        becomes the model's, which is what a client sees."""
+        scored = self.scores(features(ordered))
+        for entry, value in zip(ordered, scored, strict=True):
+            entry.score = value
+            entry.signals.append("learned")
+        return sorted(ordered, key=lambda f: -f.score)
+
+
+#: The shipped model: trained on all five LoCoMo dev conversations (`python -m openmemory_bench.learned`);
+#: held out by conversation it gained +0.025 ± 0.007 (bench/README.md, "The learned order").
+# fmt: off
+LEARNED = LearnedOrder(
+    mean=(
+        0.1386, 0.0421, 3.8909, 0.1787, 0.285, 0.1275, 0.3878, 0.3852, 0.0211, 0.021, 0.0018, 0.0004,
+        0.002, 0.0218, 0.0959, 0.0612, 0.3791
+    ),
+    scale=(
+        0.1791, 0.1045, 0.9407, 0.2312, 0.3659, 0.2166, 0.4872, 0.4866, 0.0401, 0.0401, 0.014, 0.0073,
+        0.0173, 0.0733, 0.2944, 0.2397, 0.2101
+    ),
+    weights=(
+        0.6229, -0.1725, -0.1191, 0.0523, 0.2187, 0.6614, 0.1267, -0.0506, 0.0762, -0.1188, -0.0225,
+        -0.0555, -0.0051, -0.0553, 0.1666, 0.2299, 0.5566
+    ),
+    bias=-1.7149,
+)
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -76,6 +180,10 @@ class RankingParams:
     week: float = 0.0
     order: float = 0.0
     event: float = 0.0
+    #: The learned order (`LearnedOrder`): the fused candidates re-ordered by a linear model over
+    #: what fusion saw of each (its fused score and place, each signal's rank, the dense and keyword
+    #: scores, the neighbour lift, its sitting, its length). None: the fused order as it is.
+    learned: LearnedOrder | None = LEARNED
 
     @property
     def weights(self) -> dict[str, float]:
@@ -96,13 +204,6 @@ class RankingParams:
 
 
 SHIPPED = RankingParams()
-
-
-@dataclass
-class Fused:
-    memory: Memory
-    score: float = 0.0
-    signals: list[str] = field(default_factory=list)
 
 
 SUPERSEDED_FACTOR = 0.5
@@ -144,13 +245,18 @@ class HybridRanker:
             for rank, memory in enumerate(memories):
                 entry = fused.setdefault(memory.id, Fused(memory))
                 entry.score += weight / (self.k + rank + 1)
+                entry.ranks.setdefault(signal, rank)
                 if signal not in entry.signals:
                     entry.signals.append(signal)
         for signal, values in (strengths or {}).items():
             weight, best = self.strength_weights.get(signal, 0.0), max(values, default=0.0)
-            if weight and best > 0:
-                for memory, value in zip(ranked[signal], values, strict=True):
-                    fused[memory.id].score += weight * max(value, 0.0) / best
+            for memory, value in zip(ranked[signal], values, strict=True):
+                share = max(value, 0.0) / best if best > 0 else 0.0
+                fused[memory.id].shares[signal] = share
+                if signal == "dense":
+                    fused[memory.id].shares["cosine"] = value
+                if weight:
+                    fused[memory.id].score += weight * share
         if self.params.sitting:
             for rank, entry in enumerate(by_sitting(list(fused.values()))):
                 entry.score += self.params.sitting / (self.k + rank + 1)
@@ -174,6 +280,8 @@ class HybridRanker:
                 by_previous.setdefault(entry.memory.previous, []).append(entry.memory.id)
         for memory in said_before:
             fused.setdefault(memory.id, Fused(memory))
+        for entry in fused.values():
+            entry.base = entry.score
         for top in best:
             share = self.params.neighbour_share * top.score
             for neighbour in [top.memory.previous, *by_previous.get(top.memory.id, [])]:
@@ -187,6 +295,8 @@ class HybridRanker:
                 entry.score *= SUPERSEDED_FACTOR
                 entry.signals.append("superseded")
         ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.memory.created_at.timestamp()))
+        if self.params.learned is not None:
+            ordered = self.params.learned.reorder(ordered)
         if self.params.diversity:
             ordered = diversified(ordered, self.params.diversity, DIVERSITY_POOL * limit)
         return _after_replacements(ordered)[:limit]

@@ -1,0 +1,168 @@
+"""The learned order (`ranking.LearnedOrder`), trained and measured leave-one-conversation-out.
+
+`python -m openmemory_bench.learned --cv-cache FILE [--out FILE.json]`, over the candidates that
+`openmemory bench locomo --cv --cv-cache FILE` cached. For each conversation, a logistic regression is
+trained on the other four (each fused candidate of each question is one row, `ranking.features`; its
+label: it holds a turn the question's answer rests on) and measured on the fifth, through the same
+`HybridRanker` search runs; the report gives the average of the five held-out figures beside the
+fused order's, the paired gain with its standard error, each fold's weights, and the model trained on
+all five conversations (what ships as `ranking.LEARNED`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
+
+from openmemory_bench.crossval import Scored, average, gain, leave_one_out, question_objective, summary
+from openmemory_bench.rerank import Asked, Reranker, Settings, UserMemories
+from openmemory_search.ranking import FEATURES, LearnedOrder, features
+
+#: Logistic regression: L2 penalty on the standardised weights, full-batch gradient steps. Fixed
+#: before any held-out figure was seen; not tuned.
+L2 = 0.01
+STEPS = 400
+RATE = 0.5
+#: Every fused candidate is a row (no cut at search's limit).
+ALL = 1_000_000
+
+
+def rows(reranker: Reranker, asked: Asked, settings: Settings) -> tuple[list[list[float]], list[float]]:
+    """One question's candidates in fusion's order (the learned order off): features and labels."""
+    plain = replace(settings, ranking=replace(settings.ranking, learned=None))
+    ordered = reranker.ordered(asked, plain, ALL)
+    turns = reranker.users[asked.user].turns
+    wanted = set(asked.evidence)
+    labels = [float(any(t in wanted for t in turns.get(f.memory.id, []))) for f in ordered]
+    return features(ordered), labels
+
+
+def fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> LearnedOrder:
+    """Logistic regression on standardised features, positives and negatives weighted to half each
+    (a question has a few answer turns among about a hundred candidates)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0  # a feature constant in training says nothing
+    z = (x - mean) / scale
+    share = float(y.mean())
+    balance = np.where(y > 0, 0.5 / share, 0.5 / (1 - share))
+    w, b = np.zeros(z.shape[1]), 0.0
+    for _ in range(STEPS):
+        p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
+        g = (p - y) * balance
+        w -= RATE * (z.T @ g / len(y) + L2 * w)
+        b -= RATE * float(g.mean())
+    return LearnedOrder(
+        tuple(_r(v) for v in mean), tuple(_r(v) for v in scale), tuple(_r(v) for v in w), _r(b)
+    )
+
+
+def _r(value: float) -> float:
+    return round(float(value), 4)
+
+
+def train(data: Sequence[tuple[list[list[float]], list[float]]]) -> LearnedOrder:
+    x = np.array([row for rows_, _ in data for row in rows_], dtype=np.float64)
+    y = np.array([label for _, labels in data for label in labels], dtype=np.float64)
+    if not y.any() or y.all():
+        raise ValueError("training needs candidates that hold an answer and candidates that do not")
+    return fit(x, y)
+
+
+def run(
+    asked: list[Asked], users: dict[str, UserMemories], candidates: int, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Leave-one-conversation-out: the learned order on each held-out conversation against the fused
+    order of the same `settings` (the shipped constants, the learned order off)."""
+    base = settings or Settings()
+    base = replace(base, ranking=replace(base.ranking, learned=None))
+    reranker = Reranker(users, candidates)
+    data = [rows(reranker, a, base) for a in asked]
+    groups = list(dict.fromkeys(a.conversation for a in asked))
+    learned: list[Scored] = []
+    fused: list[Scored] = []
+    folds = []
+    for training, held in leave_one_out(groups):
+        model = train([d for a, d in zip(asked, data, strict=True) if a.conversation in training])
+        on = replace(base, ranking=replace(base.ranking, learned=model))
+        for a in asked:
+            if a.conversation == held:
+                learned.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, on)), a.evidence))
+                fused.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, base)), a.evidence))
+        folds.append({"held_out": held, "weights": dict(zip(FEATURES, model.weights, strict=True))})
+    per = [[g] for g in groups]
+    return {
+        "questions": len(asked),
+        "held_out": {
+            "learned order": average([summary(learned, g) for g in per]),
+            "fused order": average([summary(fused, g) for g in per]),
+        },
+        "gain": gain(
+            [question_objective(a) - question_objective(b) for a, b in zip(learned, fused, strict=True)]
+        ),
+        "folds": folds,
+        "shipped": asdict(train(data)),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Leave-one-conversation-out, {report['questions']} questions; averages of the per-conversation "
+        "figures.",
+        "",
+        "| order (held out) | R@5 | R@10 | hit@10 | all@10 | MRR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, figures in report["held_out"].items():
+        o = figures["overall"]
+        lines.append(
+            f"| {name} | {o['recall@5']} | {o['recall@10']} | {o['hit@10']} | {o['all@10']} | {o['mrr']} |"
+        )
+    mean, se = report["gain"]
+    lines += ["", f"Held-out gain (mean of R@5 and R@10 per question): {mean:+.4f} ± {se:.4f}", ""]
+    lines += ["| category (held out) | learned R@5 / R@10 | fused R@5 / R@10 |", "|---|---|---|"]
+    learned, fused = report["held_out"]["learned order"], report["held_out"]["fused order"]
+    for category, figures in learned["by_category"].items():
+        other = fused["by_category"][category]
+        lines.append(
+            f"| {category} | {figures['recall@5']} / {figures['recall@10']} | "
+            f"{other['recall@5']} / {other['recall@10']} |"
+        )
+    lines += ["", "| feature | " + " | ".join(f["held_out"] for f in report["folds"]) + " | all five |"]
+    lines.append("|---" * (len(report["folds"]) + 2) + "|")
+    model = report["shipped"]
+    shipped = LearnedOrder(
+        tuple(model["mean"]), tuple(model["scale"]), tuple(model["weights"]), model["bias"]
+    )
+    for i, name in enumerate(FEATURES):
+        values = [f"{f['weights'][name]:+.2f}" for f in report["folds"]]
+        lines.append(f"| {name} | " + " | ".join(values) + f" | {shipped.weights[i]:+.2f} |")
+    lines += ["", "The model trained on all five (ranking.LEARNED):", "", repr(shipped)]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+    from pathlib import Path
+
+    from openmemory_bench.runner import _read_cache
+
+    parser = argparse.ArgumentParser(prog="python -m openmemory_bench.learned")
+    parser.add_argument("--cv-cache", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    cached = _read_cache(args.cv_cache)
+    if cached is None:
+        parser.error(f"no cache at {args.cv_cache}: run `openmemory bench locomo --cv --cv-cache FILE` first")
+    report = run(cached["asked"], cached["users"], cached["candidates"])
+    print(markdown(report))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
