@@ -5,9 +5,9 @@ import uuid
 import numpy as np
 
 from openmemory_bench.learned import fit, run
-from openmemory_bench.rerank import Asked, UserMemories
+from openmemory_bench.rerank import Asked, Settings, UserMemories
 from openmemory_core import contracts as c
-from openmemory_search.ranking import FEATURES
+from openmemory_search.ranking import FEATURES, RankingParams
 from openmemory_testing import at
 
 
@@ -51,7 +51,8 @@ def _conversation(name: str) -> tuple[list[Asked], dict[str, UserMemories]]:
 def test_each_conversation_is_measured_by_a_model_trained_on_the_others() -> None:
     first, first_users = _conversation("conv-a")
     second, second_users = _conversation("conv-b")
-    report = run(first + second, first_users | second_users, candidates=50)
+    anywhere = Settings(RankingParams(learned_turns=0.0))  # these memories are not linked turns
+    report = run(first + second, first_users | second_users, candidates=50, settings=anywhere)
     learned, fused = (
         report["held_out"]["learned order"]["overall"],
         report["held_out"]["fused order"]["overall"],

@@ -46,7 +46,7 @@ def test_the_reranker_follows_the_settings_it_is_given() -> None:
         "conv", "u", "single-hop", ("D1:1",), "what cat did Ana adopt?",
         [(first.id, 0.8), (later.id, 0.5), (reply.id, 0.1)], [], None, False, [], [],
     )  # fmt: skip
-    base = Settings(RankingParams(rrf_k=5, keyword=1.5, neighbour_top=5, neighbour_share=0.2, learned=None))
+    base = Settings(RankingParams(rrf_k=5, keyword=1.5, neighbour_top=5, neighbour_share=0.2))
     assert reranker.rank(asked, base)[0] == "D1:1"
     # dense alone, no lift: the order of the cosines
     dense_only = base.with_value("keyword", 0.0).with_value("keyword_strength", 0.0)

@@ -63,6 +63,9 @@ def main(argv: list[str]) -> int:
     updates.add_argument("--data", type=Path, help="a knowledge-update set (default: the one in bench/data)")
     updates.add_argument("--misses", action="store_true", help="list what went wrong")
     updates.add_argument("--out", type=Path)
+    facts = sub.add_parser("facts", help="retrieval on memories as MCP clients store them (bench/data)")
+    facts.add_argument("--data", type=Path, help="a fact-retrieval set (default: the one in bench/data)")
+    facts.add_argument("--out", type=Path)
     consolidate = sub.add_parser(
         "consolidate", help="consolidation on a synthetic history of one user, through a running system"
     )
@@ -105,6 +108,11 @@ def main(argv: list[str]) -> int:
         else:
             report = asyncio.run(near_duplicates.run(args.folds))
             print(near_duplicates.markdown(report))
+    elif args.bench == "facts":
+        from openmemory_bench import facts as facts_bench
+
+        report = asyncio.run(facts_bench.run(args.data or facts_bench.DATA))
+        print(facts_bench.markdown(report))
     elif args.bench == "updates":
         from openmemory_bench import updates as updates_bench
 

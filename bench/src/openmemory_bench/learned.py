@@ -11,20 +11,33 @@ all five conversations (what ships as `ranking.LEARNED`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 
-from openmemory_bench.crossval import Scored, average, gain, leave_one_out, question_objective, summary
+from openmemory_bench.crossval import (
+    GRID,
+    MIN_GAIN,
+    STEPS,
+    UNTUNED,
+    Scored,
+    average,
+    coordinate_descent,
+    gain,
+    leave_one_out,
+    objective,
+    question_objective,
+    summary,
+)
 from openmemory_bench.rerank import Asked, Reranker, Settings, UserMemories
 from openmemory_search.ranking import FEATURES, LearnedOrder, features
 
 #: Logistic regression: L2 penalty on the standardised weights, full-batch gradient steps. Fixed
 #: before any held-out figure was seen; not tuned.
 L2 = 0.01
-STEPS = 400
+ROUNDS = 400
 RATE = 0.5
 #: Every fused candidate is a row (no cut at search's limit).
 ALL = 1_000_000
@@ -32,8 +45,9 @@ ALL = 1_000_000
 
 def rows(reranker: Reranker, asked: Asked, settings: Settings) -> tuple[list[list[float]], list[float]]:
     """One question's candidates in fusion's order (the learned order off): features and labels."""
-    plain = replace(settings, ranking=replace(settings.ranking, learned=None))
-    ordered = reranker.ordered(asked, plain, ALL)
+    # (`finish` also moves a superseded memory after its replacement, which search does after the
+    # order: LoCoMo's verbatim turns replace nothing, so the rows are the ones search would see)
+    ordered = reranker.ordered(asked, _plain(settings), ALL)
     turns = reranker.users[asked.user].turns
     wanted = set(asked.evidence)
     labels = [float(any(t in wanted for t in turns.get(f.memory.id, []))) for f in ordered]
@@ -49,7 +63,7 @@ def fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> LearnedOrder:
     share = float(y.mean())
     balance = np.where(y > 0, 0.5 / share, 0.5 / (1 - share))
     w, b = np.zeros(z.shape[1]), 0.0
-    for _ in range(STEPS):
+    for _ in range(ROUNDS):
         p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
         g = (p - y) * balance
         w -= RATE * (z.T @ g / len(y) + L2 * w)
@@ -60,7 +74,7 @@ def fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> LearnedOrder:
 
 
 def _r(value: float) -> float:
-    return round(float(value), 4)
+    return float(f"{float(value):.4g}")  # four significant digits: a small scale stays above 0
 
 
 def train(data: Sequence[tuple[list[list[float]], list[float]]]) -> LearnedOrder:
@@ -71,30 +85,83 @@ def train(data: Sequence[tuple[list[list[float]], list[float]]]) -> LearnedOrder
     return fit(x, y)
 
 
-def run(
-    asked: list[Asked], users: dict[str, UserMemories], candidates: int, settings: Settings | None = None
-) -> dict[str, Any]:
-    """Leave-one-conversation-out: the learned order on each held-out conversation against the fused
-    order of the same `settings` (the shipped constants, the learned order off)."""
-    base = settings or Settings()
-    base = replace(base, ranking=replace(base.ranking, learned=None))
+def tune(asked: list[Asked], users: dict[str, UserMemories], candidates: int) -> dict[str, Settings]:
+    """For each conversation, the fusion's constants chosen on the other four, as `--cv` chooses them
+    (coordinate descent from the untuned values over `crossval.GRID`, without the steps that ship
+    off): the fusion each fold's model is trained and measured on, so that no choice saw the held-out
+    conversation."""
+    grid = {name: values for name, values in GRID.items() if name not in STEPS}
     reranker = Reranker(users, candidates)
-    data = [rows(reranker, a, base) for a in asked]
+    memo: dict[Settings, list[Scored]] = {}
+
+    def evaluate(settings: Settings) -> list[Scored]:
+        if settings not in memo:
+            memo[settings] = [
+                Scored(a.conversation, a.category, tuple(reranker.rank(a, settings)), a.evidence)
+                for a in asked
+            ]
+        return memo[settings]
+
+    picks = {}
+    for training, held in leave_one_out([a.conversation for a in asked]):
+
+        def on_training(settings: Settings, training: tuple[str, ...] = training) -> float:
+            return objective(summary(evaluate(settings), training))
+
+        picks[held] = coordinate_descent(on_training, UNTUNED, grid, min_gain=MIN_GAIN)
+    return picks
+
+
+def run(
+    asked: list[Asked],
+    users: dict[str, UserMemories],
+    candidates: int,
+    settings: Settings | None = None,
+    picks: Mapping[str, Settings] | None = None,
+) -> dict[str, Any]:
+    """Leave-one-conversation-out: on each held-out conversation, the learned order (trained on the
+    other four) against the fused order it re-orders. The fusion's constants: `picks[held]` (each
+    fold's own, `tune`) when given, else `settings` (the shipped constants) for every fold."""
+    shipped = _plain(settings or Settings())
+    reranker = Reranker(users, candidates)
+    cache: dict[tuple[Settings, int], tuple[list[list[float]], list[float]]] = {}
+
+    def data(fusion: Settings, wanted: Sequence[str]) -> list[tuple[list[list[float]], list[float]]]:
+        for i, a in enumerate(asked):
+            if a.conversation in wanted and (fusion, i) not in cache:
+                cache[fusion, i] = rows(reranker, a, fusion)
+        return [cache[fusion, i] for i, a in enumerate(asked) if a.conversation in wanted]
+
     groups = list(dict.fromkeys(a.conversation for a in asked))
     learned: list[Scored] = []
     fused: list[Scored] = []
     folds = []
     for training, held in leave_one_out(groups):
-        model = train([d for a, d in zip(asked, data, strict=True) if a.conversation in training])
-        on = replace(base, ranking=replace(base.ranking, learned=model))
+        fusion = _plain(picks[held]) if picks else shipped
+        model = train(data(fusion, training))
+        on = replace(fusion, ranking=replace(fusion.ranking, learned=model))
+        mine: list[Scored] = []
+        theirs: list[Scored] = []
         for a in asked:
             if a.conversation == held:
-                learned.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, on)), a.evidence))
-                fused.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, base)), a.evidence))
-        folds.append({"held_out": held, "weights": dict(zip(FEATURES, model.weights, strict=True))})
+                mine.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, on)), a.evidence))
+                theirs.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, fusion)), a.evidence))
+        learned += mine
+        fused += theirs
+        folds.append({
+            "held_out": held,
+            "learned": summary(mine, [held])["overall"],
+            "fused": summary(theirs, [held])["overall"],
+            "gain": gain([question_objective(x) - question_objective(y)
+                          for x, y in zip(mine, theirs, strict=True)]),
+            "weights": dict(zip(FEATURES, model.weights, strict=True)),
+        })  # fmt: skip
     per = [[g] for g in groups]
     return {
         "questions": len(asked),
+        "fusion": "each fold's own constants (tuned on its four conversations)"
+        if picks
+        else "the shipped constants",
         "held_out": {
             "learned order": average([summary(learned, g) for g in per]),
             "fused order": average([summary(fused, g) for g in per]),
@@ -103,14 +170,19 @@ def run(
             [question_objective(a) - question_objective(b) for a, b in zip(learned, fused, strict=True)]
         ),
         "folds": folds,
-        "shipped": asdict(train(data)),
+        "shipped": asdict(train(data(shipped, groups))),
     }
+
+
+def _plain(settings: Settings) -> Settings:
+    """The fusion alone: `settings` with the learned order off."""
+    return replace(settings, ranking=replace(settings.ranking, learned=None))
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Leave-one-conversation-out, {report['questions']} questions; averages of the per-conversation "
-        "figures.",
+        f"figures. The fusion under the order: {report['fusion']}.",
         "",
         "| order (held out) | R@5 | R@10 | hit@10 | all@10 | MRR |",
         "|---|---|---|---|---|---|",
@@ -129,6 +201,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {category} | {figures['recall@5']} / {figures['recall@10']} | "
             f"{other['recall@5']} / {other['recall@10']} |"
+        )
+    lines += ["", "| held out | learned R@5 / R@10 | fused R@5 / R@10 | gain ± SE |", "|---|---|---|---|"]
+    for fold in report["folds"]:
+        a, b, (mean_, se_) = fold["learned"], fold["fused"], fold["gain"]
+        lines.append(
+            f"| {fold['held_out']} | {a['recall@5']} / {a['recall@10']} | {b['recall@5']} / {b['recall@10']} "
+            f"| {mean_:+.4f} ± {se_:.4f} |"
         )
     lines += ["", "| feature | " + " | ".join(f["held_out"] for f in report["folds"]) + " | all five |"]
     lines.append("|---" * (len(report["folds"]) + 2) + "|")
@@ -152,12 +231,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m openmemory_bench.learned")
     parser.add_argument("--cv-cache", type=Path, required=True)
+    parser.add_argument(
+        "--nested",
+        action="store_true",
+        help="each fold's fusion constants tuned on its four conversations too",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     cached = _read_cache(args.cv_cache)
     if cached is None:
         parser.error(f"no cache at {args.cv_cache}: run `openmemory bench locomo --cv --cv-cache FILE` first")
-    report = run(cached["asked"], cached["users"], cached["candidates"])
+    asked, users, candidates = cached["asked"], cached["users"], cached["candidates"]
+    picks = tune(asked, users, candidates) if args.nested else None
+    report = run(asked, users, candidates, picks=picks)
     print(markdown(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))

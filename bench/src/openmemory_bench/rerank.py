@@ -214,11 +214,9 @@ class Reranker:
         by_id = user.memories
         dense = asked.dense[: self.candidates]
         keyword = self.keyword(asked, settings.keywords)
-        ranked = {
-            "dense": [by_id[m] for m, _ in dense],
-            "keyword": [by_id[m] for m, _ in keyword],
-            "graph": [by_id[m] for m in asked.graph if m in by_id],
-        }
+        ranked = {"dense": [by_id[m] for m, _ in dense], "keyword": [by_id[m] for m, _ in keyword]}
+        if settings.ranking.graph:  # at weight 0 search does not ask the graph: no candidates from it
+            ranked["graph"] = [by_id[m] for m in asked.graph if m in by_id]
         if asked.period is not None:
             since, until = asked.period
             key = (id(asked), since, until)

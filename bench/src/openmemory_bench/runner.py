@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from openmemory_bench import learned
-from openmemory_bench.crossval import cv_markdown, run_cv
+from openmemory_bench.crossval import UNTUNED, cv_markdown, run_cv
 from openmemory_bench.locomo import CATEGORIES, Conversation, load
 from openmemory_bench.rerank import Asked, UserMemories, collect
 from openmemory_bench.retrieval import Bm25, Scoreboard, p95
@@ -276,7 +276,18 @@ async def run(
 def _cross_validated(asked: list[Asked], users: dict[str, UserMemories], candidates: int) -> dict[str, Any]:
     """The fusion's constants tuned and measured leave-one-conversation-out, and the learned order
     trained and measured the same way (`learned.run`)."""
-    return {"cv": run_cv(asked, users, candidates), "learned": learned.run(asked, users, candidates)}
+    cv = run_cv(asked, users, candidates)
+    picks = {}
+    for fold in cv["folds"]:  # each fold's constants: the untuned values with what it changed
+        pick = UNTUNED
+        for name, value in fold["chosen"].items():
+            pick = pick.with_value(name, value)
+        picks[fold["held_out"]] = pick
+    return {
+        "cv": cv,
+        "learned": learned.run(asked, users, candidates, picks=picks),
+        "learned_over_shipped": learned.run(asked, users, candidates),
+    }
 
 
 def _read_cache(path: Path | None) -> dict[str, Any] | None:
@@ -325,4 +336,5 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", cv_markdown(report["cv"])]
     if "learned" in report:
         lines += ["", "### The learned order (held out)", "", learned.markdown(report["learned"])]
+        lines += ["", learned.markdown(report["learned_over_shipped"])]
     return "\n".join(lines)

@@ -83,7 +83,7 @@ async def test_an_answer_is_found_by_its_questions_words_and_brings_its_question
     ]
     ids = [(await service.apply(turn(user, text, i))).summary[0].id for i, text in enumerate(talk)]
     # the fusion's own order (the learned order off): the lift from the answer to its question
-    fusion = SearchService(vectors, graph, embedder, SearchSettings(), ranking=RankingParams(learned=None))
+    fusion = SearchService(vectors, graph, embedder, SearchSettings(), ranking=RankingParams())
     by_keyword = await vectors.keyword_search(user, query_vector("paint"), 3)
     assert [h.memory.id for h in by_keyword] == [ids[2], ids[3]]  # the answer never says "paint"
 

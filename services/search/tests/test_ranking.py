@@ -1,10 +1,14 @@
+import math
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from openmemory_core import contracts as c
 from openmemory_search.ranking import (
     FEATURES,
+    LEARNED,
     LENGTH_CAP,
     RANK_OFFSET,
     SHIPPED,
@@ -32,7 +36,7 @@ def mem(text: str, minute: int = 0) -> c.Memory:
 
 RRF_K = SHIPPED.rrf_k
 #: Every signal at weight 1: the tests of the fusion's mechanics, apart from the shipped weights.
-EQUAL = RankingParams(dense=1.0, keyword=1.0, graph=1.0, time=1.0, recency=1.0, learned=None)
+EQUAL = RankingParams(dense=1.0, keyword=1.0, graph=1.0, time=1.0, recency=1.0)
 
 
 def test_agreement_between_signals_wins() -> None:
@@ -88,7 +92,7 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
 def test_a_clearly_stronger_match_gains_on_a_hit_one_rank_ahead() -> None:
     close, clear = mem("close"), mem("clear")
     ranked = {"dense": [clear, close], "keyword": [close, clear]}
-    params = RankingParams(rrf_k=5, keyword=1.5, dense_strength=0.1, keyword_strength=0.2, learned=None)
+    params = RankingParams(rrf_k=5, keyword=1.5, dense_strength=0.1, keyword_strength=0.2)
     # by rank alone the keyword list's first wins (keywords weigh more)
     assert [f.memory.text for f in HybridRanker(params).fuse(ranked, limit=2)] == ["close", "clear"]
     # ...but `clear` means far more (0.9 against 0.3) and is nearly level on keywords (4.9 against 5.0)
@@ -122,7 +126,7 @@ def test_every_constant_of_the_fusion_comes_from_the_ranker_s_params() -> None:
     b = b.model_copy(update={"previous": a.id})
     c_ = c_.model_copy(update={"previous": b.id})
     params = RankingParams(rrf_k=1, dense=2.0, keyword=0.5, dense_strength=0.0, keyword_strength=0.3,
-                           neighbour_top=1, neighbour_share=0.5, learned=None)  # fmt: skip
+                           neighbour_top=1, neighbour_share=0.5)  # fmt: skip
     ranker = HybridRanker(params)
     fused = ranker.scores({"dense": [b, c_], "keyword": [c_]}, {"keyword": [4.0]})
     assert fused[b.id].score == 2.0 / 2  # dense weight / (k + rank 1); no dense strength
@@ -133,7 +137,8 @@ def test_every_constant_of_the_fusion_comes_from_the_ranker_s_params() -> None:
     by_text = {f.memory.text: f.score for f in ranked}
     assert by_text["b"] == 1.0 + 0.5 * fused[c_.id].score  # only `c` lifts its neighbour
     # the shipped params are the default, and a changed copy leaves them alone
-    assert HybridRanker().params == SHIPPED == RankingParams() and params != SHIPPED
+    assert HybridRanker().params == SHIPPED == RankingParams(learned=LEARNED) and params != SHIPPED
+    assert RankingParams().learned is None  # built by hand: the fusion alone, as tuning starts
     assert HybridRanker().k == SHIPPED.rrf_k and HybridRanker().weights["keyword"] == SHIPPED.keyword
 
 
@@ -244,32 +249,36 @@ def test_decomposition_finds_both_halves_of_a_two_name_question() -> None:
 
 
 def test_the_learned_order_sees_what_fusion_saw_of_each_candidate() -> None:
-    short, said = mem("Wow!", 0), mem("Ana: I adopted a grey cat named Pixel last week at the shelter.", 30)
+    short = mem("Wow!", 0)
+    said = mem("Ana: I adopted a grey cat named Pixel last week at the shelter.", 30)
+    said = said.model_copy(update={"previous": short.id})  # said just after the reaction
     later = mem("Ana: a long answer from another day " * 15, 60 * 24)
-    ranked = {"dense": [short, said], "keyword": [said], "told_time": [said]}
-    ranker = HybridRanker(EQUAL)
+    ranked = {"dense": [short, said], "keyword": [said], "told_time": [said], "time": [short, said],
+              "recency": [later, short]}  # fmt: skip
+    ranker = HybridRanker(replace(EQUAL, neighbour_top=1, neighbour_share=0.2))
     fused = ranker.scores(ranked, {"dense": [0.6, 0.3], "keyword": [7.0]})
-    ordered = ranker.finish(fused, ranker.best(fused), [later], limit=10)
+    before = {k: f.score for k, f in fused.items()}
+    ordered = ranker.finish(fused, ranker.best(fused), [], limit=10)
     rows = {
         f.memory.text: dict(zip(FEATURES, row, strict=True))
         for f, row in zip(ordered, features(ordered), strict=True)
     }
-    first, second = rows[said.text], rows[short.text]
-    assert ordered[0].memory is said and first["fused"] == 1.0 and first["position"] == 1.0
+    first, second, third = rows[said.text], rows[short.text], rows[later.text]
+    assert [f.memory for f in ordered] == [said, short, later]
+    assert first["fused"] == 1.0 and first["position"] == 1.0 and first["log_position"] == 0.0
+    assert third["position"] == 1 / 3 and third["log_position"] == math.log1p(2)
     assert first["rank_keyword"] == first["rank_told_time"] == 1 / RANK_OFFSET and first["in_keyword"] == 1.0
-    assert (
-        first["rank_dense"] == 1 / (RANK_OFFSET + 1)
-        and first["cosine"] == 0.3
-        and first["cosine_share"] == 0.5
-    )
-    assert (
-        second["rank_dense"] == 1 / RANK_OFFSET
-        and second["keyword_share"] == 0.0
-        and second["in_keyword"] == 0.0
-    )
-    assert second["length"] == len("Wow!") / LENGTH_CAP and first["length"] > second["length"]
-    assert second["same_sitting"] == 1.0 and rows[later.text]["same_sitting"] == 0.0  # 30 minutes, a day
-    assert rows[later.text]["length"] == 1.0  # capped
+    assert first["rank_dense"] == first["rank_time"] == 1 / (RANK_OFFSET + 1) and first["rank_recency"] == 0.0
+    assert first["cosine"] == 0.3 and first["cosine_share"] == 0.5 and first["keyword_share"] == 1.0
+    assert second["rank_dense"] == 1 / RANK_OFFSET and second["rank_recency"] == 1 / (RANK_OFFSET + 1)
+    assert second["keyword_share"] == 0.0 and second["in_keyword"] == 0.0 and second["in_dense"] == 1.0
+    assert third["in_dense"] == 0.0 and third["rank_recency"] == 1 / RANK_OFFSET
+    # the best hit lifts the memory said before it: a fifth of its score, relative to the best
+    lift = 0.2 * before[said.id]
+    assert second["neighbour"] == 1.0 and second["neighbour_gain"] == lift / ordered[0].score
+    assert first["neighbour"] == first["neighbour_gain"] == 0.0
+    assert second["length"] == len("Wow!") / LENGTH_CAP and third["length"] == 1.0  # capped
+    assert second["same_sitting"] == 1.0 and third["same_sitting"] == 0.0  # 30 minutes, a day
 
 
 def test_the_learned_order_reorders_by_its_model_and_scores_within_zero_and_one() -> None:
@@ -280,16 +289,47 @@ def test_the_learned_order_reorders_by_its_model_and_scores_within_zero_and_one(
     n = len(FEATURES)
     zeros, ones = tuple([0.0] * n), tuple([1.0] * n)
     by_length = LearnedOrder(zeros, ones, tuple(1.0 if f == "length" else 0.0 for f in FEATURES))
-    learned = HybridRanker(replace(EQUAL, learned=by_length)).fuse(ranked, limit=10)
+    learned = HybridRanker(replace(EQUAL, learned=by_length, learned_turns=0.0)).fuse(ranked, limit=10)
     assert [f.memory for f in learned] == [said, short]  # the model weighs what a memory says
     assert all(0.0 < f.score < 1.0 and "learned" in f.signals for f in learned)
     by_fusion = LearnedOrder(zeros, ones, tuple(1.0 if f == "fused" else 0.0 for f in FEATURES))
-    assert [f.memory for f in HybridRanker(replace(EQUAL, learned=by_fusion)).fuse(ranked, limit=10)] == plain
+    fusion_only = replace(EQUAL, learned=by_fusion, learned_turns=0.0)
+    assert [f.memory for f in HybridRanker(fusion_only).fuse(ranked, limit=10)] == plain
+
+
+def test_the_learned_order_applies_where_most_candidates_are_conversation_turns() -> None:
+    n = len(FEATURES)
+    by_length = LearnedOrder((0.0,) * n, (1.0,) * n, tuple(1.0 if f == "length" else 0.0 for f in FEATURES))
+    ranker = HybridRanker(replace(EQUAL, learned=by_length))  # at least half of them turns, as shipped
+    short, said = mem("Wow, great!"), mem("Ana: I adopted a grey cat named Pixel at the shelter last week.")
+    facts = {"dense": [short, said], "keyword": [short, said]}
+    found = ranker.fuse(facts, limit=10)  # neither is linked to a turn before it: the fused order
+    assert [f.memory for f in found] == [short, said] and not any("learned" in f.signals for f in found)
+    before = mem("Bo: Guess what happened at the shelter?")
+    turns = {key: [m.model_copy(update={"previous": before.id}) for m in ms] for key, ms in facts.items()}
+    found = ranker.fuse(turns, limit=10)  # both are turns of a conversation: the learned order
+    assert [f.memory.text for f in found] == [said.text, short.text] and "learned" in found[0].signals
 
 
 def test_with_the_learned_order_a_replaced_fact_stays_below_its_replacement() -> None:
     old = mem("User lives in Lisbon, in a flat by the river with a view of the bridge and the old town.")
     new = mem("User moved to Berlin.", 5)
     old = old.model_copy(update={"superseded_by": new.id})
-    fused = HybridRanker(SHIPPED).fuse({"dense": [old, new], "keyword": [old]}, limit=10)
-    assert SHIPPED.learned is not None and [f.memory.id for f in fused] == [new.id, old.id]
+    fused = HybridRanker(replace(SHIPPED, learned_turns=0.0)).fuse(
+        {"dense": [old, new], "keyword": [old]}, limit=10
+    )
+    assert "learned" in fused[0].signals and [f.memory.id for f in fused] == [new.id, old.id]
+    assert fused[1].score <= fused[0].score  # and the scores a client sees say the same
+
+
+def test_a_learned_order_is_checked_when_built_and_never_ranks_a_broken_input_first() -> None:
+    n = len(FEATURES)
+    with pytest.raises(ValueError, match="one per feature"):
+        LearnedOrder((0.0,) * (n - 1), (1.0,) * n, (1.0,) * n)
+    with pytest.raises(ValueError, match="scales positive"):
+        LearnedOrder((0.0,) * n, (1.0,) * (n - 1) + (0.0,), (1.0,) * n)
+    with pytest.raises(ValueError, match="finite"):
+        LearnedOrder((0.0,) * n, (1.0,) * n, (1.0,) * n, float("nan"))
+    plain, broken = [0.5] * n, [float("nan")] * n
+    scores = LEARNED.scores([plain, broken])
+    assert scores[1] < 1e-20 < scores[0]  # a NaN feature ranks last, not first

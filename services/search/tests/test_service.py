@@ -5,7 +5,7 @@ from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput
 from openmemory_core.settings import SearchSettings
 from openmemory_ingest.service import IngestService
-from openmemory_search.ranking import RankingParams
+from openmemory_search.ranking import SHIPPED, RankingParams
 from openmemory_search.service import SearchService
 from openmemory_testing import unique
 
@@ -118,12 +118,14 @@ async def test_search_ranks_with_the_params_it_was_given(
     user = unique()
     await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
     query = c.SearchRequest(user_id=user, query="what do I currently play?", limit=5)
-    assert search.ranker.params == RankingParams()  # the shipped params by default
+    assert search.ranker.params == SHIPPED  # the shipped params by default
     shipped = await search.search(query)
-    assert any("recency" in h.signals for h in shipped.hits) and shipped.hits[0].score > 0
+    assert any("recency" in h.signals for h in shipped.hits)
+    # one-line facts, not turns of a conversation: the fused order (the learned order is for turns)
+    assert shipped.hits and not any("learned" in h.signals for h in shipped.hits)
     # the same stores, a ranker that weighs nothing and pools nothing for recency
     silent = RankingParams(dense=0.0, keyword=0.0, graph=0.0, time=0.0, recency=1.0, dense_strength=0.0,
-                           keyword_strength=0.0, recency_pool=0, told_time=0.0, learned=None)  # fmt: skip
+                           keyword_strength=0.0, recency_pool=0, told_time=0.0)  # fmt: skip
     other = SearchService(search.vectors, search.graph, embedder, SearchSettings(), ranking=silent)
     hits = (await other.search(query)).hits
     assert hits and all(h.score == 0.0 for h in hits)
