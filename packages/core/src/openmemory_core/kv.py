@@ -9,13 +9,14 @@ key, `$KV.<bucket>.<key>`: the KV specification), so the stream's own per-subjec
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig, StreamInfo
 from nats.js.kv import KeyValue
 
 from openmemory_core.errors import Unavailable
@@ -72,9 +73,29 @@ async def open_bucket(
             pass
         except nats.js.errors.APIError as exc:
             raise replicas_refused(f"KV_{name}", replicas, exc) from exc
-        info = await js.stream_info(f"KV_{name}")
+        info = await _made(js, f"KV_{name}")
     await scale_stream(js, info.config, replicas)
     return Bucket(name, js, bool(info.config.allow_direct))
+
+
+#: How long a stream just made may stay unknown to the server asked (`_made`).
+MADE_WAIT_SECONDS = 10.0
+
+
+async def _made(js: JetStreamContext, stream: str) -> StreamInfo:
+    """The info of a stream just made. In a cluster the meta leader makes it and the server asked may
+    learn of it a moment later: "stream not found" right after the create is asked again, 50 ms
+    apart doubling to a second, for at most `MADE_WAIT_SECONDS`."""
+    pause, waited = 0.05, 0.0
+    while True:
+        try:
+            return await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            if waited >= MADE_WAIT_SECONDS:
+                raise
+        await asyncio.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 1.0)
 
 
 async def scale_stream(js: JetStreamContext, config: StreamConfig, replicas: int) -> None:

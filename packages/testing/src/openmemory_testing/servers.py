@@ -279,8 +279,44 @@ cluster {{
             await self.wait_ready(node, timeout)
 
     async def restart(self, node: NatsNode, timeout: float = 30.0) -> None:
+        """Start `node` again and wait until it is back as a peer: it answers, and every stream has a
+        leader and all its replicas current (`wait_current`). Answering alone says nothing of the
+        copies it still has to catch up on; a second node lost before then leaves a stream without a
+        quorum of current copies until one of them is back."""
         self.launch(node)
         await self.wait_ready(node, timeout)
+        await self.wait_current(timeout)
+
+    async def wait_current(self, timeout: float = 30.0) -> None:
+        """Until every stream has a leader and each of its replicas is online and current."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        lagging: list[str] = []
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                lagging = await self._lagging()
+            except (OSError, TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                lagging = [f"(no answer: {type(exc).__name__})"]
+            if not lagging:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"NATS streams not current within {timeout}s: {', '.join(lagging)}")
+
+    async def _lagging(self) -> list[str]:
+        """The streams without a leader or with a replica missing, offline or behind."""
+        urls = [self.node_url(n) for n in self.nodes if n.running]
+        nc = await nats.connect(urls, connect_timeout=2, allow_reconnect=False, error_cb=_quiet)
+        try:
+            streams = await nc.jetstream().streams_info()
+        finally:
+            await nc.close()
+        lagging = []
+        for stream in streams:
+            cluster, wanted = stream.cluster, (stream.config.num_replicas or 1) - 1
+            replicas = (cluster.replicas or []) if cluster is not None else []
+            current = [r for r in replicas if r.current and not r.offline]
+            if cluster is None or not cluster.leader or len(current) < wanted:
+                lagging.append(str(stream.config.name))
+        return lagging
 
     async def wait_ready(self, node: NatsNode, timeout: float = 30.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
