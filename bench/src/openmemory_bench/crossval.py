@@ -100,8 +100,19 @@ def summary(scored: Sequence[Scored], groups: Sequence[str] | set[str]) -> dict[
 
 def question_objective(s: Scored) -> float:
     """One question's share of the objective: the mean of its R@5 and R@10."""
-    wanted = set(s.evidence)
-    return (len(wanted & set(s.ranked[:5])) + len(wanted & set(s.ranked[:10]))) / (2 * len(wanted))
+    return recall_objective(s.ranked, s.evidence)
+
+
+def recall_objective(ranked: Sequence[str], evidence: Sequence[str]) -> float:
+    """The mean of R@5 and R@10 of one ranking against what answers its question."""
+    wanted = set(evidence)
+    return (len(wanted & set(ranked[:5])) + len(wanted & set(ranked[:10]))) / (2 * len(wanted))
+
+
+def paired_gain(these: Sequence[Scored], those: Sequence[Scored]) -> tuple[float, float]:
+    """The gain of `these` over `those` (the same questions in the same order): the mean paired
+    difference of the per-question objective, with its standard error."""
+    return gain([question_objective(a) - question_objective(b) for a, b in zip(these, those, strict=True)])
 
 
 def gain(diffs: Sequence[float]) -> tuple[float, float]:
@@ -176,6 +187,21 @@ class CrossValidation:
     majority: Settings = field(default_factory=Settings)
 
 
+def chosen_on(
+    evaluate: Callable[[Settings], list[Scored]],
+    training: Sequence[str],
+    start: Settings,
+    grid: Mapping[str, Sequence[Any]],
+    min_gain: float = MIN_GAIN,
+) -> Settings:
+    """The constants coordinate descent chooses from `start` on the questions of `training` alone."""
+
+    def on_training(settings: Settings) -> float:
+        return objective(summary(evaluate(settings), training))
+
+    return coordinate_descent(on_training, start, grid, min_gain=min_gain)
+
+
 def cross_validate(
     evaluate: Callable[[Settings], list[Scored]],
     groups: Sequence[str],
@@ -192,11 +218,7 @@ def cross_validate(
     diffs: dict[str, list[float]] = {name: [] for name in grid}
     pooled: list[Scored] = []
     for training, test in leave_one_out(groups):
-
-        def on_training(settings: Settings, training: tuple[str, ...] = training) -> float:
-            return objective(summary(evaluate(settings), training))
-
-        pick = coordinate_descent(on_training, start, grid, min_gain=min_gain)
+        pick = chosen_on(evaluate, training, start, grid, min_gain)
         chosen.append(pick)
         figures = summary(evaluate(pick), [test])
         held.append(figures)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from openmemory_bench.crossval import gain
+from openmemory_bench.crossval import gain, recall_objective
 from openmemory_bench.retrieval import Bm25, Scoreboard
 from openmemory_bench.runner import stack
 from openmemory_core import contracts as c
@@ -38,11 +38,6 @@ async def _add(client: Bus, user: str, text: str, day: str) -> c.CommandResult:
     async with client.result_waiter(command.request_id) as result:
         await client.publish_command(command)
         return await asyncio.wait_for(result, 60)
-
-
-def _objective(ranked: list[str], relevant: set[str]) -> float:
-    """One question's mean of R@5 and R@10, as the LoCoMo cross-validation scores it."""
-    return (len(relevant & set(ranked[:5])) + len(relevant & set(ranked[:10]))) / (2 * len(relevant))
 
 
 def _reciprocal_rank(ranked: list[str], relevant: set[str]) -> float:
@@ -87,7 +82,10 @@ async def run(path: Path) -> dict[str, Any]:
                         boards[way].add(question["kind"], ranked[way], tuple(relevant))
                         first[way] += bool(ranked[way]) and ranked[way][0] in relevant
                     shipped, fused = ranked[WAYS[0]], ranked[WAYS[1]]
-                    paired["objective"].append(_objective(shipped, relevant) - _objective(fused, relevant))
+                    paired["objective"].append(
+                        recall_objective(shipped, question["relevant"])
+                        - recall_objective(fused, question["relevant"])
+                    )
                     paired["reciprocal rank"].append(
                         _reciprocal_rank(shipped, relevant) - _reciprocal_rank(fused, relevant)
                     )

@@ -13,22 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from openmemory_bench.crossval import (
     GRID,
-    MIN_GAIN,
     STEPS,
     UNTUNED,
     Scored,
     average,
-    coordinate_descent,
-    gain,
+    chosen_on,
     leave_one_out,
-    objective,
-    question_objective,
+    paired_gain,
+    scored,
     summary,
 )
 from openmemory_bench.rerank import Asked, Reranker, Settings, UserMemories
@@ -96,20 +95,11 @@ def tune(asked: list[Asked], users: dict[str, UserMemories], candidates: int) ->
 
     def evaluate(settings: Settings) -> list[Scored]:
         if settings not in memo:
-            memo[settings] = [
-                Scored(a.conversation, a.category, tuple(reranker.rank(a, settings)), a.evidence)
-                for a in asked
-            ]
+            memo[settings] = scored(asked, lambda a: reranker.rank(a, settings))
         return memo[settings]
 
-    picks = {}
-    for training, held in leave_one_out([a.conversation for a in asked]):
-
-        def on_training(settings: Settings, training: tuple[str, ...] = training) -> float:
-            return objective(summary(evaluate(settings), training))
-
-        picks[held] = coordinate_descent(on_training, UNTUNED, grid, min_gain=MIN_GAIN)
-    return picks
+    folds = leave_one_out([a.conversation for a in asked])
+    return {held: chosen_on(evaluate, training, UNTUNED, grid) for training, held in folds}
 
 
 def run(
@@ -140,20 +130,16 @@ def run(
         fusion = _plain(picks[held]) if picks else shipped
         model = train(data(fusion, training))
         on = replace(fusion, ranking=replace(fusion.ranking, learned=model))
-        mine: list[Scored] = []
-        theirs: list[Scored] = []
-        for a in asked:
-            if a.conversation == held:
-                mine.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, on)), a.evidence))
-                theirs.append(Scored(a.conversation, a.category, tuple(reranker.rank(a, fusion)), a.evidence))
+        questions = [a for a in asked if a.conversation == held]
+        mine = scored(questions, partial(reranker.rank, settings=on))
+        theirs = scored(questions, partial(reranker.rank, settings=fusion))
         learned += mine
         fused += theirs
         folds.append({
             "held_out": held,
             "learned": summary(mine, [held])["overall"],
             "fused": summary(theirs, [held])["overall"],
-            "gain": gain([question_objective(x) - question_objective(y)
-                          for x, y in zip(mine, theirs, strict=True)]),
+            "gain": paired_gain(mine, theirs),
             "weights": dict(zip(FEATURES, model.weights, strict=True)),
         })  # fmt: skip
     per = [[g] for g in groups]
@@ -166,9 +152,7 @@ def run(
             "learned order": average([summary(learned, g) for g in per]),
             "fused order": average([summary(fused, g) for g in per]),
         },
-        "gain": gain(
-            [question_objective(a) - question_objective(b) for a, b in zip(learned, fused, strict=True)]
-        ),
+        "gain": paired_gain(learned, fused),
         "folds": folds,
         "shipped": asdict(train(data(shipped, groups))),
     }
