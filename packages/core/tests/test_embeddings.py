@@ -1,6 +1,10 @@
-import numpy as np
+import asyncio
 
-from openmemory_core.embeddings import MiniLMEmbedder
+import numpy as np
+import pytest
+
+from openmemory_core.embeddings import EmbeddingLane, MiniLMEmbedder, length_groups
+from openmemory_core.errors import InvalidInput
 
 
 async def test_embeddings_are_normalised_and_semantic(embedder: MiniLMEmbedder) -> None:
@@ -13,12 +17,117 @@ async def test_embeddings_are_normalised_and_semantic(embedder: MiniLMEmbedder) 
 
 
 async def test_batching_does_not_change_vectors(embedder: MiniLMEmbedder) -> None:
-    texts = [f"memory number {i} about {'cats' if i % 2 else 'the sea'}" for i in range(40)]
+    """Texts of very different lengths run in groups of like length (so a short one is not padded
+    to a long one's size); each comes back in its place, as it would alone."""
+    texts = [
+        f"memory number {i} about {'cats' if i % 2 else 'the sea'}" + " and the long walk home" * (i % 7) * 5
+        for i in range(40)
+    ]
     batched = await embedder.embed(texts)
-    single = [(await embedder.embed([t]))[0] for t in texts[:3]]
-    for x, y in zip(batched[:3], single, strict=True):
-        assert float(np.dot(x, y)) > 0.999
+    single = [(await embedder.embed([t]))[0] for t in texts]
+    assert len(batched) == len(texts)
+    for x, y in zip(batched, single, strict=True):
+        assert float(np.dot(x, y)) > 0.9999
     assert await embedder.embed([]) == []
+
+
+def test_texts_run_in_groups_of_like_length() -> None:
+    lengths = [10, 200, 11, 12, 190, 10, 100]
+    groups = length_groups(lengths, most=3, slack=1.15)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        sizes = [lengths[i] for i in group]
+        assert len(group) <= 3
+        assert max(sizes) * len(sizes) <= 1.15 * sum(sizes)
+    # shortest first; the three short ones fill a group of `most`
+    assert [sorted(lengths[i] for i in g) for g in groups] == [[10, 10, 11], [12], [100], [190, 200]]
+    assert length_groups([], most=3) == []
+
+
+class _Counted:
+    """The real embedder, counting its calls and refusing any text that says REFUSE."""
+
+    def __init__(self, inner: MiniLMEmbedder) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    @property
+    def model_tag(self) -> str:
+        return self.inner.model_tag
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self.calls.append(len(texts))
+        if any("REFUSE" in text for text in texts):
+            raise InvalidInput("this text is refused")
+        return await self.inner.embed(texts)
+
+
+async def test_calls_that_arrive_while_the_model_is_busy_share_its_next_call(
+    embedder: MiniLMEmbedder,
+) -> None:
+    counted = _Counted(embedder)
+    lane = EmbeddingLane(counted, most=64)
+    texts = [[f"note {i}: the bakery on {street} street"] for i, street in enumerate("abcdef")]
+    texts.append(["two texts", "in one call"])
+    first = asyncio.ensure_future(lane.embed(texts[0]))
+    await asyncio.sleep(0)  # the lane starts on the first alone
+    answers = [await first, *await asyncio.gather(*(lane.embed(t) for t in texts[1:]))]
+    # the first goes at once; the other six arrived while it ran and share the second call
+    assert counted.calls == [1, 7]
+    for asked, answer in zip(texts, answers, strict=True):
+        assert answer == embedder.embed_sync(asked)
+    assert lane.model_tag == embedder.model_tag and lane.dimension == 384
+    assert await lane.embed([]) == []
+
+
+async def test_a_turn_holds_at_most_most_texts(embedder: MiniLMEmbedder) -> None:
+    counted = _Counted(embedder)
+    lane = EmbeddingLane(counted, most=4)
+    calls = [["first"], ["a", "b", "c"], ["d", "e"], ["f"], ["g", "h", "i", "j", "k"]]
+    first = asyncio.ensure_future(lane.embed(calls[0]))
+    await asyncio.sleep(0)
+    answers = [await first, *await asyncio.gather(*(lane.embed(t) for t in calls[1:]))]
+    # in order: [first] alone, then a-c (d-e would pass 4), d-e + f, then the five alone
+    assert counted.calls == [1, 3, 3, 5]
+    assert [len(a) for a in answers] == [1, 3, 2, 1, 5]
+    assert answers[2] == embedder.embed_sync(["d", "e"])
+
+
+async def test_one_callers_refused_text_fails_that_caller_only(embedder: MiniLMEmbedder) -> None:
+    counted = _Counted(embedder)
+    lane = EmbeddingLane(counted)
+    first = asyncio.ensure_future(lane.embed(["the first goes alone"]))
+    await asyncio.sleep(0)
+    good, bad, also_good = (
+        asyncio.ensure_future(lane.embed(t)) for t in (["fine"], ["REFUSE this"], ["also fine"])
+    )
+    assert len(await first) == 1
+    with pytest.raises(InvalidInput):
+        await bad
+    assert await good == embedder.embed_sync(["fine"])
+    assert await also_good == embedder.embed_sync(["also fine"])
+    # together, then each alone to find whose text failed
+    assert counted.calls == [1, 3, 1, 1, 1]
+    assert await lane.embed(["the lane goes on"]) == embedder.embed_sync(["the lane goes on"])
+
+
+async def test_a_caller_that_gives_up_leaves_the_others_their_answers(embedder: MiniLMEmbedder) -> None:
+    counted = _Counted(embedder)
+    lane = EmbeddingLane(counted)
+    first = asyncio.ensure_future(lane.embed(["busy"]))
+    await asyncio.sleep(0)
+    gone = asyncio.ensure_future(lane.embed(["gone"]))
+    kept = asyncio.ensure_future(lane.embed(["kept"]))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await kept == embedder.embed_sync(["kept"])
+    await first
+    assert gone.cancelled()
+    assert counted.calls == [1, 1]  # the cancelled caller's text was never embedded
 
 
 async def test_a_process_that_answers_no_searches_embeds_the_same_without_spinning(

@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import re
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import numpy as np
 from openmemory_core import outbound
 from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.settings import EmbedderSettings
+from openmemory_core.telemetry import EMBED_BATCH
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
@@ -56,6 +58,29 @@ def _tokenizer_path() -> Path:
     return Path(str(located))
 
 
+#: A group of texts run together grows while its padded size (its longest text times its count)
+#: stays within this factor of its real tokens. Measured on LoCoMo turns (bench/README.md).
+PADDING_SLACK = 1.15
+
+
+def length_groups(lengths: list[int], most: int, slack: float = PADDING_SLACK) -> list[list[int]]:
+    """The indexes of texts of these token lengths, in groups to run together: shortest first, at
+    most `most` a group, each group's padded size within `slack` of its real tokens."""
+    groups: list[list[int]] = []
+    group: list[int] = []
+    tokens = 0
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        length = lengths[index]
+        if group and (len(group) >= most or length * (len(group) + 1) > slack * (tokens + length)):
+            groups.append(group)
+            group, tokens = [], 0
+        group.append(index)
+        tokens += length
+    if group:
+        groups.append(group)
+    return groups
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384-d): mean pooling over tokens, L2-normalised."""
 
@@ -88,7 +113,7 @@ class MiniLMEmbedder:
         self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(tokenizer))
         self._tokenizer.enable_truncation(max_length=self.max_tokens)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest, not to 128
+        self._tokenizer.no_padding()  # each group is padded to its own longest (`_embed_ids`)
         self._lock = threading.Lock()
 
     @property
@@ -100,16 +125,27 @@ class MiniLMEmbedder:
         return 384
 
     def embed_sync(self, texts: list[str]) -> list[list[float]]:
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            vectors.extend(self._embed_batch(texts[start : start + self.batch_size]))
+        """Each text's vector, in order. The texts are run in groups of like length: a group is
+        padded to its longest text, and padding costs as much as text does (16 LoCoMo turns in one
+        call cost more per turn than one at a time; bench/README.md)."""
+        if not texts:
+            return []
+        with self._lock:  # one tokenizer, shared by the threads that embed
+            encodings = self._tokenizer.encode_batch([text[: self.max_chars] for text in texts])
+        ids = [encoding.ids for encoding in encodings]
+        vectors: list[list[float]] = [[] for _ in texts]
+        for group in length_groups([len(i) for i in ids], self.batch_size, PADDING_SLACK):
+            for index, vector in zip(group, self._embed_ids([ids[i] for i in group]), strict=True):
+                vectors[index] = vector
         return vectors
 
-    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
-        with self._lock:  # the tokenizer's padding settings are shared state
-            encodings = self._tokenizer.encode_batch([text[: self.max_chars] for text in texts])
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def _embed_ids(self, rows: list[list[int]]) -> list[list[float]]:
+        width = max(len(row) for row in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
         types = np.zeros_like(ids)
         (hidden,) = self._session.run(
             ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
@@ -182,6 +218,93 @@ class OpenAIEmbedder:
                     )
                 vectors.append(list(item.embedding))
         return vectors
+
+
+class EmbeddingLane:
+    """An embedder whose callers take turns: while the model embeds one call's texts, the texts of
+    the calls that arrive meanwhile wait, and the next turn embeds them all in one call (grouped by
+    length, `MiniLMEmbedder.embed_sync`). Concurrent adds then share the model's batches instead of
+    each running the model alone and contending for its threads; a call that finds the lane idle
+    goes at once. Ingest embeds through one; searches do not (a query waits for no one's batch).
+
+    A turn's call that fails is made again for each caller alone, so one caller's bad text fails
+    only that caller."""
+
+    def __init__(self, embedder: Embedder, most: int = 64) -> None:
+        self.embedder = embedder
+        self.most = most
+        self._waiting: deque[tuple[list[str], asyncio.Future[list[list[float]]]]] = deque()
+        self._turns: asyncio.Task[None] | None = None
+
+    @property
+    def model_tag(self) -> str:
+        return self.embedder.model_tag
+
+    @property
+    def dimension(self) -> int:
+        return self.embedder.dimension
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        answer: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((texts, answer))
+        if self._turns is None or self._turns.done():
+            self._turns = asyncio.create_task(self._take_turns(), name="embedding-lane")
+        return await answer
+
+    def _next_turn(self) -> list[tuple[list[str], asyncio.Future[list[list[float]]]]]:
+        """The waiting calls the next turn embeds: in order, at least one, within `most` texts."""
+        turn: list[tuple[list[str], asyncio.Future[list[list[float]]]]] = []
+        count = 0
+        while self._waiting and (not turn or count + len(self._waiting[0][0]) <= self.most):
+            texts, answer = self._waiting.popleft()
+            if not answer.done():  # its caller gave up (cancelled)
+                turn.append((texts, answer))
+                count += len(texts)
+        return turn
+
+    async def _take_turns(self) -> None:
+        while turn := self._next_turn():
+            try:
+                await self._embed_turn(turn)
+            finally:
+                for _, answer in turn:  # cancelled mid-turn (the process stops): no caller waits forever
+                    if not answer.done():
+                        answer.cancel()
+
+    async def _embed_turn(self, turn: list[tuple[list[str], asyncio.Future[list[list[float]]]]]) -> None:
+        together = [text for texts, _ in turn for text in texts]
+        EMBED_BATCH.observe(len(together))
+        try:
+            vectors = await self.embedder.embed(together)
+        except Exception as exc:
+            if len(turn) == 1:
+                _answer(turn[0][1], error=exc)
+                return
+            for texts, answer in turn:  # whose text failed it: each alone
+                try:
+                    _answer(answer, await self.embedder.embed(texts))
+                except Exception as alone:
+                    _answer(answer, error=alone)
+            return
+        start = 0
+        for texts, answer in turn:
+            _answer(answer, vectors[start : start + len(texts)])
+            start += len(texts)
+
+
+def _answer(
+    answer: asyncio.Future[list[list[float]]],
+    vectors: list[list[float]] | None = None,
+    error: Exception | None = None,
+) -> None:
+    if answer.done():
+        return
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(vectors or [])
 
 
 def open_embedder(settings: EmbedderSettings, answers_searches: bool = True) -> Embedder:

@@ -50,6 +50,12 @@ INGEST_COMMANDS = Counter(
 INGEST_STAGE = Histogram(
     "openmemory_ingest_stage_duration_seconds", "Time per ingest stage", ["stage"], buckets=_LATENCY
 )
+#: Texts per call of ingest's embedding lane (`embeddings.EmbeddingLane`): the adds that arrive
+#: while the model is busy share its next call.
+EMBED_BATCH = Histogram(
+    "openmemory_embedding_batch_texts", "Texts per embedding call of ingest's lane",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
+)  # fmt: skip
 DEAD_LETTERS = Gauge("openmemory_dead_letters", "Commands set aside in the dead-letter stream")
 STORE_DURATION = Histogram(
     "openmemory_store_operation_duration_seconds",

@@ -151,6 +151,7 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_core.embeddings import EmbeddingLane
     from openmemory_core.watched import WatchedBucket
     from openmemory_ingest.consolidator import Consolidator
     from openmemory_ingest.service import IngestService
@@ -159,7 +160,7 @@ async def start(runtime: Runtime) -> Running:
     service = IngestService(
         await runtime.vectors(),
         await runtime.graph(),
-        await runtime.embedder(),
+        EmbeddingLane(await runtime.embedder()),  # concurrent adds share the model's batches
         build_extractor(effective_llm(runtime.settings, await runtime.stored_settings())),
         runtime.settings.llm.similar_memories,
     )
