@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from openmemory_bench.crossval import (
+    GRID,
     UNTUNED,
     Scored,
     average,
@@ -14,6 +15,7 @@ from openmemory_bench.crossval import (
     gain,
     leave_one_out,
     majority,
+    only_start,
     summary,
 )
 from openmemory_bench.rerank import Settings
@@ -115,3 +117,18 @@ def test_fixed_values_report_each_grid_value_against_the_start_in_sample() -> No
     assert by_value[("rrf_k", 10)]["gain"] == (0.5, 0.0) and by_value[("rrf_k", 10)]["moved"] == 3
     # graph 1 helps "odd" only and costs the two others: -0.5 twice, +0.5 once
     assert by_value[("graph", 1.0)]["gain"][0] == round(-0.5 / 3, 4)
+
+
+def test_only_tunes_from_the_shipped_fusion_with_the_learned_order_off() -> None:
+    """The shipped model was trained on every conversation: an `--only` fold measured on top of it
+    would see its held-out conversation."""
+    shipped = Settings()
+    assert shipped.value("learned") is not None
+    differ = [name for name in GRID if shipped.value(name) != UNTUNED.value(name)]
+    assert len(differ) >= 2
+    tuned, kept = differ[0], differ[1:]
+    start = only_start([tuned])
+    assert start.value("learned") is None
+    assert start.value(tuned) == UNTUNED.value(tuned)
+    for name in kept:
+        assert start.value(name) == shipped.value(name)
