@@ -113,6 +113,9 @@ async def test_metrics_cover_tools_ingest_stores_and_memories(all_in_one: Runnin
     assert 'openmemory_store_operation_duration_seconds_count{operation="upsert",store="qdrant_edge"}' in text
     assert 'openmemory_search_query_duration_seconds_count{query="search"}' in text
     assert 'openmemory_ingest_commands_total{kind="add",outcome="applied"}' in text
+    # ingest embedded through its lane: at least the add's one text in one call
+    calls = [ln for ln in text.splitlines() if ln.startswith("openmemory_embedding_batch_texts_count")]
+    assert calls and float(calls[0].split()[-1]) >= 1
     assert "openmemory_ingest_pending_commands 0.0" in text and "openmemory_dead_letters" in text
     active = [ln for ln in text.splitlines() if ln.startswith('openmemory_memories{state="active"}')]
     assert active and float(active[0].split()[-1]) >= 1
