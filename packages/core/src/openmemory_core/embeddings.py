@@ -8,6 +8,7 @@ package (both Apache-2.0); both files are checked by SHA-256, and nothing is fet
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import importlib.metadata
 import re
@@ -220,20 +221,25 @@ class OpenAIEmbedder:
         return vectors
 
 
+Waiting = tuple[list[str], "asyncio.Future[list[list[float]]]"]
+
+
 class EmbeddingLane:
-    """An embedder whose callers take turns: while the model embeds one call's texts, the texts of
-    the calls that arrive meanwhile wait, and the next turn embeds them all in one call (grouped by
-    length, `MiniLMEmbedder.embed_sync`). Concurrent adds then share the model's batches instead of
-    each running the model alone and contending for its threads; a call that finds the lane idle
-    goes at once. Ingest embeds through one; searches do not (a query waits for no one's batch).
+    """A local embedder whose callers take turns: while the model embeds one call's texts, the texts
+    of the calls that arrive meanwhile wait, and the next turn embeds them all in one call (grouped
+    by length, `MiniLMEmbedder.embed_sync`). Concurrent adds then share the model's batches instead
+    of each running the model alone and contending for the same cores; a call that finds the lane
+    idle goes at once. Ingest embeds through one; searches do not (a query waits for no one's batch),
+    and neither does an API embedder (its calls cost the machine nothing to run side by side).
 
     A turn's call that fails is made again for each caller alone, so one caller's bad text fails
-    only that caller."""
+    only that caller. If the lane itself stops (its task cancelled as the process stops), every
+    caller still waiting is told so (`Unavailable`), none waits forever."""
 
     def __init__(self, embedder: Embedder, most: int = 64) -> None:
         self.embedder = embedder
         self.most = most
-        self._waiting: deque[tuple[list[str], asyncio.Future[list[list[float]]]]] = deque()
+        self._waiting: deque[Waiting] = deque()
         self._turns: asyncio.Task[None] | None = None
 
     @property
@@ -250,12 +256,15 @@ class EmbeddingLane:
         answer: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
         self._waiting.append((texts, answer))
         if self._turns is None or self._turns.done():
-            self._turns = asyncio.create_task(self._take_turns(), name="embedding-lane")
+            # a context of its own: the first caller's request id and span are not every turn's
+            self._turns = asyncio.create_task(
+                self._take_turns(), name="embedding-lane", context=contextvars.Context()
+            )
         return await answer
 
-    def _next_turn(self) -> list[tuple[list[str], asyncio.Future[list[list[float]]]]]:
+    def _next_turn(self) -> list[Waiting]:
         """The waiting calls the next turn embeds: in order, at least one, within `most` texts."""
-        turn: list[tuple[list[str], asyncio.Future[list[list[float]]]]] = []
+        turn: list[Waiting] = []
         count = 0
         while self._waiting and (not turn or count + len(self._waiting[0][0]) <= self.most):
             texts, answer = self._waiting.popleft()
@@ -265,26 +274,28 @@ class EmbeddingLane:
         return turn
 
     async def _take_turns(self) -> None:
-        while turn := self._next_turn():
-            try:
-                await self._embed_turn(turn)
-            finally:
-                for _, answer in turn:  # cancelled mid-turn (the process stops): no caller waits forever
-                    if not answer.done():
-                        answer.cancel()
-
-    async def _embed_turn(self, turn: list[tuple[list[str], asyncio.Future[list[list[float]]]]]) -> None:
-        together = [text for texts, _ in turn for text in texts]
-        EMBED_BATCH.observe(len(together))
+        turn: list[Waiting] = []
         try:
-            vectors = await self.embedder.embed(together)
+            while turn := self._next_turn():
+                await self._embed_turn(turn)
+        finally:  # stopped (cancelled, or worse): whoever still waits is told, not left waiting
+            for _, answer in [*turn, *self._waiting]:
+                _answer(answer, error=Unavailable("the embedding lane stopped"))
+            self._waiting.clear()
+
+    async def _embed_turn(self, turn: list[Waiting]) -> None:
+        together = [text for texts, _ in turn for text in texts]
+        try:
+            vectors = await self._embedded(together)
         except Exception as exc:
             if len(turn) == 1:
                 _answer(turn[0][1], error=exc)
                 return
             for texts, answer in turn:  # whose text failed it: each alone
+                if answer.done():
+                    continue
                 try:
-                    _answer(answer, await self.embedder.embed(texts))
+                    _answer(answer, await self._embedded(texts))
                 except Exception as alone:
                     _answer(answer, error=alone)
             return
@@ -293,11 +304,18 @@ class EmbeddingLane:
             _answer(answer, vectors[start : start + len(texts)])
             start += len(texts)
 
+    async def _embedded(self, texts: list[str]) -> list[list[float]]:
+        EMBED_BATCH.observe(len(texts))
+        vectors = await self.embedder.embed(texts)
+        if len(vectors) != len(texts):
+            raise Unavailable(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
+        return vectors
+
 
 def _answer(
     answer: asyncio.Future[list[list[float]]],
     vectors: list[list[float]] | None = None,
-    error: Exception | None = None,
+    error: BaseException | None = None,
 ) -> None:
     if answer.done():
         return

@@ -151,16 +151,18 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
-    from openmemory_core.embeddings import EmbeddingLane
+    from openmemory_core.embeddings import EmbeddingLane, MiniLMEmbedder
     from openmemory_core.watched import WatchedBucket
     from openmemory_ingest.consolidator import Consolidator
     from openmemory_ingest.service import IngestService
     from openmemory_ingest.worker import IngestWorker
 
+    embedder = await runtime.embedder()
     service = IngestService(
         await runtime.vectors(),
         await runtime.graph(),
-        EmbeddingLane(await runtime.embedder()),  # concurrent adds share the model's batches
+        # concurrent adds share the local model's calls (an API embedder's run side by side)
+        EmbeddingLane(embedder) if isinstance(embedder, MiniLMEmbedder) else embedder,
         build_extractor(effective_llm(runtime.settings, await runtime.stored_settings())),
         runtime.settings.llm.similar_memories,
     )
