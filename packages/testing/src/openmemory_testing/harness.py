@@ -71,6 +71,15 @@ def openmemory_command() -> str:
     return str(Path(sys.executable).parent / "openmemory")
 
 
+#: A free port is chosen before the process binds it; in between, the kernel may hand the same
+#: number to an outgoing connection's local end (both come from the ephemeral range).
+PORT_TAKEN = "address already in use"
+
+
+class PortTaken(RuntimeError):
+    """The process could not bind a port chosen for it: another socket took it meanwhile."""
+
+
 def start_system(
     data_dir: Path,
     target: str = "all",
@@ -80,7 +89,28 @@ def start_system(
     ready_path: str = "/healthz",
     timeout: float = 90,
 ) -> RunningSystem:
-    """Start `openmemory run` and wait until its health endpoint answers 200."""
+    """Start `openmemory run` and wait until its health endpoint answers 200. When a port this
+    function chose was taken before the process bound it, start again on other ports (twice at
+    most); ports the caller gave are never changed."""
+    for attempt in range(3):
+        try:
+            return _start(data_dir, target, extra_env, gateway_port, admin_port, ready_path, timeout)
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(
+    data_dir: Path,
+    target: str,
+    extra_env: dict[str, str] | None,
+    gateway_port: int | None,
+    admin_port: int | None,
+    ready_path: str,
+    timeout: float,
+) -> RunningSystem:
+    chosen_here = gateway_port is None and admin_port is None
     gateway_port = gateway_port or free_port()
     admin_port = admin_port or free_port()
     ops_port = free_port()
@@ -107,7 +137,9 @@ def start_system(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"openmemory exited with {process.returncode}:\n{system.log()[-3000:]}")
+            log = system.log()
+            error = PortTaken if chosen_here and PORT_TAKEN in log else RuntimeError
+            raise error(f"openmemory exited with {process.returncode}:\n{log[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200:
                 return system
