@@ -92,13 +92,10 @@ def start_system(
     """Start `openmemory run` and wait until its health endpoint answers 200. When a port this
     function chose was taken before the process bound it, start again on other ports (twice at
     most); ports the caller gave are never changed."""
-    for attempt in range(3):
-        try:
+    for _ in range(2):
+        with contextlib.suppress(PortTaken):
             return _start(data_dir, target, extra_env, gateway_port, admin_port, ready_path, timeout)
-        except PortTaken:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return _start(data_dir, target, extra_env, gateway_port, admin_port, ready_path, timeout)
 
 
 def _start(
