@@ -101,7 +101,9 @@ MODES: dict[str, dict[str, Any]] = {
         "ingest": {
             "autoscaling": {"maxReplicas": 16},
             "extraEnv": [{"name": "OPENMEMORY_INGEST_MAX_DELIVER", "value": "7"}],
+            "modelThreads": 3,
         },
+        "search": {"modelThreads": 0},  # onnxruntime's choice: no variable
     },
     "distributed-external": {  # every store outside, behind a proxy the chart does not make
         "mode": "distributed",

@@ -493,6 +493,10 @@ def pod_settings(docs: list[Doc], values: Doc) -> list[str]:
             problems.append(f"{component}: extraEnv missing")
         if any(source not in container["envFrom"] for source in values["envFrom"] + cfg.get("envFrom", [])):
             problems.append(f"{component}: envFrom missing")
+        given = {var["name"]: var.get("value") for var in container.get("env", [])}
+        threads, wanted = given.get("OPENMEMORY_MODEL_THREADS"), cfg.get("modelThreads")
+        if threads != (str(wanted) if wanted else None):  # 0: onnxruntime's choice, no variable
+            problems.append(f"{component}: OPENMEMORY_MODEL_THREADS {threads}, modelThreads {wanted}")
     made = [a for a in find(docs, "ServiceAccount") if a["metadata"]["name"] == account_name]
     if len(made) != int(account["create"]) or any(
         a["metadata"].get("annotations", {}) != account["annotations"] for a in made

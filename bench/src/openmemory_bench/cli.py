@@ -58,6 +58,9 @@ def main(argv: list[str]) -> int:
     cost = sub.add_parser("ingest-cost", help="CPU per memory of an ingest process, outside the model")
     cost.add_argument("--memories", type=int, default=3000)
     cost.add_argument("--users", type=int, default=5)
+    cost.add_argument(
+        "--model-threads", type=int, default=0, help="OPENMEMORY_MODEL_THREADS for the worker and the replay"
+    )
     cost.add_argument("--out", type=Path)
     updates = sub.add_parser("updates", help="knowledge updates through the offline extractor (bench/data)")
     updates.add_argument("--data", type=Path, help="a knowledge-update set (default: the one in bench/data)")
@@ -92,7 +95,7 @@ def main(argv: list[str]) -> int:
     elif args.bench == "ingest-cost":
         from openmemory_bench import ingest_cost
 
-        report = asyncio.run(ingest_cost.run(args.memories, args.users))
+        report = asyncio.run(ingest_cost.run(args.memories, args.users, model_threads=args.model_threads))
         print(ingest_cost.markdown(report))
     elif args.bench == "consolidate":
         from openmemory_bench import consolidation as consolidation_bench

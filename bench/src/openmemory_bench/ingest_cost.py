@@ -5,9 +5,10 @@ process, over a nats-server and FalkorDB the bench supervises. The bench publish
 (no extractor, as `add_memories` with `infer: false` does) for several users at once from its own
 process, so the client's work is not counted, and reads each process's CPU time from `/proc`
 before and after (after a warm-up). The model's share is measured apart: the same texts embedded
-one at a time by the same model in this process, without thread spinning, as an ingest-only
-process embeds. What is left is the worker's own work: validation, JSON, the write guard, NATS
-acks and publishes, the vector upsert, graph and event writes.
+in the calls the worker's lane made, by the same model in this process, with the worker's thread
+count (`--model-threads`) and without thread spinning, as an ingest process embeds. What is left is
+the worker's own work: validation, JSON, the write guard, NATS acks and publishes, the vector
+upsert, graph and event writes.
 """
 
 from __future__ import annotations
@@ -109,13 +110,14 @@ def call_sizes(before: dict[float, float], after: dict[float, float]) -> list[in
     return sizes
 
 
-def _model_cpu(texts: list[str], sizes: list[int]) -> float:
+def _model_cpu(texts: list[str], sizes: list[int], threads: int = 0) -> float:
     """CPU seconds the model takes to embed these texts in calls of these sizes, as the worker's
     lane made them (each call's texts run in groups of like length, `MiniLMEmbedder.embed_sync`);
-    `[1]` for one at a time. Per text, so the texts may run out before the sizes do."""
+    `[1]` for one at a time. Per text, so the texts may run out before the sizes do. `threads` as
+    the worker's `OPENMEMORY_MODEL_THREADS` (0: onnxruntime's choice)."""
     from openmemory_core.embeddings import MiniLMEmbedder
 
-    embedder = MiniLMEmbedder(spinning=False)
+    embedder = MiniLMEmbedder(threads=threads or None, spinning=False)
     embedder.embed_sync(texts[:1])  # load and warm up
     done = 0
     before = _own_cpu()
@@ -128,7 +130,9 @@ def _model_cpu(texts: list[str], sizes: list[int]) -> float:
     return (_own_cpu() - before) * len(texts) / done if done else 0.0
 
 
-async def run(memories: int = 2000, users: int = 5, window: int = 64, warmup: int = 200) -> dict[str, Any]:
+async def run(
+    memories: int = 2000, users: int = 5, window: int = 64, warmup: int = 200, model_threads: int = 0
+) -> dict[str, Any]:
     from openmemory_core.bus import Bus
     from openmemory_core.servers import embedded_falkordb, embedded_nats
     from openmemory_testing import start_system, stop_all
@@ -142,6 +146,7 @@ async def run(memories: int = 2000, users: int = 5, window: int = 64, warmup: in
             "OPENMEMORY_NATS_URL": nats_url,
             "OPENMEMORY_GRAPH_URL": graph_url,
             "OPENMEMORY_LOG_LEVEL": "WARNING",
+            "OPENMEMORY_MODEL_THREADS": str(model_threads),
         }
         workers = bus = None
         try:
@@ -165,14 +170,15 @@ async def run(memories: int = 2000, users: int = 5, window: int = 64, warmup: in
                 stop_all([workers])
             await graph.stop()
             await nats.stop()
-    alone = await asyncio.to_thread(_model_cpu, texts[warmup:], [1])
+    alone = await asyncio.to_thread(_model_cpu, texts[warmup:], [1], model_threads)
     # no lane calls (an embedder outside the lane): the worker embedded one call per add
-    model = await asyncio.to_thread(_model_cpu, texts[warmup:], sizes) if sizes else alone
+    model = await asyncio.to_thread(_model_cpu, texts[warmup:], sizes, model_threads) if sizes else alone
     per = {name: 1000 * seconds / memories for name, seconds in spent.items()}
     return {
         "memories": memories,
         "users": users,
         "in_flight": window,
+        "model_threads": model_threads,
         "memories_per_s": round(memories / wall, 1),
         "core_ms_per_memory": {name: round(ms, 2) for name, ms in per.items()},
         "model_core_ms_per_memory": round(1000 * model / memories, 2),
@@ -190,7 +196,8 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"{report['memories']} verbatim adds from {report['users']} users, {report['in_flight']} in "
-            f"flight: {report['memories_per_s']} memories/s",
+            f"flight, model threads {report['model_threads'] or 'as onnxruntime chooses'}: "
+            f"{report['memories_per_s']} memories/s",
             "",
             "| process | core-ms per memory |",
             "|---|---|",

@@ -155,6 +155,20 @@ async def test_a_process_that_answers_no_searches_embeds_the_same_without_spinni
         assert float(np.dot(x, y)) > 0.9999
 
 
+async def test_one_thread_embeds_the_same_vectors(embedder: MiniLMEmbedder) -> None:
+    """`OPENMEMORY_MODEL_THREADS=1` (an ingest pod's setting in the chart) changes the cost, not
+    the vectors: a memory stored by a one-thread ingest is found by a search on two."""
+    from openmemory_core.embeddings import open_embedder
+    from openmemory_core.settings import EmbedderSettings
+
+    single = open_embedder(EmbedderSettings(), answers_searches=False, threads=1)
+    assert isinstance(single, MiniLMEmbedder)
+    assert single._session.get_session_options().intra_op_num_threads == 1
+    texts = ["We moved to Oslo in June", "Caroline paints sunsets", "a much longer text " * 20]
+    for x, y in zip(await single.embed(texts), await embedder.embed(texts), strict=True):
+        assert float(np.dot(x, y)) > 0.9999
+
+
 async def test_a_long_text_embeds_as_its_first_tokens(embedder: MiniLMEmbedder) -> None:
     """The tokenizer reads a text's first `max_chars` only: for prose that is well past 256 tokens,
     so the vector is the one of the text's first tokens, however long the text."""

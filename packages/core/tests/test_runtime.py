@@ -63,6 +63,29 @@ async def test_the_embedder_spins_only_in_a_process_that_searches_without_ingest
         await runtime.close()
 
 
+@pytest.mark.parametrize(("threads", "session_threads"), [(1, 1), (2, 2), (0, 0)])
+async def test_the_embedder_runs_on_the_model_threads_set(
+    nats_url: str, tmp_path: Path, threads: int, session_threads: int
+) -> None:
+    """`OPENMEMORY_MODEL_THREADS`: a container sees every core of its node, and onnxruntime's
+    default takes one thread per core whatever the pod's CPU share; 0 leaves it that default."""
+    settings = Settings(core=CoreSettings(data_dir=tmp_path, nats_url=nats_url, model_threads=threads))
+    runtime = Runtime(settings, resolve_targets("ingest", registered_components()), nats_url=nats_url)
+    try:
+        embedder = await runtime.embedder()
+        assert isinstance(embedder, MiniLMEmbedder)
+        assert embedder._session.get_session_options().intra_op_num_threads == session_threads
+    finally:
+        await runtime.close()
+
+
+@pytest.mark.parametrize("value", ["-1", "65", "two"])
+def test_a_model_thread_count_out_of_bounds_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("OPENMEMORY_MODEL_THREADS", value)
+    with pytest.raises(ValueError, match="model_threads"):
+        CoreSettings()
+
+
 @pytest.mark.skipif(not BOOT_ID.exists(), reason="the kernel names its boot only on Linux")
 def test_a_run_that_ended_with_the_machine_is_told_and_rebuilt_only_where_stores_are_embedded(
     tmp_path: Path,

@@ -98,6 +98,10 @@ from the release's ConfigMap; credentials only to the components that use the st
     {{- end }}
     - name: OTEL_SERVICE_NAME
       value: {{ printf "openmemory-%s" .component | quote }}
+    {{- with $cfg.modelThreads }}
+    - name: OPENMEMORY_MODEL_THREADS  # else onnxruntime takes a thread per core of the node
+      value: {{ . | quote }}
+    {{- end }}
     {{- with concat $values.extraEnv ($cfg.extraEnv | default list) }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -205,7 +205,9 @@ class Runtime:
                 # not ingest: there a lone query's 1.6 ms counts; beside ingest the spin takes a core
                 # from extraction and the event loop (bench/README.md, "Threads that spin").
                 searches = "search" in self.names and "ingest" not in self.names
-                self._embedder = await asyncio.to_thread(open_embedder, settings, searches)
+                self._embedder = await asyncio.to_thread(
+                    open_embedder, settings, searches, self.settings.core.model_threads
+                )
             return self._embedder
 
     def use_embedder(self, embedder: Embedder) -> None:

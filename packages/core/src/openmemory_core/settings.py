@@ -68,6 +68,13 @@ class CoreSettings(BaseSettings):
         description="copies of each shard on a Qdrant server cluster (3 on three nodes)",
     )
     vector_engine: str = Field(default="edge", pattern="^(edge|local)$", description="embedded engine")
+    model_threads: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="threads of the local embedding model per call; 0: onnxruntime's choice, one per "
+        "core of the machine, which a container's CPU limit does not lower",
+    )
     graph_url: str | None = Field(
         default=None, description="falkordb://host:port (FalkorDB), or bolt://host:7687 / neo4j://… (Neo4j)"
     )
