@@ -27,6 +27,7 @@ from openmemory_ingest.extraction.changes import Candidate, may_replace, replace
 from openmemory_ingest.extraction.llm import BudgetSpent, billed_to
 from openmemory_ingest.extraction.rules import FUNCTIONAL
 from openmemory_ingest.instructions import instruction_reason
+from openmemory_ingest.offload import text_work
 from openmemory_ingest.review import (
     REVIEW_ALL,
     approve_one,
@@ -66,13 +67,13 @@ def held_reasons(message: str, facts: list[str]) -> list[str | None]:
 
 
 async def vector_records(memories: list[c.Memory], dense: list[list[float]]) -> list[VectorRecord]:
-    """The records to store, with their keyword vectors made in a worker thread: stemming a long
-    text is CPU work, and the event loop also serves the gateway, search and admin."""
+    """The records to store, with their keyword vectors made in a worker thread (`text_work`):
+    stemming a long text is CPU work, and the event loop also serves the gateway, search and admin."""
 
     def made() -> list[VectorRecord]:
         return [VectorRecord(m, v, keyword_vector(m)) for m, v in zip(memories, dense, strict=True)]
 
-    return await asyncio.to_thread(made)
+    return await text_work(sum(len(m.text) + len(m.context or "") for m in memories), made)
 
 
 @dataclass
@@ -223,7 +224,8 @@ class IngestService:
             return applied
         async with stage("embed"):
             dense = await self.embedder.embed([f.text for f in facts])
-        suspect = await asyncio.to_thread(held_reasons, command.text, [f.text for f in facts])
+        texts = [f.text for f in facts]
+        suspect = await text_work(len(command.text) + sum(map(len, texts)), held_reasons, command.text, texts)
         level = await self._review_level(command)
         # why each new memory is held: an instruction (whatever the setting), or the review setting
         held = [reason or (REVIEW_ALL if level == "all" else None) for reason in suspect]
