@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlsplit
 
 import pytest
@@ -29,6 +31,7 @@ from openmemory_core.servers import (
     embedded_nats,
     make_private,
     pid_alive,
+    start_on_free_port,
 )
 from openmemory_core.stores import open_graph_store
 from openmemory_core.stores.graph import FalkorDBGraphStore
@@ -292,3 +295,56 @@ async def test_a_server_that_will_not_start_says_why_in_our_own_log(tmp_path: Pa
         await server.start()
     assert "exited with 3" in refused.value.message
     assert "fatal: the module needs libgomp.so.1" in refused.value.message
+
+
+@pytest.mark.parametrize("make", [embedded_nats, embedded_falkordb], ids=["nats-server", "falkordb"])
+async def test_a_server_whose_port_was_taken_meanwhile_starts_on_another(tmp_path: Path, make: Any) -> None:
+    """`free_port` picks a port that is free then, not reserved: another socket can bind it before
+    the server does. The server exits saying so, and it is made again on another port."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        first, first_url = make(tmp_path, taken)
+        kept: list[SupervisedProcess] = []
+        proc, url = await start_on_free_port(first, first_url, functools.partial(make, tmp_path), keep=kept)
+        try:
+            assert urlsplit(url).port != taken and urlsplit(first_url).port == taken
+            assert kept == [first, proc] and proc.running and not first.running
+            assert await proc.health() is Health.READY
+        finally:
+            await proc.stop()
+
+
+async def test_a_server_that_fails_for_another_reason_is_not_started_again(tmp_path: Path) -> None:
+    async def never() -> Health:
+        return Health.SILENT
+
+    code = "import sys; print('fatal: no space left on device'); sys.exit(3)"
+    server = SupervisedProcess("graph", [sys.executable, "-c", code], never, tmp_path / "graph.log")
+    remade: list[str] = []
+
+    def remake() -> tuple[SupervisedProcess, str]:
+        remade.append("again")
+        return server, "unused"
+
+    with pytest.raises(Unavailable, match="no space left"):
+        await start_on_free_port(server, "unused", remake)
+    assert remade == []
+
+
+async def test_a_port_taken_at_every_attempt_is_refused_saying_so(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        made: list[SupervisedProcess] = []
+
+        def on_the_taken_port() -> tuple[SupervisedProcess, str]:
+            proc, url = embedded_nats(tmp_path, taken)
+            made.append(proc)
+            return proc, url
+
+        with pytest.raises(Unavailable, match="address already in use"):
+            await start_on_free_port(*on_the_taken_port(), on_the_taken_port, attempts=2)
+        assert len(made) == 2 and not any(p.running for p in made)

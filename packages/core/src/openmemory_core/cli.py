@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -19,7 +20,13 @@ from openmemory_core.bus import Bus
 from openmemory_core.contracts import ANY_APP
 from openmemory_core.errors import ConfigurationError, OpenMemoryError
 from openmemory_core.runtime import BUS, Runtime, data_dir_lock, health_port, read_endpoints, run
-from openmemory_core.servers import PRIVATE_UMASK, embedded_nats, make_private, write_private
+from openmemory_core.servers import (
+    PRIVATE_UMASK,
+    embedded_nats,
+    make_private,
+    start_on_free_port,
+    write_private,
+)
 from openmemory_core.settings import Settings
 from openmemory_core.telemetry import configure_logging
 
@@ -102,8 +109,10 @@ async def _bus_for_cli(settings: Settings) -> AsyncIterator[Bus]:
         return
     make_private(settings.core.data_dir)
     with data_dir_lock(settings.core.data_dir):
-        proc, url = embedded_nats(settings.core.data_dir)
-        await proc.start()
+        made, url = embedded_nats(settings.core.data_dir)
+        proc, url = await start_on_free_port(
+            made, url, functools.partial(embedded_nats, settings.core.data_dir)
+        )
         try:
             bus = await Bus.connect(url, "openmemory-cli", settings.core.partitions)
             try:

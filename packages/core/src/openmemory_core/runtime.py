@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from openmemory_core.servers import (
     embedded_falkordb,
     embedded_nats,
     make_private,
+    start_on_free_port,
     write_private,
 )
 from openmemory_core.settings import Settings
@@ -414,18 +416,20 @@ async def run(
             exits.enter_context(data_dir_lock(settings.core.data_dir))
             note_running(settings.core.data_dir, stores_embedded=bool(plan & {VECTORS, GRAPH}))
         try:
-            embedded: list[SupervisedProcess] = []
-            if BUS in plan:
-                nats_proc, runtime.nats_url = embedded_nats(settings.core.data_dir)
-                embedded.append(nats_proc)
-            if GRAPH in plan:
-                graph_proc, runtime.graph_url = embedded_falkordb(settings.core.data_dir)
-                embedded.append(graph_proc)
-            for proc in embedded:  # what a killed run left holding the stores goes before anything starts
+            makers = {BUS: embedded_nats, GRAPH: embedded_falkordb}
+            embedded = {
+                store: make(settings.core.data_dir) for store, make in makers.items() if store in plan
+            }
+            for proc, _ in embedded.values():  # what a killed run left holding the stores goes first
                 await proc.stop_leftover()
-            for proc in embedded:
-                supervised.append(proc)  # stopped below even if its start fails half-way
-                await proc.start()
+            for store, (proc, url) in embedded.items():
+                # in `supervised` before it starts: stopped below even if its start fails half-way
+                remake = functools.partial(makers[store], settings.core.data_dir)
+                _, url = await start_on_free_port(proc, url, remake, keep=supervised)
+                if store == BUS:
+                    runtime.nats_url = url
+                else:
+                    runtime.graph_url = url
             for component in chosen:
                 log.info("starting %s", component.name)
                 running.append(await component.start(runtime))

@@ -469,6 +469,41 @@ def embedded_falkordb(data_dir: Path, port: int | None = None) -> tuple[Supervis
     return proc, f"falkordb://:{password}@127.0.0.1:{port}"
 
 
+#: What nats-server and redis-server say when the port they were given is taken.
+PORT_TAKEN = "address already in use"
+
+
+async def start_on_free_port(
+    proc: SupervisedProcess,
+    url: str,
+    remake: Callable[[], tuple[SupervisedProcess, str]],
+    keep: list[SupervisedProcess] | None = None,
+    attempts: int = 3,
+) -> tuple[SupervisedProcess, str]:
+    """Start an embedded server made on a port `free_port` picked, and return it with its URL.
+
+    The port is free when picked, not reserved: another socket can take it before the server binds
+    it (an outgoing connection draws its port from the same range). The server then exits saying
+    so, and it is made again by `remake` on another port, `attempts` times at most. Each server
+    made is added to `keep` before it starts, so that a caller stops it even if its start is cut
+    short."""
+    for _ in range(attempts - 1):
+        if keep is not None:
+            keep.append(proc)
+        try:
+            await proc.start()
+            return proc, url
+        except Unavailable as exc:
+            if PORT_TAKEN not in str(exc).lower():
+                raise
+            log.warning("%s could not bind its port, taken meanwhile: starting it on another", proc.name)
+        proc, url = remake()
+    if keep is not None:
+        keep.append(proc)
+    await proc.start()
+    return proc, url
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
