@@ -493,8 +493,11 @@ def pod_settings(docs: list[Doc], values: Doc) -> list[str]:
             problems.append(f"{component}: extraEnv missing")
         if any(source not in container["envFrom"] for source in values["envFrom"] + cfg.get("envFrom", [])):
             problems.append(f"{component}: envFrom missing")
-        given = {var["name"]: var.get("value") for var in container.get("env", [])}
-        threads, wanted = given.get("OPENMEMORY_MODEL_THREADS"), cfg.get("modelThreads")
+        # the chart's own entry, the first: an extraEnv entry of the same name comes after and wins
+        named = [
+            var.get("value") for var in container.get("env", []) if var["name"] == "OPENMEMORY_MODEL_THREADS"
+        ]
+        threads, wanted = (named or [None])[0], cfg.get("modelThreads")
         if threads != (str(wanted) if wanted else None):  # 0: onnxruntime's choice, no variable
             problems.append(f"{component}: OPENMEMORY_MODEL_THREADS {threads}, modelThreads {wanted}")
     made = [a for a in find(docs, "ServiceAccount") if a["metadata"]["name"] == account_name]

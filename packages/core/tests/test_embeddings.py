@@ -155,17 +155,19 @@ async def test_a_process_that_answers_no_searches_embeds_the_same_without_spinni
         assert float(np.dot(x, y)) > 0.9999
 
 
-async def test_one_thread_embeds_the_same_vectors(embedder: MiniLMEmbedder) -> None:
+async def test_one_thread_embeds_the_same_vectors() -> None:
     """`OPENMEMORY_MODEL_THREADS=1` (an ingest pod's setting in the chart) changes the cost, not
     the vectors: a memory stored by a one-thread ingest is found by a search on two."""
     from openmemory_core.embeddings import open_embedder
     from openmemory_core.settings import EmbedderSettings
 
     single = open_embedder(EmbedderSettings(), answers_searches=False, threads=1)
-    assert isinstance(single, MiniLMEmbedder)
+    double = open_embedder(EmbedderSettings(), answers_searches=True, threads=2)
+    assert isinstance(single, MiniLMEmbedder) and isinstance(double, MiniLMEmbedder)
     assert single._session.get_session_options().intra_op_num_threads == 1
+    assert double._session.get_session_options().intra_op_num_threads == 2
     texts = ["We moved to Oslo in June", "Caroline paints sunsets", "a much longer text " * 20]
-    for x, y in zip(await single.embed(texts), await embedder.embed(texts), strict=True):
+    for x, y in zip(await single.embed(texts), await double.embed(texts), strict=True):
         assert float(np.dot(x, y)) > 0.9999
 
 

@@ -63,9 +63,9 @@ async def test_the_embedder_spins_only_in_a_process_that_searches_without_ingest
         await runtime.close()
 
 
-@pytest.mark.parametrize(("threads", "session_threads"), [(1, 1), (2, 2), (0, 0)])
+@pytest.mark.parametrize("threads", [1, 2, 0])
 async def test_the_embedder_runs_on_the_model_threads_set(
-    nats_url: str, tmp_path: Path, threads: int, session_threads: int
+    nats_url: str, tmp_path: Path, threads: int
 ) -> None:
     """`OPENMEMORY_MODEL_THREADS`: a container sees every core of its node, and onnxruntime's
     default takes one thread per core whatever the pod's CPU share; 0 leaves it that default."""
@@ -74,7 +74,8 @@ async def test_the_embedder_runs_on_the_model_threads_set(
     try:
         embedder = await runtime.embedder()
         assert isinstance(embedder, MiniLMEmbedder)
-        assert embedder._session.get_session_options().intra_op_num_threads == session_threads
+        # 0 is left to onnxruntime, which reports it as 0 (its own choice)
+        assert embedder._session.get_session_options().intra_op_num_threads == threads
     finally:
         await runtime.close()
 

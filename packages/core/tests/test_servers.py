@@ -312,8 +312,11 @@ async def test_a_server_whose_port_was_taken_meanwhile_starts_on_another(tmp_pat
             assert urlsplit(url).port != taken and urlsplit(first_url).port == taken
             assert kept == [first, proc] and proc.running and not first.running
             assert await proc.health() is Health.READY
+            await first.stop()  # the failed attempt's stop leaves the running server's record
+            assert proc.record is not None and proc.record.exists()
         finally:
             await proc.stop()
+        assert not proc.record.exists()
 
 
 async def test_a_server_that_fails_for_another_reason_is_not_started_again(tmp_path: Path) -> None:
@@ -321,7 +324,10 @@ async def test_a_server_that_fails_for_another_reason_is_not_started_again(tmp_p
         return Health.SILENT
 
     code = "import sys; print('fatal: no space left on device'); sys.exit(3)"
-    server = SupervisedProcess("graph", [sys.executable, "-c", code], never, tmp_path / "graph.log")
+    log_path = tmp_path / "graph.log"
+    # an earlier run's port trouble in the same log says nothing about this start
+    log_path.write_text("Could not create server TCP listening socket *:6379: bind: Address already in use\n")
+    server = SupervisedProcess("graph", [sys.executable, "-c", code], never, log_path)
     remade: list[str] = []
 
     def remake() -> tuple[SupervisedProcess, str]:

@@ -210,6 +210,24 @@ def log_tail(path: Path, chars: int = 2000) -> str:
         return f"(unreadable: {exc.strerror})"
 
 
+def _written_since(path: Path, offset: int, most: int = 65536) -> str:
+    """What a log got after `offset` (its first `most` bytes): one start's own output."""
+    try:
+        with path.open("rb") as log_file:
+            log_file.seek(offset)
+            return log_file.read(most).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+#: What nats-server and redis-server say when the port they were given is taken.
+PORT_TAKEN = "address already in use"
+
+
+class PortTaken(Unavailable):
+    """The server exited at its start because its port was taken (this start's own output says so)."""
+
+
 @dataclass
 class SupervisedProcess:
     """A child server process: started, checked until ready, restarted when it dies or stops
@@ -245,6 +263,7 @@ class SupervisedProcess:
     _watch: asyncio.Task[None] | None = field(default=None, init=False)
     _lock: StoreLock | None = field(default=None, init=False)
     _stopping: bool = field(default=False, init=False)
+    _recorded: bool = field(default=False, init=False)  # `record` is this object's server's
     restarts: int = field(default=0, init=False)
 
     async def stop_leftover(self) -> int | None:
@@ -274,6 +293,7 @@ class SupervisedProcess:
                 "the next start stops it", self.name, sys.platform,
             )  # fmt: skip
         with os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+            began = out.seek(0, os.SEEK_END)  # this start's output follows: the log holds earlier ones
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
                 stdout=out,
@@ -290,11 +310,13 @@ class SupervisedProcess:
             recorded = ServerRecord.of(self.name, self._proc.pid, self.argv)
             if recorded is not None:
                 write_private(self.record, recorded.to_json())
+                self._recorded = True
         clock = asyncio.get_running_loop().time
         deadline, loading = clock() + self.start_timeout, False
         while clock() < deadline:
             if self._proc.returncode is not None:
-                raise Unavailable(
+                taken = PORT_TAKEN in _written_since(self.log_path, began).lower()
+                raise (PortTaken if taken else Unavailable)(
                     f"{self.name} exited with {self._proc.returncode}; the end of {self.log_path}:\n"
                     + log_tail(self.log_path)
                 )
@@ -392,8 +414,11 @@ class SupervisedProcess:
     def _forget(self) -> None:
         """The server has exited (or never ran): nothing for the next start to stop, the store free."""
         if not self.running:
-            if self.record is not None:
+            # Only a record this object wrote: a failed attempt on a taken port shares the path with
+            # the server started after it (`start_on_free_port`).
+            if self.record is not None and self._recorded:
                 self.record.unlink(missing_ok=True)
+                self._recorded = False
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
@@ -469,10 +494,6 @@ def embedded_falkordb(data_dir: Path, port: int | None = None) -> tuple[Supervis
     return proc, f"falkordb://:{password}@127.0.0.1:{port}"
 
 
-#: What nats-server and redis-server say when the port they were given is taken.
-PORT_TAKEN = "address already in use"
-
-
 async def start_on_free_port(
     proc: SupervisedProcess,
     url: str,
@@ -484,20 +505,22 @@ async def start_on_free_port(
 
     The port is free when picked, not reserved: another socket can take it before the server binds
     it (an outgoing connection draws its port from the same range). The server then exits saying
-    so, and it is made again by `remake` on another port, `attempts` times at most. Each server
-    made is added to `keep` before it starts, so that a caller stops it even if its start is cut
-    short."""
+    so (`PortTaken`: in this start's own output, not an earlier run's), and it is made again by
+    `remake` on another port, `attempts` times at most; any other failure is raised at once. Each
+    server made is added to `keep` before it starts, so that a caller stops it even if its start is
+    cut short."""
     for _ in range(attempts - 1):
         if keep is not None:
             keep.append(proc)
         try:
             await proc.start()
             return proc, url
-        except Unavailable as exc:
-            if PORT_TAKEN not in str(exc).lower():
-                raise
+        except PortTaken as taken:
             log.warning("%s could not bind its port, taken meanwhile: starting it on another", proc.name)
-        proc, url = remake()
+            try:
+                proc, url = remake()
+            except Exception as exc:
+                raise exc from taken
     if keep is not None:
         keep.append(proc)
     await proc.start()
