@@ -134,24 +134,23 @@ async def run(
     memories: int = 2000, users: int = 5, window: int = 64, warmup: int = 200, model_threads: int = 0
 ) -> dict[str, Any]:
     from openmemory_core.bus import Bus
-    from openmemory_core.servers import embedded_falkordb, embedded_nats
+    from openmemory_core.servers import SupervisedProcess, embedded_falkordb, embedded_nats, start_embedded
     from openmemory_testing import start_system, stop_all
 
     texts = [text for text, _ in synthetic(memories + warmup, seed=23)]
     with tempfile.TemporaryDirectory(prefix="om-cost-") as tmp:
         root = Path(tmp)
-        nats, nats_url = embedded_nats(root / "nats")
-        graph, graph_url = embedded_falkordb(root / "graph")
-        env = {
-            "OPENMEMORY_NATS_URL": nats_url,
-            "OPENMEMORY_GRAPH_URL": graph_url,
-            "OPENMEMORY_LOG_LEVEL": "WARNING",
-            "OPENMEMORY_MODEL_THREADS": str(model_threads),
-        }
+        servers: list[SupervisedProcess] = []
         workers = bus = None
         try:
-            await nats.start()
-            await graph.start()
+            nats, nats_url = await start_embedded(embedded_nats, root / "nats", keep=servers)
+            graph, graph_url = await start_embedded(embedded_falkordb, root / "graph", keep=servers)
+            env = {
+                "OPENMEMORY_NATS_URL": nats_url,
+                "OPENMEMORY_GRAPH_URL": graph_url,
+                "OPENMEMORY_LOG_LEVEL": "WARNING",
+                "OPENMEMORY_MODEL_THREADS": str(model_threads),
+            }
             workers = start_system(root / "workers", "ingest,search", env)
             bus = await Bus.connect(nats_url, "cost", c.DEFAULT_PARTITIONS)
             await _adds(bus, texts[:warmup], users, window)
@@ -168,8 +167,8 @@ async def run(
                 await bus.close()
             if workers is not None:
                 stop_all([workers])
-            await graph.stop()
-            await nats.stop()
+            for server in reversed(servers):
+                await server.stop()
     alone = await asyncio.to_thread(_model_cpu, texts[warmup:], [1], model_threads)
     # no lane calls (an embedder outside the lane): the worker embedded one call per add
     model = await asyncio.to_thread(_model_cpu, texts[warmup:], sizes, model_threads) if sizes else alone

@@ -30,7 +30,7 @@ from openmemory_bench.retrieval import Bm25, Scoreboard, p95
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.servers import embedded_falkordb, embedded_nats
+from openmemory_core.servers import embedded_falkordb, embedded_nats, start_embedded
 from openmemory_core.settings import SearchSettings
 from openmemory_core.stores import open_graph_store, open_vector_store
 from openmemory_core.stores.graph import GraphStore
@@ -53,10 +53,8 @@ class Stack:
 
 @asynccontextmanager
 async def stack(root: Path, engine: str = "edge") -> AsyncIterator[Stack]:
-    nats_proc, nats_url = embedded_nats(root / "nats")
-    graph_proc, graph_url = embedded_falkordb(root / "graph")
-    await nats_proc.start()
-    await graph_proc.start()
+    nats_proc, nats_url = await start_embedded(embedded_nats, root / "nats")
+    graph_proc, graph_url = await start_embedded(embedded_falkordb, root / "graph")
     embedder = MiniLMEmbedder()
     vectors = open_vector_store(embedder.model_tag, embedder.dimension, root, engine=engine)
     await vectors.ensure_collection()

@@ -245,16 +245,14 @@ def _check(client: SoakClient, stored: list[tuple[str, str]], adds: Counter[str]
 
 
 async def run(minutes: float, clients: int = 20, restart_every: float = 180.0) -> dict[str, Any]:
-    from openmemory_core.servers import embedded_falkordb, embedded_nats
+    from openmemory_core.servers import embedded_falkordb, embedded_nats, start_embedded
     from openmemory_testing import start_system, stop_all
 
     seconds = minutes * 60
     with tempfile.TemporaryDirectory(prefix="om-soak-") as tmp:
         root = Path(tmp)
-        nats, nats_url = embedded_nats(root / "nats")
-        graph, graph_url = embedded_falkordb(root / "graph")
-        await nats.start()
-        await graph.start()
+        nats, nats_url = await start_embedded(embedded_nats, root / "nats")
+        graph, graph_url = await start_embedded(embedded_falkordb, root / "graph")
         env = {
             "OPENMEMORY_NATS_URL": nats_url,
             "OPENMEMORY_GRAPH_URL": graph_url,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -24,7 +23,7 @@ from openmemory_core.servers import (
     PRIVATE_UMASK,
     embedded_nats,
     make_private,
-    start_on_free_port,
+    start_embedded,
     write_private,
 )
 from openmemory_core.settings import Settings
@@ -109,10 +108,7 @@ async def _bus_for_cli(settings: Settings) -> AsyncIterator[Bus]:
         return
     make_private(settings.core.data_dir)
     with data_dir_lock(settings.core.data_dir):
-        made, url = embedded_nats(settings.core.data_dir)
-        proc, url = await start_on_free_port(
-            made, url, functools.partial(embedded_nats, settings.core.data_dir)
-        )
+        proc, url = await start_embedded(embedded_nats, settings.core.data_dir)
         try:
             bus = await Bus.connect(url, "openmemory-cli", settings.core.partitions)
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -525,6 +526,16 @@ async def start_on_free_port(
         keep.append(proc)
     await proc.start()
     return proc, url
+
+
+async def start_embedded(
+    make: Callable[[Path], tuple[SupervisedProcess, str]],
+    data_dir: Path,
+    keep: list[SupervisedProcess] | None = None,
+) -> tuple[SupervisedProcess, str]:
+    """`make(data_dir)` (`embedded_nats`, `embedded_falkordb`) started on a free port, made again on
+    another if that one was taken meanwhile (`start_on_free_port`)."""
+    return await start_on_free_port(*make(data_dir), functools.partial(make, data_dir), keep=keep)
 
 
 def pid_alive(pid: int) -> bool:

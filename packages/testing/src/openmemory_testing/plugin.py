@@ -10,7 +10,6 @@ mark: `pytest -m docker` runs them alone.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest_asyncio
 
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.servers import embedded_falkordb, embedded_nats, start_on_free_port
+from openmemory_core.servers import embedded_falkordb, embedded_nats, start_embedded
 from openmemory_core.stores import open_graph_store
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.qdrant import QdrantVectorStore
@@ -31,16 +30,14 @@ from openmemory_testing.harness import RunningSystem, stop_all
 
 @pytest_asyncio.fixture(scope="session")
 async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    root = tmp_path_factory.mktemp("nats")
-    proc, url = await start_on_free_port(*embedded_nats(root), functools.partial(embedded_nats, root))
+    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("nats"))
     yield url
     await proc.stop()
 
 
 @pytest_asyncio.fixture(scope="session")
 async def graph_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    root = tmp_path_factory.mktemp("falkordb")
-    proc, url = await start_on_free_port(*embedded_falkordb(root), functools.partial(embedded_falkordb, root))
+    proc, url = await start_embedded(embedded_falkordb, tmp_path_factory.mktemp("falkordb"))
     yield url
     await proc.stop()
 
