@@ -26,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.keys import create_key
-from openmemory_core.servers import SupervisedProcess, embedded_falkordb, embedded_nats
+from openmemory_core.servers import SupervisedProcess, embedded_falkordb, embedded_nats, start_embedded
 from openmemory_core.stores import open_graph_store
 from openmemory_testing import RunningSystem, eventually, start_system, stop_all, unique
 
@@ -73,10 +73,8 @@ class Cluster:
 @pytest_asyncio.fixture(scope="module")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     root = tmp_path_factory.mktemp("crash")
-    nats, nats_url = embedded_nats(root / "nats")
-    graph, graph_url = embedded_falkordb(root / "graph")
-    await nats.start()
-    await graph.start()
+    nats, nats_url = await start_embedded(embedded_nats, root / "nats")
+    graph, graph_url = await start_embedded(embedded_falkordb, root / "graph")
     env = {
         "OPENMEMORY_NATS_URL": nats_url,
         "OPENMEMORY_GRAPH_URL": graph_url,

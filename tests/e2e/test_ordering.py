@@ -7,7 +7,7 @@ from pathlib import Path
 
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
-from openmemory_core.servers import embedded_nats
+from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_testing import start_system, stop_all, unique
 
 USERS = 3
@@ -15,8 +15,7 @@ ADDS_PER_USER = 15
 
 
 async def test_two_worker_processes_keep_each_users_order(tmp_path: Path, graph_url: str) -> None:
-    nats_proc, nats_url = embedded_nats(tmp_path / "nats")
-    await nats_proc.start()
+    nats_proc, nats_url = await start_embedded(embedded_nats, tmp_path / "nats")
     env = {"OPENMEMORY_NATS_URL": nats_url, "OPENMEMORY_GRAPH_URL": graph_url}
     # Each worker keeps vectors in its own local store: this test reads only the event order.
     workers = [start_system(tmp_path / f"worker{i}", "ingest,search", env) for i in (1, 2)]

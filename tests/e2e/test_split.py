@@ -15,7 +15,7 @@ import pytest_asyncio
 from e2e_support import ToolFailed, mcp_client, new_key
 from mcp import MCPError
 
-from openmemory_core.servers import embedded_nats
+from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_testing import RunningSystem, start_system, stop_all, unique
 
 GATEWAY_LIMIT = 40  # requests per minute per key, across both gateways
@@ -36,8 +36,8 @@ class Split:
 @pytest_asyncio.fixture(scope="module")
 async def split(tmp_path_factory: pytest.TempPathFactory, graph_url: str) -> AsyncIterator[Split]:
     tmp_path = tmp_path_factory.mktemp("split")
-    nats_proc, nats_url = embedded_nats(tmp_path / "nats")  # a bus of its own, no other test's commands
-    await nats_proc.start()
+    # a bus of its own, no other test's commands
+    nats_proc, nats_url = await start_embedded(embedded_nats, tmp_path / "nats")
     env = {
         "OPENMEMORY_NATS_URL": nats_url,
         "OPENMEMORY_GRAPH_URL": graph_url,

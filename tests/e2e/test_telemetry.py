@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from openmemory_core import contracts as c
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.servers import embedded_nats
+from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_core.settings import GatewaySettings
 from openmemory_core.stores import open_graph_store
 from openmemory_core.stores.qdrant import QdrantVectorStore
@@ -43,8 +43,7 @@ async def services(
     tmp_path: Path, graph_url: str, embedder: MiniLMEmbedder, spans: InMemorySpanExporter
 ) -> AsyncIterator[MemoryGateway]:
     """Gateway, ingest and search logic wired over a real NATS of their own, in this process."""
-    nats_proc, url = embedded_nats(tmp_path / "nats")
-    await nats_proc.start()
+    nats_proc, url = await start_embedded(embedded_nats, tmp_path / "nats")
     vectors = QdrantVectorStore.open(embedder.model_tag, embedder.dimension, None, tmp_path / "q")
     await vectors.ensure_collection()
     graph = open_graph_store(graph_url)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from e2e_support import mcp_client, metric_total, new_key, stored_events
 
-from openmemory_core.servers import embedded_nats
+from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_testing import RunningSystem, eventually, start_system, stop_all, unique
 from openmemory_testing.webhook_receiver import ReceivedDelivery, WebhookReceiverTestServer
 
@@ -189,8 +189,7 @@ def nats_url(system: RunningSystem) -> str:
 async def test_the_admin_process_of_a_split_deployment_delivers(tmp_path: Path, graph_url: str) -> None:
     """Gateway, ingest+search and admin as three processes over one NATS: the admin process alone
     runs the deliveries."""
-    nats_proc, shared_nats = embedded_nats(tmp_path / "nats")
-    await nats_proc.start()
+    nats_proc, shared_nats = await start_embedded(embedded_nats, tmp_path / "nats")
     env = {"OPENMEMORY_NATS_URL": shared_nats, "OPENMEMORY_GRAPH_URL": graph_url, **SETTINGS}
     started: list[RunningSystem] = []
     try:

@@ -8,7 +8,7 @@ from openmemory_core import contracts as c
 from openmemory_core import requests
 from openmemory_core.bus import Bus
 from openmemory_core.errors import InvalidInput, NotFound, Unavailable
-from openmemory_core.servers import embedded_nats
+from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_testing import unique
 
 
@@ -29,8 +29,7 @@ async def test_query_without_a_search_service_is_unavailable(
     from openmemory_core.servers import embedded_nats
 
     # A server of its own, so that no search service from another test answers.
-    proc, url = embedded_nats(tmp_path_factory.mktemp("lonely-nats"))
-    await proc.start()
+    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("lonely-nats"))
     lonely = await Bus.connect(url, "lonely", partitions=1)
     try:
         with pytest.raises(Unavailable, match="not running"):
@@ -79,8 +78,7 @@ async def test_a_write_while_nats_is_away_is_refused_as_retryable(tmp_path: Path
     stopped), a write gets `Unavailable`, which clients see as "retry shortly", not a crash of the
     tool with no reason (the backlog check let the client's raw timeout through). Noting a stored
     command as pending does not fail (a cluster test run had answered stored adds with an error)."""
-    proc, url = embedded_nats(tmp_path)
-    await proc.start()
+    proc, url = await start_embedded(embedded_nats, tmp_path)
     bus = await Bus.connect(url, "test-away", partitions=1)
     requests_kv = await bus.requests_bucket()
     try:

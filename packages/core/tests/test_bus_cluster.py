@@ -104,10 +104,9 @@ async def connect_during_election(url: str) -> Bus:
 async def test_more_replicas_than_servers_is_refused_with_a_message_that_names_the_setting(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from openmemory_core.servers import embedded_nats
+    from openmemory_core.servers import embedded_nats, start_embedded
 
-    proc, url = embedded_nats(tmp_path_factory.mktemp("single-nats"))
-    await proc.start()
+    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("single-nats"))
     try:
         await (await Bus.connect(url, "one", partitions=1, replicas=1)).close()
         with pytest.raises(Unavailable, match="OPENMEMORY_NATS_REPLICAS"):

@@ -11,7 +11,7 @@ import pytest_asyncio
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import MiniLMEmbedder
-from openmemory_core.servers import embedded_nats
+from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_core.settings import IngestSettings
 from openmemory_core.stores.graph import FalkorDBGraphStore, GraphStore
 from openmemory_core.stores.qdrant import QdrantVectorStore
@@ -148,8 +148,7 @@ async def test_a_command_waits_for_the_events_stream_instead_of_being_set_aside(
     for it like for a store that is down, and is applied once the stream answers. (Counted among
     `max_deliver` ordinary failures, a cluster CI run set 7 accepted adds aside this way.) The
     events stream is taken away on a private NATS server, past `max_deliver` deliveries."""
-    proc, url = embedded_nats(tmp_path)
-    await proc.start()
+    proc, url = await start_embedded(embedded_nats, tmp_path)
     private = await Bus.connect(url, "test-private", partitions=1)
     service = IngestService(vectors, graph, embedder, LocalExtractor())
     settings = IngestSettings(
@@ -194,8 +193,7 @@ async def test_a_rebuild_after_the_machine_went_down_waits_for_the_bus_before_an
     rebuild that fails (here the bus is away) is tried again, and meanwhile no command is taken: a
     rebuild cut short leaves stores half cleared. Once it succeeds the lost memory is back, the
     marker is gone, and the worker applies commands."""
-    proc, url = embedded_nats(tmp_path)
-    await proc.start()
+    proc, url = await start_embedded(embedded_nats, tmp_path)
     private = await Bus.connect(url, "test-rebuild", partitions=1)
     service = IngestService(vectors, graph, embedder, LocalExtractor())
     service.event_log = private.events_after

@@ -9,7 +9,7 @@ import pytest
 
 from openmemory_core import contracts as c
 from openmemory_core.errors import StoreUnavailable
-from openmemory_core.servers import embedded_falkordb
+from openmemory_core.servers import embedded_falkordb, start_embedded
 from openmemory_core.stores.graph import FalkorDBGraphStore, GraphStore
 from openmemory_testing import at, unique
 
@@ -121,8 +121,7 @@ async def test_a_new_value_closes_the_old_relation_and_deleting_it_reopens(graph
 async def test_schema_creation_waits_out_a_stalled_store(tmp_path: Path) -> None:
     """A graph store that stops answering for a while (a stall, a slow start) delays start-up;
     it does not fail it. FalkorDB is frozen with SIGSTOP for 3 s against a 1 s query timeout."""
-    proc, url = embedded_falkordb(tmp_path / "graph")
-    await proc.start()
+    proc, url = await start_embedded(embedded_falkordb, tmp_path / "graph")
     try:
         address = urlparse(url)
         host, port, password = address.hostname or "", address.port or 0, address.password
