@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from openmemory_core.runtime import health_port
-from openmemory_core.servers import free_port
+from openmemory_core.servers import PORT_TAKEN, free_port
 
 
 @dataclass
@@ -71,13 +71,10 @@ def openmemory_command() -> str:
     return str(Path(sys.executable).parent / "openmemory")
 
 
-#: A free port is chosen before the process binds it; in between, the kernel may hand the same
-#: number to an outgoing connection's local end (both come from the ephemeral range).
-PORT_TAKEN = "address already in use"
-
-
 class PortTaken(RuntimeError):
-    """The process could not bind a port chosen for it: another socket took it meanwhile."""
+    """The process could not bind a port chosen for it (`PORT_TAKEN` in its log): another socket
+    took it meanwhile. A free port is chosen before the process binds it; in between, the kernel may
+    hand the same number to an outgoing connection's local end (both come from the ephemeral range)."""
 
 
 def start_system(

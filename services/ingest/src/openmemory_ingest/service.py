@@ -222,9 +222,9 @@ class IngestService:
                 facts = await extractor.extract(command.text, command.infer, at)
         if not facts:
             return applied
-        async with stage("embed"):
-            dense = await self.embedder.embed([f.text for f in facts])
         texts = [f.text for f in facts]
+        async with stage("embed"):
+            dense = await self.embedder.embed(texts)
         suspect = await text_work(len(command.text) + sum(map(len, texts)), held_reasons, command.text, texts)
         level = await self._review_level(command)
         # why each new memory is held: an instruction (whatever the setting), or the review setting
