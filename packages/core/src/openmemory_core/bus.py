@@ -249,9 +249,9 @@ class Bus:
         self._backlog[partition] = (time.monotonic(), waiting)
         return waiting
 
-    async def ensure_ingest_consumer(
-        self, partition: int, ack_wait: float
-    ) -> JetStreamContext.PullSubscription:
+    async def ensure_ingest_consumer(self, partition: int, ack_wait: float) -> None:
+        """The partition's durable pull consumer (`c.ingest_durable`); ingest pulls from it through
+        `openmemory_ingest.feed.CommandFeed`."""
         durable = c.ingest_durable(partition)
         config = ConsumerConfig(
             durable_name=durable,
@@ -268,7 +268,6 @@ class Bus:
         except nats.js.errors.NotFoundError:
             with contextlib.suppress(nats.js.errors.BadRequestError):
                 await self.js.add_consumer(c.COMMANDS_STREAM, config)
-        return await self.js.pull_subscribe_bind(durable=durable, stream=c.COMMANDS_STREAM)
 
     async def publish_event(self, event: c.MemoryEvent) -> None:
         """Store an event; `StoreUnavailable` while JetStream cannot take it (no stream leader during

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
@@ -34,6 +33,7 @@ from openmemory_core.telemetry import (
     stage,
     tracer,
 )
+from openmemory_ingest.feed import CommandFeed
 from openmemory_ingest.service import IngestService
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class IngestWorker:
         self.settings = settings
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._feeds: list[CommandFeed] = []
         self._requests: Bucket | None = None
 
     @property
@@ -56,8 +57,11 @@ class IngestWorker:
     async def start(self) -> None:
         self._requests = await self.bus.requests_bucket()
         for partition in range(self.bus.partitions):
-            sub = await self.bus.ensure_ingest_consumer(partition, self.settings.ack_wait_seconds)
-            self._loops.append(asyncio.create_task(self._pull(sub), name=f"ingest-p{partition}"))
+            await self.bus.ensure_ingest_consumer(partition, self.settings.ack_wait_seconds)
+            feed = CommandFeed(self.bus.nc, c.COMMANDS_STREAM, c.ingest_durable(partition))
+            await feed.start()
+            self._feeds.append(feed)
+            self._loops.append(asyncio.create_task(self._pull(feed), name=f"ingest-p{partition}"))
         self._loops.append(asyncio.create_task(self._gauges(), name="ingest-gauges"))
 
     async def _gauges(self) -> None:
@@ -81,6 +85,8 @@ class IngestWorker:
     async def stop(self) -> None:
         """Finish the command in hand on each partition, then stop pulling."""
         self._stopping.set()
+        for feed in self._feeds:
+            feed.wake()  # a partition waiting for its next command stops waiting
         if self._loops:
             await asyncio.wait(self._loops, timeout=self.settings.ack_wait_seconds)
         for task in self._loops:
@@ -88,27 +94,31 @@ class IngestWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _pull(self, sub: JetStreamContext.PullSubscription) -> None:
-        while not self._stopping.is_set():
-            try:
-                msgs = await sub.fetch(1, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                await asyncio.sleep(0.5)
-                continue
-            except Exception:
-                log.exception("fetching commands failed")
-                await asyncio.sleep(1.0)
-                continue
-            for msg in msgs:
+    async def _pull(self, feed: CommandFeed) -> None:
+        try:
+            while not self._stopping.is_set():
                 try:
-                    await self.handle(msg)
+                    async with contextlib.aclosing(feed.requested()) as commands:
+                        async for msg in commands:
+                            await self._handle_one(msg)
+                            if self._stopping.is_set():
+                                break  # the command in hand is done; `feed.stop` hands back any sent since
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                    await asyncio.sleep(0.5)
                 except Exception:
-                    # An ack or a dead-letter publish refused while the bus elects a leader: this
-                    # partition must go on. Unacked, the command comes back after the ack wait, and
-                    # applying it again changes nothing (ids come from the request id).
-                    log.exception("handling a command failed; it will be delivered again")
+                    log.exception("pulling commands failed")
+                    await asyncio.sleep(1.0)
+        finally:
+            await feed.stop()
+
+    async def _handle_one(self, msg: Msg) -> None:
+        try:
+            await self.handle(msg)
+        except Exception:
+            # An ack or a dead-letter publish refused while the bus elects a leader: this partition
+            # must go on. Unacked, the command comes back after the ack wait, and applying it again
+            # changes nothing (ids come from the request id).
+            log.exception("handling a command failed; it will be delivered again")
 
     async def handle(self, msg: Msg) -> None:
         try:
