@@ -63,6 +63,7 @@ bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrie
 	$(VENV)/bin/openmemory bench scale --sizes $(SCALE_SIZES) --out bench/results-scale.json
 	$(VENV)/bin/python bench/extraction.py --locomo $(LOCOMO) --out bench/results-extraction.json
 	$(VENV)/bin/openmemory bench ingest-cost --memories 3000 --out bench/results-ingest-cost.json
+	$(VENV)/bin/openmemory bench pull-cost --out bench/results-pull-cost.json
 	$(VENV)/bin/openmemory bench updates --out bench/results-updates.json
 	$(VENV)/bin/openmemory bench facts --out bench/results-facts.json
 	$(VENV)/bin/python bench/secrets.py --json > bench/results-secrets.json

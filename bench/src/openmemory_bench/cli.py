@@ -62,6 +62,11 @@ def main(argv: list[str]) -> int:
         "--model-threads", type=int, default=0, help="OPENMEMORY_MODEL_THREADS for the worker and the replay"
     )
     cost.add_argument("--out", type=Path)
+    pull = sub.add_parser("pull-cost", help="CPU per command of pulling it: a request each, or one for many")
+    pull.add_argument("--commands", type=int, default=3000)
+    pull.add_argument("--rounds", type=int, default=2)
+    pull.add_argument("--partitions", type=int, default=5, help="consumers taken from at once")
+    pull.add_argument("--out", type=Path)
     updates = sub.add_parser("updates", help="knowledge updates through the offline extractor (bench/data)")
     updates.add_argument("--data", type=Path, help="a knowledge-update set (default: the one in bench/data)")
     updates.add_argument("--misses", action="store_true", help="list what went wrong")
@@ -97,6 +102,11 @@ def main(argv: list[str]) -> int:
 
         report = asyncio.run(ingest_cost.run(args.memories, args.users, model_threads=args.model_threads))
         print(ingest_cost.markdown(report))
+    elif args.bench == "pull-cost":
+        from openmemory_bench import pull_cost
+
+        report = asyncio.run(pull_cost.run(args.commands, args.rounds, args.partitions))
+        print(pull_cost.markdown(report))
     elif args.bench == "consolidate":
         from openmemory_bench import consolidation as consolidation_bench
 
