@@ -42,7 +42,7 @@ async def requests_seen(nc: NatsClient, feed: CommandFeed) -> list[Msg]:
     return seen
 
 
-async def test_commands_in_a_row_come_in_order_on_one_request_each_only_after_the_last_is_acked(
+async def test_commands_in_a_row_come_in_order_on_one_request_and_each_only_after_the_last_is_acked(
     nc: NatsClient,
 ) -> None:
     stream, durable, subject = await one_at_a_time(nc)
@@ -141,3 +141,50 @@ async def test_a_stopped_feed_gets_nothing_more(nc: NatsClient) -> None:
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
+
+
+async def test_a_command_sent_as_an_idle_feed_stops_is_never_left_unacked(nc: NatsClient) -> None:
+    # the command reaches the server while the feed's request is open and the worker is stopping:
+    # it must not stay unacked until the ack wait (a minute here), holding the partition
+    for _ in range(6):
+        stream, durable, subject = await one_at_a_time(nc, ack_wait=60.0)
+        feed = CommandFeed(nc, stream, durable)
+        await feed.start()
+        waiting = asyncio.create_task(anext(feed.requested(), None))
+        await asyncio.sleep(0.05)
+        await nc.publish(subject, b"just in time")  # stored without waiting for the store's answer
+        feed.wake()
+        got = await waiting
+        if got is not None:  # it came before the wake: the worker would apply it
+            await got.ack_sync()
+            await feed.stop()
+            continue
+        await feed.stop()
+        other = CommandFeed(nc, stream, durable)
+        await other.start()
+        async with contextlib.aclosing(other.requested()) as commands:
+            msg = await asyncio.wait_for(anext(commands), 2.5)
+            assert msg.data == b"just in time"
+            await msg.ack_sync()
+        await other.stop()
+
+
+async def test_a_late_answer_to_an_older_request_does_not_end_the_current_one(nc: NatsClient) -> None:
+    stream, durable, subject = await one_at_a_time(nc)
+    feed = CommandFeed(nc, stream, durable)
+    await feed.start()
+    seen = await requests_seen(nc, feed)
+    assert [m async for m in feed.requested()] == []  # the first request expires
+    async with contextlib.aclosing(feed.requested()) as commands:
+        late = asyncio.create_task(anext(commands))
+        await asyncio.sleep(0.1)
+        # the first request's expiry, answered again (late, as after a stall of the event loop)
+        await nc.publish(seen[0].reply, b"", headers={"Status": "408", "Description": "Request Timeout"})
+        await nc.flush()
+        await asyncio.sleep(0.1)
+        await nc.jetstream().publish(subject, b"on the second request")
+        msg = await asyncio.wait_for(late, 1.0)
+        assert msg.data == b"on the second request"
+        await msg.ack_sync()
+    assert len(seen) == 2  # no third request: the old answer did not end the second
+    await feed.stop()

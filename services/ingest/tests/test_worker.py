@@ -324,3 +324,35 @@ async def test_a_change_word_in_the_message_does_not_replace_an_unrelated_memory
     assert [s.event for s in moved.summary] == [c.ChangeKind.ADD] * 3
     (kept,) = await vectors.get(user, [nurse_id])
     assert kept.superseded_by is None
+
+
+async def test_a_worker_stopped_in_a_backlog_hands_it_on_in_order_at_once(
+    bus: Bus, service: IngestService, vectors: QdrantVectorStore
+) -> None:
+    user = unique()
+    texts = [f"Note {i}: the plant on shelf {i} needs water." for i in range(24)]
+    for text in texts:  # one user: one partition, a backlog behind the first command
+        await bus.publish_command(c.AddCommand(user_id=user, app="a", text=text, infer=False))
+    first = IngestWorker(bus, service, IngestSettings())
+    await first.start()
+
+    async def some_applied() -> bool:
+        return len(await vectors.list_memories(user, 100)) >= 3
+
+    await eventually(some_applied, timeout=30)
+    await first.stop()  # a command the server sent on the open request is handed back, not held
+    stopped_at = len(await vectors.list_memories(user, 100))
+    assert stopped_at < len(texts), "the whole backlog went before the stop: the test saw no stop"
+    second = IngestWorker(bus, service, IngestSettings())
+    await second.start()
+    try:
+
+        async def all_applied() -> bool:
+            return len(await vectors.list_memories(user, 100)) == len(texts)
+
+        # well inside the consumer's ack wait (60 s): no command waited for it
+        await eventually(all_applied, timeout=20)
+    finally:
+        await second.stop()
+    added = [e.after.text for e in await bus.events_of(user) if e.after is not None]
+    assert added == texts  # each once, in the order sent

@@ -5,14 +5,19 @@ commands are applied in order, whatever the number of workers). A pull request m
 one: it stays open at the server until it has delivered `PULL_BATCH` commands or `PULL_EXPIRES`
 seconds have passed, and the server hands it the next command as soon as the previous is acked. So
 commands in a row cost one request between them, not one each (`fetch(1)` per command cost the
-worker about 0.06 and nats-server 0.05 core-ms more per command; bench/README.md, "Ingest
+worker 0.04-0.09 and nats-server 0.02-0.06 core-ms more per command; bench/README.md, "Ingest
 overhead"). The order stays the consumer's: the next command comes only after the ack.
+
+Each request has a reply subject of its own (`<inbox>.<n>`), so that the server's answer to an
+older request (its expiry, late after a stall of the event loop) ends only that one, and the feed
+knows which of its requests the server may still answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import AsyncGenerator
@@ -48,53 +53,105 @@ class CommandFeed:
         self.request = json.dumps({"batch": PULL_BATCH, "expires": int(PULL_EXPIRES * 1e9)}).encode()
         self._arrived: asyncio.Queue[Msg | None] = asyncio.Queue()  # None: `wake`
         self._sub: Subscription | None = None
+        self._numbers = itertools.count()
+        #: The requests the server may still answer: reply subject -> (when sent, commands left).
+        self._open: dict[str, tuple[float, int]] = {}
 
     async def start(self) -> None:
         async def arrived(msg: Msg) -> None:
             self._arrived.put_nowait(msg)
 
-        self._sub = await self.nc.subscribe(self.inbox, cb=arrived)
+        self._sub = await self.nc.subscribe(f"{self.inbox}.*", cb=arrived)
+
+    def _answered(self, msg: Msg, current: str | None) -> bool:
+        """Note what `msg` says of a request: True when it ends one. A status other than a
+        heartbeat ends the request it answers (it comes on that request's reply subject); a command
+        comes on its own stream subject, so it counts against `current`, the request being read."""
+        status = msg.headers.get("Status") if msg.headers else None
+        if status == HEARTBEAT:
+            return False
+        if status is not None:
+            return self._open.pop(msg.subject, None) is not None
+        if current is None or current not in self._open:
+            return False
+        sent, left = self._open[current]
+        if left > 1:
+            self._open[current] = (sent, left - 1)
+            return False
+        del self._open[current]  # the last command it asked for
+        return True
+
+    def _forget_expired(self) -> None:
+        """Requests past their expiry and the grace: the server answers them no more."""
+        now = asyncio.get_running_loop().time()
+        for subject, (sent, _) in list(self._open.items()):
+            if now - sent > PULL_EXPIRES + ANSWER_GRACE:
+                del self._open[subject]
 
     async def requested(self) -> AsyncGenerator[Msg, None]:
         """Ask for up to `PULL_BATCH` commands and yield each as it comes, until the request ends. The
-        caller acks (or naks) each before it asks for the next: the server sends no other meanwhile."""
-        await self.nc.publish(self.subject, self.request, reply=self.inbox)
-        left = PULL_BATCH
-        while left:
+        caller acks (or naks) each before it asks for the next: the server sends no other meanwhile.
+        A command that comes on an older request (answered late) is yielded too, and counted against
+        this one (a command does not say which request it answers)."""
+        self._forget_expired()
+        reply = f"{self.inbox}.{next(self._numbers)}"
+        self._open[reply] = (asyncio.get_running_loop().time(), PULL_BATCH)
+        await self.nc.publish(self.subject, self.request, reply=reply)
+        while reply in self._open:
             try:
                 async with asyncio.timeout(PULL_EXPIRES + ANSWER_GRACE):
                     msg = await self._arrived.get()
             except TimeoutError:
+                self._open.pop(reply, None)
                 return  # no answer: the request was lost (a reconnect); the caller asks again
             if msg is None:
                 return  # woken: the caller is stopping
+            self._answered(msg, reply)
             status = msg.headers.get("Status") if msg.headers else None
-            if status == HEARTBEAT:
-                continue
-            if status is not None:  # 408 expired, or fulfilled; 409 refused
-                if status != "408":
-                    description = msg.headers.get("Description", "") if msg.headers else ""
-                    log.info("pull request for %s ended: %s %s", self.subject, status, description)
-                    await asyncio.sleep(PAUSE_AFTER_REFUSAL)
-                return
-            left -= 1
-            yield msg
+            if status is None:
+                yield msg
+            elif status not in (HEARTBEAT, "408") and msg.subject == reply:
+                description = msg.headers.get("Description", "") if msg.headers else ""
+                log.info("pull request for %s ended: %s %s", self.subject, status, description)
+                await asyncio.sleep(PAUSE_AFTER_REFUSAL)
 
     def wake(self) -> None:
         """End the wait for the next command now (the caller is stopping)."""
         self._arrived.put_nowait(None)
 
     async def stop(self) -> None:
-        """Give up the inbox, so the server drops the open request, and hand back any command it had
-        already sent: negatively acked, it goes at once to whichever worker asks next, instead of
-        after the ack wait."""
+        """Hand back every command the server sent or still may send, then give up the inbox.
+
+        Until each open request has ended (its expiry at the latest), the server may still send a
+        command on it, and one in flight when the inbox goes would stay unacked until the ack wait,
+        holding the partition. So the feed waits for them, keeping what comes meanwhile (handed
+        back at once, it would come straight back on a request still open); then it negatively
+        acks what it kept, and each such command goes at once to whichever worker asks next."""
+        kept: list[Msg] = []
+        loop = asyncio.get_running_loop()
+        while True:
+            self._forget_expired()
+            if not self._open:
+                break
+            latest = max(sent for sent, _ in self._open.values())
+            try:
+                async with asyncio.timeout(max(0.0, latest + PULL_EXPIRES + ANSWER_GRACE - loop.time())):
+                    msg = await self._arrived.get()
+            except TimeoutError:
+                continue  # `_forget_expired` drops what is past the grace
+            if msg is None:
+                continue
+            self._answered(msg, None)
+            if not (msg.headers and msg.headers.get("Status")):
+                kept.append(msg)
+        while not self._arrived.empty():
+            msg = self._arrived.get_nowait()
+            if msg is not None and not (msg.headers and msg.headers.get("Status")):
+                kept.append(msg)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
-        while not self._arrived.empty():
-            msg = self._arrived.get_nowait()
-            if msg is None or (msg.headers and msg.headers.get("Status")):
-                continue
+        for msg in kept:
             with contextlib.suppress(Exception):
                 await msg.nak()
