@@ -15,6 +15,7 @@ import contextlib
 import json
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_ingest.feed import CommandFeed
 
 STREAM = "PULLCOST"
+Closing = Callable[[], Awaitable[None]]
 #: An add's command as the gateway publishes it is about this size.
 COMMAND_BYTES = 400
 
@@ -36,7 +38,7 @@ def _durable(partition: int) -> str:
     return f"ingest-{partition}"
 
 
-async def _fetch_one_each(nc: NatsClient, partition: int, commands: int) -> list[bytes]:
+async def _fetch_one_each(nc: NatsClient, partition: int, commands: int) -> tuple[list[bytes], Closing]:
     """nats-py's `fetch(1)`: a pull request per command."""
     sub = await nc.jetstream().pull_subscribe_bind(durable=_durable(partition), stream=STREAM)
     taken: list[bytes] = []
@@ -44,26 +46,22 @@ async def _fetch_one_each(nc: NatsClient, partition: int, commands: int) -> list
         for msg in await sub.fetch(1, timeout=2.0):
             taken.append(msg.data)
             await msg.ack_sync()
-    await sub.unsubscribe()
-    return taken
+    return taken, sub.unsubscribe
 
 
-async def _feed(nc: NatsClient, partition: int, commands: int) -> list[bytes]:
+async def _feed(nc: NatsClient, partition: int, commands: int) -> tuple[list[bytes], Closing]:
     """The product's way: one pull request for many."""
     feed = CommandFeed(nc, STREAM, _durable(partition))
     await feed.start()
     taken: list[bytes] = []
-    try:
-        while len(taken) < commands:
-            async with contextlib.aclosing(feed.requested()) as pulled:
-                async for msg in pulled:
-                    taken.append(msg.data)
-                    await msg.ack_sync()
-                    if len(taken) == commands:
-                        break
-    finally:
-        await feed.stop()
-    return taken
+    while len(taken) < commands:
+        async with contextlib.aclosing(feed.requested()) as pulled:
+            async for msg in pulled:
+                taken.append(msg.data)
+                await msg.ack_sync()
+                if len(taken) == commands:
+                    break
+    return taken, feed.stop  # a stop waits for the open request's end: not timed
 
 
 WAYS = {"a request per command (fetch(1))": _fetch_one_each, "one request for many (CommandFeed)": _feed}
@@ -108,9 +106,11 @@ async def run(commands: int = 3000, rounds: int = 2, partitions: int = 1) -> dic
                     await nc.flush()
                     requests = 0
                     own, theirs, wall = _own_cpu(), cpu_seconds(pid), time.perf_counter()
-                    taken = await asyncio.gather(*(way(nc, p, each) for p in range(partitions)))
+                    done = await asyncio.gather(*(way(nc, p, each) for p in range(partitions)))
                     own, theirs = _own_cpu() - own, cpu_seconds(pid) - theirs
                     wall = time.perf_counter() - wall
+                    await asyncio.gather(*(close() for _, close in done))
+                    taken = [commands_ for commands_, _ in done]
                     await nc.flush()
                     if taken != [sent[p] for p in range(partitions)]:
                         raise RuntimeError(f"{name}: the commands came out of order or not all of them")
