@@ -25,6 +25,8 @@ from collections.abc import AsyncGenerator
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import Header, StatusCode
+from nats.js.client import JetStreamContext
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,9 @@ PULL_EXPIRES = 1.0
 #: request with status 408; a request lost in a reconnect gets no answer at all).
 ANSWER_GRACE = 1.0
 #: The server's "keep waiting" status (an idle heartbeat), the only one that does not end a request.
-HEARTBEAT = "100"
+HEARTBEAT = StatusCode.CONTROL_MESSAGE
+#: A server's answer that is not a command: its status (`JetStreamContext.is_status_msg`), else None.
+status_of = JetStreamContext.is_status_msg
 #: After an answer that ends a request unexpectedly (409: the consumer was deleted, or its leader
 #: changed), wait this long before the next.
 PAUSE_AFTER_REFUSAL = 0.5
@@ -67,7 +71,7 @@ class CommandFeed:
         """Note what `msg` says of a request: True when it ends one. A status other than a
         heartbeat ends the request it answers (it comes on that request's reply subject); a command
         comes on its own stream subject, so it counts against `current`, the request being read."""
-        status = msg.headers.get("Status") if msg.headers else None
+        status = status_of(msg)
         if status == HEARTBEAT:
             return False
         if status is not None:
@@ -107,11 +111,11 @@ class CommandFeed:
             if msg is None:
                 return  # woken: the caller is stopping
             self._answered(msg, reply)
-            status = msg.headers.get("Status") if msg.headers else None
+            status = status_of(msg)
             if status is None:
                 yield msg
-            elif status not in (HEARTBEAT, "408") and msg.subject == reply:
-                description = msg.headers.get("Description", "") if msg.headers else ""
+            elif status not in (HEARTBEAT, StatusCode.REQUEST_TIMEOUT) and msg.subject == reply:
+                description = msg.headers.get(Header.DESCRIPTION, "") if msg.headers else ""
                 log.info("pull request for %s ended: %s %s", self.subject, status, description)
                 await asyncio.sleep(PAUSE_AFTER_REFUSAL)
 
@@ -142,11 +146,11 @@ class CommandFeed:
             if msg is None:
                 continue
             self._answered(msg, None)
-            if not (msg.headers and msg.headers.get("Status")):
+            if status_of(msg) is None:
                 kept.append(msg)
         while not self._arrived.empty():
             msg = self._arrived.get_nowait()
-            if msg is not None and not (msg.headers and msg.headers.get("Status")):
+            if msg is not None and status_of(msg) is None:
                 kept.append(msg)
         if self._sub is not None:
             with contextlib.suppress(Exception):
