@@ -56,7 +56,7 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	$(VENV)/bin/python deploy/check.py
 
-bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrieval on MCP-style facts, search latency at 10k/100k over MCP (SCALE_SIZES=10000), the extractor, the write guard, consolidation, knowledge updates, load
+bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrieval on MCP-style facts, search latency at 10k/100k over MCP (SCALE_SIZES=10000), the extractor, ingest cost, pulling a command, the write guard, consolidation, knowledge updates, load
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --cv --out bench/results-locomo-cv.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --infer --out bench/results-locomo-infer.json
