@@ -1,3 +1,5 @@
+import pytest
+
 from openmemory_bench import pull_cost
 
 
@@ -9,3 +11,9 @@ async def test_both_ways_take_every_command_in_order_and_the_feed_asks_far_less_
     assert feed["requests_per_command"] <= 0.1  # 100 commands a consumer: a few requests of 64 each
     assert all(r[k] > 0 for r in (each, feed) for k in ("worker_core_ms", "commands_per_second"))
     assert "one request for many" in pull_cost.markdown(report)
+
+
+async def test_a_run_with_nothing_to_measure_is_refused() -> None:
+    for commands, rounds, partitions in ((10, 1, 0), (10, 0, 1), (2, 1, 5)):
+        with pytest.raises(ValueError, match="at least"):
+            await pull_cost.run(commands, rounds, partitions)

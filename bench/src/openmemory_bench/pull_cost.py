@@ -70,6 +70,8 @@ WAYS = {"a request per command (fetch(1))": _fetch_one_each, "one request for ma
 async def run(commands: int = 3000, rounds: int = 2, partitions: int = 1) -> dict[str, Any]:
     """`commands` in all, spread over `partitions` consumers taken from at once (as ingest takes
     its partitions)."""
+    if partitions < 1 or rounds < 1 or commands < partitions:
+        raise ValueError("pull-cost needs a partition, a round and a command per partition at least")
     each = commands // partitions
     with tempfile.TemporaryDirectory(prefix="om-pull-cost-") as folder:
         keep: list[Any] = []
