@@ -56,7 +56,7 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	$(VENV)/bin/python deploy/check.py
 
-bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrieval on MCP-style facts, search latency at 10k/100k over MCP (SCALE_SIZES=10000), the extractor, ingest cost, pulling a command, the write guard, consolidation, knowledge updates, load
+bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrieval on MCP-style facts, search latency at 10k/100k over MCP (SCALE_SIZES=10000), the extractor, ingest cost, pulling a command, the keyword step, the write guard, consolidation, knowledge updates, load
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --cv --out bench/results-locomo-cv.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --infer --out bench/results-locomo-infer.json
@@ -64,6 +64,7 @@ bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrie
 	$(VENV)/bin/python bench/extraction.py --locomo $(LOCOMO) --out bench/results-extraction.json
 	$(VENV)/bin/openmemory bench ingest-cost --memories 3000 --out bench/results-ingest-cost.json
 	$(VENV)/bin/openmemory bench pull-cost --out bench/results-pull-cost.json
+	$(VENV)/bin/openmemory bench keyword-step --out bench/results-keyword-step.json
 	$(VENV)/bin/openmemory bench updates --out bench/results-updates.json
 	$(VENV)/bin/openmemory bench facts --out bench/results-facts.json
 	$(VENV)/bin/python bench/secrets.py --json > bench/results-secrets.json

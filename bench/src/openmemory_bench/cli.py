@@ -67,6 +67,12 @@ def main(argv: list[str]) -> int:
     pull.add_argument("--rounds", type=int, default=2)
     pull.add_argument("--partitions", type=int, default=5, help="consumers taken from at once")
     pull.add_argument("--out", type=Path)
+    keyword = sub.add_parser(
+        "keyword-step", help="a search's keyword step on Qdrant Edge, with and without a write between"
+    )
+    keyword.add_argument("--sizes", default="10000,100000", help="comma list of memory counts")
+    keyword.add_argument("--questions", type=int, default=300)
+    keyword.add_argument("--out", type=Path)
     updates = sub.add_parser("updates", help="knowledge updates through the offline extractor (bench/data)")
     updates.add_argument("--data", type=Path, help="a knowledge-update set (default: the one in bench/data)")
     updates.add_argument("--misses", action="store_true", help="list what went wrong")
@@ -107,6 +113,12 @@ def main(argv: list[str]) -> int:
 
         report = asyncio.run(pull_cost.run(args.commands, args.rounds, args.partitions))
         print(pull_cost.markdown(report))
+    elif args.bench == "keyword-step":
+        from openmemory_bench import keyword_step
+
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+        report = asyncio.run(keyword_step.run(sizes, args.questions))
+        print(keyword_step.markdown(report))
     elif args.bench == "consolidate":
         from openmemory_bench import consolidation as consolidation_bench
 

@@ -126,10 +126,11 @@ async def test_keyword_ranking_uses_the_users_own_idf(vector_store: VectorStore)
 
 
 async def test_the_users_idf_follows_every_write(vector_store: VectorStore) -> None:
-    """The counts behind the user's IDF follow every write (a cache of them would have to be
-    cleared by each): alice's "coffee" turns common when she adds it five times, and "tea" as common
-    when she then adds that five times. (Not a deletion: after one, Qdrant Edge's own IDF still
-    counted the deleted points, and tea over coffee stayed at 1.3; qdrant-client's local mode gave 1.0.)"""
+    """The counts behind the user's IDF follow every write (Qdrant Edge's adapter keeps them between
+    writes): alice's "coffee" turns common when she adds it five times, and "tea" as common when she
+    then adds that five times; bob's "tea" changes nothing for her. (Not a deletion: after one,
+    Qdrant Edge's own IDF still counted the deleted points, and tea over coffee stayed at 1.3;
+    qdrant-client's local mode gave 1.0.)"""
     await vector_store.upsert([record("bob", f"coffee number {i}", axis(3)) for i in range(20)])
     tea, coffee = record("alice", "tea at noon", axis(0)), record("alice", "coffee at noon", axis(1))
     await vector_store.upsert([tea, coffee, record("alice", "a walk at dusk", axis(2))])
@@ -146,6 +147,9 @@ async def test_the_users_idf_follows_every_write(vector_store: VectorStore) -> N
     await vector_store.upsert(more)
     assert await tea_over_coffee() > 1.2
     await vector_store.upsert([record("alice", f"tea again {i}", axis(5)) for i in range(5)])
+    assert await tea_over_coffee() == pytest.approx(1.0, rel=1e-3)
+    # Another user's write changes the collection's counts, which the user's weights divide out.
+    await vector_store.upsert([record("bob", f"tea number {i}", axis(6)) for i in range(30)])
     assert await tea_over_coffee() == pytest.approx(1.0, rel=1e-3)
 
 
