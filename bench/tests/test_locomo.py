@@ -94,7 +94,7 @@ async def test_the_harness_runs_the_product_end_to_end(tmp_path: Path) -> None:
 
 
 async def test_the_scale_bench_builds_and_times_searches() -> None:
-    from openmemory_bench.scale import queries, run, synthetic
+    from openmemory_bench.scale import SEARCH_STAGES, queries, run, synthetic
 
     assert synthetic(3) == synthetic(3) and len({text for text, _ in synthetic(200)}) > 150
     assert all(q.strip() for q in queries(20))
@@ -105,6 +105,10 @@ async def test_the_scale_bench_builds_and_times_searches() -> None:
         assert size["service"]["all"]["n"] == size["mcp"]["all"]["n"] == 5
         assert 0 < size["service"]["all"]["p50_ms"] < size["mcp"]["all"]["p50_ms"]
         assert size["stages"]["search_request"]["calls"] == 5 and size["stages"]["auth"]["calls"] == 5
+        # and the search service's own stages: every search, both ways, passes each, within its whole
+        stages = size["search_stages"]
+        assert {name: stages[name]["calls"] for name in SEARCH_STAGES} == dict.fromkeys(SEARCH_STAGES, 10)
+        assert sum(stages[name]["mean_ms"] for name in SEARCH_STAGES) <= size["service_histogram"]["mean_ms"]
     assert report["sizes"]["80"]["memories"] == 80
 
 

@@ -73,6 +73,7 @@ WINDOW = 256
 WARMUP = 20
 STAGE_METRIC = "openmemory_gateway_stage_seconds"
 SERVICE_METRIC = "openmemory_search_query_duration_seconds"
+SEARCH_STAGE_METRIC = "openmemory_search_stage_seconds"
 
 
 def synthetic(n: int, seed: int = 7) -> list[tuple[str, datetime]]:
@@ -289,6 +290,9 @@ async def measure(bus: Bus, sessions: dict[int, McpUser], metrics_url: str, aske
         histograms(after, SERVICE_METRIC, "query"), histograms(before, SERVICE_METRIC, "query")
     )
     report["service_histogram"] = service.get("search")
+    report["search_stages"] = difference(
+        histograms(after, SEARCH_STAGE_METRIC, "stage"), histograms(before, SEARCH_STAGE_METRIC, "stage")
+    )
     report["answers_with_graph_signal"] = round(graph_hits / max(1, asked), 3)
     return report
 
@@ -377,6 +381,18 @@ def markdown_size(r: dict[str, Any]) -> str:
         lines.append(
             f"\nThe search service's own histogram: mean {hist['mean_ms']} ms over {hist['calls']} searches."
         )
+    if r.get("search_stages"):
+        lines += [
+            "",
+            "Search service, per stage (its histogram; p50/p95 interpolated within buckets):",
+            "",
+            "| stage | calls | mean ms | p50 ms | p95 ms |",
+            "|---|---|---|---|---|",
+        ]
+        for stage, row in sorted(r["search_stages"].items(), key=lambda kv: SEARCH_STAGES.get(kv[0], 99)):
+            lines.append(
+                f"| {stage} | {row['calls']} | {row['mean_ms']} | {row['p50_ms']} | {row['p95_ms']} |"
+            )
     if r["stages"]:
         lines += [
             "",
@@ -399,6 +415,10 @@ def markdown_size(r: dict[str, Any]) -> str:
 #: are parts of it (`app_check`, `search_request` and `access_log` are parts of `tool`).
 STAGE_ORDER = {"request": 0, "auth": 1, "rate_limit": 2, "tool": 3, "app_check": 4, "search_request": 5,
                "access_log": 6, "answer": 7}  # fmt: skip
+
+
+#: A search's stages in the search service, in the order they run (`telemetry.SEARCH_STAGE`).
+SEARCH_STAGES = {"embed": 0, "lists": 1, "more_lists": 2, "rank": 3}
 
 
 def mcp_layer_ms(stages: dict[str, Any]) -> float | None:

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -29,6 +29,11 @@ tracer = trace.get_tracer("openmemory")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Finer, for the stages of one call: most take well under a millisecond.
+FINE_LATENCY = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
+    0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 
 MCP_CALLS = Counter(
     "openmemory_mcp_tool_calls_total", "MCP tool calls by tool and outcome", ["tool", "outcome"]
@@ -65,6 +70,14 @@ STORE_DURATION = Histogram(
 )
 STORE_ERRORS = Counter("openmemory_store_errors_total", "Failed store calls", ["store", "operation"])
 MEMORIES = Gauge("openmemory_memories", "Memories by state", ["state"])
+#: Where a search's time goes in the search service (`openmemory bench scale` prints it).
+SEARCH_STAGE = Histogram(
+    "openmemory_search_stage_seconds",
+    "Time per stage of a search in the search service (embed: the question's vector; lists: the dense, "
+    "keyword and graph lists; more_lists: periods and parts; rank: fusion, the reads it needs, the order)",
+    ["stage"],
+    buckets=FINE_LATENCY,
+)
 QUERY_DURATION = Histogram(
     "openmemory_search_query_duration_seconds", "Search service latency by query kind", ["query"],
     buckets=_LATENCY,
@@ -111,6 +124,17 @@ async def store_call(store: str, operation: str) -> AsyncIterator[None]:
             raise
         finally:
             STORE_DURATION.labels(store, operation).observe(time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def search_stage(name: str) -> Iterator[None]:
+    """Time and trace one stage of a search (`SEARCH_STAGE`)."""
+    started = time.perf_counter()
+    with tracer.start_as_current_span(f"search.{name}") if traced() else contextlib.nullcontext():
+        try:
+            yield
+        finally:
+            SEARCH_STAGE.labels(name).observe(time.perf_counter() - started)
 
 
 @contextlib.asynccontextmanager

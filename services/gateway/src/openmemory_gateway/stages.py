@@ -17,20 +17,14 @@ from collections.abc import Iterator
 
 from prometheus_client import Histogram
 
-from openmemory_core.telemetry import tracer
-
-#: Finer than the other latency histograms: most stages take well under a millisecond.
-BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
-    0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+from openmemory_core.telemetry import FINE_LATENCY, tracer
 
 GATEWAY_STAGE = Histogram(
     "openmemory_gateway_stage_seconds",
     "Time per gateway stage of an MCP call (request, auth, rate_limit, tool, app_check, "
     "<query>_request, answer, access_log)",
     ["stage"],
-    buckets=BUCKETS,
+    buckets=FINE_LATENCY,
 )
 
 

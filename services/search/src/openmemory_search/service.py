@@ -18,6 +18,7 @@ from openmemory_core.errors import InvalidInput, NotFound, StoreUnavailable
 from openmemory_core.settings import SearchSettings
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorStore
+from openmemory_core.telemetry import search_stage
 from openmemory_core.text.dates import asks_for_latest, asks_when, event_named, query_period
 from openmemory_core.text.keywords import query_vector
 from openmemory_core.text.plans import plan_note
@@ -71,34 +72,37 @@ class SearchService:
         if len(query) > c.MAX_QUERY_CHARS:
             raise InvalidInput(f"the query is longer than {c.MAX_QUERY_CHARS} characters")
         candidates = max(self.settings.candidates, request.limit)
-        (dense,) = await self.embedder.embed([query])
+        with search_stage("embed"):
+            (dense,) = await self.embedder.embed([query])
         filters = request.filters
-        dense_hits, keyword_hits, (graph_memories, missing) = await asyncio.gather(
-            self.vectors.dense_search(request.user_id, dense, candidates, filters),
-            self.vectors.keyword_search(request.user_id, query_vector(query), candidates, filters),
-            self._graph_or_nothing(request.user_id, query, candidates),
-        )
+        with search_stage("lists"):
+            dense_hits, keyword_hits, (graph_memories, missing) = await asyncio.gather(
+                self.vectors.dense_search(request.user_id, dense, candidates, filters),
+                self.vectors.keyword_search(request.user_id, query_vector(query), candidates, filters),
+                self._graph_or_nothing(request.user_id, query, candidates),
+            )
         ranked = {"dense": [h.memory for h in dense_hits], "keyword": [h.memory for h in keyword_hits]}
         if self.ranker.params.graph:
             ranked["graph"] = [m for m in graph_memories if filters.admits(m)]
-        within = _narrowed(filters, query_period(query, c.now()))
-        if within is not None:  # the question names a period: what is about it, by meaning
-            ranked["time"] = [
-                h.memory for h in await self.vectors.dense_search(request.user_id, dense, candidates, within)
-            ]
-        if self.ranker.params.recency and asks_for_latest(query):  # "currently": the newest first
-            n = self.ranker.params.recency_pool
-            pool = {m.id: m for m in ranked["dense"][:n] + ranked["keyword"][:n]}
-            ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
-        if self.ranker.params.told_time and asks_when(query):  # "when did …": the candidates that tell a time
-            ranked["told_time"] = telling_time(ranked["dense"], ranked["keyword"])
-        ranked |= await self._more_lists(request.user_id, query, dense, candidates, filters)
-        strengths = {"dense": [h.score for h in dense_hits], "keyword": [h.score for h in keyword_hits]}
-        fused = self.ranker.scores(ranked, strengths)
-        best = self.ranker.best(fused)
-        said_before = await self._said_before(request.user_id, best, fused, filters)
-        ordered = self.ranker.finish(fused, best, said_before, request.limit)
-        ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
+        with search_stage("more_lists"):
+            within = _narrowed(filters, query_period(query, c.now()))
+            if within is not None:  # the question names a period: what is about it, by meaning
+                in_period = await self.vectors.dense_search(request.user_id, dense, candidates, within)
+                ranked["time"] = [h.memory for h in in_period]
+            if self.ranker.params.recency and asks_for_latest(query):  # "currently": the newest first
+                n = self.ranker.params.recency_pool
+                pool = {m.id: m for m in ranked["dense"][:n] + ranked["keyword"][:n]}
+                ranked["recency"] = sorted(pool.values(), key=_when, reverse=True)
+            if self.ranker.params.told_time and asks_when(query):  # "when did …": those that tell a time
+                ranked["told_time"] = telling_time(ranked["dense"], ranked["keyword"])
+            ranked |= await self._more_lists(request.user_id, query, dense, candidates, filters)
+        with search_stage("rank"):
+            strengths = {"dense": [h.score for h in dense_hits], "keyword": [h.score for h in keyword_hits]}
+            fused = self.ranker.scores(ranked, strengths)
+            best = self.ranker.best(fused)
+            said_before = await self._said_before(request.user_id, best, fused, filters)
+            ordered = self.ranker.finish(fused, best, said_before, request.limit)
+            ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
         now = c.now()  # a plan whose date has passed says so (`text.plans`); nothing stored changes
         hits = [
             c.ScoredMemory(
