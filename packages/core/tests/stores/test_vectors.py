@@ -35,6 +35,30 @@ async def test_user_isolation_on_every_read(vector_store: VectorStore) -> None:
     assert [m.id for m in await vector_store.list_memories("bob", 10)] == [theirs.memory.id]
 
 
+async def test_both_lists_at_once_are_the_two_searches(vector_store: VectorStore) -> None:
+    """`dense_and_keyword` (one read of the memories on Edge) answers exactly what `dense_search` and
+    `keyword_search` answer one by one: the same memories, ranks and scores, and only the user's."""
+    texts = ["green tea at noon", "tea with Lena", "a walk by the river", "coffee and tea", "river tea"]
+    await vector_store.upsert([record("alice", t, axis(i % 8), i) for i, t in enumerate(texts)])
+    await vector_store.upsert([record("bob", f"tea river {i}", axis(i % 8), i) for i in range(6)])
+    early = c.SearchFilters(until=at(3))
+    for query, dense, filters in (("tea river", axis(2), None), ("lunar", axis(0), None), ("", axis(4), None),
+                                  ("tea", axis(3), early)):  # fmt: skip
+        both = await vector_store.dense_and_keyword("alice", dense, query_vector(query), 3, filters)
+        one_by_one = (
+            await vector_store.dense_search("alice", dense, 3, filters),
+            await vector_store.keyword_search("alice", query_vector(query), 3, filters),
+        )
+        assert [[(h.memory, h.rank) for h in hits] for hits in both] == [
+            [(h.memory, h.rank) for h in hits] for hits in one_by_one
+        ]
+        for mine, theirs in zip(both, one_by_one, strict=True):
+            assert [h.score for h in mine] == pytest.approx([h.score for h in theirs], rel=1e-6)
+        assert all(h.memory.user_id == "alice" for hits in both for h in hits)
+    dense_hits, keyword_hits = await vector_store.dense_and_keyword("alice", axis(2), query_vector("tea"), 10)
+    assert len(dense_hits) == 5 and len(keyword_hits) == 4  # every one of hers by meaning; four say tea
+
+
 async def test_search_ranks_by_each_signal(vector_store: VectorStore) -> None:
     a = record("u", "I play the violin every Sunday", axis(1), 1)
     b = record("u", "my cat is called Pixel", axis(2), 2)

@@ -76,9 +76,10 @@ class SearchService:
             (dense,) = await self.embedder.embed([query])
         filters = request.filters
         with search_stage("lists"):
-            dense_hits, keyword_hits, (graph_memories, missing) = await asyncio.gather(
-                self.vectors.dense_search(request.user_id, dense, candidates, filters),
-                self.vectors.keyword_search(request.user_id, query_vector(query), candidates, filters),
+            (dense_hits, keyword_hits), (graph_memories, missing) = await asyncio.gather(
+                self.vectors.dense_and_keyword(
+                    request.user_id, dense, query_vector(query), candidates, filters
+                ),
                 self._graph_or_nothing(request.user_id, query, candidates),
             )
         ranked = {"dense": [h.memory for h in dense_hits], "keyword": [h.memory for h in keyword_hits]}
@@ -125,9 +126,8 @@ class SearchService:
         texts = [*parts, *([event[1]] if event else [])]
         extra = await self.embedder.embed(texts) if texts else []
         for i, (part, vector) in enumerate(zip(parts, extra, strict=False)):
-            by_meaning, by_words = await asyncio.gather(
-                self.vectors.dense_search(user_id, vector, candidates, filters),
-                self.vectors.keyword_search(user_id, query_vector(part), candidates, filters),
+            by_meaning, by_words = await self.vectors.dense_and_keyword(
+                user_id, vector, query_vector(part), candidates, filters
             )
             lists[f"parts:{i}:dense"] = [h.memory for h in by_meaning]
             lists[f"parts:{i}:keyword"] = [h.memory for h in by_words]

@@ -244,6 +244,37 @@ class EdgeVectorStore:
         answers = await self._run("dense_neighbours", lambda: self._shard.query_batch(batch))
         return [[Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(a)] for a in answers]
 
+    def _term_count(self, user_id: str | None, term: int) -> int:
+        """The user's memories (None: everyone's) holding a keyword term; in the store's thread."""
+        import qdrant_edge as qe
+
+        key = (user_id, term)
+        if (known := self._term_counts.get(key)) is None:
+            must: list[Any] = [qe.FieldCondition(key="terms", match=qe.MatchValue(term))]
+            if user_id is not None:
+                must.append(qe.FieldCondition(key="user_id", match=qe.MatchValue(user_id)))
+            known = int(self._shard.count(qe.CountRequest(filter=qe.Filter(must=must))))
+            if len(self._term_counts) >= MAX_TERM_COUNTS:
+                self._term_counts.clear()
+            self._term_counts[key] = known
+        return known
+
+    def _keyword_query(self, user_id: str, vector: SparseVector) -> Any:
+        """The keyword query weighted by the user's own IDF (`vectors.per_user`); in the store's thread."""
+        import qdrant_edge as qe
+
+        # The index's count of the user's memories and the shard's total: neither scans points.
+        user_filter = qe.Filter(must=[qe.FieldCondition(key="user_id", match=qe.MatchValue(user_id))])
+        mine = int(self._shard.count(qe.CountRequest(filter=user_filter, exact=False)))
+        everyone = int(self._shard.info().points_count)
+        if mine != everyone:  # when equal, one user holds every memory: the collection's IDF is theirs
+            vector = per_user(
+                vector,
+                (mine, [self._term_count(user_id, term) for term in vector.indices]),
+                (everyone, [self._term_count(None, term) for term in vector.indices]),
+            )
+        return qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=KEYWORDS)
+
     async def keyword_search(
         self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
     ) -> list[Hit]:
@@ -251,44 +282,50 @@ class EdgeVectorStore:
 
         if not vector.indices:
             return []
-        user_filter: list[Any] = [qe.FieldCondition(key="user_id", match=qe.MatchValue(user_id))]
-
-        def count(user: str | None, term: int) -> int:
-            key = (user, term)
-            if (known := self._term_counts.get(key)) is None:
-                must: list[Any] = [qe.FieldCondition(key="terms", match=qe.MatchValue(term))]
-                if user is not None:
-                    must.append(qe.FieldCondition(key="user_id", match=qe.MatchValue(user)))
-                known = int(self._shard.count(qe.CountRequest(filter=qe.Filter(must=must))))
-                if len(self._term_counts) >= MAX_TERM_COUNTS:
-                    self._term_counts.clear()
-                self._term_counts[key] = known
-            return known
-
-        def weighted() -> SparseVector:
-            # The index's count of the user's memories and the shard's total: neither scans points.
-            mine = int(self._shard.count(qe.CountRequest(filter=qe.Filter(must=user_filter), exact=False)))
-            everyone = int(self._shard.info().points_count)
-            if mine == everyone:  # one user holds every memory: the collection's IDF is theirs
-                return vector
-            return per_user(
-                vector,
-                (mine, [count(user_id, term) for term in vector.indices]),
-                (everyone, [count(None, term) for term in vector.indices]),
-            )
 
         def search() -> list[Any]:
-            query_vector = weighted()
-            query = qe.Query.Nearest(
-                qe.SparseVector(query_vector.indices, query_vector.values), using=KEYWORDS
-            )
             request = qe.QueryRequest(
-                limit=limit, query=query, filter=self._filter(user_id, filters=filters), with_payload=True
+                limit=limit,
+                query=self._keyword_query(user_id, vector),
+                filter=self._filter(user_id, filters=filters),
+                with_payload=True,
             )
             return list(self._shard.query(request))
 
         points = await self._run("keyword_search", search)
         return [Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(points)]
+
+    async def dense_and_keyword(
+        self,
+        user_id: str,
+        dense: list[float],
+        keywords: SparseVector,
+        limit: int,
+        filters: SearchFilters | None = None,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """`dense_search` and `keyword_search` in one call: both queries without payloads, then one
+        read of the memories they found. The two lists share many memories, and reading a payload
+        and validating it as a memory is most of what each list cost (bench/README.md)."""
+        import qdrant_edge as qe
+
+        def both() -> tuple[list[Any], list[Any], dict[str, Memory]]:
+            flt = self._filter(user_id, filters=filters)
+            requests = [qe.QueryRequest(limit=limit, query=qe.Query.Nearest(dense, using=DENSE), filter=flt)]
+            if keywords.indices:
+                query = self._keyword_query(user_id, keywords)
+                requests.append(qe.QueryRequest(limit=limit, query=query, filter=flt))
+            answers = [list(a) for a in self._shard.query_batch(qe.QueryBatchRequest(requests))]
+            found = list(dict.fromkeys(p.id for a in answers for p in a))
+            records = self._shard.retrieve(found, with_payload=True, with_vector=False) if found else []
+            memories = {str(r.id): memory_of(r.payload) for r in records}
+            return answers[0], answers[1] if keywords.indices else [], memories
+
+        by_meaning, by_words, memories = await self._run("dense_and_keyword", both)
+
+        def hits(points: list[Any]) -> list[Hit]:
+            return [Hit(memories[str(p.id)], rank, p.score) for rank, p in enumerate(points)]
+
+        return hits(by_meaning), hits(by_words)
 
     async def count_by_state(self) -> dict[str, int]:
         import qdrant_edge as qe

@@ -55,6 +55,14 @@ class VectorStore(Protocol):
     async def keyword_search(
         self, user_id: str, vector: SparseVector, limit: int, filters: SearchFilters | None = None
     ) -> list[Hit]: ...
+    async def dense_and_keyword(
+        self,
+        user_id: str,
+        dense: list[float],
+        keywords: SparseVector,
+        limit: int,
+        filters: SearchFilters | None = None,
+    ) -> tuple[list[Hit], list[Hit]]: ...
     async def dense_vectors(self, user_id: str, memory_ids: list[str]) -> dict[str, list[float]]: ...
     async def dense_neighbours(
         self, user_id: str, vectors: list[list[float]], limit: int
