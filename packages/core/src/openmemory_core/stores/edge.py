@@ -308,7 +308,7 @@ class EdgeVectorStore:
         and validating it as a memory is most of what each list cost (bench/README.md)."""
         import qdrant_edge as qe
 
-        def both() -> tuple[list[Any], list[Any], dict[str, Memory]]:
+        def both() -> tuple[list[Any], list[Any], dict[Any, Memory]]:
             flt = self._filter(user_id, filters=filters)
             requests = [qe.QueryRequest(limit=limit, query=qe.Query.Nearest(dense, using=DENSE), filter=flt)]
             if keywords.indices:
@@ -317,13 +317,13 @@ class EdgeVectorStore:
             answers = [list(a) for a in self._shard.query_batch(qe.QueryBatchRequest(requests))]
             found = list(dict.fromkeys(p.id for a in answers for p in a))
             records = self._shard.retrieve(found, with_payload=True, with_vector=False) if found else []
-            memories = {str(r.id): memory_of(r.payload) for r in records}
+            memories = {r.id: memory_of(r.payload) for r in records}  # ids as the engine gives them
             return answers[0], answers[1] if keywords.indices else [], memories
 
         by_meaning, by_words, memories = await self._run("dense_and_keyword", both)
 
         def hits(points: list[Any]) -> list[Hit]:
-            return [Hit(memories[str(p.id)], rank, p.score) for rank, p in enumerate(points)]
+            return [Hit(memories[p.id], rank, p.score) for rank, p in enumerate(points)]
 
         return hits(by_meaning), hits(by_words)
 
