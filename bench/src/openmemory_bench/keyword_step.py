@@ -6,7 +6,9 @@ user's memories holding it and everyone's. Counting a common term scans the poin
 `EdgeVectorStore` keeps the counts until the shard's next write. This builds a store of the scale
 bench's memories and owners (`scale.synthetic`, `scale.owners`; keyword vectors and a small dense
 vector, no model) and asks the scale bench's questions twice: once with a write just before each
-(every count is made again, as before the counts were kept), and once with none between.
+(every count is made again, as before the counts were kept), and once with none between. It times
+`keyword_search` (the keyword list alone, with its payloads); search itself takes this list and the
+dense one in one call (`dense_and_keyword`), whose counting is the same.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from openmemory_bench.scale import owners, queries, summary, synthetic, user_name
+from openmemory_bench.scale import USERS, owners, queries, summary, synthetic, user_name
 from openmemory_core import contracts as c
 from openmemory_core.stores.edge import EdgeVectorStore
 from openmemory_core.stores.vectors import VectorRecord, keyword_vector
@@ -58,7 +60,10 @@ async def run(sizes: list[int], questions: int = 300) -> dict[str, Any]:
     if not sizes or min(sizes) < 1 or questions < 1:
         raise ValueError("keyword-step needs a size of one memory and one question at least")
     report: dict[str, Any] = {"questions": questions, "sizes": []}
-    asked = [(user_name(0 if i % 2 == 0 else 1 + (i // 2) % 9), q) for i, q in enumerate(queries(questions))]
+    asked = [
+        (user_name(0 if i % 2 == 0 else 1 + (i // 2) % (USERS - 1)), q)
+        for i, q in enumerate(queries(questions))
+    ]
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="om-keyword-step-") as folder:
             store = EdgeVectorStore(Path(folder), "keyword-step", DIMENSION)

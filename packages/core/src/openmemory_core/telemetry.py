@@ -74,7 +74,8 @@ MEMORIES = Gauge("openmemory_memories", "Memories by state", ["state"])
 SEARCH_STAGE = Histogram(
     "openmemory_search_stage_seconds",
     "Time per stage of a search in the search service (embed: the question's vector; lists: the dense, "
-    "keyword and graph lists; more_lists: periods and parts; rank: fusion, the reads it needs, the order)",
+    "keyword and graph lists; more_lists: periods, parts and a named event, with their embedding; "
+    "rank: fusion, the reads it needs, the order)",
     ["stage"],
     buckets=FINE_LATENCY,
 )

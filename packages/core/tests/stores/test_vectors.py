@@ -35,15 +35,27 @@ async def test_user_isolation_on_every_read(vector_store: VectorStore) -> None:
     assert [m.id for m in await vector_store.list_memories("bob", 10)] == [theirs.memory.id]
 
 
+def leaning(i: int) -> list[float]:
+    """Unit vectors that all differ in their cosine to any query of `leaning` (no ties by meaning)."""
+    raw = [1.0 + ((i * 7 + j * 3) % 11) / (1 + j) for j in range(8)]
+    norm = sum(x * x for x in raw) ** 0.5
+    return [x / norm for x in raw]
+
+
 async def test_both_lists_at_once_are_the_two_searches(vector_store: VectorStore) -> None:
     """`dense_and_keyword` (one read of the memories on Edge) answers exactly what `dense_search` and
     `keyword_search` answer one by one: the same memories, ranks and scores, and only the user's."""
     texts = ["green tea at noon", "tea with Lena", "a walk by the river", "coffee and tea", "river tea"]
-    await vector_store.upsert([record("alice", t, axis(i % 8), i) for i, t in enumerate(texts)])
-    await vector_store.upsert([record("bob", f"tea river {i}", axis(i % 8), i) for i in range(6)])
+    await vector_store.upsert([record("alice", t, leaning(i), i) for i, t in enumerate(texts)])
+    await vector_store.upsert([record("bob", f"tea river kayak {i}", leaning(i + 5), i) for i in range(6)])
     early = c.SearchFilters(until=at(3))
-    for query, dense, filters in (("tea river", axis(2), None), ("lunar", axis(0), None), ("", axis(4), None),
-                                  ("tea", axis(3), early)):  # fmt: skip
+    for query, dense, filters in (
+        ("tea river", leaning(9), None),
+        ("lunar", leaning(10), None),
+        ("", leaning(11), None),
+        ("tea", leaning(12), early),
+        ("kayak", leaning(13), None),
+    ):  # fmt: skip  (kayak: only bob's word)
         both = await vector_store.dense_and_keyword("alice", dense, query_vector(query), 3, filters)
         one_by_one = (
             await vector_store.dense_search("alice", dense, 3, filters),
@@ -55,8 +67,56 @@ async def test_both_lists_at_once_are_the_two_searches(vector_store: VectorStore
         for mine, theirs in zip(both, one_by_one, strict=True):
             assert [h.score for h in mine] == pytest.approx([h.score for h in theirs], rel=1e-6)
         assert all(h.memory.user_id == "alice" for hits in both for h in hits)
-    dense_hits, keyword_hits = await vector_store.dense_and_keyword("alice", axis(2), query_vector("tea"), 10)
+        scores = [h.score for h in both[0]]
+        assert len(set(scores)) == len(scores)  # no ties by meaning: the order is the engine's ranking
+    dense_hits, keyword_hits = await vector_store.dense_and_keyword(
+        "alice", leaning(2), query_vector("tea"), 10
+    )
     assert len(dense_hits) == 5 and len(keyword_hits) == 4  # every one of hers by meaning; four say tea
+    assert (await vector_store.dense_and_keyword("alice", leaning(2), query_vector("kayak"), 10))[1] == []
+
+
+async def test_edge_keeps_term_counts_per_asking_user_until_any_write(tmp_path: Path) -> None:
+    """Qdrant Edge's adapter counts a term once per asking user between writes: a second search
+    counts nothing, another user's first search counts afresh (how fast it answers says nothing of
+    what the first searched for), and every kind of write makes them count again."""
+    from openmemory_core.stores.edge import EdgeVectorStore
+
+    store = EdgeVectorStore(tmp_path / "vectors", "counts-8", 8)
+    await store.ensure_collection()
+    tea = record("alice", "tea at noon", axis(0))
+    await store.upsert([tea, record("bob", "tea and cake", axis(1)), record("bob", "cake", axis(2))])
+
+    class Counting:
+        def __init__(self, shard: object) -> None:
+            self.shard, self.counts = shard, 0
+
+        def __getattr__(self, name: str) -> object:
+            if name == "count":
+                self.counts += 1
+            return getattr(self.shard, name)
+
+    counting = Counting(store._shard)
+    store._shard = counting
+
+    async def counted(user: str) -> int:
+        before = counting.counts
+        await store.dense_and_keyword(user, axis(0), query_vector("tea cake"), 5)
+        return counting.counts - before - 1  # less the user's total, counted by its index each time
+
+    assert await counted("alice") == 4  # two terms, each the user's count and everyone's
+    assert await counted("alice") == 0
+    assert await counted("bob") == 4
+    writes = {
+        "upsert": lambda: store.upsert([record("bob", "more cake", axis(3))]),
+        "set_payload": lambda: store.set_payload(tea.memory.model_copy(update={"categories": ["food"]})),
+        "delete": lambda: store.delete("bob", [str(uuid.uuid4())]),
+    }
+    for name, write in writes.items():
+        await write()
+        assert await counted("alice") == 4, name
+        assert await counted("alice") == 0, name
+    await store.close()
 
 
 async def test_search_ranks_by_each_signal(vector_store: VectorStore) -> None:

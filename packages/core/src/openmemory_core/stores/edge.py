@@ -30,7 +30,8 @@ from openmemory_core.telemetry import store_call
 from openmemory_core.text.keywords import SparseVector
 
 T = TypeVar("T")
-#: The most term counts kept between writes (about 100 bytes each).
+U = TypeVar("U")
+#: The most term counts kept between writes (about 200 bytes each with its key).
 MAX_TERM_COUNTS = 50_000
 
 
@@ -41,11 +42,13 @@ class EdgeVectorStore:
         self._dimension = dimension
         self._shard: Any = None
         self._lock = threading.Lock()
-        # (user id, or None for every user; keyword term) -> memories holding it: the per-user IDF's
-        # counts. Counting a common term scans the points that hold it (0.3 ms a search at 10k
-        # memories, 2.5 ms at 100k: bench/README.md), and the counts change only when the shard
-        # does: every write empties this, under the same lock as the counting.
-        self._term_counts: dict[tuple[str | None, int], int] = {}
+        # (asking user, whether the count is everyone's, keyword term) -> memories holding it: the
+        # per-user IDF's counts. Counting a common term scans the points that hold it (0.3 ms a
+        # search at 10k memories, 2.5 ms at 100k: bench/README.md), and the counts change only when
+        # the shard does: every write empties this, under the same lock as the counting. Even the
+        # collection-wide counts are kept per asking user, so that how fast a search answers never
+        # tells one user what another searched for.
+        self._term_counts: dict[tuple[str, bool, int], int] = {}
 
     async def _run(self, operation: str, work: Callable[[], T]) -> T:
         def locked() -> T:
@@ -54,6 +57,18 @@ class EdgeVectorStore:
 
         async with store_call("qdrant_edge", operation):
             return await asyncio.to_thread(locked)
+
+    async def _run_then(self, operation: str, work: Callable[[], T], then: Callable[[T], U]) -> U:
+        """`work` under the shard's lock, then `then` on what it gave, in the same worker thread but
+        with the lock let go: validating what was read need not hold up other calls."""
+
+        def run() -> U:
+            with self._lock:
+                raw = work()
+            return then(raw)
+
+        async with store_call("qdrant_edge", operation):
+            return await asyncio.to_thread(run)
 
     def _update(self, operation: Any) -> None:
         """Every write to the shard, in the store's thread: the cached term counts go with it."""
@@ -81,6 +96,7 @@ class EdgeVectorStore:
                 shard = qe.EdgeShard.create(str(path), self._config(self._dimension))
             for field, kind in PAYLOAD_INDEXES.items():  # idempotent: a shard made before an index gets it
                 schema = getattr(qe.PayloadSchemaType, kind.capitalize())
+                # Not through `_update`: the shard is not this store's yet, and no count is kept.
                 shard.update(qe.UpdateOperation.create_field_index(field, schema))
             return shard
 
@@ -244,14 +260,15 @@ class EdgeVectorStore:
         answers = await self._run("dense_neighbours", lambda: self._shard.query_batch(batch))
         return [[Hit(memory_of(p.payload), rank, p.score) for rank, p in enumerate(a)] for a in answers]
 
-    def _term_count(self, user_id: str | None, term: int) -> int:
-        """The user's memories (None: everyone's) holding a keyword term; in the store's thread."""
+    def _term_count(self, user_id: str, everyone: bool, term: int) -> int:
+        """The user's memories (`everyone`: all users') holding a keyword term, as the user asks for
+        it; in the store's thread."""
         import qdrant_edge as qe
 
-        key = (user_id, term)
+        key = (user_id, everyone, term)
         if (known := self._term_counts.get(key)) is None:
             must: list[Any] = [qe.FieldCondition(key="terms", match=qe.MatchValue(term))]
-            if user_id is not None:
+            if not everyone:
                 must.append(qe.FieldCondition(key="user_id", match=qe.MatchValue(user_id)))
             known = int(self._shard.count(qe.CountRequest(filter=qe.Filter(must=must))))
             if len(self._term_counts) >= MAX_TERM_COUNTS:
@@ -270,8 +287,8 @@ class EdgeVectorStore:
         if mine != everyone:  # when equal, one user holds every memory: the collection's IDF is theirs
             vector = per_user(
                 vector,
-                (mine, [self._term_count(user_id, term) for term in vector.indices]),
-                (everyone, [self._term_count(None, term) for term in vector.indices]),
+                (mine, [self._term_count(user_id, False, term) for term in vector.indices]),
+                (everyone, [self._term_count(user_id, True, term) for term in vector.indices]),
             )
         return qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=KEYWORDS)
 
@@ -308,7 +325,7 @@ class EdgeVectorStore:
         and validating it as a memory is most of what each list cost (bench/README.md)."""
         import qdrant_edge as qe
 
-        def both() -> tuple[list[Any], list[Any], dict[Any, Memory]]:
+        def both() -> tuple[list[list[Any]], list[Any]]:
             flt = self._filter(user_id, filters=filters)
             requests = [qe.QueryRequest(limit=limit, query=qe.Query.Nearest(dense, using=DENSE), filter=flt)]
             if keywords.indices:
@@ -317,15 +334,20 @@ class EdgeVectorStore:
             answers = [list(a) for a in self._shard.query_batch(qe.QueryBatchRequest(requests))]
             found = list(dict.fromkeys(p.id for a in answers for p in a))
             records = self._shard.retrieve(found, with_payload=True, with_vector=False) if found else []
+            return answers, list(records)
+
+        def hits(read: tuple[list[list[Any]], list[Any]]) -> tuple[list[Hit], list[Hit]]:
+            answers, records = read
             memories = {r.id: memory_of(r.payload) for r in records}  # ids as the engine gives them
-            return answers[0], answers[1] if keywords.indices else [], memories
+            lists = [
+                [Hit(memories[p.id], rank, p.score) for rank, p in enumerate(a)]
+                for a in answers
+            ]  # fmt: skip
+            if any(h.memory.user_id != user_id for hits in lists for h in hits):  # the queries' filter failed
+                raise RuntimeError("a search found another user's memory")
+            return lists[0], lists[1] if keywords.indices else []
 
-        by_meaning, by_words, memories = await self._run("dense_and_keyword", both)
-
-        def hits(points: list[Any]) -> list[Hit]:
-            return [Hit(memories[p.id], rank, p.score) for rank, p in enumerate(points)]
-
-        return hits(by_meaning), hits(by_words)
+        return await self._run_then("dense_and_keyword", both, hits)
 
     async def count_by_state(self) -> dict[str, int]:
         import qdrant_edge as qe
