@@ -78,6 +78,7 @@ async def test_one_trace_spans_gateway_bus_ingest_and_stores(
     assert found.hits[0].memory.text == "User's cousin Lea lives in Lyon."
     names = by_trace(spans, root.get_span_context().trace_id)
     assert {"query search", "search.search", "qdrant.dense_search", "qdrant.keyword_search"} <= names
+    assert {"search.embed", "search.lists", "search.more_lists", "search.rank"} <= names
 
 
 def test_json_log_lines_carry_trace_and_request_ids(spans: InMemorySpanExporter) -> None:
@@ -111,6 +112,8 @@ async def test_metrics_cover_tools_ingest_stores_and_memories(all_in_one: Runnin
         assert f'openmemory_ingest_stage_duration_seconds_count{{stage="{stage}"}}' in text
     assert 'openmemory_store_operation_duration_seconds_count{operation="upsert",store="qdrant_edge"}' in text
     assert 'openmemory_search_query_duration_seconds_count{query="search"}' in text
+    for stage in ("embed", "lists", "more_lists", "rank"):
+        assert f'openmemory_search_stage_seconds_count{{stage="{stage}"}}' in text
     assert 'openmemory_ingest_commands_total{kind="add",outcome="applied"}' in text
     # ingest embedded through its lane: at least the add's one text in one call
     calls = [ln for ln in text.splitlines() if ln.startswith("openmemory_embedding_batch_texts_count")]

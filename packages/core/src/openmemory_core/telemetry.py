@@ -128,25 +128,26 @@ async def store_call(store: str, operation: str) -> AsyncIterator[None]:
 
 
 @contextlib.contextmanager
-def search_stage(name: str) -> Iterator[None]:
-    """Time and trace one stage of a search (`SEARCH_STAGE`)."""
+def _timed_stage(histogram: Histogram, service: str, name: str) -> Iterator[None]:
+    """Time one stage into `histogram`, in a span `<service>.<name>` when tracing is on."""
     started = time.perf_counter()
-    with tracer.start_as_current_span(f"search.{name}") if traced() else contextlib.nullcontext():
+    with tracer.start_as_current_span(f"{service}.{name}") if traced() else contextlib.nullcontext():
         try:
             yield
         finally:
-            SEARCH_STAGE.labels(name).observe(time.perf_counter() - started)
+            histogram.labels(name).observe(time.perf_counter() - started)
+
+
+def search_stage(name: str) -> contextlib.AbstractContextManager[None]:
+    """Time and trace one stage of a search (`SEARCH_STAGE`)."""
+    return _timed_stage(SEARCH_STAGE, "search", name)
 
 
 @contextlib.asynccontextmanager
 async def stage(name: str) -> AsyncIterator[None]:
     """Time and trace one ingest stage (extract, embed, write_vectors, write_graph, publish_events)."""
-    started = time.perf_counter()
-    with tracer.start_as_current_span(f"ingest.{name}") if traced() else contextlib.nullcontext():
-        try:
-            yield
-        finally:
-            INGEST_STAGE.labels(name).observe(time.perf_counter() - started)
+    with _timed_stage(INGEST_STAGE, "ingest", name):
+        yield
 
 
 def inject(headers: dict[str, str]) -> dict[str, str]:
