@@ -128,7 +128,7 @@ async def store_call(store: str, operation: str) -> AsyncIterator[None]:
 
 
 @contextlib.contextmanager
-def _timed_stage(histogram: Histogram, service: str, name: str) -> Iterator[None]:
+def timed_stage(histogram: Histogram, service: str, name: str) -> Iterator[None]:
     """Time one stage into `histogram`, in a span `<service>.<name>` when tracing is on."""
     started = time.perf_counter()
     with tracer.start_as_current_span(f"{service}.{name}") if traced() else contextlib.nullcontext():
@@ -140,13 +140,13 @@ def _timed_stage(histogram: Histogram, service: str, name: str) -> Iterator[None
 
 def search_stage(name: str) -> contextlib.AbstractContextManager[None]:
     """Time and trace one stage of a search (`SEARCH_STAGE`)."""
-    return _timed_stage(SEARCH_STAGE, "search", name)
+    return timed_stage(SEARCH_STAGE, "search", name)
 
 
 @contextlib.asynccontextmanager
 async def stage(name: str) -> AsyncIterator[None]:
     """Time and trace one ingest stage (extract, embed, write_vectors, write_graph, publish_events)."""
-    with _timed_stage(INGEST_STAGE, "ingest", name):
+    with timed_stage(INGEST_STAGE, "ingest", name):
         yield
 
 

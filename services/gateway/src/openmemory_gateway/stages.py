@@ -1,5 +1,5 @@
 """Where a call's time goes in the gateway: one histogram, `openmemory_gateway_stage_seconds{stage}`,
-and a span per stage.
+and a span per stage when tracing is on.
 
 Stages: `request` (a streamable HTTP request to the MCP endpoint, from arrival to its answer's last
 byte), inside it `auth` (the key), `rate_limit`, then the tool's work (`tool`: `app_check`, the
@@ -12,12 +12,10 @@ validation, the answer's serialisation). `openmemory bench scale` prints this br
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator
 
 from prometheus_client import Histogram
 
-from openmemory_core.telemetry import FINE_LATENCY, tracer
+from openmemory_core.telemetry import FINE_LATENCY, timed_stage
 
 GATEWAY_STAGE = Histogram(
     "openmemory_gateway_stage_seconds",
@@ -28,12 +26,6 @@ GATEWAY_STAGE = Histogram(
 )
 
 
-@contextlib.contextmanager
-def timed(stage: str) -> Iterator[None]:
-    """Time one stage into the histogram, in a span of its own."""
-    started = time.perf_counter()
-    with tracer.start_as_current_span(f"gateway.{stage}"):
-        try:
-            yield
-        finally:
-            GATEWAY_STAGE.labels(stage).observe(time.perf_counter() - started)
+def timed(stage: str) -> contextlib.AbstractContextManager[None]:
+    """Time one stage into the histogram, in a span of its own when tracing is on."""
+    return timed_stage(GATEWAY_STAGE, "gateway", stage)
