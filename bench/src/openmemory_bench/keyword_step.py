@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from openmemory_bench.scale import USERS, owners, queries, summary, synthetic, user_name
+from openmemory_bench.scale import asker, owners, queries, summary, synthetic, user_name
 from openmemory_core import contracts as c
 from openmemory_core.stores.edge import EdgeVectorStore
 from openmemory_core.stores.vectors import VectorRecord, keyword_vector
@@ -60,10 +60,7 @@ async def run(sizes: list[int], questions: int = 300) -> dict[str, Any]:
     if not sizes or min(sizes) < 1 or questions < 1:
         raise ValueError("keyword-step needs a size of one memory and one question at least")
     report: dict[str, Any] = {"questions": questions, "sizes": []}
-    asked = [
-        (user_name(0 if i % 2 == 0 else 1 + (i // 2) % (USERS - 1)), q)
-        for i, q in enumerate(queries(questions))
-    ]
+    asked = [(user_name(asker(i)), q) for i, q in enumerate(queries(questions))]
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="om-keyword-step-") as folder:
             store = EdgeVectorStore(Path(folder), "keyword-step", DIMENSION)

@@ -108,6 +108,11 @@ def user_name(index: int) -> str:
     return f"scale-{index}"
 
 
+def asker(i: int) -> int:
+    """Who asks the `i`-th question: every other one the largest user, the rest the others in turn."""
+    return 0 if i % 2 == 0 else 1 + (i // 2) % (USERS - 1)
+
+
 def owners(n: int, seed: int = 5) -> list[int]:
     """Which user holds each memory: user 0 about `LARGEST_SHARE`, the others the rest evenly."""
     rng = random.Random(seed)
@@ -249,9 +254,7 @@ async def _service(bus: Bus, user: str, query: str) -> c.SearchResponse:
 async def measure(bus: Bus, sessions: dict[int, McpUser], metrics_url: str, asked: int) -> dict[str, Any]:
     """Ask `asked` questions both ways, alternating which way goes first; half to the largest user,
     half spread over the others."""
-    plan = [
-        (0 if i % 2 == 0 else 1 + (i // 2) % (USERS - 1), q) for i, q in enumerate(queries(asked + WARMUP))
-    ]
+    plan = [(asker(i), q) for i, q in enumerate(queries(asked + WARMUP))]
     for who, question in plan[:WARMUP]:
         await _service(bus, user_name(who), question)
         await sessions[who].search(question)
@@ -382,33 +385,27 @@ def markdown_size(r: dict[str, Any]) -> str:
             f"\nThe search service's own histogram: mean {hist['mean_ms']} ms over {hist['calls']} searches."
         )
     if r.get("search_stages"):
-        lines += [
-            "",
-            "Search service, per stage (its histogram; p50/p95 interpolated within buckets):",
-            "",
-            "| stage | calls | mean ms | p50 ms | p95 ms |",
-            "|---|---|---|---|---|",
-        ]
-        for stage, row in sorted(r["search_stages"].items(), key=lambda kv: SEARCH_STAGES.get(kv[0], 99)):
-            lines.append(
-                f"| {stage} | {row['calls']} | {row['mean_ms']} | {row['p50_ms']} | {row['p95_ms']} |"
-            )
+        lines += _stage_table("Search service", r["search_stages"], SEARCH_STAGES)
     if r["stages"]:
-        lines += [
-            "",
-            "Gateway, per stage (its histogram; p50/p95 interpolated within buckets):",
-            "",
-            "| stage | calls | mean ms | p50 ms | p95 ms |",
-            "|---|---|---|---|---|",
-        ]
-        for stage, row in sorted(r["stages"].items(), key=lambda kv: STAGE_ORDER.get(kv[0], 99)):
-            lines.append(
-                f"| {stage} | {row['calls']} | {row['mean_ms']} | {row['p50_ms']} | {row['p95_ms']} |"
-            )
+        lines += _stage_table("Gateway", r["stages"], STAGE_ORDER)
         layer = mcp_layer_ms(r["stages"])
         if layer is not None:
             lines.append(f"| MCP layer (request − auth − rate_limit − tool − answer) | | {layer} | | |")
     return "\n".join(lines)
+
+
+def _stage_table(who: str, stages: dict[str, Any], order: dict[str, int]) -> list[str]:
+    """One histogram's stages as a markdown table, in the order they run."""
+    lines = [
+        "",
+        f"{who}, per stage (its histogram; p50/p95 interpolated within buckets):",
+        "",
+        "| stage | calls | mean ms | p50 ms | p95 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for stage, row in sorted(stages.items(), key=lambda kv: order.get(kv[0], 99)):
+        lines.append(f"| {stage} | {row['calls']} | {row['mean_ms']} | {row['p50_ms']} | {row['p95_ms']} |")
+    return lines
 
 
 #: The order a search passes through the gateway; `request` is the whole HTTP request, the others

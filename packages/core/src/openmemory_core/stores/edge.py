@@ -35,6 +35,10 @@ U = TypeVar("U")
 MAX_TERM_COUNTS = 50_000
 
 
+def _as_it_is(value: T) -> T:
+    return value
+
+
 class EdgeVectorStore:
     def __init__(self, root: Path, model_tag: str, dimension: int) -> None:
         self.root = root
@@ -51,12 +55,8 @@ class EdgeVectorStore:
         self._term_counts: dict[tuple[str, bool, int], int] = {}
 
     async def _run(self, operation: str, work: Callable[[], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                return work()
-
-        async with store_call("qdrant_edge", operation):
-            return await asyncio.to_thread(locked)
+        """`work` under the shard's lock, in a worker thread."""
+        return await self._run_then(operation, work, _as_it_is)
 
     async def _run_then(self, operation: str, work: Callable[[], T], then: Callable[[T], U]) -> U:
         """`work` under the shard's lock, then `then` on what it gave, in the same worker thread but
