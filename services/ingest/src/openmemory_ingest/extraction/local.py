@@ -17,6 +17,7 @@ import re
 from datetime import datetime
 
 from openmemory_core.contracts import Memory, Relation
+from openmemory_core.text import speakers
 from openmemory_core.text.dates import resolve_dates
 from openmemory_core.text.keywords import iter_terms
 from openmemory_ingest.extraction.base import Decision, Fact
@@ -211,7 +212,7 @@ def extract_facts(text: str, infer: bool, at: datetime) -> list[Fact]:
         return [_fact(verbatim, at, rewrite=False)] if verbatim else []
     facts: list[Fact] = []
     people: dict[str, None] = {}  # the people the message has named so far, in order
-    speaker, text = _speaker(text)
+    speaker, text = speakers.speaker(text)
     kept = [
         sentence
         for sentence in split_facts(text)[:MAX_SENTENCES]
@@ -313,23 +314,6 @@ def with_subject(sentence: str) -> str:
                 subject = "I'm an " if body[:1].lower() in "aeiou" else subject
             return subject + body[:1].lower() + body[1:] if not body.startswith("I ") else body
     return sentence
-
-
-# A transcript line: "Caroline: I went to a support group yesterday." Its "I" is that speaker.
-_SPEAKER = re.compile(r"^([A-Z][a-z][\w'’-]{0,30}(?: [A-Z][\w'’-]{1,30})?): (?=\S)")
-_LABELS = frozenset(
-    """Note Notes Update Btw Fyi Reminder Todo Ps Edit Summary Context Re Fwd Question Answer Tip Warning
-    Important Info Goal Goals Plan Idea Ideas Status Result Results Example Hint Remember User""".split()
-)
-
-
-def _speaker(text: str) -> tuple[str | None, str]:
-    """("Caroline", "I went …") for a transcript line "Caroline: I went …"; (None, text) otherwise
-    ("Note: I'm vegan" is a label, and the user's own words)."""
-    match = _SPEAKER.match(text)
-    if match is None or match.group(1).split()[0] in _LABELS:
-        return None, text
-    return match.group(1), text[match.end() :]
 
 
 def _said_by(fact: Fact, speaker: str) -> Fact:
