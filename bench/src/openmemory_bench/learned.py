@@ -50,7 +50,7 @@ def rows(reranker: Reranker, asked: Asked, settings: Settings) -> tuple[list[lis
     turns = reranker.users[asked.user].turns
     wanted = set(asked.evidence)
     labels = [float(any(t in wanted for t in turns.get(f.memory.id, []))) for f in ordered]
-    return features(ordered), labels
+    return features(ordered, asked.query), labels
 
 
 def fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> LearnedOrder:

@@ -261,7 +261,7 @@ def test_the_learned_order_sees_what_fusion_saw_of_each_candidate() -> None:
     ordered = ranker.finish(fused, ranker.best(fused), [], limit=10)
     rows = {
         f.memory.text: dict(zip(FEATURES, row, strict=True))
-        for f, row in zip(ordered, features(ordered), strict=True)
+        for f, row in zip(ordered, features(ordered, "Which cat did Ana adopt?"), strict=True)
     }
     first, second, third = rows[said.text], rows[short.text], rows[later.text]
     assert [f.memory for f in ordered] == [said, short, later]
@@ -279,6 +279,45 @@ def test_the_learned_order_sees_what_fusion_saw_of_each_candidate() -> None:
     assert first["neighbour"] == first["neighbour_gain"] == 0.0
     assert second["length"] == len("Wow!") / LENGTH_CAP and third["length"] == 1.0  # capped
     assert second["same_sitting"] == 1.0 and third["same_sitting"] == 0.0  # 30 minutes, a day
+    # who said it: Ana, whom the question names, said the first and the third; no one said "Wow!"
+    assert first["said_by_named"] == third["said_by_named"] == 1.0 and second["said_by_named"] == 0.0
+    assert first["said_by_other"] == second["said_by_other"] == third["said_by_other"] == 0.0
+
+
+def test_who_said_a_turn_is_read_against_the_names_in_the_question() -> None:
+    ana, bo = mem("Ana: I read Dune last month."), mem("Bo: I read Dune last month.")
+    note, lone = mem("Note: Bo lent me Dune."), mem("I read Dune too.")
+    ordered = [Fused(m, score=1.0) for m in (ana, bo, note, lone)]
+
+    def who(question: str) -> list[tuple[float, float]]:
+        return [(row[-2], row[-1]) for row in features(ordered, question)]
+
+    assert FEATURES[-2:] == ("said_by_named", "said_by_other")
+    # Ana is named ("Ana's" too); Bo, who also speaks among the candidates, is someone else; a note
+    # and a line without a name are said by no one
+    assert who("Which books are on Ana's shelf?") == [(1.0, 0.0), (0.0, 1.0), (0.0, 0.0), (0.0, 0.0)]
+    assert who("what has bo read?") == [(0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (0.0, 0.0)]
+    assert who("What have Ana and Bo both read?") == [(1.0, 0.0), (1.0, 0.0), (0.0, 0.0), (0.0, 0.0)]
+    # no speaker of the candidates named (Cleo speaks in none of them), or nothing asked: no one
+    for question in ("What has Cleo read?", "Which books have I read?", ""):
+        assert who(question) == [(0.0, 0.0)] * 4, question
+
+
+def test_the_shipped_order_puts_first_what_the_person_asked_about_said() -> None:
+    before = mem("Cleo: Any good books lately?")
+    ana = mem("Ana: I finished Dune last month, and now I am reading The Left Hand of Darkness.")
+    bo = mem("Bo: I finished Dune last month, and now I am reading The Left Hand of Darkness.", 1)
+    ana, bo = (m.model_copy(update={"previous": before.id}) for m in (ana, bo))
+    ranker = HybridRanker(SHIPPED)
+    for first, other in ((ana, bo), (bo, ana)):
+        ranked = {"dense": [other, first], "keyword": [other, first]}  # fusion puts `other` first
+        fused = ranker.fuse(ranked, limit=10, strengths={"dense": [0.6, 0.6], "keyword": [5.0, 5.0]})
+        asked = ranker.fuse(
+            ranked, limit=10, strengths={"dense": [0.6, 0.6], "keyword": [5.0, 5.0]},
+            question=f"What books has {first.text.split(':')[0]} read?",
+        )  # fmt: skip
+        assert [f.memory for f in fused] == [other, first]  # no one named: fusion's order stands
+        assert [f.memory for f in asked] == [first, other]
 
 
 def test_the_learned_order_reorders_by_its_model_and_scores_within_zero_and_one() -> None:
