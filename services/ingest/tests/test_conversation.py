@@ -127,3 +127,29 @@ async def test_an_import_keeps_the_links_under_the_ids_it_stores(
     ]))  # fmt: skip
     first, second = [await stored(vectors, other, s.id) for s in later.summary]
     assert first.previous == new_ask and second.previous is None
+
+
+async def test_search_puts_first_the_turn_said_by_the_person_the_question_names(
+    service: IngestService, vectors: QdrantVectorStore, graph: GraphStore, embedder: MiniLMEmbedder
+) -> None:
+    user = unique()
+    talk = [
+        "Caroline: Hey, how was your weekend?",
+        "Melanie: Lovely. I finished a novel about a family of beekeepers in Portugal.",
+        "Caroline: I finished a novel about a family of beekeepers in Portugal last month, a long one.",
+        "Melanie: Ha, small world! Did you like the ending?",
+        "Caroline: I did, the last chapter made me cry.",
+    ]
+    ids = [(await service.apply(turn(user, text, i))).summary[0].id for i, text in enumerate(talk)]
+    fusion = SearchService(vectors, graph, embedder, SearchSettings(), ranking=RankingParams())
+    shipped = SearchService(vectors, graph, embedder, SearchSettings())
+
+    async def first(search: SearchService, query: str) -> str:
+        return (await search.search(c.SearchRequest(user_id=user, query=query, limit=5))).hits[0].memory.id
+
+    melanie, caroline = "Which novel did Melanie finish?", "Which novel did Caroline finish?"
+    # the fusion alone puts one of the two turns first whoever is asked about
+    assert await first(fusion, melanie) == await first(fusion, caroline)
+    # the shipped order reads who said each turn (`ranking.features`) from the question it is given
+    assert await first(shipped, melanie) == ids[1]
+    assert await first(shipped, caroline) == ids[2]
