@@ -56,7 +56,7 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	$(VENV)/bin/python deploy/check.py
 
-bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrieval on MCP-style facts, search latency at 10k/100k over MCP (SCALE_SIZES=10000), the extractor, ingest cost, pulling a command, the keyword step, the write guard, consolidation, knowledge updates, load
+bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrieval on MCP-style facts and on chats written blind, search latency at 10k/100k over MCP (SCALE_SIZES=10000), the extractor, ingest cost, pulling a command, the keyword step, the write guard, consolidation, knowledge updates, load
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --cv --out bench/results-locomo-cv.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --infer --out bench/results-locomo-infer.json
@@ -67,6 +67,7 @@ bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrie
 	$(VENV)/bin/openmemory bench keyword-step --out bench/results-keyword-step.json
 	$(VENV)/bin/openmemory bench updates --out bench/results-updates.json
 	$(VENV)/bin/openmemory bench facts --out bench/results-facts.json
+	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval.json --out bench/results-chats.json
 	$(VENV)/bin/python bench/secrets.py --json > bench/results-secrets.json
 	$(VENV)/bin/openmemory bench near-duplicates --out bench/results-near-duplicates.json
 	$(VENV)/bin/openmemory bench near-duplicates --held-out --out bench/results-near-duplicates-heldout.json

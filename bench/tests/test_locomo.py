@@ -91,6 +91,12 @@ async def test_the_harness_runs_the_product_end_to_end(tmp_path: Path) -> None:
     assert report["evidence"] == {"dropped": 2, "dropped_ids": ["D", "D9:9"], "repaired": 3}
     assert report["latency_ms"]["search_p50"] > 0 and report["throughput"]["memories"] == 3
     assert "| hybrid (ours) | 1.0 |" in markdown(report)
+    # the same searches with the learned order off, and the shipped order's paired gain over them
+    assert report["fusion_alone"]["overall"]["recall@10"] == 1.0 and report["learned_gain"] == (0.0, 0.0)
+    assert "| hybrid, the learned order off | 1.0 |" in markdown(report)
+    assert "learned order against the fusion alone, mean of R@5 and R@10 per question: +0.0000" in markdown(
+        report
+    )
 
 
 async def test_the_scale_bench_builds_and_times_searches() -> None:
