@@ -4,7 +4,7 @@ import uuid
 
 import numpy as np
 
-from openmemory_bench.learned import fit, run
+from openmemory_bench.learned import WHO, fit, run
 from openmemory_bench.rerank import Asked, Settings, UserMemories
 from openmemory_core import contracts as c
 from openmemory_search.ranking import FEATURES, RankingParams
@@ -62,3 +62,19 @@ def test_each_conversation_is_measured_by_a_model_trained_on_the_others() -> Non
     mean, _ = report["gain"]
     assert mean == 0.5 and [f["held_out"] for f in report["folds"]] == ["conv-a", "conv-b"]
     assert report["shipped"]["weights"][FEATURES.index("length")] > 0
+
+
+def test_who_said_it_is_fitted_on_top_of_the_other_features_and_moves_nothing_else() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.random((600, len(FEATURES)))
+    who = [FEATURES.index(name) for name in WHO]
+    others = [i for i in range(len(FEATURES)) if i not in who]
+    y = ((x[:, FEATURES.index("length")] + x[:, who[0]]) > 1.0).astype(np.float64)
+    model = fit(x, y)
+    shuffled = x.copy()
+    shuffled[:, who] = rng.random((600, len(who)))  # other values of who said it, same labels
+    again = fit(shuffled, y)
+    # the other features' weights are what they would be without who said it ...
+    assert [model.weights[i] for i in others] == [again.weights[i] for i in others]
+    # ... and who said it has a weight of its own where it tells answers apart
+    assert model.weights[who[0]] > 0.5 and abs(again.weights[who[0]]) < 0.2

@@ -240,7 +240,7 @@ class Reranker:
             for f in best
             if f.memory.previous and f.memory.previous not in fused and f.memory.previous in by_id
         ]
-        return ranker.finish(fused, best, said_before, limit, asked.query)
+        return ranker.finish(fused, best, said_before, limit, question=asked.query)
 
 
 def turns_of(memory_ids: list[str], owner: dict[str, list[str]]) -> list[str]:

@@ -76,7 +76,7 @@ def test_the_best_hits_lift_the_turns_said_just_before_and_after_them() -> None:
     ranker = HybridRanker(EQUAL)
     # `answer` ranks first; `after` and `stranger` are level without the conversation signal
     fused = ranker.scores({"dense": [answer, stranger, after], "keyword": [answer, after, stranger]})
-    ranked = ranker.finish(fused, ranker.best(fused), [question], limit=10)
+    ranked = ranker.finish(fused, ranker.best(fused), [question], limit=10, question="")
     by_text = {f.memory.text: f for f in ranked}
     assert [f.memory.text for f in ranked][:2] == ["a", "after"]
     assert "conversation" in by_text["after"].signals and "conversation" in by_text["q"].signals
@@ -133,7 +133,7 @@ def test_every_constant_of_the_fusion_comes_from_the_ranker_s_params() -> None:
     assert fused[c_.id].score == 2.0 / 3 + 0.5 / 2 + 0.3 * 4.0 / 4.0
     best = ranker.best(fused)
     assert [f.memory.text for f in best] == ["c"]  # neighbour_top = 1
-    ranked = ranker.finish(fused, best, [], limit=10)
+    ranked = ranker.finish(fused, best, [], limit=10, question="")
     by_text = {f.memory.text: f.score for f in ranked}
     assert by_text["b"] == 1.0 + 0.5 * fused[c_.id].score  # only `c` lifts its neighbour
     # the shipped params are the default, and a changed copy leaves them alone
@@ -258,7 +258,7 @@ def test_the_learned_order_sees_what_fusion_saw_of_each_candidate() -> None:
     ranker = HybridRanker(replace(EQUAL, neighbour_top=1, neighbour_share=0.2))
     fused = ranker.scores(ranked, {"dense": [0.6, 0.3], "keyword": [7.0]})
     before = {k: f.score for k, f in fused.items()}
-    ordered = ranker.finish(fused, ranker.best(fused), [], limit=10)
+    ordered = ranker.finish(fused, ranker.best(fused), [], limit=10, question="Which cat did Ana adopt?")
     rows = {
         f.memory.text: dict(zip(FEATURES, row, strict=True))
         for f, row in zip(ordered, features(ordered, "Which cat did Ana adopt?"), strict=True)
@@ -286,36 +286,40 @@ def test_the_learned_order_sees_what_fusion_saw_of_each_candidate() -> None:
 
 def test_who_said_a_turn_is_read_against_the_names_in_the_question() -> None:
     ana, bo = mem("Ana: I read Dune last month."), mem("Bo: I read Dune last month.")
+    ana_2, bo_2 = mem("Ana: And you?"), mem("Bo: Loved it.")
     note, lone = mem("Note: Bo lent me Dune."), mem("I read Dune too.")
-    ordered = [Fused(m, score=1.0) for m in (ana, bo, note, lone)]
+    once = mem("Cleo: I have not read it.")  # says one candidate only: like a note's heading
+    ordered = [Fused(m, score=1.0) for m in (ana, bo, note, lone, once, ana_2, bo_2)]
 
     def who(question: str) -> list[tuple[float, float]]:
-        return [(row[-2], row[-1]) for row in features(ordered, question)]
+        return [(row[-2], row[-1]) for row in features(ordered, question)[:5]]
 
     assert FEATURES[-2:] == ("said_by_named", "said_by_other")
-    # Ana is named ("Ana's" too); Bo, who also speaks among the candidates, is someone else; a note
-    # and a line without a name are said by no one
-    assert who("Which books are on Ana's shelf?") == [(1.0, 0.0), (0.0, 1.0), (0.0, 0.0), (0.0, 0.0)]
-    assert who("what has bo read?") == [(0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (0.0, 0.0)]
-    assert who("What have Ana and Bo both read?") == [(1.0, 0.0), (1.0, 0.0), (0.0, 0.0), (0.0, 0.0)]
-    # no speaker of the candidates named (Cleo speaks in none of them), or nothing asked: no one
-    for question in ("What has Cleo read?", "Which books have I read?", ""):
-        assert who(question) == [(0.0, 0.0)] * 4, question
+    # Ana is named ("Ana's" too); Bo, who also speaks among the candidates, is someone else; a note,
+    # a line without a name and a name said once are said by no one
+    nobody = (0.0, 0.0)
+    assert who("Which books are on Ana's shelf?") == [(1.0, 0.0), (0.0, 1.0), nobody, nobody, nobody]
+    assert who("what has bo read?") == [(0.0, 1.0), (1.0, 0.0), nobody, nobody, nobody]
+    assert who("What have Ana and Bo both read?") == [(1.0, 0.0), (1.0, 0.0), nobody, nobody, nobody]
+    # no one who talks named (Cleo says one candidate, Dan none), or nothing asked
+    for question in ("What has Cleo read?", "What has Dan read?", "Which books have I read?", ""):
+        assert who(question) == [nobody] * 5, question
+    assert who("What has ANA read?") == [nobody] * 5  # a name is read as written
 
 
 def test_the_shipped_order_puts_first_what_the_person_asked_about_said() -> None:
     before = mem("Cleo: Any good books lately?")
     ana = mem("Ana: I finished Dune last month, and now I am reading The Left Hand of Darkness.")
     bo = mem("Bo: I finished Dune last month, and now I am reading The Left Hand of Darkness.", 1)
-    ana, bo = (m.model_copy(update={"previous": before.id}) for m in (ana, bo))
+    ana_2, bo_2 = mem("Ana: Tell me when you are done.", 2), mem("Bo: Sure.", 3)
+    ana, bo, ana_2, bo_2 = (m.model_copy(update={"previous": before.id}) for m in (ana, bo, ana_2, bo_2))
     ranker = HybridRanker(SHIPPED)
     for first, other in ((ana, bo), (bo, ana)):
-        ranked = {"dense": [other, first], "keyword": [other, first]}  # fusion puts `other` first
-        fused = ranker.fuse(ranked, limit=10, strengths={"dense": [0.6, 0.6], "keyword": [5.0, 5.0]})
-        asked = ranker.fuse(
-            ranked, limit=10, strengths={"dense": [0.6, 0.6], "keyword": [5.0, 5.0]},
-            question=f"What books has {first.text.split(':')[0]} read?",
-        )  # fmt: skip
+        ranked = {"dense": [other, first, ana_2, bo_2], "keyword": [other, first]}  # `other` first
+        strengths = {"dense": [0.6, 0.6, 0.2, 0.2], "keyword": [5.0, 5.0]}
+        name = first.text.split(":")[0]
+        fused = ranker.fuse(ranked, limit=2, strengths=strengths)
+        asked = ranker.fuse(ranked, limit=2, strengths=strengths, question=f"What books has {name} read?")
         assert [f.memory for f in fused] == [other, first]  # no one named: fusion's order stands
         assert [f.memory for f in asked] == [first, other]
 

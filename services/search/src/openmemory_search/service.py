@@ -102,7 +102,7 @@ class SearchService:
             fused = self.ranker.scores(ranked, strengths)
             best = self.ranker.best(fused)
             said_before = await self._said_before(request.user_id, best, fused, filters)
-            ordered = self.ranker.finish(fused, best, said_before, request.limit, query)
+            ordered = self.ranker.finish(fused, best, said_before, request.limit, question=query)
             ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
         now = c.now()  # a plan whose date has passed says so (`text.plans`); nothing stored changes
         hits = [

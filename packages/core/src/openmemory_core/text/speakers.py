@@ -5,33 +5,69 @@ learned order weighs a turn said by the person a question names ("What books has
 from __future__ import annotations
 
 import re
+import unicodedata
 
-# A transcript line: a name of one or two capitalised words, a colon, then what was said.
-_SPEAKER = re.compile(r"^([A-Z][a-z][\w'’-]{0,30}(?: [A-Z][\w'’-]{1,30})?): (?=\S)")
-# Words that open a line like a name but label a note ("Note: I'm vegan" is the user's own words).
+from openmemory_core.text.keywords import STOPWORDS
+
+# A transcript line: a name of one or two words, each starting with a letter, a colon, then what was
+# said. `speaker` also wants the first word to start with a capital and a small letter ("Émilie",
+# not "DJ" or "A"), and the second with a capital.
+_SPEAKER = re.compile(r"^([^\W\d_]{2}[\w'’-]{0,30}(?: [^\W\d_][\w'’-]{1,30})?): (?=\S)")
+# Words that open a line like a name but label a note ("Note: I'm vegan" is the user's own words,
+# "Monday: gym" a plan); months that are also first names (April, May, June, August) are not here.
 _LABELS = frozenset(
     """Note Notes Update Btw Fyi Reminder Todo Ps Edit Summary Context Re Fwd Question Answer Tip Warning
-    Important Info Goal Goals Plan Idea Ideas Status Result Results Example Hint Remember User""".split()
+    Important Info Goal Goals Plan Plans Idea Ideas Status Result Results Example Hint Remember User
+    Today Tonight Tomorrow Yesterday Morning Afternoon Evening Weekend Monday Tuesday Wednesday
+    Thursday Friday Saturday Sunday January February March July September October November December
+    Meeting Appointment Address Phone Email Time Date Place Location
+    Subject Title Topic Agenda Breakfast Lunch Dinner Shopping Groceries Recipe Ingredients Dear
+    Password Notice Urgent""".split()
 )
-_WORD = re.compile(r"[^\W\d_]+")
+# A word as names are written: letters, with inner hyphens and apostrophes ("Hyun-woo", "O'Neil");
+# a possessive "'s" is not part of it.
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_POSSESSIVE = re.compile(r"['’]s$")
+_SENTENCE = re.compile(r"(?:^|[.?!]\s+)([^\W\d_])")
+# Besides stopwords, words that open a question and are also names ("May I…", "Would Will…").
+_OPENERS = frozenset({"may", "might", "must", "shall", "should", "would", "could"})
 
 
 def speaker(text: str) -> tuple[str | None, str]:
     """("Caroline", "I went …") for a transcript line "Caroline: I went …"; (None, text) otherwise
     ("Note: I'm vegan" is a label, and the user's own words)."""
     match = _SPEAKER.match(text)
-    if match is None or match.group(1).split()[0] in _LABELS:
+    if match is None:
         return None, text
-    return match.group(1), text[match.end() :]
+    name = match.group(1)
+    words = name.split()
+    if not (name[0].isupper() and name[1].islower()) or words[0] in _LABELS:
+        return None, text
+    if len(words) == 2 and not words[1][0].isupper():
+        return None, text
+    return name, text[match.end() :]
 
 
-def words(text: str) -> frozenset[str]:
-    """The words of `text`, lower-cased, for `named_in` ("Caroline's" holds "caroline")."""
-    return frozenset(w.lower() for w in _WORD.findall(text))
+def names_in(question: str) -> frozenset[str]:
+    """The words of `question` that can name a person: those written with a capital ("Caroline's"
+    holds "Caroline"), but not a sentence's first word when it is a common word ("Will the kids…",
+    "May I…"). A question written without any capital gives all its words, lower-cased."""
+    question = unicodedata.normalize("NFC", question)
+    found = [(m.start(), _POSSESSIVE.sub("", m.group())) for m in _WORD.finditer(question)]
+    if not any(ch.isupper() for ch in question):
+        return frozenset(word.lower() for _, word in found)
+    openers = {m.start(1) for m in _SENTENCE.finditer(question)}
+    return frozenset(
+        word
+        for start, word in found
+        if word[0].isupper()
+        and not (start in openers and (word.lower() in STOPWORDS or word.lower() in _OPENERS))
+    )
 
 
-def named_in(name: str, question_words: frozenset[str]) -> bool:
-    """Whether every word of `name` is among `question_words` (`words` of a question): "Jon Snow" is
-    named by "What did Jon Snow say?", not by "What did Jon say?"."""
-    parts = words(name)
-    return bool(parts) and parts <= question_words
+def named_in(name: str, names: frozenset[str]) -> bool:
+    """Whether every word of `name` is among `names` (`names_in` of a question): "Jon Snow" is named by
+    "What did Jon Snow say?", not by "What did Jon say?"; "caroline" named in a question without
+    capitals names "Caroline"."""
+    parts = set(unicodedata.normalize("NFC", name).split())
+    return bool(parts) and (parts <= names or {p.lower() for p in parts} <= names)
