@@ -26,6 +26,11 @@ def turn(user: str, text: str, minute: int, app: str = "chat", **fields: object)
     return c.AddCommand(user_id=user, app=app, text=text, infer=False, issued_at=at(minute), **fields)
 
 
+async def said(service: IngestService, user: str, talk: list[str]) -> list[str]:
+    """The ids of `talk`'s turns, added one a minute."""
+    return [(await service.apply(turn(user, text, i))).summary[0].id for i, text in enumerate(talk)]
+
+
 async def stored(vectors: QdrantVectorStore, user: str, applied_id: str) -> c.Memory:
     (memory,) = await vectors.get(user, [applied_id])
     return memory
@@ -81,7 +86,7 @@ async def test_an_answer_is_found_by_its_questions_words_and_brings_its_question
         "Caroline: I went to a support group meeting yesterday.",
         "Melanie: That sounds really empowering.",
     ]
-    ids = [(await service.apply(turn(user, text, i))).summary[0].id for i, text in enumerate(talk)]
+    ids = await said(service, user, talk)
     # the fusion's own order (the learned order off): the lift from the answer to its question
     fusion = SearchService(vectors, graph, embedder, SearchSettings(), ranking=RankingParams())
     by_keyword = await vectors.keyword_search(user, query_vector("paint"), 3)
@@ -140,7 +145,7 @@ async def test_search_puts_first_the_turn_said_by_the_person_the_question_names(
         "Melanie: Ha, small world! Did you like the ending?",
         "Caroline: I did, the last chapter made me cry.",
     ]
-    ids = [(await service.apply(turn(user, text, i))).summary[0].id for i, text in enumerate(talk)]
+    ids = await said(service, user, talk)
     fusion = SearchService(vectors, graph, embedder, SearchSettings(), ranking=RankingParams())
     shipped = SearchService(vectors, graph, embedder, SearchSettings())
 
