@@ -264,11 +264,29 @@ def scored(asked: Sequence[Asked], ranked: Callable[[Asked], list[str]]) -> list
 STEPS = ("parts", "sitting", "diversity", "season", "week", "order", "event")
 
 
+class Evaluations:
+    """Each setting's questions re-ranked over the cached candidates (`scored`), each setting once:
+    tuning asks for many settings again, and `--cv` tunes twice over the same candidates (the fusion's
+    constants, then each fold's for the learned order), so both share one."""
+
+    def __init__(self, asked: list[Asked], users: dict[str, UserMemories], candidates: int) -> None:
+        embedder = MiniLMEmbedder(spinning=False)  # for the parts and events search embeds
+        self.asked = asked
+        self.reranker = Reranker(users, candidates, embed=embedder.embed_sync)
+        self.memo: dict[Settings, list[Scored]] = {}
+
+    def __call__(self, settings: Settings) -> list[Scored]:
+        if settings not in self.memo:
+            self.memo[settings] = scored(self.asked, lambda a: self.reranker.rank(a, settings))
+        return self.memo[settings]
+
+
 def run_cv(
     asked: list[Asked],
     users: dict[str, UserMemories],
     candidates: int,
     only: Sequence[str] | None = None,
+    evaluate: Evaluations | None = None,
 ) -> dict[str, Any]:
     """The whole `--cv` report over cached candidates: held-out figures (the headline), in-sample
     ones beside them, the same run's BM25 baseline, and each constant's held-out gain. `only`: tune
@@ -276,19 +294,12 @@ def run_cv(
     few minutes, where the whole grid takes most of an hour on 2 busy cores); the other constants'
     shipped values were the
     folds' majority, so the held-out fold had a say in them: the gains of `only` are held out, the
-    level of the figures a little less so."""
+    level of the figures a little less so. `evaluate`: evaluations to share with another tuning over
+    the same candidates."""
     grid, start = GRID, UNTUNED
     if only:
         grid, start = {name: GRID[name] for name in only}, only_start(only)
-    embedder = MiniLMEmbedder(spinning=False)  # for the parts and events search embeds
-    reranker = Reranker(users, candidates, embed=embedder.embed_sync)
-    memo: dict[Settings, list[Scored]] = {}
-
-    def evaluate(settings: Settings) -> list[Scored]:
-        if settings not in memo:
-            memo[settings] = scored(asked, lambda a: reranker.rank(a, settings))
-        return memo[settings]
-
+    evaluate = evaluate or Evaluations(asked, users, candidates)
     groups = list(dict.fromkeys(a.conversation for a in asked))
     cv = cross_validate(evaluate, groups, grid=grid, start=start)
     per_group = [[g] for g in groups]
@@ -298,8 +309,8 @@ def run_cv(
     return {
         "conversations": groups,
         "questions": len(asked),
-        "settings_evaluated": len(memo),
-        "agreement_with_service": agreement(reranker, asked, shipped),
+        "settings_evaluated": len(evaluate.memo),
+        "agreement_with_service": agreement(evaluate.reranker, asked, shipped),
         "held_out": {
             "tuned (cross-validated)": cv.held_out,
             "tuned (cross-validated), pooled over the held-out questions": cv.held_out_pooled,

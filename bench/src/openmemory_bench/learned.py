@@ -22,6 +22,7 @@ from openmemory_bench.crossval import (
     GRID,
     STEPS,
     UNTUNED,
+    Evaluations,
     Scored,
     average,
     chosen_on,
@@ -96,20 +97,18 @@ def train(data: Sequence[tuple[list[list[float]], list[float]]]) -> LearnedOrder
     return fit(x, y)
 
 
-def tune(asked: list[Asked], users: dict[str, UserMemories], candidates: int) -> dict[str, Settings]:
+def tune(
+    asked: list[Asked],
+    users: dict[str, UserMemories],
+    candidates: int,
+    evaluate: Evaluations | None = None,
+) -> dict[str, Settings]:
     """For each conversation, the fusion's constants chosen on the other four, as `--cv` chooses them
     (coordinate descent from the untuned values over `crossval.GRID`, without the steps that ship
     off): the fusion each fold's model is trained and measured on, so that no choice saw the held-out
-    conversation."""
+    conversation. `evaluate`: the evaluations `--cv`'s own tuning made over the same candidates."""
     grid = {name: values for name, values in GRID.items() if name not in STEPS}
-    reranker = Reranker(users, candidates)
-    memo: dict[Settings, list[Scored]] = {}
-
-    def evaluate(settings: Settings) -> list[Scored]:
-        if settings not in memo:
-            memo[settings] = scored(asked, lambda a: reranker.rank(a, settings))
-        return memo[settings]
-
+    evaluate = evaluate or Evaluations(asked, users, candidates)
     folds = leave_one_out([a.conversation for a in asked])
     return {held: chosen_on(evaluate, training, UNTUNED, grid) for training, held in folds}
 

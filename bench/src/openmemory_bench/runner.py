@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from openmemory_bench import learned
-from openmemory_bench.crossval import cv_markdown, gain, recall_objective, run_cv
+from openmemory_bench.crossval import Evaluations, cv_markdown, gain, recall_objective, run_cv
 from openmemory_bench.locomo import CATEGORIES, Conversation, load
 from openmemory_bench.rerank import Asked, UserMemories, collect
 from openmemory_bench.retrieval import Bm25, Scoreboard, p95
@@ -296,9 +296,12 @@ def _cross_validated(asked: list[Asked], users: dict[str, UserMemories], candida
     trained and measured the same way (`learned.run`), nested over each fold's constants as
     `python -m openmemory_bench.learned --nested` chooses them (`learned.tune`: the grid without the
     steps that ship off, which the model never runs under), so that both print the same figures."""
+    evaluate = Evaluations(asked, users, candidates)  # the two tunings share what they evaluated
     return {
-        "cv": run_cv(asked, users, candidates),
-        "learned": learned.run(asked, users, candidates, picks=learned.tune(asked, users, candidates)),
+        "cv": run_cv(asked, users, candidates, evaluate=evaluate),
+        "learned": learned.run(
+            asked, users, candidates, picks=learned.tune(asked, users, candidates, evaluate=evaluate)
+        ),
         "learned_over_shipped": learned.run(asked, users, candidates),
     }
 
