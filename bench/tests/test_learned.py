@@ -4,7 +4,7 @@ import uuid
 
 import numpy as np
 
-from openmemory_bench.learned import WHO, fit, run
+from openmemory_bench.learned import LATER, WHO, fit, run
 from openmemory_bench.rerank import Asked, Settings, UserMemories
 from openmemory_core import contracts as c
 from openmemory_search.ranking import FEATURES, RankingParams
@@ -68,7 +68,8 @@ def test_who_said_it_is_fitted_on_top_of_the_other_features_and_moves_nothing_el
     rng = np.random.default_rng(11)
     x = rng.random((600, len(FEATURES)))
     who = [FEATURES.index(name) for name in WHO]
-    others = [i for i in range(len(FEATURES)) if i not in who]
+    later = {name for group in LATER for name in group}
+    others = [i for i, name in enumerate(FEATURES) if name not in later]  # fitted before who said it
     y = ((x[:, FEATURES.index("length")] + x[:, who[0]]) > 1.0).astype(np.float64)
     model = fit(x, y)
     shuffled = x.copy()
@@ -78,3 +79,19 @@ def test_who_said_it_is_fitted_on_top_of_the_other_features_and_moves_nothing_el
     assert [model.weights[i] for i in others] == [again.weights[i] for i in others]
     # ... and who said it has a weight of its own where it tells answers apart
     assert model.weights[who[0]] > 0.5 and abs(again.weights[who[0]]) < 0.2
+
+
+def test_whether_a_turn_names_something_particular_is_fitted_last() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.random((600, len(FEATURES)))
+    last = [FEATURES.index(name) for name in LATER[-1]]
+    before = [i for i in range(len(FEATURES)) if i not in last]
+    y = ((x[:, FEATURES.index("length")] + x[:, last[0]]) > 1.0).astype(np.float64)
+    model = fit(x, y)
+    shuffled = x.copy()
+    shuffled[:, last] = rng.random((600, len(last)))
+    again = fit(shuffled, y)
+    # every weight fitted before it, who said it included, is untouched by its values ...
+    assert [model.weights[i] for i in before] == [again.weights[i] for i in before]
+    # ... and it weighs where it tells answers apart
+    assert model.weights[last[0]] > 0.5 and abs(again.weights[last[0]]) < 0.2

@@ -41,8 +41,10 @@ ROUNDS = 400
 RATE = 0.5
 #: Every fused candidate is a row (no cut at search's limit).
 ALL = 1_000_000
-#: Who said it (`ranking.features`): fitted after the other features, with theirs held (`fit`).
-WHO = ("said_by_named", "said_by_other")
+#: Features fitted after the others, each group with the weights before it held (`fit`): who said
+#: it (`ranking.features`), then whether the turn names something particular.
+LATER = (("said_by_named", "said_by_other"), ("particular",))
+WHO = LATER[0]
 
 
 def rows(reranker: Reranker, asked: Asked, settings: Settings) -> tuple[list[list[float]], list[float]]:
@@ -60,19 +62,21 @@ def fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> LearnedOrder:
     """Logistic regression on standardised features, positives and negatives weighted to half each
     (a question has a few answer turns among about a hundred candidates).
 
-    In two steps: first every feature but who said it (`WHO`), then those two alone with the first
-    step's weights held, its score the offset. A question that names no speaker has the same value of
-    both for every candidate, so it is ordered exactly as by the first step: who said it moves only
-    questions that name someone."""
+    In steps: first every feature but the `LATER` ones, then each group of `LATER` alone with the
+    weights before it held, their score the offset. So who said it (`WHO`) changes nothing that the
+    other features learn: a question that names no speaker has the same value of both for every
+    candidate, and is ordered as by the first step. Whether a turn names something particular comes
+    last, on top of both."""
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale < 1e-9] = 1.0  # a feature constant in training says nothing
     z = (x - mean) / scale
     share = float(y.mean())
     balance = np.where(y > 0, 0.5 / share, 0.5 / (1 - share))
-    who = np.array([name in WHO for name in FEATURES])
+    groups = [np.array([name in group for name in FEATURES]) for group in LATER]
+    first = ~np.any(groups, axis=0)
     w, b = np.zeros(z.shape[1]), 0.0
-    for step in (~who, who):
-        offset = z @ w + b  # the first step's score, held in the second
+    for step in (first, *groups):
+        offset = z @ w + b  # the earlier steps' score, held in this one
         ws, bs = np.zeros(int(step.sum())), 0.0
         for _ in range(ROUNDS):
             p = 1.0 / (1.0 + np.exp(-(offset + z[:, step] @ ws + bs)))

@@ -10,6 +10,7 @@ from openmemory_search.ranking import (
     FEATURES,
     LEARNED,
     LENGTH_CAP,
+    PARTICULAR_CAP,
     RANK_OFFSET,
     SHIPPED,
     Fused,
@@ -20,6 +21,7 @@ from openmemory_search.ranking import (
     diversified,
     features,
     named_periods,
+    names_particular,
     sittings,
     telling_time,
     with_replacements,
@@ -282,6 +284,26 @@ def test_the_learned_order_sees_what_fusion_saw_of_each_candidate() -> None:
     # who said it: Ana, whom the question names, said the first and the third; no one said "Wow!"
     assert first["said_by_named"] == third["said_by_named"] == 1.0 and second["said_by_named"] == 0.0
     assert first["said_by_other"] == second["said_by_other"] == third["said_by_other"] == 0.0
+    # the cat's name says something particular; a reaction and a long answer in small letters do not
+    assert first["particular"] == 1.0 and second["particular"] == third["particular"] == 0.0
+
+
+def test_a_turn_names_something_particular_by_a_name_a_quotation_or_a_number() -> None:
+    speakers = {"ana", "bo"}
+    particular = ("I'm reading Dune by Frank Herbert.", 'Finally finished "the road".', "We ran 5k.",
+                  "I met Óscar at the café.", "We drove to Lisbon's old town.",
+                  "so, Ana and Cleo came")  # fmt: skip
+    for said in particular:
+        assert names_particular(said, speakers), said
+    plain = ("Wow, that sounds great! I'm so happy for you.", "That was fun. Great idea, though.",
+             "Thanks, Ana! I think I'll go.", "I loved Bo's cake", "Ana's cake was lovely.", "")  # fmt: skip
+    for said in plain:
+        assert not names_particular(said, speakers), said
+    # a capital that opens a sentence is not a name; one inside it is, unless it is a speaker's
+    assert names_particular("Thanks, Ana!", set()) and not names_particular("Thanks, Ana!", {"ana"})
+    # a long text is read up to the cap, in linear time
+    assert not names_particular("x" * PARTICULAR_CAP + " Dune", speakers)
+    assert not names_particular("a " * 1_000_000, speakers)
 
 
 def test_who_said_a_turn_is_read_against_the_names_in_the_question() -> None:
@@ -291,10 +313,11 @@ def test_who_said_a_turn_is_read_against_the_names_in_the_question() -> None:
     once = mem("Cleo: I have not read it.")  # says one candidate only: like a note's heading
     ordered = [Fused(m, score=1.0) for m in (ana, bo, note, lone, once, ana_2, bo_2)]
 
-    def who(question: str) -> list[tuple[float, float]]:
-        return [(row[-2], row[-1]) for row in features(ordered, question)[:5]]
+    named, other = FEATURES.index("said_by_named"), FEATURES.index("said_by_other")
 
-    assert FEATURES[-2:] == ("said_by_named", "said_by_other")
+    def who(question: str) -> list[tuple[float, float]]:
+        return [(row[named], row[other]) for row in features(ordered, question)[:5]]
+
     # Ana is named ("Ana's" too); Bo, who also speaks among the candidates, is someone else; a note,
     # a line without a name and a name said once are said by no one
     nobody = (0.0, 0.0)
