@@ -68,6 +68,7 @@ bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrie
 	$(VENV)/bin/openmemory bench updates --out bench/results-updates.json
 	$(VENV)/bin/openmemory bench facts --out bench/results-facts.json
 	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval.json --out bench/results-chats.json
+	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval2.json --out bench/results-chats2.json
 	$(VENV)/bin/python bench/secrets.py --json > bench/results-secrets.json
 	$(VENV)/bin/openmemory bench near-duplicates --out bench/results-near-duplicates.json
 	$(VENV)/bin/openmemory bench near-duplicates --held-out --out bench/results-near-duplicates-heldout.json
