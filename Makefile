@@ -10,6 +10,8 @@ VENV := .venv
 ARGS ?=
 LOCOMO ?= ../shared/bench/locomo/locomo_dev.json
 SCALE_SIZES ?= 10000,100000
+#: The benches' candidate caches (they hold the conversations' text, so never inside the repository)
+BENCH_CACHE ?= /tmp/openmemory-bench-cache
 
 .PHONY: help install run test lint format deploy-check bench
 
@@ -57,7 +59,9 @@ deploy-check: $(VENV)/.synced-deploy  ## validate compose, Helm (both modes), Ku
 	$(VENV)/bin/python deploy/check.py
 
 bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrieval on MCP-style facts and on chats written blind, search latency at 10k/100k over MCP (SCALE_SIZES=10000), the extractor, ingest cost, pulling a command, the keyword step, the write guard, consolidation, knowledge updates, load
-	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --cv --out bench/results-locomo-cv.json
+	rm -rf $(BENCH_CACHE) && mkdir -p $(BENCH_CACHE)
+	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --cv --cv-cache $(BENCH_CACHE)/locomo --out bench/results-locomo-cv.json
+	$(VENV)/bin/python -m openmemory_bench.learned --cv-cache $(BENCH_CACHE)/locomo --nested --without particular --out bench/results-learned-particular.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --out bench/results-locomo.json
 	$(VENV)/bin/openmemory bench locomo --data $(LOCOMO) --infer --out bench/results-locomo-infer.json
 	$(VENV)/bin/openmemory bench scale --sizes $(SCALE_SIZES) --out bench/results-scale.json
@@ -69,6 +73,10 @@ bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrie
 	$(VENV)/bin/openmemory bench facts --out bench/results-facts.json
 	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval.json --out bench/results-chats.json
 	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval2.json --out bench/results-chats2.json
+	for set in chat_eval chat_eval2; do \
+	  $(VENV)/bin/openmemory bench locomo --data bench/data/$$set.json --cv --cv-cache $(BENCH_CACHE)/$$set --out bench/results-$$set-cv.json && \
+	  $(VENV)/bin/python -m openmemory_bench.learned --cv-cache $(BENCH_CACHE)/locomo --test-cache $(BENCH_CACHE)/$$set --without particular --out bench/results-$$set-transfer.json || exit 1; \
+	done
 	$(VENV)/bin/python bench/secrets.py --json > bench/results-secrets.json
 	$(VENV)/bin/openmemory bench near-duplicates --out bench/results-near-duplicates.json
 	$(VENV)/bin/openmemory bench near-duplicates --held-out --out bench/results-near-duplicates-heldout.json

@@ -3,8 +3,9 @@
 import uuid
 
 import numpy as np
+import pytest
 
-from openmemory_bench.learned import LATER, WHO, fit, run
+from openmemory_bench.learned import LATER, WHO, fit, main, run, transfer
 from openmemory_bench.rerank import Asked, Settings, UserMemories
 from openmemory_core import contracts as c
 from openmemory_search.ranking import FEATURES, RankingParams
@@ -95,3 +96,39 @@ def test_whether_a_turn_names_something_particular_is_fitted_last() -> None:
     assert [model.weights[i] for i in before] == [again.weights[i] for i in before]
     # ... and it weighs where it tells answers apart
     assert model.weights[last[0]] > 0.5 and abs(again.weights[last[0]]) < 0.2
+
+
+def test_what_features_add_is_measured_against_a_model_trained_without_them() -> None:
+    first, first_users = _conversation("conv-a")
+    second, second_users = _conversation("conv-b")
+    anywhere = Settings(RankingParams(learned_turns=0.0))
+    every = tuple(FEATURES)  # a model without any: no weight at all, the fused order stands
+    report = run(first + second, first_users | second_users, 50, settings=anywhere, without=every)
+    held_out = report["held_out"]
+    assert held_out["learned order"]["overall"]["recall@5"] == 1.0
+    assert held_out[f"order without {', '.join(every)}"] == held_out["fused order"]
+    assert report["without"] == {"features": list(every), "gain": (0.5, 0.0)}
+    assert [f["gain_over_without"] for f in report["folds"]] == [(0.5, 0.0), (0.5, 0.0)]
+    # without a feature that is the same for every candidate here, nothing is lost
+    same = run(first + second, first_users | second_users, 50, settings=anywhere, without=("rank_told_time",))
+    assert same["without"]["gain"] == (0.0, 0.0)
+
+
+def test_a_model_trained_on_one_data_set_is_measured_on_another() -> None:
+    first, first_users = _conversation("conv-a")
+    second, second_users = _conversation("conv-b")
+    anywhere = Settings(RankingParams(learned_turns=0.0))
+    every = tuple(FEATURES)
+    report = transfer((first, first_users, 50), (second, second_users, 50), every, anywhere)
+    figures, without = report["figures"], f"order without {', '.join(every)}"
+    assert report["questions"] == 3 and list(figures) == ["learned order", "fused order", without]
+    assert figures["learned order"]["overall"]["recall@5"] == 1.0  # trained on the other: the answer first
+    assert figures["fused order"]["overall"]["recall@5"] == 0.0 and figures[without] == figures["fused order"]
+    for name in ("fused order", without):
+        assert report["gains"][name] == {"overall": (0.5, 0.0), "by_conversation": {"conv-b": (0.5, 0.0)}}
+
+
+def test_the_command_refuses_a_feature_it_does_not_have(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--cv-cache", "/nonexistent/cache", "--without", "particular,zebra"])
+    assert stopped.value.code == 2 and "no feature named zebra" in capsys.readouterr().err

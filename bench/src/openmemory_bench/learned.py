@@ -93,9 +93,12 @@ def _r(value: float) -> float:
     return float(f"{float(value):.4g}")  # four significant digits: a small scale stays above 0
 
 
-def train(data: Sequence[tuple[list[list[float]], list[float]]]) -> LearnedOrder:
+def train(data: Sequence[tuple[list[list[float]], list[float]]], without: Sequence[str] = ()) -> LearnedOrder:
+    """The model over `data`'s rows; `without`: features held at 0, so they get no weight (the model
+    as it would be without them: for a `LATER` feature, the earlier steps' weights are unchanged)."""
     x = np.array([row for rows_, _ in data for row in rows_], dtype=np.float64)
     y = np.array([label for _, labels in data for label in labels], dtype=np.float64)
+    x[:, [FEATURES.index(name) for name in without]] = 0.0
     if not y.any() or y.all():
         raise ValueError("training needs candidates that hold an answer and candidates that do not")
     return fit(x, y)
@@ -123,10 +126,13 @@ def run(
     candidates: int,
     settings: Settings | None = None,
     picks: Mapping[str, Settings] | None = None,
+    without: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Leave-one-conversation-out: on each held-out conversation, the learned order (trained on the
     other four) against the fused order it re-orders. The fusion's constants: `picks[held]` (each
-    fold's own, `tune`) when given, else `settings` (the shipped constants) for every fold."""
+    fold's own, `tune`) when given, else `settings` (the shipped constants) for every fold.
+    `without`: also a model trained without those features on the same folds, and the order's
+    paired gain over it (what those features add, held out)."""
     shipped = _plain(settings or Settings())
     reranker = Reranker(users, candidates)
     cache: dict[tuple[Settings, int], tuple[list[list[float]], list[float]]] = {}
@@ -140,37 +146,98 @@ def run(
     groups = list(dict.fromkeys(a.conversation for a in asked))
     learned: list[Scored] = []
     fused: list[Scored] = []
+    less: list[Scored] = []  # the model without `without`
     folds = []
     for training, held in leave_one_out(groups):
         fusion = _plain(picks[held]) if picks else shipped
         model = train(data(fusion, training))
-        on = replace(fusion, ranking=replace(fusion.ranking, learned=model))
         questions = [a for a in asked if a.conversation == held]
-        mine = scored(questions, partial(reranker.rank, settings=on))
+        mine = scored(questions, partial(reranker.rank, settings=_with(fusion, model)))
         theirs = scored(questions, partial(reranker.rank, settings=fusion))
         learned += mine
         fused += theirs
-        folds.append({
+        fold = {
             "held_out": held,
             "learned": summary(mine, [held])["overall"],
             "fused": summary(theirs, [held])["overall"],
             "gain": paired_gain(mine, theirs),
             "weights": dict(zip(FEATURES, model.weights, strict=True)),
-        })  # fmt: skip
+        }
+        if without:
+            smaller = train(data(fusion, training), without)
+            lesser = scored(questions, partial(reranker.rank, settings=_with(fusion, smaller)))
+            less += lesser
+            fold["gain_over_without"] = paired_gain(mine, lesser)
+        folds.append(fold)
     per = [[g] for g in groups]
-    return {
+    held_out = {
+        "learned order": average([summary(learned, g) for g in per]),
+        "fused order": average([summary(fused, g) for g in per]),
+    }
+    if without:
+        held_out[f"order without {', '.join(without)}"] = average([summary(less, g) for g in per])
+    report: dict[str, Any] = {
         "questions": len(asked),
         "fusion": "each fold's own constants (tuned on its four conversations)"
         if picks
         else "the shipped constants",
-        "held_out": {
-            "learned order": average([summary(learned, g) for g in per]),
-            "fused order": average([summary(fused, g) for g in per]),
-        },
+        "held_out": held_out,
         "gain": paired_gain(learned, fused),
         "folds": folds,
         "shipped": asdict(train(data(shipped, groups))),
     }
+    if without:
+        report["without"] = {"features": list(without), "gain": paired_gain(learned, less)}
+    return report
+
+
+def transfer(
+    trained_on: tuple[list[Asked], dict[str, UserMemories], int],
+    measured_on: tuple[list[Asked], dict[str, UserMemories], int],
+    without: Sequence[str] = (),
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The model trained on every question of `trained_on` over the shipped constants (`settings`
+    when given; trained on LoCoMo's cache, it is what ships), measured on the questions of
+    `measured_on` (another data set's `--cv` cache: chats it never saw), against the fusion alone
+    and, with `without`, against the model trained without those features; each gain paired, overall
+    and per conversation."""
+    fusion = _plain(settings or Settings())
+    asked, users, candidates = trained_on
+    reranker = Reranker(users, candidates)
+    data = [rows(reranker, a, fusion) for a in asked]
+    test_asked, test_users, test_candidates = measured_on
+    test = Reranker(test_users, test_candidates)
+    orders = {"learned order": train(data), "fused order": None}
+    if without:
+        orders[f"order without {', '.join(without)}"] = train(data, without)
+    ranked = {
+        name: scored(test_asked, partial(test.rank, settings=_with(fusion, model) if model else fusion))
+        for name, model in orders.items()
+    }
+    groups = list(dict.fromkeys(a.conversation for a in test_asked))
+    mine = ranked["learned order"]
+    report: dict[str, Any] = {
+        "questions": len(test_asked),
+        "figures": {name: summary(these, groups) for name, these in ranked.items()},
+        "gains": {},
+    }
+    for name, theirs in ranked.items():
+        if name == "learned order":
+            continue
+        report["gains"][name] = {
+            "overall": paired_gain(mine, theirs),
+            "by_conversation": {g: paired_gain(*_only(g, mine, theirs)) for g in groups},
+        }
+    return report
+
+
+def _only(group: str, *lists: list[Scored]) -> list[list[Scored]]:
+    return [[s for s in these if s.group == group] for these in lists]
+
+
+def _with(fusion: Settings, model: LearnedOrder) -> Settings:
+    return replace(fusion, ranking=replace(fusion.ranking, learned=model))
 
 
 def _plain(settings: Settings) -> Settings:
@@ -193,6 +260,14 @@ def markdown(report: dict[str, Any]) -> str:
         )
     mean, se = report["gain"]
     lines += ["", f"Held-out gain (mean of R@5 and R@10 per question): {mean:+.4f} ± {se:.4f}", ""]
+    if "without" in report:
+        names = ", ".join(report["without"]["features"])
+        mean, se = report["without"]["gain"]
+        by_fold = ", ".join(
+            f"{f['held_out']} {f['gain_over_without'][0]:+.4f} ± {f['gain_over_without'][1]:.4f}"
+            for f in report["folds"]
+        )
+        lines += [f"Held-out gain over the order without {names}: {mean:+.4f} ± {se:.4f} ({by_fold})", ""]
     lines += ["| category (held out) | learned R@5 / R@10 | fused R@5 / R@10 |", "|---|---|---|"]
     learned, fused = report["held_out"]["learned order"], report["held_out"]["fused order"]
     for category, figures in learned["by_category"].items():
@@ -235,18 +310,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="each fold's fusion constants tuned on its four conversations too",
     )
+    parser.add_argument(
+        "--without",
+        default="",
+        help="features (comma-separated, as in ranking.FEATURES) to leave out of a second model, "
+        "measured on the same questions: what they add",
+    )
+    parser.add_argument(
+        "--test-cache",
+        type=Path,
+        help="instead of cross-validating: train on all of --cv-cache and measure on this cache's "
+        "questions (another data set's `--cv --cv-cache` file)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    cached = _read_cache(args.cv_cache)
-    if cached is None:
-        parser.error(f"no cache at {args.cv_cache}: run `openmemory bench locomo --cv --cv-cache FILE` first")
-    asked, users, candidates = cached["asked"], cached["users"], cached["candidates"]
-    picks = tune(asked, users, candidates) if args.nested else None
-    report = run(asked, users, candidates, picks=picks)
-    print(markdown(report))
+    without = tuple(name for name in args.without.split(",") if name)
+    if unknown := [name for name in without if name not in FEATURES]:
+        parser.error(f"no feature named {', '.join(unknown)}; the features: {', '.join(FEATURES)}")
+    loaded = []
+    for path in (args.cv_cache, args.test_cache):
+        cached = _read_cache(path) if path else None
+        if path and cached is None:
+            parser.error(f"no cache at {path}: run `openmemory bench locomo --cv --cv-cache FILE` first")
+        loaded.append((cached["asked"], cached["users"], cached["candidates"]) if cached else None)
+    trained_on, measured_on = loaded
+    assert trained_on is not None
+    if measured_on is not None:
+        report = transfer(trained_on, measured_on, without)
+        print(transfer_markdown(report))
+    else:
+        asked, users, candidates = trained_on
+        picks = tune(asked, users, candidates) if args.nested else None
+        report = run(asked, users, candidates, picks=picks, without=without)
+        print(markdown(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0
+
+
+def transfer_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Trained on every question of --cv-cache (the shipped constants), measured on the "
+        f"{report['questions']} questions of --test-cache, all at once.",
+        "",
+        "| order | R@5 | R@10 | hit@10 | all@10 | MRR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, figures in report["figures"].items():
+        o = figures["overall"]
+        lines.append(
+            f"| {name} | {o['recall@5']} | {o['recall@10']} | {o['hit@10']} | {o['all@10']} | {o['mrr']} |"
+        )
+    lines.append("")
+    for name, gain in report["gains"].items():
+        mean, se = gain["overall"]
+        by = ", ".join(f"{g} {m:+.4f} ± {e:.4f}" for g, (m, e) in gain["by_conversation"].items())
+        lines.append(f"Gain of the learned order over the {name}: {mean:+.4f} ± {se:.4f} ({by})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
