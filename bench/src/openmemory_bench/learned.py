@@ -250,14 +250,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Leave-one-conversation-out, {report['questions']} questions; averages of the per-conversation "
         f"figures. The fusion under the order: {report['fusion']}.",
         "",
-        "| order (held out) | R@5 | R@10 | hit@10 | all@10 | MRR |",
-        "|---|---|---|---|---|---|",
+        *_table("order (held out)", report["held_out"]),
     ]
-    for name, figures in report["held_out"].items():
-        o = figures["overall"]
-        lines.append(
-            f"| {name} | {o['recall@5']} | {o['recall@10']} | {o['hit@10']} | {o['all@10']} | {o['mrr']} |"
-        )
     mean, se = report["gain"]
     lines += ["", f"Held-out gain (mean of R@5 and R@10 per question): {mean:+.4f} ± {se:.4f}", ""]
     if "without" in report:
@@ -353,20 +347,25 @@ def transfer_markdown(report: dict[str, Any]) -> str:
         f"Trained on every question of --cv-cache (the shipped constants), measured on the "
         f"{report['questions']} questions of --test-cache, all at once.",
         "",
-        "| order | R@5 | R@10 | hit@10 | all@10 | MRR |",
-        "|---|---|---|---|---|---|",
+        *_table("order", report["figures"]),
+        "",
     ]
-    for name, figures in report["figures"].items():
-        o = figures["overall"]
-        lines.append(
-            f"| {name} | {o['recall@5']} | {o['recall@10']} | {o['hit@10']} | {o['all@10']} | {o['mrr']} |"
-        )
-    lines.append("")
     for name, gain in report["gains"].items():
         mean, se = gain["overall"]
         by = ", ".join(f"{g} {m:+.4f} ± {e:.4f}" for g, (m, e) in gain["by_conversation"].items())
         lines.append(f"Gain of the learned order over the {name}: {mean:+.4f} ± {se:.4f} ({by})")
     return "\n".join(lines)
+
+
+def _table(first: str, orders: dict[str, Any]) -> list[str]:
+    """A markdown table of each order's overall figures."""
+    lines = [f"| {first} | R@5 | R@10 | hit@10 | all@10 | MRR |", "|---|---|---|---|---|---|"]
+    for name, figures in orders.items():
+        o = figures["overall"]
+        lines.append(
+            f"| {name} | {o['recall@5']} | {o['recall@10']} | {o['hit@10']} | {o['all@10']} | {o['mrr']} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":
