@@ -5,7 +5,8 @@ import uuid
 import numpy as np
 import pytest
 
-from openmemory_bench.learned import LATER, WHO, fit, main, run, transfer
+from openmemory_bench import learned
+from openmemory_bench.learned import fit, main, run, transfer
 from openmemory_bench.rerank import Asked, Settings, UserMemories
 from openmemory_core import contracts as c
 from openmemory_search.ranking import FEATURES, RankingParams
@@ -68,9 +69,8 @@ def test_each_conversation_is_measured_by_a_model_trained_on_the_others() -> Non
 def test_who_said_it_is_fitted_on_top_of_the_other_features_and_moves_nothing_else() -> None:
     rng = np.random.default_rng(11)
     x = rng.random((600, len(FEATURES)))
-    who = [FEATURES.index(name) for name in WHO]
-    later = {name for group in LATER for name in group}
-    others = [i for i, name in enumerate(FEATURES) if name not in later]  # fitted before who said it
+    who = [FEATURES.index("said_by_named"), FEATURES.index("said_by_other")]
+    others = [i for i, name in enumerate(FEATURES) if i not in who and name != "particular"]
     y = ((x[:, FEATURES.index("length")] + x[:, who[0]]) > 1.0).astype(np.float64)
     model = fit(x, y)
     shuffled = x.copy()
@@ -85,7 +85,7 @@ def test_who_said_it_is_fitted_on_top_of_the_other_features_and_moves_nothing_el
 def test_whether_a_turn_names_something_particular_is_fitted_last() -> None:
     rng = np.random.default_rng(12)
     x = rng.random((600, len(FEATURES)))
-    last = [FEATURES.index(name) for name in LATER[-1]]
+    last = [FEATURES.index("particular")]
     before = [i for i in range(len(FEATURES)) if i not in last]
     y = ((x[:, FEATURES.index("length")] + x[:, last[0]]) > 1.0).astype(np.float64)
     model = fit(x, y)
@@ -132,3 +132,11 @@ def test_the_command_refuses_a_feature_it_does_not_have(capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as stopped:
         main(["--cv-cache", "/nonexistent/cache", "--without", "particular,zebra"])
     assert stopped.value.code == 2 and "no feature named zebra" in capsys.readouterr().err
+
+
+def test_a_later_step_must_name_features_the_order_has_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = np.random.default_rng(3).random((50, len(FEATURES))), np.arange(50) % 2
+    for later in ((("said_by_named", "said_by_other"), ("particulars",)), (("particular",), ("particular",))):
+        monkeypatch.setattr(learned, "LATER", later)
+        with pytest.raises(ValueError, match="later steps"):
+            fit(x, y.astype(np.float64))

@@ -65,13 +65,16 @@ def fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> LearnedOrder:
     In steps: first every feature but the `LATER` ones, then each group of `LATER` alone with the
     weights before it held, their score the offset. So who said it (`WHO`) changes nothing that the
     other features learn: a question that names no speaker has the same value of both for every
-    candidate, and is ordered as by the first step. Whether a turn names something particular comes
-    last, on top of both."""
+    candidate, and is ordered by the first step and `particular` alone. Whether a turn names
+    something particular comes last, on top of both, and changes none of their weights."""
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale < 1e-9] = 1.0  # a feature constant in training says nothing
     z = (x - mean) / scale
     share = float(y.mean())
     balance = np.where(y > 0, 0.5 / share, 0.5 / (1 - share))
+    named = [name for group in LATER for name in group]
+    if not set(named) <= set(FEATURES) or len(set(named)) != len(named):
+        raise ValueError(f"the later steps {LATER} must name features of ranking.FEATURES, each once")
     groups = [np.array([name in group for name in FEATURES]) for group in LATER]
     first = ~np.any(groups, axis=0)
     w, b = np.zeros(z.shape[1]), 0.0

@@ -1,6 +1,13 @@
 import unicodedata
 
-from openmemory_core.text.speakers import named_in, names_in, speaker
+from openmemory_core.text.speakers import (
+    PARTICULAR_CAP,
+    named_in,
+    names_in,
+    names_particular,
+    people,
+    speaker,
+)
 
 
 def test_a_transcript_line_is_said_by_the_name_before_its_colon() -> None:
@@ -58,3 +65,28 @@ def test_a_name_matches_however_its_accents_were_typed() -> None:
     assert composed != decomposed
     assert named_in(composed, names_in(f"What did {decomposed} bake?"))
     assert named_in(decomposed, names_in(f"What did {composed} bake?"))
+
+
+def test_a_turn_names_something_particular_by_a_name_a_quotation_or_a_number() -> None:
+    speakers = people(["Ana", "Bo Li"])
+    assert speakers == {"ana", "bo", "li"}
+    particular = ("I'm reading Dune by Frank Herbert.", 'Finally finished "the road".', "We ran 5k.",
+                  "I met Óscar at the café.", "We drove to Lisbon's old town.",
+                  "so, Ana and Cleo came")  # fmt: skip
+    for said in particular:
+        assert names_particular(said, speakers), said
+    plain = ("Wow, that sounds great! I'm so happy for you.", "That was fun. Great idea, though.",
+             "Thanks, Ana! I think I'll go.", "I loved Bo's cake", "Ana's cake was lovely.",
+             "tea with Li and Bo", "")  # fmt: skip
+    for said in plain:
+        assert not names_particular(said, speakers), said
+    # a capital that opens a sentence is not a name; one inside it is, unless it is a speaker's
+    assert names_particular("Thanks, Ana!", frozenset())
+    assert not names_particular("Thanks, Ana!", people(["Ana"]))
+    # a name is the same name in either Unicode form
+    decomposed = unicodedata.normalize("NFD", "Lucía")
+    assert not names_particular(f"Thanks, {decomposed}!", people(["Lucía"]))
+    assert not names_particular("Thanks, Lucía!", people([decomposed]))
+    # a turn is read up to the cap
+    assert not names_particular("x" * PARTICULAR_CAP + " Dune", speakers)
+    assert names_particular("x" * (PARTICULAR_CAP - 6) + " Dune", speakers)

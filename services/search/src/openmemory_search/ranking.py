@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,30 +46,6 @@ FEATURES = (
 RANK_OFFSET = 4
 #: Length enters as the share of this many characters, at most all of it.
 LENGTH_CAP = 400
-# A word inside a sentence (after a letter, a comma or a dash, not after its end) that does not start
-# with a small ASCII letter (so the engine skips most words; `names_particular` checks the capital):
-# written with a capital, it is a title, a place or a person ("I'm reading Dune by Frank Herbert").
-_INNER_WORD = re.compile(r"(?<=[^.!?\s])\s+([^\W\d_a-z][\w'’-]*)")
-_FIRST_PERSON = frozenset({"I", "I'm", "I've", "I'll", "I'd", "I’m", "I’ve", "I’ll", "I’d"})
-_POSSESSIVE = re.compile(r"['’]s$")
-_NUMBER = re.compile(r"\d")
-#: How much of a turn `names_particular` reads: a search reads a hundred candidates.
-PARTICULAR_CAP = 2000
-
-
-@functools.lru_cache(maxsize=8192)
-def names_particular(said: str, people: frozenset[str]) -> bool:
-    """Whether a turn's words (`said`: after the speaker's label) name something particular: a word
-    written with a capital inside a sentence ("I'm reading Dune"), but not "I" and not one of `people`
-    (the speakers, lower case: "Thanks, Maria!"); a quotation; or a number. A turn that names what
-    it is about is likelier to answer a question than "Wow, that sounds great!". Cached: a user's
-    turns come back search after search (about 4 µs a turn of LoCoMo's length to read)."""
-    said = said[:PARTICULAR_CAP]
-    if '"' in said or "“" in said or _NUMBER.search(said):
-        return True
-    words = (match.group(1) for match in _INNER_WORD.finditer(said))
-    names = (_POSSESSIVE.sub("", word) for word in words if word[0].isupper() and word not in _FIRST_PERSON)
-    return any(name.lower() not in people for name in names)
 
 
 def features(ordered: list[Fused], question: str) -> list[list[float]]:
@@ -81,17 +56,18 @@ def features(ordered: list[Fused], question: str) -> list[list[float]]:
     said by the person `question` names ("What books has Caroline read?": `said_by_named`; names are
     read as written, `speakers.names_in`), or by someone else while the question names a speaker of
     the candidates (`said_by_other`); where it names none of them, both are 0 for every candidate.
-    And whether the turn names something particular (`names_particular`), its speakers aside."""
+    And whether the turn names something particular (`speakers.names_particular`), its speakers aside."""
     top = max(ordered[0].score, 1e-9) if ordered else 1.0
     first = ordered[0].memory.when if ordered else None
     asked = speakers.names_in(question)
     turns = [speakers.speaker(entry.memory.text) for entry in ordered]
     said_by = [who for who, _ in turns]
+    # every speaker's name, whoever says a candidate: "Thanks, Cleo!" names no one in particular
+    people = speakers.people(who for who in said_by if who is not None)
     # a speaker says two candidates at least: a lone "Meeting: …" note is not someone talking
     talking = {s for s, n in Counter(said_by).items() if s is not None and n >= 2}
     said_by = [s if s in talking else None for s in said_by]
     named = {s for s in talking if speakers.named_in(s, asked)}
-    people = frozenset(part.lower() for name in talking for part in name.split())
     rows = []
     for position, entry in enumerate(ordered):
         ranks, shares = entry.ranks, entry.shares
@@ -109,7 +85,7 @@ def features(ordered: list[Fused], question: str) -> list[list[float]]:
             entry.lift / top, float("conversation" in entry.signals), float(near),
             min(len(entry.memory.text), LENGTH_CAP) / LENGTH_CAP,
             float(who in named), float(bool(named) and who is not None and who not in named),
-            float(names_particular(turns[position][1][:PARTICULAR_CAP], people)),
+            float(speakers.names_particular(turns[position][1], people)),
         ])  # fmt: skip
     return rows
 

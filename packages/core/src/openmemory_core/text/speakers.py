@@ -4,8 +4,10 @@ learned order weighs a turn said by the person a question names ("What books has
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from openmemory_core.text.keywords import STOPWORDS
 
@@ -71,3 +73,44 @@ def named_in(name: str, names: frozenset[str]) -> bool:
     capitals names "Caroline"."""
     parts = set(unicodedata.normalize("NFC", name).split())
     return bool(parts) and (parts <= names or {p.lower() for p in parts} <= names)
+
+
+#: How much of a turn `names_particular` reads: a search reads a hundred candidates.
+PARTICULAR_CAP = 2000
+# A word after whitespace that follows anything but a sentence's end (., ! or ?), and that does not
+# start with a small ASCII letter (so the engine skips most words; `_particular` checks the capital):
+# written with a capital, it is a title, a place or a person ("I'm reading Dune by Frank Herbert").
+_INNER_WORD = re.compile(r"(?<=[^.!?\s])\s+([^\W\d_a-z][\w'’-]*)")
+_FIRST_PERSON = frozenset({"I", "I'm", "I've", "I'll", "I'd", "I’m", "I’ve", "I’ll", "I’d"})
+_NUMBER = re.compile(r"\d")
+
+
+def people(names: Iterable[str]) -> frozenset[str]:
+    """The words of speakers' names, lower case: what `names_particular` leaves aside."""
+    return frozenset(part.lower() for name in names for part in unicodedata.normalize("NFC", name).split())
+
+
+def names_particular(said: str, speakers: frozenset[str]) -> bool:
+    """Whether a turn's words (`said`: after the speaker's label) name something particular: a word
+    written with a capital inside a sentence ("I'm reading Dune"), but not "I" and not a word of a
+    speaker's name (`speakers`, from `people`: "Thanks, Maria!"); a quotation; or a number. A turn
+    that names what it is about is likelier to answer a question than "Wow, that sounds great!".
+
+    Read as written: a nickname ("Hey Mel!") or a capital after an emoji or a closing parenthesis
+    counts, a single-quoted title does not, and text without capitals (all small letters, or a script
+    without them) counts only by its quotations and numbers."""
+    quoted_or_number, names = _particular(unicodedata.normalize("NFC", said[:PARTICULAR_CAP]))
+    return quoted_or_number or not names <= speakers
+
+
+@functools.lru_cache(maxsize=8192)
+def _particular(said: str) -> tuple[bool, frozenset[str]]:
+    """Whether `said` holds a quotation or a number, and its capitalised words inside sentences
+    ("I" aside, a possessive dropped), lower case. Cached: a user's turns come back search after
+    search (about 4 µs a turn of LoCoMo's length to read)."""
+    if '"' in said or "“" in said or _NUMBER.search(said):
+        return True, frozenset()
+    words = (match.group(1) for match in _INNER_WORD.finditer(said))
+    return False, frozenset(
+        _POSSESSIVE.sub("", word).lower() for word in words if word[0].isupper() and word not in _FIRST_PERSON
+    )
