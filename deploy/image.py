@@ -317,10 +317,19 @@ class StartReport:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` loopback ports free now and different from each other: each socket stays bound until
+    all are chosen."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def runtime_env(venv: Path, data_dir: Path, dockerfile: Path) -> dict[str, str]:
@@ -329,13 +338,14 @@ def runtime_env(venv: Path, data_dir: Path, dockerfile: Path) -> dict[str, str]:
     for step in stages(dockerfile)[-1]:
         if step.keyword == "ENV":
             env.update(env_values(step.args))
+    gateway, admin, ops = free_ports(3)
     env.update(
         PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",  # PATH=/app/.venv/bin:$PATH
         HOME=str(data_dir),
         OPENMEMORY_DATA_DIR=str(data_dir),
-        OPENMEMORY_GATEWAY_PORT=str(free_port()),
-        OPENMEMORY_ADMIN_PORT=str(free_port()),
-        OPENMEMORY_OPS_PORT=str(free_port()),
+        OPENMEMORY_GATEWAY_PORT=str(gateway),
+        OPENMEMORY_ADMIN_PORT=str(admin),
+        OPENMEMORY_OPS_PORT=str(ops),
     )
     env.update({k: "127.0.0.1" for k in env if re.fullmatch(r"OPENMEMORY_[A-Z]+_HOST", k)})
     return env

