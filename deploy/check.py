@@ -48,13 +48,15 @@ from manifests import (
     RELEASE,
     SECRET,
     Doc,
-    free_ports,
     manifest_checks,
     nats_jetstream_config,
     pod_security,
     port_taken,
+    stopped,
 )
 from registry import run_checks as registry_checks
+
+from openmemory_core.servers import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -290,12 +292,11 @@ def compose_nats_sync(rendered: dict[str, Any], nodes: list[str]) -> list[str]:
                 try:
                     jetstream = nats_jetstream_config(monitor)
                 finally:
-                    server.terminate()
-                    errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
+                    errors = stopped(server)
             if not port_taken(errors):
                 break
-            if not jetstream.get("sync_always"):
-                problems.append(f"its /varz: {jetstream} {errors}")
+        if not jetstream.get("sync_always"):
+            problems.append(f"its /varz: {jetstream} {errors}")
     return problems
 
 

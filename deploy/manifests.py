@@ -6,7 +6,6 @@ nats.conf in a real nats-server. Each check returns its problems (empty: kept)."
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from openmemory_core.servers import free_ports
 
 Doc = dict[str, Any]
 Check = Callable[[str, bool, str], None]  # records one line of the report: name, kept, why not
@@ -660,8 +661,7 @@ def nats_server(mode: str, values: Doc, docs: list[Doc], check: Check) -> None:
                 answers = {who: nats_answers(port, who) for who in logins}
                 jetstream = nats_jetstream_config(monitor)
             finally:
-                server.terminate()
-                errors = server.communicate(timeout=10)[1].strip().splitlines()[-1:]
+                errors = stopped(server)
         if not port_taken(errors):
             break
     locked = "authorization" in conf
@@ -682,16 +682,10 @@ def nats_server(mode: str, values: Doc, docs: list[Doc], check: Check) -> None:
 PORT_TRIES = 3
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` loopback ports free now and different from each other: each socket stays bound until
-    all are chosen."""
-    with contextlib.ExitStack() as held:
-        ports = []
-        for _ in range(count):
-            sock = held.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+def stopped(server: subprocess.Popen[str]) -> list[str]:
+    """Stops `server`: its last line on stderr."""
+    server.terminate()
+    return server.communicate(timeout=10)[1].strip().splitlines()[-1:]
 
 
 def port_taken(errors: list[str]) -> bool:
