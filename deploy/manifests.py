@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from openmemory_core.servers import free_ports
+from openmemory_core.servers import PORT_TAKEN, free_ports
 
 Doc = dict[str, Any]
 Check = Callable[[str, bool, str], None]  # records one line of the report: name, kept, why not
@@ -690,7 +690,7 @@ def stopped(server: subprocess.Popen[str]) -> list[str]:
 
 def port_taken(errors: list[str]) -> bool:
     """Whether a server's last error lines say a port it was given was taken."""
-    return any("address already in use" in line for line in errors)
+    return any(PORT_TAKEN in line for line in errors)
 
 
 def nats_jetstream_config(monitor: int) -> Doc:

@@ -44,7 +44,6 @@ ALL = 1_000_000
 #: Features fitted after the others, each group with the weights before it held (`fit`): who said
 #: it (`ranking.features`), then whether the turn names something particular.
 LATER = (("said_by_named", "said_by_other"), ("particular",))
-WHO = LATER[0]
 
 
 def rows(reranker: Reranker, asked: Asked, settings: Settings) -> tuple[list[list[float]], list[float]]:
@@ -63,7 +62,7 @@ def fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> LearnedOrder:
     (a question has a few answer turns among about a hundred candidates).
 
     In steps: first every feature but the `LATER` ones, then each group of `LATER` alone with the
-    weights before it held, their score the offset. So who said it (`WHO`) changes nothing that the
+    weights before it held, their score the offset. So who said it (`LATER[0]`) changes nothing that the
     other features learn: a question that names no speaker has the same value of both for every
     candidate, and is ordered by the first step and `particular` alone. Whether a turn names
     something particular comes last, on top of both, and changes none of their weights."""
@@ -324,16 +323,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     without = tuple(name for name in args.without.split(",") if name)
     if unknown := [name for name in without if name not in FEATURES]:
         parser.error(f"no feature named {', '.join(unknown)}; the features: {', '.join(FEATURES)}")
-    loaded = []
-    for path in (args.cv_cache, args.test_cache):
-        cached = _read_cache(path) if path else None
-        if path and cached is None:
+
+    def load(path: Path) -> tuple[list[Asked], dict[str, UserMemories], int]:
+        cached = _read_cache(path)
+        if cached is None:
             parser.error(f"no cache at {path}: run `openmemory bench locomo --cv --cv-cache FILE` first")
-        loaded.append((cached["asked"], cached["users"], cached["candidates"]) if cached else None)
-    trained_on, measured_on = loaded
-    assert trained_on is not None
-    if measured_on is not None:
-        report = transfer(trained_on, measured_on, without)
+        return cached["asked"], cached["users"], cached["candidates"]
+
+    trained_on = load(args.cv_cache)
+    if args.test_cache:
+        report = transfer(trained_on, load(args.test_cache), without)
         print(transfer_markdown(report))
     else:
         asked, users, candidates = trained_on

@@ -215,8 +215,8 @@ class RankingParams:
     #: The learned order (`LearnedOrder`): the fused candidates re-ordered by a linear model over
     #: what fusion saw of each (its fused score and place, each signal's rank, the dense and keyword
     #: scores, the neighbour lift, its sitting, its length), who said it and whether it names something
-    #: particular (a name, a title, a number). None (the default;
-    #: `SHIPPED` has `LEARNED`): the fused order as it is.
+    #: particular (a name, a title, a number). None (the default; `SHIPPED` has `LEARNED`): the fused
+    #: order as it is.
     learned: LearnedOrder | None = None
     #: The learned order applies where at least this share of the fused candidates are conversation
     #: turns (kept verbatim, linked to the turn said before them: `Memory.previous`), the kind of

@@ -99,7 +99,7 @@ def names_particular(said: str, speakers: frozenset[str]) -> bool:
     Read as written: a nickname ("Hey Mel!") or a capital after an emoji or a closing parenthesis
     counts, a single-quoted title does not, and text without capitals (all small letters, or a script
     without them) counts only by its quotations and numbers."""
-    quoted_or_number, names = _particular(unicodedata.normalize("NFC", said[:PARTICULAR_CAP]))
+    quoted_or_number, names = _particular(said[:PARTICULAR_CAP])
     return quoted_or_number or not names <= speakers
 
 
@@ -108,6 +108,7 @@ def _particular(said: str) -> tuple[bool, frozenset[str]]:
     """Whether `said` holds a quotation or a number, and its capitalised words inside sentences
     ("I" aside, a possessive dropped), lower case. Cached: a user's turns come back search after
     search (about 4 µs a turn of LoCoMo's length to read)."""
+    said = unicodedata.normalize("NFC", said)
     if '"' in said or "“" in said or _NUMBER.search(said):
         return True, frozenset()
     words = (match.group(1) for match in _INNER_WORD.finditer(said))
