@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio
 
 from openmemory_core import contracts as c
+from openmemory_core import servers
 from openmemory_core.bus import Bus
 from openmemory_core.errors import ConfigurationError, Unavailable
 from openmemory_core.runtime import data_dir_lock
@@ -29,6 +30,7 @@ from openmemory_core.servers import (
     SupervisedProcess,
     embedded_falkordb,
     embedded_nats,
+    free_port,
     free_ports,
     make_private,
     pid_alive,
@@ -355,6 +357,34 @@ async def test_a_port_taken_at_every_attempt_is_refused_saying_so(tmp_path: Path
         with pytest.raises(Unavailable, match="address already in use"):
             await start_on_free_port(*on_the_taken_port(), on_the_taken_port, attempts=2)
         assert len(made) == 2 and not any(p.running for p in made)
+
+
+def test_free_ports_hold_each_port_until_all_are_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine's kernel rarely hands back a port just freed (0 of 20,000 tries here), so the
+    real sockets below cannot show what `free_ports` guards against; a kernel that always hands out
+    the lowest port not bound can: only sockets held until all are chosen give different ports."""
+    bound: set[int] = set()
+
+    class Socket:
+        def __init__(self, *_: object) -> None:
+            self.port = 0
+
+        def __enter__(self) -> "Socket":
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            bound.discard(self.port)
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = min(p for p in range(40000, 40100) if p not in bound)
+            bound.add(self.port)
+
+        def getsockname(self) -> tuple[str, int]:
+            return "127.0.0.1", self.port
+
+    monkeypatch.setattr(servers.socket, "socket", Socket)
+    assert free_ports(3) == [40000, 40001, 40002] and not bound  # all released once chosen
+    assert [free_port(), free_port()] == [40000, 40000]  # one at a time: the same port twice
 
 
 def test_free_ports_are_different_from_each_other_and_free() -> None:
