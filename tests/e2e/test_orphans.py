@@ -245,9 +245,8 @@ servers.parent_death_signal = lambda: None
 
 async def main() -> None:
     data = Path(sys.argv[1])
-    started = [servers.embedded_nats(data)[0], servers.embedded_falkordb(data)[0]]
-    for server in started:
-        await server.start()
+    made = (servers.embedded_nats, servers.embedded_falkordb)
+    started = [(await servers.start_embedded(make, data))[0] for make in made]
     print(" ".join(str(s.pid) for s in started), flush=True)
     await asyncio.sleep(300)
 

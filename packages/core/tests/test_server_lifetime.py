@@ -15,20 +15,18 @@ import pytest
 
 from openmemory_core.errors import ConfigurationError
 from openmemory_core.server_lifetime import ServerRecord, holding, proc_stat, stop_leftover
-from openmemory_core.servers import embedded_nats
+from openmemory_core.servers import embedded_nats, start_embedded
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl: Linux")
 
 SUPERVISOR = """
 import asyncio, sys, threading
 from pathlib import Path
-from openmemory_core.servers import embedded_falkordb, embedded_nats
+from openmemory_core.servers import embedded_falkordb, embedded_nats, start_embedded
 
 async def main() -> None:
     data = Path(sys.argv[1])
-    servers = [embedded_nats(data)[0], embedded_falkordb(data)[0]]
-    for server in servers:
-        await server.start()
+    servers = [(await start_embedded(make, data))[0] for make in (embedded_nats, embedded_falkordb)]
     # Threads that end while the supervisor runs (asyncio.to_thread's workers, say) must not take
     # the servers with them: the parent-death signal follows the thread that forked.
     for _ in range(3):
@@ -139,8 +137,7 @@ async def test_a_server_that_ignores_sigterm_is_killed(tmp_path: Path, cleanup: 
 
 
 async def test_a_live_runs_server_is_not_a_leftover(tmp_path: Path) -> None:
-    server, _ = embedded_nats(tmp_path)
-    await server.start()
+    server, _ = await start_embedded(embedded_nats, tmp_path)
     try:
         second, _ = embedded_nats(tmp_path)
         with pytest.raises(ConfigurationError, match=f"run by process {os.getpid()}"):
@@ -152,8 +149,7 @@ async def test_a_live_runs_server_is_not_a_leftover(tmp_path: Path) -> None:
 
 
 async def test_one_server_per_store_and_the_server_holds_the_lock_itself(tmp_path: Path) -> None:
-    server, _ = embedded_nats(tmp_path)
-    await server.start()
+    server, _ = await start_embedded(embedded_nats, tmp_path)
     lock = tmp_path / "nats" / "server.lock"
     try:
         assert server.pid in holding(lock)  # inherited: held as long as the server runs

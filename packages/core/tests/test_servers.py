@@ -34,6 +34,7 @@ from openmemory_core.servers import (
     free_ports,
     make_private,
     pid_alive,
+    start_embedded,
     start_on_free_port,
 )
 from openmemory_core.stores import open_graph_store
@@ -42,8 +43,7 @@ from openmemory_testing import unique
 
 
 async def test_a_killed_nats_server_is_restarted_with_its_data(tmp_path: Path) -> None:
-    proc, url = embedded_nats(tmp_path)
-    await proc.start()
+    proc, url = await start_embedded(embedded_nats, tmp_path)
     try:
         bus = await Bus.connect(url, "t", partitions=1)
         kv = await bus.keys_bucket()
@@ -112,8 +112,7 @@ async def test_a_falkordb_that_loads_a_large_store_is_waited_for_not_killed(
     answers `-LOADING` meanwhile: 24 s for 10,000 memories' writes, once. That is waited for
     however long it takes (here far past the start-up timeout and the liveness misses), the
     store comes back whole, and the append-only file is compacted as it grows."""
-    proc, url = embedded_falkordb(tmp_path)
-    await proc.start()
+    proc, url = await start_embedded(embedded_falkordb, tmp_path)
     address = urlparse(url)
     # A query that never answers (FalkorDB's rare deadlock on a first write) fails in a minute, not on
     # the suite's timeout.
