@@ -20,6 +20,7 @@ from openmemory_search.ranking import (
     diversified,
     features,
     named_periods,
+    reranked,
     sittings,
     telling_time,
     with_replacements,
@@ -137,7 +138,7 @@ def test_every_constant_of_the_fusion_comes_from_the_ranker_s_params() -> None:
     by_text = {f.memory.text: f.score for f in ranked}
     assert by_text["b"] == 1.0 + 0.5 * fused[c_.id].score  # only `c` lifts its neighbour
     # the shipped params are the default, and a changed copy leaves them alone
-    assert HybridRanker().params == SHIPPED == RankingParams(learned=LEARNED) and params != SHIPPED
+    assert HybridRanker().params == SHIPPED == RankingParams(learned=LEARNED, rerank_top=20) != params
     assert RankingParams().learned is None  # built by hand: the fusion alone, as tuning starts
     assert HybridRanker().k == SHIPPED.rrf_k and HybridRanker().weights["keyword"] == SHIPPED.keyword
 
@@ -385,3 +386,67 @@ def test_a_learned_order_is_checked_when_built_and_never_ranks_a_broken_input_fi
     plain, broken = [0.5] * n, [float("nan")] * n
     scores = LEARNED.scores([plain, broken])
     assert scores[1] < 1e-20 < scores[0]  # a NaN feature ranks last, not first
+
+
+def _learned(*texts: str, logits: list[float]) -> list[Fused]:
+    """Entries as the learned order leaves them: best first, each with its logit and score."""
+    return [
+        Fused(mem(t), score=1 / (1 + math.exp(-x)), logit=x, signals=["learned"])
+        for t, x in zip(texts, logits, strict=True)
+    ]
+
+
+def test_the_cross_encoder_step_reorders_only_the_best_few_and_keeps_the_scores_falling() -> None:
+    ordered = _learned("a", "b", "c", "d", "e", logits=[3.0, 2.0, 1.0, 0.0, -1.0])
+    read = {"a": -9.0, "b": 0.0, "c": 9.0, "d": 50.0, "e": 50.0}  # d and e lie below the best three
+    asked: list[tuple[str, list[str]]] = []
+
+    def cross(question: str, texts: list[str]) -> list[float]:
+        asked.append((question, texts))
+        return [read[t] for t in texts]
+
+    scores = [f.score for f in ordered]
+    found = reranked(ordered, "q?", cross, top=3, weight=0.25)
+    assert asked == [("q?", ["a", "b", "c"])]  # the best three only, with the question
+    assert [f.memory.text for f in found] == ["c", "b", "a", "d", "e"]
+    assert [f.score for f in found] == scores  # each place keeps its score: they still fall
+    assert [("rerank" in f.signals) for f in found] == [True, True, True, False, False]
+    by_model = reranked(_learned("a", "b", "c", logits=[3.0, 2.0, 1.0]), "q?", cross, top=3, weight=1.0)
+    assert [f.memory.text for f in by_model] == ["a", "b", "c"]  # weight 1: the learned order alone
+    # Each side is standardised over the few: the cross-encoder's small steps count as much as the
+    # model's large ones (z: a +1.22 and -1.22, c the reverse; at weight 0.4 c leads by 0.49).
+    near = {"a": 0.0, "b": 0.1, "c": 0.2}
+    mixed = reranked(
+        _learned("a", "b", "c", logits=[30.0, 0.0, -30.0]), "q?", lambda q, t: [near[x] for x in t], 3, 0.4
+    )
+    assert [f.memory.text for f in mixed] == ["c", "b", "a"]
+    assert reranked(ordered[:1], "q?", cross, top=3, weight=0.5) == ordered[:1]
+
+
+def test_the_cross_encoder_step_runs_only_after_the_learned_order_and_only_when_on() -> None:
+    n = len(FEATURES)
+    by_length = LearnedOrder((0.0,) * n, (1.0,) * n, tuple(1.0 if f == "length" else 0.0 for f in FEATURES))
+    short, said = mem("Wow, great!"), mem("Ana: I adopted a grey cat named Pixel at the shelter last week.")
+    facts = {"dense": [short, said], "keyword": [short, said]}
+    before = mem("Bo: Guess what happened at the shelter?")
+    turns = {key: [m.model_copy(update={"previous": before.id}) for m in ms] for key, ms in facts.items()}
+    read: list[list[str]] = []
+
+    def cross(question: str, texts: list[str]) -> list[float]:
+        read.append(texts)
+        return [5.0 if t.startswith("Wow") else -5.0 for t in texts]
+
+    on = HybridRanker(replace(EQUAL, learned=by_length, rerank_top=20, rerank_weight=0.0))
+    found = on.finish(on.scores(facts), [], [], 10, question="q", cross=cross)
+    assert read == [] and [f.memory for f in found] == [short, said]  # facts: no learned order, no step
+    fused = on.scores(turns)
+    found = on.finish(fused, on.best(fused), [], 10, question="q", cross=cross)
+    assert read == [[said.text, short.text]]  # in the learned order's order
+    assert [f.memory.text for f in found] == [short.text, said.text] and "rerank" in found[0].signals
+    off = HybridRanker(replace(EQUAL, learned=by_length, rerank_top=0))
+    fused = off.scores(turns)
+    assert [f.memory.text for f in off.finish(fused, [], [], 10, question="q", cross=cross)] == [
+        said.text,
+        short.text,
+    ]
+    assert len(read) == 1 and SHIPPED.rerank_top == 20 and RankingParams().rerank_top == 0

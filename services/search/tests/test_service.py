@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from openmemory_core import contracts as c
@@ -176,3 +178,41 @@ async def test_parts_seasons_and_events_have_their_lists_when_their_steps_are_on
     assert [h.memory.text for h in week if "week" in h.signals] == [said[2][1]]
     before = await hits(on, "What did Joanna do before 1 May 2023?")
     assert {h.memory.text for h in before if "order" in h.signals} == {said[2][1], said[5][1]}
+
+
+async def test_over_conversation_turns_the_cross_encoder_reads_the_best_again(
+    stores: tuple[IngestService, SearchService], embedder: MiniLMEmbedder
+) -> None:
+    """Turns kept verbatim (linked to the turn before): the learned order, then the cross-encoder
+    over its best; off (`rerank_top` 0, `OPENMEMORY_SEARCH_RERANK_TOP=0`), the learned order alone."""
+    ingest, search = stores
+    user = unique()
+    turns = [
+        "Lena: Did you finish any good thriller lately?",
+        "Omar: I finally finished the thriller everyone talks about, it was fine.",
+        'Lena: I finished "The Silent Patient" on the train to Porto.',
+        "Omar: Wow, that sounds great!",
+        "Lena: haha yes, it was so good",
+    ]
+    for text in turns:
+        await ingest.apply(c.AddCommand(user_id=user, app="a", text=text, infer=False))
+    query = c.SearchRequest(user_id=user, query="Which book did Lena finish?", limit=3)
+    hits = (await search.search(query)).hits
+    assert hits[0].memory.text == turns[2]
+    assert all({"learned", "rerank"} <= set(h.signals) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    off = SearchService(
+        search.vectors, search.graph, embedder, SearchSettings(), ranking=replace(SHIPPED, rerank_top=0)
+    )
+    assert off.cross is None
+    plain = (await off.search(query)).hits
+    assert plain and all("learned" in h.signals and "rerank" not in h.signals for h in plain)
+
+
+def test_the_cross_encoder_s_reach_is_a_setting_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENMEMORY_SEARCH_RERANK_TOP", "0")
+    assert SearchSettings().rerank_top == 0
+    for wrong in ("-1", "101", "many"):
+        monkeypatch.setenv("OPENMEMORY_SEARCH_RERANK_TOP", wrong)
+        with pytest.raises(ValueError, match="rerank_top"):
+            SearchSettings()

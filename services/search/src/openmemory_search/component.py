@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +59,14 @@ async def serve(bus: Bus, service: SearchService) -> list[Subscription]:
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_search.ranking import SHIPPED
     from openmemory_search.service import SearchService
 
     bus = await runtime.bus()
     stores = (await runtime.vectors(), await runtime.graph(), await runtime.embedder())
-    service = SearchService(*stores, runtime.settings.search, bus, await bus.apps_bucket())
+    settings = runtime.settings.search
+    ranking = dataclasses.replace(SHIPPED, rerank_top=settings.rerank_top)
+    service = SearchService(*stores, settings, bus, await bus.apps_bucket(), ranking=ranking)
     return _Search(await serve(bus, service))
 
 

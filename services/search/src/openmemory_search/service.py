@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from openmemory_core.telemetry import search_stage
 from openmemory_core.text.dates import asks_for_latest, asks_when, event_named, query_period
 from openmemory_core.text.keywords import query_vector
 from openmemory_core.text.plans import plan_note
+from openmemory_search.cross import CrossEncoder
 from openmemory_search.decompose import decompose
 from openmemory_search.names import find_entities
 from openmemory_search.paging import list_page
@@ -50,7 +52,10 @@ class SearchService:
         bus: Bus | None = None,
         apps: KeyValue | None = None,
         ranking: RankingParams = SHIPPED,
+        cross: CrossEncoder | None = None,
     ) -> None:
+        """`cross`: the cross-encoder for `ranking.rerank_top` (one is made, and loads on first use,
+        when that is on and none is given)."""
         self.bus = bus
         self.apps = apps
         self.vectors = vectors
@@ -58,6 +63,7 @@ class SearchService:
         self.embedder = embedder
         self.settings = settings
         self.ranker = HybridRanker(ranking)  # the fusion's constants: `ranking.RankingParams`
+        self.cross = (cross or CrossEncoder()) if ranking.rerank_top else None
 
     async def _check_app(self, user_id: str, app: str | None) -> None:
         """Defence in depth: the gateway checked the app already; search checks again."""
@@ -102,7 +108,11 @@ class SearchService:
             fused = self.ranker.scores(ranked, strengths)
             best = self.ranker.best(fused)
             said_before = await self._said_before(request.user_id, best, fused, filters)
-            ordered = self.ranker.finish(fused, best, said_before, request.limit, question=query)
+            finish = functools.partial(
+                self.ranker.finish, fused, best, said_before, request.limit, question=query
+            )
+            # With the cross-encoder the order costs tens of milliseconds of CPU: off the event loop.
+            ordered = await asyncio.to_thread(finish, cross=self._cross) if self.cross else finish()
             ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
         now = c.now()  # a plan whose date has passed says so (`text.plans`); nothing stored changes
         hits = [
@@ -113,6 +123,11 @@ class SearchService:
             for f in ordered
         ]  # fmt: skip
         return c.SearchResponse(hits=hits, missing_signals=missing)
+
+    def _cross(self, question: str, texts: list[str]) -> list[float]:
+        assert self.cross is not None
+        with search_stage("rerank"):
+            return self.cross.scores(question, texts)
 
     async def _more_lists(
         self, user_id: str, query: str, dense: list[float], candidates: int, filters: c.SearchFilters
