@@ -73,10 +73,13 @@ bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrie
 	$(VENV)/bin/openmemory bench facts --out bench/results-facts.json
 	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval.json --out bench/results-chats.json
 	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval2.json --out bench/results-chats2.json
-	for set in chat_eval chat_eval2; do \
+	$(VENV)/bin/openmemory bench locomo --data bench/data/chat_eval3.json --out bench/results-chats3.json
+	for set in chat_eval chat_eval2 chat_eval3; do \
 	  $(VENV)/bin/openmemory bench locomo --data bench/data/$$set.json --cv --cv-cache $(BENCH_CACHE)/$$set --out bench/results-$$set-cv.json && \
 	  $(VENV)/bin/python -m openmemory_bench.learned --cv-cache $(BENCH_CACHE)/locomo --test-cache $(BENCH_CACHE)/$$set --without particular --out bench/results-$$set-transfer.json || exit 1; \
 	done
+	$(VENV)/bin/python -m openmemory_bench.crossenc --cv-cache $(BENCH_CACHE)/locomo --nested --out bench/results-crossenc-nested.json
+	$(VENV)/bin/python -m openmemory_bench.crossenc --cv-cache $(BENCH_CACHE)/locomo --test-cache $(BENCH_CACHE)/chat_eval3 --test-cache $(BENCH_CACHE)/chat_eval --test-cache $(BENCH_CACHE)/chat_eval2 --out bench/results-crossenc-blind.json
 	$(VENV)/bin/python bench/secrets.py --json > bench/results-secrets.json
 	$(VENV)/bin/openmemory bench near-duplicates --out bench/results-near-duplicates.json
 	$(VENV)/bin/openmemory bench near-duplicates --held-out --out bench/results-near-duplicates-heldout.json

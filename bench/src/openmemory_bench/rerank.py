@@ -33,6 +33,7 @@ from openmemory_search.ranking import (
     Fused,
     HybridRanker,
     RankingParams,
+    Scorer,
     around_event,
     named_periods,
     telling_time,
@@ -124,8 +125,10 @@ class Reranker:
         candidates: int,
         limit: int = 10,
         embed: Callable[[list[str]], list[list[float]]] | None = None,
+        cross: Scorer | None = None,
     ) -> None:
         self.users = users
+        self.cross = cross  # the cross-encoder, for `RankingParams.rerank_top` (none: no such step)
         self.candidates = candidates
         self.limit = limit
         self.embed = embed
@@ -240,7 +243,7 @@ class Reranker:
             for f in best
             if f.memory.previous and f.memory.previous not in fused and f.memory.previous in by_id
         ]
-        return ranker.finish(fused, best, said_before, limit, question=asked.query)
+        return ranker.finish(fused, best, said_before, limit, question=asked.query, cross=self.cross)
 
 
 def turns_of(memory_ids: list[str], owner: dict[str, list[str]]) -> list[str]:

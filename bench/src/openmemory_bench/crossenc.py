@@ -1,0 +1,252 @@
+"""The cross-encoder step (`ranking.reranked`), measured against the learned order it follows.
+
+`python -m openmemory_bench.crossenc --cv-cache FILE [--nested]`, over the candidates that
+`openmemory bench locomo --cv --cv-cache FILE` cached. Leave-one-conversation-out: in each fold the
+learned order is trained on the other four conversations (as `learned` trains it), the step's
+(K, w) is chosen from `TOPS` x `WEIGHTS` on those four, and the step is measured on the fifth against
+the learned order alone. `--nested`: each fold's fusion constants chosen on its four as well.
+`--test-cache FILE` (repeatable): the learned order trained on all of --cv-cache, the step at the
+shipped (K, w), measured on another data set's cached questions.
+
+The cross-encoder's scores are kept per (question, text) in `<cv-cache>.cross.pkl`, so a second
+run costs no model time. A text's score moves a little with the texts it ran beside (the model's
+int8 activations are scaled per batch), so a figure here can differ slightly from the search
+service's, which scores each search's K together.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from openmemory_bench.crossval import Scored, average, leave_one_out, paired_gain, scored, summary
+from openmemory_bench.learned import _plain, _table, _with, rows, train, tune
+from openmemory_bench.rerank import Asked, Reranker, Settings, UserMemories
+from openmemory_search.cross import CrossEncoder
+from openmemory_search.ranking import SHIPPED
+
+#: The grid (K, w) is chosen from.
+TOPS = (10, 20, 30)
+WEIGHTS = (0.0, 0.25, 0.5, 0.75)
+
+
+class Remembered:
+    """The cross-encoder's scores, each (question, text) computed once and kept in a file."""
+
+    def __init__(self, path: Path | None, cross: CrossEncoder | None = None) -> None:
+        self.path = path
+        self.cross = cross or CrossEncoder()
+        self.seen: dict[tuple[str, str], float] = {}
+        if path is not None and path.exists():
+            self.seen = pickle.loads(path.read_bytes())  # a file this module wrote
+        self.new = 0
+
+    def __call__(self, question: str, texts: list[str]) -> list[float]:
+        todo = [t for t in dict.fromkeys(texts) if (question, t) not in self.seen]
+        for text, value in zip(todo, self.cross.scores(question, todo), strict=True):
+            self.seen[question, text] = value
+        self.new += len(todo)
+        return [self.seen[question, t] for t in texts]
+
+    def save(self) -> None:
+        if self.path is not None and self.new:
+            self.path.write_bytes(pickle.dumps(self.seen))
+            self.new = 0
+
+
+def _at(settings: Settings, top: int, weight: float) -> Settings:
+    return replace(settings, ranking=replace(settings.ranking, rerank_top=top, rerank_weight=weight))
+
+
+def run(
+    asked: list[Asked],
+    users: dict[str, UserMemories],
+    candidates: int,
+    cross: Remembered,
+    picks: dict[str, Settings] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Each fold: the learned order trained on four conversations; (K, w) chosen on them (the best
+    mean of R@5 and R@10); both measured on the fifth, against the learned order alone. The fusion's
+    constants: `picks[held]` (each fold's own, `learned.tune`) when given, else `settings` (the
+    shipped constants)."""
+    reranker = Reranker(users, candidates, cross=cross)
+    groups = list(dict.fromkeys(a.conversation for a in asked))
+    stepped: list[Scored] = []
+    alone: list[Scored] = []
+    folds = []
+    for training, held in leave_one_out(groups):
+        fusion = _plain(picks[held]) if picks else _plain(settings or Settings())
+        model = train([rows(reranker, a, fusion) for a in asked if a.conversation in training])
+        learned = _with(fusion, model)
+
+        def measured(
+            questions: list[Asked], top: int, weight: float, learned: Settings = learned
+        ) -> list[Scored]:
+            return scored(questions, partial(reranker.rank, settings=_at(learned, top, weight)))
+
+        train_q = [a for a in asked if a.conversation in training]
+        base = measured(train_q, 0, 0.0)
+        choice = max(
+            ((top, weight) for top in TOPS for weight in WEIGHTS),
+            key=lambda pair: paired_gain(measured(train_q, *pair), base)[0],
+        )
+        cross.save()
+        questions = [a for a in asked if a.conversation == held]
+        mine, theirs = measured(questions, *choice), measured(questions, 0, 0.0)
+        stepped += mine
+        alone += theirs
+        folds.append({"held_out": held, "chosen": list(choice), "gain": paired_gain(mine, theirs)})
+    cross.save()
+    per = [[g] for g in groups]
+    return {
+        "questions": len(asked),
+        "fusion": "each fold's own constants" if picks else "the shipped constants",
+        "held_out": {
+            "with the cross-encoder step": average([summary(stepped, g) for g in per]),
+            "the learned order alone": average([summary(alone, g) for g in per]),
+        },
+        "gain": paired_gain(stepped, alone),
+        "folds": folds,
+    }
+
+
+def transfer(
+    trained_on: tuple[list[Asked], dict[str, UserMemories], int],
+    measured_on: tuple[list[Asked], dict[str, UserMemories], int],
+    cross: Remembered,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The learned order trained on all of `trained_on` (as it ships, over the shipped constants or
+    `settings`), and the step at the shipped (K, w), on `measured_on`'s questions: each gain paired,
+    overall and per conversation."""
+    fusion = _plain(settings or Settings())
+    asked, users, candidates = trained_on
+    model = train([rows(Reranker(users, candidates), a, fusion) for a in asked])
+    test_asked, test_users, test_candidates = measured_on
+    test = Reranker(test_users, test_candidates, cross=cross)
+    learned = _with(fusion, model)
+    orders = {
+        f"with the cross-encoder step ({SHIPPED.rerank_top}, {SHIPPED.rerank_weight})": _at(
+            learned, SHIPPED.rerank_top, SHIPPED.rerank_weight
+        ),
+        "the learned order alone": _at(learned, 0, 0.0),
+    }
+    ranked = {name: scored(test_asked, partial(test.rank, settings=s)) for name, s in orders.items()}
+    cross.save()
+    mine, theirs = ranked.values()
+    groups = list(dict.fromkeys(a.conversation for a in test_asked))
+    return {
+        "questions": len(test_asked),
+        "figures": {name: summary(these, groups) for name, these in ranked.items()},
+        "gain": paired_gain(mine, theirs),
+        "by_conversation": {
+            g: paired_gain([s for s in mine if s.group == g], [s for s in theirs if s.group == g])
+            for g in groups
+        },
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    mean, se = report["gain"]
+    lines = [
+        f"Leave-one-conversation-out, {report['questions']} questions; averages of the per-conversation "
+        f"figures. The fusion: {report['fusion']}.",
+        "",
+        *_table("held out", report["held_out"]),
+        "",
+        f"Held-out gain of the step (mean of R@5 and R@10 per question): {mean:+.4f} ± {se:.4f}",
+        "",
+        "| held out | (K, w) chosen on the other four | gain ± SE |",
+        "|---|---|---|",
+    ]
+    for fold in report["folds"]:
+        m, e = fold["gain"]
+        lines.append(f"| {fold['held_out']} | {tuple(fold['chosen'])} | {m:+.4f} ± {e:.4f} |")
+    step = report["held_out"]["with the cross-encoder step"]["by_category"]
+    base = report["held_out"]["the learned order alone"]["by_category"]
+    lines += ["", "| category (held out) | with the step R@5 / R@10 | alone R@5 / R@10 |", "|---|---|---|"]
+    for category, figures in step.items():
+        other = base[category]
+        lines.append(
+            f"| {category} | {figures['recall@5']} / {figures['recall@10']} | "
+            f"{other['recall@5']} / {other['recall@10']} |"
+        )
+    return "\n".join(lines)
+
+
+def transfer_markdown(name: str, report: dict[str, Any]) -> str:
+    mean, se = report["gain"]
+    by = ", ".join(f"{g} {m:+.4f} ± {e:.4f}" for g, (m, e) in report["by_conversation"].items())
+    return "\n".join(
+        [
+            f"{name}: the learned order trained on all of --cv-cache, {report['questions']} questions.",
+            "",
+            *_table("order", report["figures"]),
+            "",
+            f"Gain of the step: {mean:+.4f} ± {se:.4f} ({by})",
+        ]
+    )
+
+
+def pooled(gains: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The inverse-variance mean of several sets' gains, and its standard error."""
+    weights = [1 / se**2 for _, se in gains]
+    mean = sum(w * m for w, (m, _) in zip(weights, gains, strict=True)) / sum(weights)
+    return round(mean, 4), round((1 / sum(weights)) ** 0.5, 4)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+
+    from openmemory_bench.runner import _read_cache
+
+    parser = argparse.ArgumentParser(prog="python -m openmemory_bench.crossenc")
+    parser.add_argument("--cv-cache", type=Path, required=True)
+    parser.add_argument("--nested", action="store_true", help="each fold's fusion constants tuned too")
+    parser.add_argument(
+        "--test-cache",
+        type=Path,
+        action="append",
+        default=[],
+        help="instead of cross-validating: train on all of --cv-cache and measure the step at the "
+        "shipped (K, w) on this cache's questions (repeatable; several are also pooled)",
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    def load(path: Path) -> tuple[list[Asked], dict[str, UserMemories], int]:
+        cached = _read_cache(path)
+        if cached is None:
+            parser.error(f"no cache at {path}: run `openmemory bench locomo --cv --cv-cache FILE` first")
+        return cached["asked"], cached["users"], cached["candidates"]
+
+    trained_on = load(args.cv_cache)
+    out: dict[str, Any]
+    if args.test_cache:
+        out = {}
+        for path in args.test_cache:
+            cross = Remembered(path.with_name(path.name + ".cross.pkl"))
+            out[str(path)] = transfer(trained_on, load(path), cross)
+            print(transfer_markdown(path.name, out[str(path)]), "\n", flush=True)
+        if len(out) > 1:
+            mean, se = pooled([r["gain"] for r in out.values()])
+            print(f"Pooled over the {len(out)} sets (inverse-variance): {mean:+.4f} ± {se:.4f}")
+    else:
+        asked, users, candidates = trained_on
+        picks = tune(asked, users, candidates) if args.nested else None
+        cross = Remembered(args.cv_cache.with_name(args.cv_cache.name + ".cross.pkl"))
+        out = run(asked, users, candidates, cross, picks)
+        print(markdown(out))
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

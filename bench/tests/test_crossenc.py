@@ -1,0 +1,96 @@
+"""The cross-encoder step measured over cached candidates (`openmemory_bench.crossenc`), with the real
+model, on memories made here."""
+
+import uuid
+from pathlib import Path
+
+from openmemory_bench import learned
+from openmemory_bench.crossenc import TOPS, WEIGHTS, Remembered, pooled, run, transfer
+from openmemory_bench.rerank import Asked, Settings, UserMemories
+from openmemory_core import contracts as c
+from openmemory_search.cross import CrossEncoder
+from openmemory_search.ranking import RankingParams
+from openmemory_testing import at
+
+CROSS = CrossEncoder()
+
+
+TOPICS = (
+    ("Which book did Ana read?", "Bo: Do you like reading books at all? I never have time for books.",
+     'Ana: I just finished reading "Dune" on the train, such a good story.'),
+    ("What pet did Ana adopt?", "Bo: Would you ever get a pet? Pets are so much work though.",
+     "Ana: We adopted a grey cat called Pixel from the shelter last week."),
+    ("Where did Ana travel?", "Bo: Do you travel much? I always want to travel more.",
+     "Ana: I spent ten days hiking in Patagonia in March, it was stunning."),
+)  # fmt: skip
+
+
+def _conversation(name: str) -> tuple[list[Asked], dict[str, UserMemories]]:
+    """Three questions on three topics; each one's answer says what the question asks, and a turn
+    that asks about the topic, a reaction and other talk rank above it by meaning."""
+    memories: list[c.Memory] = []
+    asked: list[Asked] = []
+    turns: dict[str, list[str]] = {}
+    for i, (question, about, answer) in enumerate(TOPICS):
+        texts = [about, "Bo: Wow!", "Bo: The weather was lovely, so we walked along the river.", answer]
+        said = [
+            c.Memory(id=str(uuid.uuid4()), user_id=name, app="a", text=text, created_at=at(60 * (4 * i + j)),
+                     updated_at=at(60 * (4 * i + j)), content_hash=text, request_id="r")
+            for j, text in enumerate(texts)
+        ]  # fmt: skip
+        memories += said
+        turns |= {m.id: [f"D{i}:{j}"] for j, m in enumerate(said)}
+        dense = [(m.id, 0.9 - 0.05 * j) for j, m in enumerate(said)]
+        asked.append(Asked(name, name, "multi-hop", (f"D{i}:3",), question, dense, [], None, False, [], []))
+    return asked, {name: UserMemories({m.id: m for m in memories}, turns)}
+
+
+def test_the_scores_are_computed_once_and_kept_in_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "cache.cross.pkl"
+    first = Remembered(path, CROSS)
+    texts = ["Ana: I read Dune.", "Bo: Do you like books?"]
+    question = "Which book did Ana read?"
+    scores = first(question, texts)
+    assert scores == CROSS.scores(question, texts) and first.new == 2
+    assert first(question, texts[::-1]) == scores[::-1] and first.new == 2  # nothing computed again
+    first.save()
+    again = Remembered(path, CROSS)
+    assert again(question, texts) == scores and again.new == 0
+
+
+def test_each_fold_chooses_its_pair_on_the_other_conversations_and_is_measured_on_its_own() -> None:
+    first, first_users = _conversation("conv-a")
+    second, second_users = _conversation("conv-b")
+    asked, users = first + second, first_users | second_users
+    anywhere = Settings(RankingParams(learned_turns=0.0))  # these memories are not linked turns
+    report = run(asked, users, 50, Remembered(None, CROSS), settings=anywhere)
+    assert [f["held_out"] for f in report["folds"]] == ["conv-a", "conv-b"]
+    assert all(tuple(f["chosen"]) in {(k, w) for k in TOPS for w in WEIGHTS} for f in report["folds"])
+    alone = report["held_out"]["the learned order alone"]
+    plain = learned.run(asked, users, 50, settings=anywhere)["held_out"]["learned order"]
+    assert alone == plain  # the same folds and models as the learned order's own measurement
+    stepped = report["held_out"]["with the cross-encoder step"]["overall"]
+    assert stepped["mrr"] == alone["overall"]["mrr"] == 1.0  # each answer first, with the step too
+    assert report["gain"] == (0.0, 0.0) and all(f["gain"] == (0.0, 0.0) for f in report["folds"])
+
+
+def test_the_step_at_the_shipped_pair_is_measured_on_another_data_set() -> None:
+    first, first_users = _conversation("conv-a")
+    second, second_users = _conversation("conv-b")
+    anywhere = Settings(RankingParams(learned_turns=0.0))
+    report = transfer((first, first_users, 50), (second, second_users, 50), Remembered(None, CROSS), anywhere)
+    names = list(report["figures"])
+    assert report["questions"] == 3 and names == [
+        "with the cross-encoder step (20, 0.5)",
+        "the learned order alone",
+    ]
+    assert report["figures"][names[0]]["overall"]["mrr"] == 1.0
+    assert (
+        list(report["by_conversation"]) == ["conv-b"]
+        and report["by_conversation"]["conv-b"] == report["gain"]
+    )
+
+
+def test_gains_pool_by_their_inverse_variance() -> None:
+    assert pooled([(0.02, 0.01), (0.0, 0.01)]) == (0.01, round(0.01 / 2**0.5, 4))
+    assert pooled([(0.03, 0.01), (-0.5, 0.1)]) == (0.0248, round(1 / 10100**0.5, 4))
