@@ -5,8 +5,8 @@ import uuid
 from pathlib import Path
 
 from openmemory_bench import learned
-from openmemory_bench.crossenc import TOPS, WEIGHTS, Remembered, pooled, run, transfer
-from openmemory_bench.rerank import Asked, Settings, UserMemories
+from openmemory_bench.crossenc import TOPS, WEIGHTS, pooled, run, transfer
+from openmemory_bench.rerank import Asked, Remembered, Settings, UserMemories
 from openmemory_core import contracts as c
 from openmemory_search.cross import CrossEncoder
 from openmemory_search.ranking import RankingParams

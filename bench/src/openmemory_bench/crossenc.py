@@ -16,7 +16,6 @@ service's, which scores each search's K together.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -25,37 +24,12 @@ from typing import Any
 
 from openmemory_bench.crossval import Scored, average, leave_one_out, paired_gain, scored, summary
 from openmemory_bench.learned import _plain, _table, _with, rows, train, tune
-from openmemory_bench.rerank import Asked, Reranker, Settings, UserMemories
-from openmemory_search.cross import CrossEncoder
+from openmemory_bench.rerank import Asked, Remembered, Reranker, Settings, UserMemories
 from openmemory_search.ranking import SHIPPED
 
 #: The grid (K, w) is chosen from.
 TOPS = (10, 20, 30)
 WEIGHTS = (0.0, 0.25, 0.5, 0.75)
-
-
-class Remembered:
-    """The cross-encoder's scores, each (question, text) computed once and kept in a file."""
-
-    def __init__(self, path: Path | None, cross: CrossEncoder | None = None) -> None:
-        self.path = path
-        self.cross = cross or CrossEncoder()
-        self.seen: dict[tuple[str, str], float] = {}
-        if path is not None and path.exists():
-            self.seen = pickle.loads(path.read_bytes())  # a file this module wrote
-        self.new = 0
-
-    def __call__(self, question: str, texts: list[str]) -> list[float]:
-        todo = [t for t in dict.fromkeys(texts) if (question, t) not in self.seen]
-        for text, value in zip(todo, self.cross.scores(question, todo), strict=True):
-            self.seen[question, text] = value
-        self.new += len(todo)
-        return [self.seen[question, t] for t in texts]
-
-    def save(self) -> None:
-        if self.path is not None and self.new:
-            self.path.write_bytes(pickle.dumps(self.seen))
-            self.new = 0
 
 
 def _at(settings: Settings, top: int, weight: float) -> Settings:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openmemory_bench.rerank import Asked, Reranker, Settings, UserMemories, agreement
+from openmemory_bench.rerank import Asked, Remembered, Reranker, Settings, UserMemories, agreement
 from openmemory_bench.retrieval import Tally
 from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.text.keywords import KeywordParams
@@ -272,7 +272,8 @@ class Evaluations:
     def __init__(self, asked: list[Asked], users: dict[str, UserMemories], candidates: int) -> None:
         embedder = MiniLMEmbedder(spinning=False)  # for the parts and events search embeds
         self.asked = asked
-        self.reranker = Reranker(users, candidates, embed=embedder.embed_sync)
+        # the cross-encoder too, for the settings that run it (the shipped ones), as search does
+        self.reranker = Reranker(users, candidates, embed=embedder.embed_sync, cross=Remembered(None))
         self.memo: dict[Settings, list[Scored]] = {}
 
     def __call__(self, settings: Settings) -> list[Scored]:

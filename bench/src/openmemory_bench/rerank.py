@@ -12,10 +12,12 @@ the search service's own answers.
 
 from __future__ import annotations
 
+import pickle
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from openmemory_core import contracts as c
 from openmemory_core.text.dates import asks_for_latest, asks_when, event_named, query_period
 from openmemory_core.text.keywords import SHIPPED as KEYWORDS_SHIPPED
 from openmemory_core.text.keywords import KeywordParams, document_vector, idf, query_vector
+from openmemory_search.cross import CrossEncoder
 from openmemory_search.decompose import decompose
 from openmemory_search.names import find_entities
 from openmemory_search.ranking import SHIPPED as RANKING_SHIPPED
@@ -112,6 +115,31 @@ class KeywordIndex:
                 scores[memory_id] += self.idf[index] * value
         ranked = sorted(scores.items(), key=lambda pair: -pair[1])
         return [(m, s) for m, s in ranked if s > 0][:limit]
+
+
+class Remembered:
+    """The cross-encoder's scores (`RankingParams.rerank_top`), each (question, text) computed once,
+    and kept in `path` if one is given."""
+
+    def __init__(self, path: Path | None, cross: CrossEncoder | None = None) -> None:
+        self.path = path
+        self.cross = cross or CrossEncoder()
+        self.seen: dict[tuple[str, str], float] = {}
+        if path is not None and path.exists():
+            self.seen = pickle.loads(path.read_bytes())  # a file this module wrote
+        self.new = 0
+
+    def __call__(self, question: str, texts: list[str]) -> list[float]:
+        todo = [t for t in dict.fromkeys(texts) if (question, t) not in self.seen]
+        for text, value in zip(todo, self.cross.scores(question, todo), strict=True):
+            self.seen[question, text] = value
+        self.new += len(todo)
+        return [self.seen[question, t] for t in texts]
+
+    def save(self) -> None:
+        if self.path is not None and self.new:
+            self.path.write_bytes(pickle.dumps(self.seen))
+            self.new = 0
 
 
 class Reranker:
