@@ -79,6 +79,7 @@ bench: install  ## LoCoMo retrieval held out and in sample (LOCOMO=path), retrie
 	  $(VENV)/bin/python -m openmemory_bench.learned --cv-cache $(BENCH_CACHE)/locomo --test-cache $(BENCH_CACHE)/$$set --without particular --out bench/results-$$set-transfer.json || exit 1; \
 	done
 	$(VENV)/bin/python -m openmemory_bench.crossenc --cv-cache $(BENCH_CACHE)/locomo --nested --out bench/results-crossenc-nested.json
+	$(VENV)/bin/python -m openmemory_bench.crossenc --cv-cache $(BENCH_CACHE)/locomo --nested --shipped-pair --out bench/results-crossenc-nested-shipped.json
 	$(VENV)/bin/python -m openmemory_bench.crossenc --cv-cache $(BENCH_CACHE)/locomo --test-cache $(BENCH_CACHE)/chat_eval3 --test-cache $(BENCH_CACHE)/chat_eval --test-cache $(BENCH_CACHE)/chat_eval2 --out bench/results-crossenc-blind.json
 	$(VENV)/bin/python bench/secrets.py --json > bench/results-secrets.json
 	$(VENV)/bin/openmemory bench near-duplicates --out bench/results-near-duplicates.json

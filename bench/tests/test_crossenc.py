@@ -94,3 +94,14 @@ def test_the_step_at_the_shipped_pair_is_measured_on_another_data_set() -> None:
 def test_gains_pool_by_their_inverse_variance() -> None:
     assert pooled([(0.02, 0.01), (0.0, 0.01)]) == (0.01, round(0.01 / 2**0.5, 4))
     assert pooled([(0.03, 0.01), (-0.5, 0.1)]) == (0.0248, round(1 / 10100**0.5, 4))
+
+
+def test_every_fold_can_be_held_to_the_shipped_pair() -> None:
+    first, first_users = _conversation("conv-a")
+    second, second_users = _conversation("conv-b")
+    anywhere = Settings(RankingParams(learned_turns=0.0))
+    cross = Remembered(None, CROSS)
+    report = run(first + second, first_users | second_users, 50, cross, settings=anywhere, pair=(20, 0.5))
+    assert [tuple(f["chosen"]) for f in report["folds"]] == [(20, 0.5), (20, 0.5)]
+    chosen = run(first + second, first_users | second_users, 50, cross, settings=anywhere)
+    assert [tuple(f["chosen"]) for f in chosen["folds"]] == [(10, 0.0), (10, 0.0)]  # the first best

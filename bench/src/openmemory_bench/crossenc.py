@@ -1,10 +1,11 @@
 """The cross-encoder step (`ranking.reranked`), measured against the learned order it follows.
 
-`python -m openmemory_bench.crossenc --cv-cache FILE [--nested]`, over the candidates that
-`openmemory bench locomo --cv --cv-cache FILE` cached. Leave-one-conversation-out: in each fold the
-learned order is trained on the other four conversations (as `learned` trains it), the step's
-(K, w) is chosen from `TOPS` x `WEIGHTS` on those four, and the step is measured on the fifth against
-the learned order alone. `--nested`: each fold's fusion constants chosen on its four as well.
+`python -m openmemory_bench.crossenc --cv-cache FILE [--nested] [--shipped-pair]`, over the candidates
+that `openmemory bench locomo --cv --cv-cache FILE` cached. Leave-one-conversation-out: in each fold
+the learned order is trained on the other four conversations (as `learned` trains it), the step's
+(K, w) is chosen from `TOPS` x `WEIGHTS` on those four (`--shipped-pair`: the shipped pair in every
+fold), and the step is measured on the fifth against the learned order alone. `--nested`: each
+fold's fusion constants chosen on its four as well.
 `--test-cache FILE` (repeatable): the learned order trained on all of --cv-cache, the step at the
 shipped (K, w), measured on another data set's cached questions.
 
@@ -43,11 +44,12 @@ def run(
     cross: Remembered,
     picks: dict[str, Settings] | None = None,
     settings: Settings | None = None,
+    pair: tuple[int, float] | None = None,
 ) -> dict[str, Any]:
     """Each fold: the learned order trained on four conversations; (K, w) chosen on them (the best
-    mean of R@5 and R@10); both measured on the fifth, against the learned order alone. The fusion's
-    constants: `picks[held]` (each fold's own, `learned.tune`) when given, else `settings` (the
-    shipped constants)."""
+    mean of R@5 and R@10), or `pair` for every fold; both measured on the fifth, against the learned
+    order alone. The fusion's constants: `picks[held]` (each fold's own, `learned.tune`) when given,
+    else `settings` (the shipped constants)."""
     reranker = Reranker(users, candidates, cross=cross)
     groups = list(dict.fromkeys(a.conversation for a in asked))
     stepped: list[Scored] = []
@@ -65,9 +67,9 @@ def run(
 
         train_q = [a for a in asked if a.conversation in training]
         base = measured(train_q, 0, 0.0)
-        choice = max(
+        choice = pair or max(
             ((top, weight) for top in TOPS for weight in WEIGHTS),
-            key=lambda pair: paired_gain(measured(train_q, *pair), base)[0],
+            key=lambda each: paired_gain(measured(train_q, *each), base)[0],
         )
         cross.save()
         questions = [a for a in asked if a.conversation == held]
@@ -184,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cv-cache", type=Path, required=True)
     parser.add_argument("--nested", action="store_true", help="each fold's fusion constants tuned too")
     parser.add_argument(
+        "--shipped-pair",
+        action="store_true",
+        help=f"every fold at the shipped (K, w), ({SHIPPED.rerank_top}, {SHIPPED.rerank_weight}): none chosen",
+    )
+    parser.add_argument(
         "--test-cache",
         type=Path,
         action="append",
@@ -215,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asked, users, candidates = trained_on
         picks = tune(asked, users, candidates) if args.nested else None
         cross = Remembered(args.cv_cache.with_name(args.cv_cache.name + ".cross.pkl"))
-        out = run(asked, users, candidates, cross, picks)
+        pair = (SHIPPED.rerank_top, SHIPPED.rerank_weight) if args.shipped_pair else None
+        out = run(asked, users, candidates, cross, picks, pair=pair)
         print(markdown(out))
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))

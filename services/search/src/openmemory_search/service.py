@@ -111,8 +111,10 @@ class SearchService:
             finish = functools.partial(
                 self.ranker.finish, fused, best, said_before, request.limit, question=query
             )
-            # With the cross-encoder the order costs tens of milliseconds of CPU: off the event loop.
-            ordered = await asyncio.to_thread(finish, cross=self._cross) if self.cross else finish()
+            # Over conversation turns the cross-encoder may run: tens of milliseconds of CPU, off the
+            # event loop. Over facts alone (no memory linked to a turn before it) it never does.
+            turns = said_before or any(f.memory.previous for f in fused.values())
+            ordered = await asyncio.to_thread(finish, cross=self._cross) if self.cross and turns else finish()
             ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
         now = c.now()  # a plan whose date has passed says so (`text.plans`); nothing stored changes
         hits = [
