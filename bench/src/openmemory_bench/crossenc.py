@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--shipped-pair",
         action="store_true",
-        help=f"every fold at the shipped (K, w), ({SHIPPED.rerank_top}, {SHIPPED.rerank_weight}): none chosen",
+        help=f"every fold at the shipped pair ({SHIPPED.rerank_top}, {SHIPPED.rerank_weight}), none chosen",
     )
     parser.add_argument(
         "--test-cache",
