@@ -16,22 +16,31 @@ CROSS = CrossEncoder()
 
 
 TOPICS = (
-    ("Which book did Ana read?", "Bo: Do you like reading books at all? I never have time for books.",
-     'Ana: I just finished reading "Dune" on the train, such a good story.'),
-    ("What pet did Ana adopt?", "Bo: Would you ever get a pet? Pets are so much work though.",
-     "Ana: We adopted a grey cat called Pixel from the shelter last week."),
-    ("Where did Ana travel?", "Bo: Do you travel much? I always want to travel more.",
-     "Ana: I spent ten days hiking in Patagonia in March, it was stunning."),
+    ("Which book did Ana read?", "Bo: Do you like reading books at all?", "Ana: I read Dune.",
+     "Bo: Do you like reading books at all? I never have time for books these days, with work and "
+     "the kids, and the library in town closed last spring.",
+     'Ana: I just finished reading "Dune" on the train this week, such a good story, I loved it.'),
+    ("What pet did Ana adopt?", "Bo: Would you ever get a pet?", "Ana: We adopted a cat, Pixel.",
+     "Bo: Would you ever get a pet? Pets are so much work though, and our landlord said no animals "
+     "in the flat, not even a hamster.",
+     "Ana: We adopted a grey cat called Pixel from the shelter last week, and he already rules the flat."),
+    ("Where did Ana travel?", "Bo: Do you travel much?", "Ana: Patagonia, hiking.",
+     "Bo: Do you travel much? I always want to travel more, but flights are so expensive now and I "
+     "never know where to go first.",
+     "Ana: I spent ten days hiking in Patagonia in March, the glaciers were stunning and the wind wild."),
 )  # fmt: skip
 
 
-def _conversation(name: str) -> tuple[list[Asked], dict[str, UserMemories]]:
+def _conversation(name: str, long_answers: bool = True) -> tuple[list[Asked], dict[str, UserMemories]]:
     """Three questions on three topics; each one's answer says what the question asks, and a turn
-    that asks about the topic, a reaction and other talk rank above it by meaning."""
+    that asks about the topic, a reaction and other talk rank above it by meaning. `long_answers`:
+    the answers say more than the turns that ask (else less: what length told one conversation's
+    learned order misleads it on the other)."""
     memories: list[c.Memory] = []
     asked: list[Asked] = []
     turns: dict[str, list[str]] = {}
-    for i, (question, about, answer) in enumerate(TOPICS):
+    for i, (question, short_about, short_answer, long_about, long_answer) in enumerate(TOPICS):
+        about, answer = (short_about, long_answer) if long_answers else (long_about, short_answer)
         texts = [about, "Bo: Wow!", "Bo: The weather was lovely, so we walked along the river.", answer]
         said = [
             c.Memory(id=str(uuid.uuid4()), user_id=name, app="a", text=text, created_at=at(60 * (4 * i + j)),
@@ -51,7 +60,7 @@ def test_the_scores_are_computed_once_and_kept_in_a_file(tmp_path: Path) -> None
     texts = ["Ana: I read Dune.", "Bo: Do you like books?"]
     question = "Which book did Ana read?"
     scores = first(question, texts)
-    assert scores == CROSS.scores(question, texts) and first.new == 2
+    assert scores == [CROSS.scores(question, [t])[0] for t in texts] and first.new == 2  # each alone
     assert first(question, texts[::-1]) == scores[::-1] and first.new == 2  # nothing computed again
     first.save()
     again = Remembered(path, CROSS)
@@ -105,3 +114,16 @@ def test_every_fold_can_be_held_to_the_shipped_pair() -> None:
     assert [tuple(f["chosen"]) for f in report["folds"]] == [(20, 0.5), (20, 0.5)]
     chosen = run(first + second, first_users | second_users, 50, cross, settings=anywhere)
     assert [tuple(f["chosen"]) for f in chosen["folds"]] == [(10, 0.0), (10, 0.0)]  # the first best
+
+
+def test_where_the_learned_order_is_misled_the_step_puts_the_answer_first() -> None:
+    """Trained where answers say more than the turns that ask, the learned order puts the longer
+    turn first on a conversation where answers say less; the cross-encoder reads what each says."""
+    first, first_users = _conversation("conv-a", long_answers=True)
+    second, second_users = _conversation("conv-b", long_answers=False)
+    anywhere = Settings(RankingParams(learned_turns=0.0))
+    report = run(first + second, first_users | second_users, 50, Remembered(None, CROSS), settings=anywhere)
+    alone = report["held_out"]["the learned order alone"]["overall"]
+    stepped = report["held_out"]["with the cross-encoder step"]["overall"]
+    assert alone["mrr"] < 0.9 and stepped["mrr"] == 1.0
+    # (the paired gain counts R@5 and R@10, which four candidates a question leave at 1 either way)

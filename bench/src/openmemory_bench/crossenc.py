@@ -9,10 +9,11 @@ fold's fusion constants chosen on its four as well.
 `--test-cache FILE` (repeatable): the learned order trained on all of --cv-cache, the step at the
 shipped (K, w), measured on another data set's cached questions.
 
-The cross-encoder's scores are kept per (question, text) in `<cv-cache>.cross.pkl`, so a second
-run costs no model time. A text's score moves a little with the texts it ran beside (the model's
-int8 activations are scaled per batch), so a figure here can differ slightly from the search
-service's, which scores each search's K together.
+The cross-encoder's scores are computed one pair at a time and kept per (question, text) in
+`<cv-cache>.cross.pkl`, so a figure does not depend on what ran before it and a second run costs no
+model time (`rerank.Remembered`). A text's score moves a little with the texts it runs beside (the
+model's int8 activations are scaled per batch), so a figure here can differ slightly from the
+search service's, which scores each search's K together.
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(out) > 1:
             mean, se = pooled([r["gain"] for r in out.values()])
             print(f"Pooled over the {len(out)} sets (inverse-variance): {mean:+.4f} ± {se:.4f}")
+            out = {"sets": out, "pooled": [mean, se]}
     else:
         asked, users, candidates = trained_on
         picks = tune(asked, users, candidates) if args.nested else None

@@ -119,7 +119,10 @@ class KeywordIndex:
 
 class Remembered:
     """The cross-encoder's scores (`RankingParams.rerank_top`), each (question, text) computed once,
-    and kept in `path` if one is given."""
+    alone, and kept in `path` if one is given. Alone, because the model's int8 activations are scaled
+    per batch: a score computed beside other texts would depend on which settings asked first. So
+    a figure here is the same whatever ran before it, and can differ a little from the search
+    service's, which scores a search's K together."""
 
     def __init__(self, path: Path | None, cross: CrossEncoder | None = None) -> None:
         self.path = path
@@ -130,10 +133,10 @@ class Remembered:
         self.new = 0
 
     def __call__(self, question: str, texts: list[str]) -> list[float]:
-        todo = [t for t in dict.fromkeys(texts) if (question, t) not in self.seen]
-        for text, value in zip(todo, self.cross.scores(question, todo), strict=True):
-            self.seen[question, text] = value
-        self.new += len(todo)
+        for text in dict.fromkeys(texts):
+            if (question, text) not in self.seen:
+                (self.seen[question, text],) = self.cross.scores(question, [text])
+                self.new += 1
         return [self.seen[question, t] for t in texts]
 
     def save(self) -> None:

@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -7,6 +8,7 @@ from openmemory_core.embeddings import MiniLMEmbedder
 from openmemory_core.errors import InvalidInput
 from openmemory_core.settings import SearchSettings
 from openmemory_ingest.service import IngestService
+from openmemory_search.cross import CrossEncoder
 from openmemory_search.ranking import SHIPPED, RankingParams
 from openmemory_search.service import SearchService
 from openmemory_testing import unique
@@ -212,7 +214,28 @@ async def test_over_conversation_turns_the_cross_encoder_reads_the_best_again(
 def test_the_cross_encoder_s_reach_is_a_setting_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENMEMORY_SEARCH_RERANK_TOP", "0")
     assert SearchSettings().rerank_top == 0
-    for wrong in ("-1", "101", "many"):
+    for wrong in ("-1", "51", "many"):
         monkeypatch.setenv("OPENMEMORY_SEARCH_RERANK_TOP", wrong)
         with pytest.raises(ValueError, match="rerank_top"):
             SearchSettings()
+
+
+async def test_facts_never_reach_the_cross_encoder_and_a_refused_model_leaves_the_learned_order(
+    stores: tuple[IngestService, SearchService], embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    ingest, shipped = stores
+    user = unique()
+    await ingest.apply(c.AddCommand(user_id=user, app="a", text=TEXT))
+    fresh = SearchService(shipped.vectors, shipped.graph, embedder, SearchSettings())
+    hits = (await fresh.search(c.SearchRequest(user_id=user, query="what do I play?", limit=3))).hits
+    assert hits and fresh.cross is not None and not fresh.cross.ready  # never even loaded
+    talker = unique()
+    for text in ("Lena: Did you finish any good book lately?", 'Lena: I finished "Dune" on the train.'):
+        await ingest.apply(c.AddCommand(user_id=talker, app="a", text=text, infer=False))
+    broken = SearchService(
+        shipped.vectors, shipped.graph, embedder, SearchSettings(), cross=CrossEncoder(tmp_path)
+    )
+    question = c.SearchRequest(user_id=talker, query="Which book did Lena finish?", limit=2)
+    for _ in range(2):  # refused once, and every search after still answers
+        found = (await broken.search(question)).hits
+        assert found and all("learned" in h.signals and "rerank" not in h.signals for h in found)

@@ -369,9 +369,10 @@ class SearchSettings(BaseSettings):
     rerank_top: int = Field(
         default=20,
         ge=0,
-        le=100,
+        le=50,
         description="over conversation turns, how many of the best a cross-encoder reads again with "
-        "the question (about 4 ms each on two cores); 0 turns the step off",
+        "the question (about 4 ms each on two cores, up to about 25 ms for the longest); 0 (or 1) "
+        "leaves the step out",
     )
 
 

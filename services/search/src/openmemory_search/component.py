@@ -20,14 +20,16 @@ if TYPE_CHECKING:
 
 
 class _Search:
-    def __init__(self, subscriptions: list[Subscription]) -> None:
+    def __init__(self, subscriptions: list[Subscription], service: SearchService) -> None:
         self.subscriptions = subscriptions
+        self.service = service
 
     async def stop(self) -> None:
         """Stop answering; the shared bus itself is closed by the runtime, which drains replies."""
         for sub in self.subscriptions:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+        self.service.close()
 
 
 async def serve(bus: Bus, service: SearchService) -> list[Subscription]:
@@ -59,6 +61,7 @@ async def serve(bus: Bus, service: SearchService) -> list[Subscription]:
 
 async def start(runtime: Runtime) -> Running:
     # Imported here: registering every component must stay cheap for processes that run few.
+    from openmemory_search.cross import CrossEncoder
     from openmemory_search.ranking import SHIPPED
     from openmemory_search.service import SearchService
 
@@ -66,8 +69,9 @@ async def start(runtime: Runtime) -> Running:
     stores = (await runtime.vectors(), await runtime.graph(), await runtime.embedder())
     settings = runtime.settings.search
     ranking = dataclasses.replace(SHIPPED, rerank_top=settings.rerank_top)
-    service = SearchService(*stores, settings, bus, await bus.apps_bucket(), ranking=ranking)
-    return _Search(await serve(bus, service))
+    cross = CrossEncoder(threads=runtime.settings.core.model_threads or None)
+    service = SearchService(*stores, settings, bus, await bus.apps_bucket(), ranking=ranking, cross=cross)
+    return _Search(await serve(bus, service), service)
 
 
 component = Component(name="search", uses=frozenset({BUS, VECTORS, GRAPH, EMBEDDER}), start=start, order=10)

@@ -54,10 +54,14 @@ class CrossEncoder:
     batch_size = 8
 
     def __init__(self, folder: Path | None = None, threads: int | None = None) -> None:
+        """`threads`: onnxruntime's threads (`OPENMEMORY_MODEL_THREADS`; none: one per core). They
+        never spin between calls: a spinning pool took a core from the query's embedding and the
+        event loop, and the step itself gained nothing from it (bench/README.md)."""
         self.folder = folder
         self.threads = threads
         self._lock = threading.Lock()
         self._loaded: tuple[object, object] | None = None
+        self._failed: ConfigurationError | None = None
 
     def _load(self) -> tuple[object, object]:
         import onnxruntime as ort
@@ -69,21 +73,34 @@ class CrossEncoder:
             if not path.exists() or _sha256(path) != expected:
                 raise ConfigurationError(f"cross-encoder file {path} is missing or not the expected one")
         options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             options.intra_op_num_threads = self.threads
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         reader = Tokenizer.from_file(str(tokenizer))
         reader.enable_truncation(max_length=self.max_tokens)
         reader.no_padding()  # the file pads every pair to 512; each group is padded to its longest
+        reader.encode_special_tokens = True  # a "[SEP]" in a memory's text is text, not a marker
         return session, reader
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded."""
+        return self._loaded is not None
 
     def scores(self, question: str, texts: list[str]) -> list[float]:
         """Each text's logit against `question`, in order. CPU-bound: call it off the event loop."""
         if not texts:
             return []
         with self._lock:  # one model and tokenizer, loaded once, shared by the threads that score
+            if self._failed is not None:
+                raise self._failed  # once refused, not read and hashed again on every search
             if self._loaded is None:
-                self._loaded = self._load()
+                try:
+                    self._loaded = self._load()
+                except ConfigurationError as refused:
+                    self._failed = refused
+                    raise
             session, reader = self._loaded
             pairs = [(question[: self.max_chars], text[: self.max_chars]) for text in texts]
             encodings = reader.encode_batch(pairs)  # type: ignore[attr-defined]

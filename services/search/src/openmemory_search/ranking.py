@@ -141,8 +141,9 @@ def _logistic(logit: float) -> float:
     return 1.0 / (1.0 + math.exp(-logit))
 
 
-#: What scores (question, texts): `cross.CrossEncoder.scores`, one logit a text.
-Scorer = Callable[[str, list[str]], list[float]]
+#: What scores (question, texts): `cross.CrossEncoder.scores`, one logit a text; None when it cannot
+#: (the step is then left out, and the learned order stands).
+Scorer = Callable[[str, list[str]], list[float] | None]
 
 
 def reranked(ordered: list[Fused], question: str, cross: Scorer, top: int, weight: float) -> list[Fused]:
@@ -155,6 +156,8 @@ def reranked(ordered: list[Fused], question: str, cross: Scorer, top: int, weigh
     if len(head) < 2:
         return ordered
     read = cross(question, [entry.memory.text for entry in head])
+    if read is None:
+        return ordered
     mixed = [
         weight * a + (1 - weight) * b
         for a, b in zip(_standard([e.logit for e in head]), _standard(read), strict=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from nats.js.kv import KeyValue
@@ -15,7 +17,7 @@ from openmemory_core import contracts as c
 from openmemory_core.apps import require_app
 from openmemory_core.bus import Bus
 from openmemory_core.embeddings import Embedder
-from openmemory_core.errors import InvalidInput, NotFound, StoreUnavailable
+from openmemory_core.errors import ConfigurationError, InvalidInput, NotFound, StoreUnavailable
 from openmemory_core.settings import SearchSettings
 from openmemory_core.stores.graph import GraphStore
 from openmemory_core.stores.vectors import VectorStore
@@ -64,6 +66,16 @@ class SearchService:
         self.settings = settings
         self.ranker = HybridRanker(ranking)  # the fusion's constants: `ranking.RankingParams`
         self.cross = (cross or CrossEncoder()) if ranking.rerank_top else None
+        # The step's own worker: searches over turns take their turn at the model one at a time
+        # (it uses every core already), and never hold the threads that embedded stores, the
+        # query's embedding and ingest run on.
+        self._cross_refused = False
+        self._ordering = ThreadPoolExecutor(1, thread_name_prefix="cross-encoder") if self.cross else None
+
+    def close(self) -> None:
+        """Let the cross-encoder's worker go (a step under way finishes first, unawaited)."""
+        if self._ordering is not None:
+            self._ordering.shutdown(wait=False)
 
     async def _check_app(self, user_id: str, app: str | None) -> None:
         """Defence in depth: the gateway checked the app already; search checks again."""
@@ -114,7 +126,13 @@ class SearchService:
             # Over conversation turns the cross-encoder may run: tens of milliseconds of CPU, off the
             # event loop. Over facts alone (no memory linked to a turn before it) it never does.
             turns = said_before or any(f.memory.previous for f in fused.values())
-            ordered = await asyncio.to_thread(finish, cross=self._cross) if self.cross and turns else finish()
+            if self._ordering is not None and turns:
+                step = contextvars.copy_context().run  # the stage's span and timing follow it
+                ordered = await asyncio.get_running_loop().run_in_executor(
+                    self._ordering, step, functools.partial(finish, cross=self._cross)
+                )
+            else:
+                ordered = finish()
             ordered = await self._current_first(request.user_id, ordered, filters, request.limit)
         now = c.now()  # a plan whose date has passed says so (`text.plans`); nothing stored changes
         hits = [
@@ -126,10 +144,20 @@ class SearchService:
         ]  # fmt: skip
         return c.SearchResponse(hits=hits, missing_signals=missing)
 
-    def _cross(self, question: str, texts: list[str]) -> list[float]:
+    def _cross(self, question: str, texts: list[str]) -> list[float] | None:
+        """The cross-encoder's scores; None, and the learned order stands, if its files are missing
+        or not the expected ones (said in the log once, and again only at a restart)."""
         assert self.cross is not None
         with search_stage("rerank"):
-            return self.cross.scores(question, texts)
+            try:
+                return self.cross.scores(question, texts)
+            except ConfigurationError as refused:
+                if not self._cross_refused:
+                    log.error(
+                        "the cross-encoder cannot run, searches use the learned order alone: %s", refused
+                    )
+                    self._cross_refused = True
+                return None
 
     async def _more_lists(
         self, user_id: str, query: str, dense: list[float], candidates: int, filters: c.SearchFilters
