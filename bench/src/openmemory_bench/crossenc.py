@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from openmemory_bench.crossval import Scored, average, leave_one_out, paired_gain, scored, summary
-from openmemory_bench.learned import _plain, _table, _with, rows, train, tune
+from openmemory_bench.learned import _plain, _table, _with, load_cache, rows, train, tune
 from openmemory_bench.rerank import Asked, Remembered, Reranker, Settings, UserMemories
 from openmemory_search.ranking import SHIPPED
 
@@ -181,8 +181,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import json
 
-    from openmemory_bench.runner import _read_cache
-
     parser = argparse.ArgumentParser(prog="python -m openmemory_bench.crossenc")
     parser.add_argument("--cv-cache", type=Path, required=True)
     parser.add_argument("--nested", action="store_true", help="each fold's fusion constants tuned too")
@@ -202,12 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    def load(path: Path) -> tuple[list[Asked], dict[str, UserMemories], int]:
-        cached = _read_cache(path)
-        if cached is None:
-            parser.error(f"no cache at {path}: run `openmemory bench locomo --cv --cv-cache FILE` first")
-        return cached["asked"], cached["users"], cached["candidates"]
-
+    load = partial(load_cache, parser)
     trained_on = load(args.cv_cache)
     out: dict[str, Any]
     if args.test_cache:

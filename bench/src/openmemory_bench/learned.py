@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,10 @@ from openmemory_bench.crossval import (
 )
 from openmemory_bench.rerank import Asked, Reranker, Settings, UserMemories
 from openmemory_search.ranking import FEATURES, LearnedOrder, features
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
 
 #: Logistic regression: L2 penalty on the standardised weights, full-batch gradient steps. Fixed
 #: before any held-out figure was seen; not tuned.
@@ -297,8 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from openmemory_bench.runner import _read_cache
-
     parser = argparse.ArgumentParser(prog="python -m openmemory_bench.learned")
     parser.add_argument("--cv-cache", type=Path, required=True)
     parser.add_argument(
@@ -324,12 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown := [name for name in without if name not in FEATURES]:
         parser.error(f"no feature named {', '.join(unknown)}; the features: {', '.join(FEATURES)}")
 
-    def load(path: Path) -> tuple[list[Asked], dict[str, UserMemories], int]:
-        cached = _read_cache(path)
-        if cached is None:
-            parser.error(f"no cache at {path}: run `openmemory bench locomo --cv --cv-cache FILE` first")
-        return cached["asked"], cached["users"], cached["candidates"]
-
+    load = partial(load_cache, parser)
     trained_on = load(args.cv_cache)
     if args.test_cache:
         report = transfer(trained_on, load(args.test_cache), without)
@@ -342,6 +339,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0
+
+
+def load_cache(
+    parser: argparse.ArgumentParser, path: Path
+) -> tuple[list[Asked], dict[str, UserMemories], int]:
+    """A `--cv-cache` file's questions, memories and candidate count; the command stops, saying how
+    to make one, if there is none."""
+    from openmemory_bench.runner import _read_cache
+
+    cached = _read_cache(path)
+    if cached is None:
+        parser.error(f"no cache at {path}: run `openmemory bench locomo --cv --cv-cache FILE` first")
+    return cached["asked"], cached["users"], cached["candidates"]
 
 
 def transfer_markdown(report: dict[str, Any]) -> str:

