@@ -66,10 +66,10 @@ class SearchService:
         self.settings = settings
         self.ranker = HybridRanker(ranking)  # the fusion's constants: `ranking.RankingParams`
         self.cross = (cross or CrossEncoder()) if ranking.rerank_top else None
+        self._cross_refused = False  # said in the log once (`_cross`)
         # The step's own worker: searches over turns take their turn at the model one at a time
         # (it uses every core already), and never hold the threads that embedded stores, the
         # query's embedding and ingest run on.
-        self._cross_refused = False
         self._ordering = ThreadPoolExecutor(1, thread_name_prefix="cross-encoder") if self.cross else None
 
     def close(self) -> None:
