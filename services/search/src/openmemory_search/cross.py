@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openmemory_core.embeddings import file_sha256, length_groups
+from openmemory_core.embeddings import checked_model, length_groups
 from openmemory_core.errors import ConfigurationError
 
 MODEL_SHA256 = "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1"
@@ -55,22 +55,15 @@ class CrossEncoder:
         self._failed: ConfigurationError | None = None
 
     def _load(self) -> tuple[object, object]:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
         folder = self.folder or model_dir()
-        model, tokenizer = folder / "model.onnx", folder / "tokenizer.json"
-        for path, expected in ((model, MODEL_SHA256), (tokenizer, TOKENIZER_SHA256)):
-            if not path.exists() or file_sha256(path) != expected:
-                raise ConfigurationError(f"cross-encoder file {path} is missing or not the expected one")
-        options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        reader = Tokenizer.from_file(str(tokenizer))
-        reader.enable_truncation(max_length=self.max_tokens)
-        reader.no_padding()  # the file pads every pair to 512; each group is padded to its longest
+        session, reader = checked_model(
+            "cross-encoder",
+            (folder / "model.onnx", MODEL_SHA256),
+            (folder / "tokenizer.json", TOKENIZER_SHA256),
+            self.max_tokens,
+            self.threads,
+            spinning=False,
+        )  # the file pads every pair to 512: no padding, each group is padded to its longest
         reader.encode_special_tokens = True  # a "[SEP]" in a memory's text is text, not a marker
         return session, reader
 
