@@ -18,14 +18,14 @@ search service's, which scores each search's K together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from openmemory_bench.crossval import Scored, average, leave_one_out, paired_gain, scored, summary
-from openmemory_bench.learned import _plain, _table, _with, load_cache, rows, train, tune
+from openmemory_bench.learned import _only, _plain, _table, _with, load_cache, rows, train, tune
 from openmemory_bench.rerank import Asked, Remembered, Reranker, Settings, UserMemories
 from openmemory_search.ranking import SHIPPED
 
@@ -66,12 +66,7 @@ def run(
         ) -> list[Scored]:
             return scored(questions, partial(reranker.rank, settings=_at(learned, top, weight)))
 
-        train_q = [a for a in asked if a.conversation in training]
-        base = measured(train_q, 0, 0.0)
-        choice = pair or max(
-            ((top, weight) for top in TOPS for weight in WEIGHTS),
-            key=lambda each: paired_gain(measured(train_q, *each), base)[0],
-        )
+        choice = pair or _chosen(measured, [a for a in asked if a.conversation in training])
         cross.save()
         questions = [a for a in asked if a.conversation == held]
         mine, theirs = measured(questions, *choice), measured(questions, 0, 0.0)
@@ -90,6 +85,18 @@ def run(
         "gain": paired_gain(stepped, alone),
         "folds": folds,
     }
+
+
+def _chosen(
+    measured: Callable[[list[Asked], int, float], list[Scored]], training: list[Asked]
+) -> tuple[int, float]:
+    """The pair of the grid whose step gains most over the learned order alone on `training` (the
+    first on a tie)."""
+    base = measured(training, 0, 0.0)
+    return max(
+        ((top, weight) for top in TOPS for weight in WEIGHTS),
+        key=lambda each: paired_gain(measured(training, *each), base)[0],
+    )
 
 
 def transfer(
@@ -121,10 +128,7 @@ def transfer(
         "questions": len(test_asked),
         "figures": {name: summary(these, groups) for name, these in ranked.items()},
         "gain": paired_gain(mine, theirs),
-        "by_conversation": {
-            g: paired_gain([s for s in mine if s.group == g], [s for s in theirs if s.group == g])
-            for g in groups
-        },
+        "by_conversation": {g: paired_gain(*_only(g, mine, theirs)) for g in groups},
     }
 
 
