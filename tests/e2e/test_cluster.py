@@ -134,6 +134,7 @@ class Burst:
     searches: int = 0
     search_errors: int = 0
     search_reasons: Counter[str] = field(default_factory=Counter)
+    search_failures: list[tuple[float, float]] = field(default_factory=list)  # (started at, took) s
     longest_stall: float = 0.0  # seconds between two answered searches of one searcher
     done: bool = False
 
@@ -184,10 +185,11 @@ async def write(url: str, key: str, user: str, count: int, burst: Burst) -> None
                 break
 
 
-async def search(url: str, key: str, burst: Burst) -> None:
+async def search(url: str, key: str, burst: Burst, started: float) -> None:
     async with mcp_client(url, key) as client:
         last_answer = time.monotonic()
         while not burst.done:
+            sent = time.monotonic()
             try:
                 await asyncio.wait_for(client.call("search_memory", query="which reagent is in tray 3?"), 30)
                 burst.searches += 1
@@ -197,6 +199,7 @@ async def search(url: str, key: str, burst: Burst) -> None:
             except Exception as exc:
                 burst.search_errors += 1
                 burst.search_reasons[reason(exc)] += 1
+                burst.search_failures.append((round(sent - started, 1), round(time.monotonic() - sent, 1)))
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.05)
         burst.longest_stall = max(burst.longest_stall, time.monotonic() - last_answer)
@@ -239,7 +242,9 @@ async def test_accepted_adds_survive_killing_the_stream_leader_and_then_another_
     writers = [
         asyncio.create_task(write(urls[i % 2], keys[u], u, per_user[i], burst)) for i, u in enumerate(users)
     ]
-    searchers = [asyncio.create_task(search(urls[i % 2], keys[users[i]], burst)) for i in range(SEARCHERS)]
+    searchers = [
+        asyncio.create_task(search(urls[i % 2], keys[users[i]], burst, started)) for i in range(SEARCHERS)
+    ]
     faults: list[Fault] = []
     advisories: Counter[str] = Counter()
 
@@ -291,7 +296,8 @@ async def test_accepted_adds_survive_killing_the_stream_leader_and_then_another_
         f"(what, adds accepted then, writers running, s)\n"
         f"refusals: {dict(burst.reasons.most_common(5))}\n"
         f"searches {burst.searches}, errors {burst.search_errors} ({search_error_rate:.1%}), "
-        f"longest stall {burst.longest_stall:.2f}s; why: {dict(burst.search_reasons.most_common(3))}"
+        f"longest stall {burst.longest_stall:.2f}s; why: {dict(burst.search_reasons.most_common(3))}\n"
+        f"failed searches (sent at, took, s): {burst.search_failures}"
     )
 
     # Every add was accepted in the end (a refused one after retries), and the burst was still

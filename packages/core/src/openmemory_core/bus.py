@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -49,6 +50,10 @@ from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+#: What loses a query's request or reply, so that it is asked again (`Bus.query`), and how long a
+#: search worker that lost its connection takes to subscribe again through another node.
+QUERY_LOST = (nats.errors.TimeoutError, nats.errors.NoRespondersError)
+RESUBSCRIBE_SECONDS = 0.5
 QueryHandler = Callable[[dict[str, Any]], Awaitable[BaseModel]]
 
 
@@ -427,11 +432,26 @@ class Bus:
     # ---- queries -------------------------------------------------------------------------------
 
     async def query(self, query: c.Query, request: BaseModel, response: type[M], wait: float) -> M:
+        """A read answered by the search service within `wait` seconds. It is asked a second time
+        when half of `wait` passes without an answer, or when no one serves it (after a short
+        pause): when a NATS node dies, a request or reply passing through it is lost, and a search
+        worker that was connected to it subscribes again through another node a moment later. A
+        query changes nothing, so asking twice is harmless, and one lost message does not fail the
+        client's call."""
+        deadline = time.monotonic() + wait
+        ask = functools.partial(
+            self._ask, query.subject, request, nobody="the search service is not running",
+            who="the search service", headers=inject({}), waited=wait,
+        )  # fmt: skip
         with tracer.start_as_current_span(f"query {query.value}", kind=SpanKind.CLIENT):
-            result = await self._ask(
-                query.subject, request, wait, "the search service is not running", "the search service",
-                headers=inject({}),
-            )  # fmt: skip
+            try:
+                result = await ask(wait=wait / 2)
+            except Unavailable as exc:
+                if not isinstance(exc.__cause__, QUERY_LOST):
+                    raise
+                if isinstance(exc.__cause__, nats.errors.NoRespondersError):
+                    await asyncio.sleep(min(RESUBSCRIBE_SECONDS, wait / 4))
+                result = await ask(wait=max(0.1, deadline - time.monotonic()))
         return response.model_validate(result)
 
     async def consolidate(self, request: c.ConsolidateRequest, wait: float) -> c.ConsolidationReport:
@@ -449,9 +469,10 @@ class Bus:
         nobody: str,
         who: str,
         headers: dict[str, str] | None = None,
+        waited: float | None = None,
     ) -> dict[str, Any]:
         """One request/reply: the reply's result, or its error raised; `nobody` when no one serves
-        the subject, and a timeout named after `who`."""
+        the subject, and a timeout named after `who` (and `waited`, the caller's whole wait)."""
         try:
             msg = await self.nc.request(
                 subject, request.model_dump_json().encode(), timeout=wait, headers=headers
@@ -459,7 +480,7 @@ class Bus:
         except nats.errors.NoRespondersError as exc:
             raise Unavailable(nobody) from exc
         except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"{who} did not answer within {wait:.0f}s") from exc
+            raise Unavailable(f"{who} did not answer within {waited or wait:.0f}s") from exc
         reply = c.Reply.model_validate_json(msg.data)
         if not reply.ok:
             raise error_from_code(reply.error_code or "internal", reply.error or "unknown error")

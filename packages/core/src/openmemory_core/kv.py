@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 
 import nats.errors
 import nats.js.errors
@@ -45,8 +46,13 @@ def unreachable(exc: BaseException, note: str = "") -> Unavailable:
     )
 
 
+#: A KV read's wait for one answer, and for all its attempts (`Bucket.get`).
+READ_ATTEMPT_SECONDS, READ_SECONDS = 2.0, 6.0
+
+
 class Bucket(KeyValue):
-    """A KV bucket: nats-py's `KeyValue`, plus what listing its keys needs."""
+    """A KV bucket: nats-py's `KeyValue`, plus what listing its keys needs, and reads that are asked
+    again when a request gets no answer."""
 
     def __init__(self, name: str, js: JetStreamContext, direct: bool) -> None:
         self.bucket = name
@@ -54,6 +60,22 @@ class Bucket(KeyValue):
         self.stream_name = f"KV_{name}"
         self.subject_prefix = f"$KV.{name}."
         super().__init__(name=name, stream=self.stream_name, pre=self.subject_prefix, js=js, direct=direct)
+
+    async def get(self, key: str, revision: int | None = None, validate_keys: bool = True) -> KeyValue.Entry:
+        """The key's entry. A request that gets no answer in `READ_ATTEMPT_SECONDS` is sent again, for
+        up to `READ_SECONDS` in all: when a NATS node dies, a request already on its way to it (or
+        on the connection to it) is lost, while the same read sent a moment later is answered by
+        another replica. A read changes nothing, so asking twice is harmless; nats-py alone would
+        wait 5 s for the lost answer and fail every API-key check made meanwhile."""
+        deadline = time.monotonic() + READ_SECONDS
+        while True:
+            wait = min(READ_ATTEMPT_SECONDS, deadline - time.monotonic())
+            try:
+                return await asyncio.wait_for(super().get(key, revision, validate_keys), wait)
+            except (TimeoutError, nats.errors.NoRespondersError):  # nats-py's TimeoutError is one
+                if deadline - time.monotonic() < 0.2:
+                    raise
+            await asyncio.sleep(0.1)
 
 
 async def open_bucket(

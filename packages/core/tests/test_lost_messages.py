@@ -1,0 +1,98 @@
+"""A read whose request is lost on its way (a NATS node dying under it) is asked again, within the
+caller's wait: a KV read (the API-key and app checks of every MCP call) and a query to the search
+service. `LossyLink` drops the message between a real client and a real `nats-server`."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel
+
+from openmemory_core import contracts as c
+from openmemory_core.bus import RESUBSCRIBE_SECONDS, Bus
+from openmemory_core.errors import Unavailable
+from openmemory_core.kv import READ_ATTEMPT_SECONDS, kv_value, open_bucket
+from openmemory_core.servers import embedded_nats, start_embedded
+from openmemory_testing.lossy import LossyLink
+
+STATS = c.StatsResponse(total=3, by_state={"active": 3}, by_app=[], by_category=[], per_day=[])
+
+
+@pytest_asyncio.fixture
+async def own_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A server of its own, so that no search service of another test answers these queries."""
+    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("lossy-nats"))
+    yield url
+    await proc.stop()
+
+
+@pytest_asyncio.fixture
+async def link(own_nats: str) -> AsyncIterator[LossyLink]:
+    lossy = LossyLink(own_nats, prefix="", count=0)  # armed by each test once its set-up is done
+    yield lossy
+    await lossy.close()
+
+
+async def test_a_kv_read_whose_request_is_lost_is_asked_again(own_nats: str, link: LossyLink) -> None:
+    nc = await nats.connect(await link.start())
+    try:
+        bucket = await open_bucket(nc.jetstream(), "lossy", history=1)
+        await bucket.put("k", b"v")
+        link.prefix, link.left = b"$JS.API.", 1  # the next JetStream request: the read's
+        started = time.monotonic()
+        assert await kv_value(bucket, "k") == (b"v", 1)
+        took = time.monotonic() - started
+        assert len(link.dropped) == 1 and "GET.KV_lossy" in link.dropped[0]  # direct or through the API
+        assert READ_ATTEMPT_SECONDS <= took < 5.0  # the lost attempt waited out, not nats-py's 5 s
+    finally:
+        await nc.close()
+
+
+async def _answering(bus: Bus, asked: list[dict[str, Any]]) -> None:
+    async def stats(request: dict[str, Any]) -> BaseModel:
+        asked.append(request)
+        return STATS
+
+    await bus.serve_query(c.Query.STATS, stats)
+    await bus.nc.flush()
+
+
+async def test_a_query_whose_request_is_lost_is_asked_again(own_nats: str, link: LossyLink) -> None:
+    gateway = await Bus.connect(await link.start(), "gateway", partitions=1)
+    search = await Bus.connect(own_nats, "search", partitions=1)
+    asked: list[dict[str, Any]] = []
+    try:
+        await _answering(search, asked)
+        link.prefix, link.left = c.Query.STATS.subject.encode(), 1
+        started = time.monotonic()
+        found = await gateway.query(c.Query.STATS, c.StatsRequest(user_id="u"), c.StatsResponse, 2.0)
+        assert found == STATS
+        assert link.dropped == [c.Query.STATS.subject]
+        assert asked == [{"user_id": "u"}]  # the search service saw the second request only
+        assert 1.0 <= time.monotonic() - started < 2.0  # half the wait for the lost one, then answered
+
+        link.left = 2  # both attempts lost: the client is told so, naming its whole wait
+        with pytest.raises(Unavailable, match="did not answer within 2s"):
+            await gateway.query(c.Query.STATS, c.StatsRequest(user_id="u"), c.StatsResponse, 2.0)
+        assert len(asked) == 1
+    finally:
+        await gateway.close()
+        await search.close()
+
+
+async def test_a_query_sent_while_the_search_service_subscribes_again_is_answered(own_nats: str) -> None:
+    gateway = await Bus.connect(own_nats, "gateway", partitions=1)
+    search = await Bus.connect(own_nats, "search", partitions=1)
+    asked: list[dict[str, Any]] = []
+    try:
+        later = asyncio.create_task(asyncio.sleep(RESUBSCRIBE_SECONDS / 4))
+        later.add_done_callback(lambda _: asyncio.create_task(_answering(search, asked)))
+        found = await gateway.query(c.Query.STATS, c.StatsRequest(user_id="u"), c.StatsResponse, 4.0)
+        assert found == STATS and asked == [{"user_id": "u"}]
+    finally:
+        await gateway.close()
+        await search.close()
