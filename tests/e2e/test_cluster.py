@@ -12,8 +12,9 @@ The burst: `ADDS` MCP adds from `USERS` users at once (each user's adds one afte
 order is defined), half of the users on each gateway. Each writer behaves like a real client: an add
 refused while the cluster elects a leader is sent again after a short pause, for up to
 `RETRY_SECONDS`; an add still refused then is lost, and the test fails. Searches go on throughout, on
-both gateways. The figures (refused attempts, retries, error rates, longest stall) are printed: run
-with `-s` to see them.
+both gateways; one may fail only around a kill, and none waits `MAX_SEARCH_STALL` for an answer. The
+figures (refused attempts, retries, error rates, longest stall, when each failed search was sent) are
+printed: run with `-s` to see them.
 
 A retry is a new request, with a new request id. If the refused attempt had in fact been stored (the
 refusal came after JetStream stored it: an ack lost, or the gateway failing after the publish), the
@@ -64,7 +65,14 @@ FIRST_FAULT, SECOND_FAULT = 0.25, 0.6  # share of the burst accepted when each n
 # 3-10 adds while the cluster was still electing (refused, never stored: availability, not loss).
 RETRY_SECONDS = 45.0
 CALL_SECONDS = 10.0  # one attempt's limit: the gateway gives up on JetStream's ack after 5 s
-MAX_SEARCH_STALL, MAX_SEARCH_ERROR_RATE = 30.0, 0.10
+MAX_SEARCH_STALL = 30.0
+# A search may fail only around a kill: sent from this long before it (in flight when the node died)
+# to this long after. Every call's key and app checks read KV buckets from their stream's leader (a
+# follower may not have a revocation yet), so while a killed leader's successor is elected (raft's
+# election timeout, seconds, longer on two loaded cores) a call is refused as "retry shortly". How
+# many searches fail then depends on how fast the searchers ask (a CI run: 6 of 49), so the test
+# bounds when they fail and the longest time without an answer, not their share.
+SEARCH_FAULT_WINDOW = (5.0, 20.0)
 # An ack that JetStream does not confirm during an election leaves the command unacked: it comes back
 # after the ack wait (60 s by default), and its partition (one command in flight) waits until then.
 ACK_WAIT_SECONDS = 10
@@ -314,7 +322,11 @@ async def test_accepted_adds_survive_killing_the_stream_leader_and_then_another_
     # Searches were answered throughout.
     assert burst.searches > 0
     assert burst.longest_stall < MAX_SEARCH_STALL, "searches stalled through a fault"
-    assert search_error_rate < MAX_SEARCH_ERROR_RATE, "too many searches failed through the faults"
+    before, after = SEARCH_FAULT_WINDOW
+    away = [(sent, took) for sent, took in burst.search_failures if not any(
+        f.at - before <= sent <= f.at + after for f in faults
+    )]  # fmt: skip
+    assert not away, f"searches failed away from any fault (sent at, took, s): {away}"
 
     # Ingest has applied every stored command (the work queue is empty), then each user's events.
     backlog = await commands_waiting(system.bus)

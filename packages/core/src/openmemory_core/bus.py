@@ -43,16 +43,23 @@ from openmemory_core.errors import (
     Unavailable,
     error_from_code,
 )
-from openmemory_core.kv import BUS_DOWN, Bucket, open_bucket, replicas_refused, scale_stream, unreachable
+from openmemory_core.kv import (
+    BUS_DOWN,
+    Bucket,
+    asked_again,
+    open_bucket,
+    replicas_refused,
+    scale_stream,
+    unreachable,
+)
 from openmemory_core.settings import CoreSettings
 from openmemory_core.telemetry import QUERY_DURATION, extracted, inject, tracer
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-#: What loses a query's request or reply, so that it is asked again (`Bus.query`), and how long a
-#: search worker that lost its connection takes to subscribe again through another node.
-QUERY_LOST = (nats.errors.TimeoutError, nats.errors.NoRespondersError)
+#: How long a search worker that lost its NATS connection takes to subscribe again through another
+#: node: a query no one served is asked again after this (`Bus.query`).
 RESUBSCRIBE_SECONDS = 0.5
 QueryHandler = Callable[[dict[str, Any]], Awaitable[BaseModel]]
 
@@ -432,26 +439,23 @@ class Bus:
     # ---- queries -------------------------------------------------------------------------------
 
     async def query(self, query: c.Query, request: BaseModel, response: type[M], wait: float) -> M:
-        """A read answered by the search service within `wait` seconds. It is asked a second time
-        when half of `wait` passes without an answer, or when no one serves it (after a short
-        pause): when a NATS node dies, a request or reply passing through it is lost, and a search
-        worker that was connected to it subscribes again through another node a moment later. A
-        query changes nothing, so asking twice is harmless, and one lost message does not fail the
-        client's call."""
-        deadline = time.monotonic() + wait
-        ask = functools.partial(
-            self._ask, query.subject, request, nobody="the search service is not running",
-            who="the search service", headers=inject({}), waited=wait,
-        )  # fmt: skip
+        """A read answered by the search service within `wait` seconds. When half of `wait` passes
+        without an answer it is asked a second time, and whichever answer comes first is taken; when
+        no one serves it, it is asked once more after a short pause (`kv.asked_again`). When a NATS
+        node dies, a request or reply passing through it is lost, and a search worker that was
+        connected to it subscribes again through another node a moment later: one lost message no
+        longer fails the client's call, and a slow answer to the first request still counts. A query
+        changes nothing, so asking twice is harmless (a search slower than half its wait runs
+        twice)."""
         with tracer.start_as_current_span(f"query {query.value}", kind=SpanKind.CLIENT):
-            try:
-                result = await ask(wait=wait / 2)
-            except Unavailable as exc:
-                if not isinstance(exc.__cause__, QUERY_LOST):
-                    raise
-                if isinstance(exc.__cause__, nats.errors.NoRespondersError):
-                    await asyncio.sleep(min(RESUBSCRIBE_SECONDS, wait / 4))
-                result = await ask(wait=max(0.1, deadline - time.monotonic()))
+            ask = functools.partial(
+                self._ask, query.subject, request, nobody="the search service is not running",
+                who="the search service", headers=inject({}), waited=wait,
+            )  # fmt: skip
+            result = await asked_again(
+                lambda limit: ask(wait=limit), wait, wait / 2, _query_lost, attempts=2,
+                pause=min(RESUBSCRIBE_SECONDS, wait / 4),
+            )  # fmt: skip
         return response.model_validate(result)
 
     async def consolidate(self, request: c.ConsolidateRequest, wait: float) -> c.ConsolidationReport:
@@ -572,3 +576,10 @@ def redacted(url: str) -> str:
 def _refused(exc: Exception) -> bool:
     """The server turned the credentials down (nats-py reports it as a plain `Error` at connect)."""
     return isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower()
+
+
+def _query_lost(error: BaseException) -> bool:
+    """An attempt that got no answer, or found no one serving the subject."""
+    return isinstance(error, Unavailable) and isinstance(
+        error.__cause__, (nats.errors.TimeoutError, nats.errors.NoRespondersError)
+    )

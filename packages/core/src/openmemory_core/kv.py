@@ -13,6 +13,8 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -46,8 +48,51 @@ def unreachable(exc: BaseException, note: str = "") -> Unavailable:
     )
 
 
-#: A KV read's wait for one answer, and for all its attempts (`Bucket.get`).
-READ_ATTEMPT_SECONDS, READ_SECONDS = 2.0, 6.0
+#: A KV read is asked again after this long without an answer, and waits this long in all, for at
+#: most three attempts (`Bucket.get`).
+READ_AGAIN_SECONDS, READ_SECONDS = 2.0, 6.0
+T = TypeVar("T")
+
+
+async def asked_again(
+    ask: Callable[[float], Coroutine[Any, Any, T]],
+    wait: float,
+    again_after: float,
+    lost: Callable[[BaseException], bool],
+    attempts: int,
+    pause: float = 0.1,
+) -> T:
+    """`ask(limit)`, a read that may be lost on its way (a NATS node dying under it), asked again
+    when `again_after` seconds pass without an answer, or after `pause` when an attempt is `lost`,
+    up to `attempts` in all and `wait` seconds. The first answer of any attempt is taken, a slow one
+    too (an error that is not a loss is an answer); when every attempt is lost, the last one's
+    error. Only for what changes nothing when asked twice."""
+    deadline = time.monotonic() + wait
+    asking: set[asyncio.Task[T]] = set()
+    failed: BaseException = TimeoutError(f"no answer within {wait:.1f}s")
+    try:
+        for attempt in range(attempts):
+            left = deadline - time.monotonic()
+            if left > pause:
+                asking.add(asyncio.create_task(ask(left)))
+            again_at = time.monotonic() + again_after if attempt + 1 < attempts else deadline + 1
+            while asking and time.monotonic() < again_at:
+                done, asking = await asyncio.wait(
+                    asking, timeout=again_at - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    error = task.exception()
+                    if error is None or not lost(error):
+                        return task.result()
+                    failed = error
+            if not asking:
+                if deadline - time.monotonic() <= pause or attempt + 1 == attempts:
+                    raise failed
+                await asyncio.sleep(pause)
+        raise failed
+    finally:
+        for task in asking:
+            task.cancel()
 
 
 class Bucket(KeyValue):
@@ -62,20 +107,21 @@ class Bucket(KeyValue):
         super().__init__(name=name, stream=self.stream_name, pre=self.subject_prefix, js=js, direct=direct)
 
     async def get(self, key: str, revision: int | None = None, validate_keys: bool = True) -> KeyValue.Entry:
-        """The key's entry. A request that gets no answer in `READ_ATTEMPT_SECONDS` is sent again, for
-        up to `READ_SECONDS` in all: when a NATS node dies, a request already on its way to it (or
-        on the connection to it) is lost, while the same read sent a moment later is answered by
-        another replica. A read changes nothing, so asking twice is harmless; nats-py alone would
-        wait 5 s for the lost answer and fail every API-key check made meanwhile."""
-        deadline = time.monotonic() + READ_SECONDS
-        while True:
-            wait = min(READ_ATTEMPT_SECONDS, deadline - time.monotonic())
-            try:
-                return await asyncio.wait_for(super().get(key, revision, validate_keys), wait)
-            except (TimeoutError, nats.errors.NoRespondersError):  # nats-py's TimeoutError is one
-                if deadline - time.monotonic() < 0.2:
-                    raise
-            await asyncio.sleep(0.1)
+        """The key's entry. A read with no answer after `READ_AGAIN_SECONDS` is sent again, and the
+        first answer taken, for up to `READ_SECONDS` in all: when a NATS node dies, a request already
+        on its way to it (or on the connection to it) is lost, while the same read sent a moment
+        later is answered by another replica. nats-py alone would wait 5 s for the lost answer and
+        fail every API-key check made meanwhile."""
+        read = super().get
+
+        async def attempt(limit: float) -> KeyValue.Entry:
+            return await asyncio.wait_for(read(key, revision, validate_keys), limit)
+
+        return await asked_again(attempt, READ_SECONDS, READ_AGAIN_SECONDS, _read_lost, attempts=3)
+
+
+def _read_lost(error: BaseException) -> bool:
+    return isinstance(error, (TimeoutError, nats.errors.NoRespondersError))  # nats-py's timeout is one
 
 
 async def open_bucket(
