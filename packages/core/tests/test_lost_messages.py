@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
+import nats.errors
 import pytest
 import pytest_asyncio
 from pydantic import BaseModel
@@ -48,6 +49,14 @@ async def test_a_kv_read_whose_request_is_lost_is_asked_again(own_nats: str, lin
         took = time.monotonic() - started
         assert len(link.dropped) == 1 and "GET.KV_lossy" in link.dropped[0]  # direct or through the API
         assert READ_AGAIN_SECONDS <= took < 5.0  # the lost attempt waited out, not nats-py's 5 s
+
+        link.left = 3  # every attempt lost (a bucket electing its leader): the bus did not answer
+        with pytest.raises(nats.errors.TimeoutError):
+            await bucket.get("k")
+        assert len(link.dropped) == 4
+        link.left = 3
+        with pytest.raises(Unavailable, match="not reachable"):
+            await kv_value(bucket, "k")
     finally:
         await nc.close()
 
@@ -86,14 +95,23 @@ async def test_a_query_whose_request_is_lost_is_asked_again(own_nats: str, link:
 
 
 async def test_a_query_sent_while_the_search_service_subscribes_again_is_answered(own_nats: str) -> None:
+    """No one serves the subject at first (a worker subscribing again through another node): asked
+    again after the pause, the query is answered by the one request the worker saw."""
     gateway = await Bus.connect(own_nats, "gateway", partitions=1)
     search = await Bus.connect(own_nats, "search", partitions=1)
     asked: list[dict[str, Any]] = []
+
+    async def subscribing_later() -> None:
+        await asyncio.sleep(RESUBSCRIBE_SECONDS / 4)
+        await _answering(search, asked)
+
     try:
-        later = asyncio.create_task(asyncio.sleep(RESUBSCRIBE_SECONDS / 4))
-        later.add_done_callback(lambda _: asyncio.create_task(_answering(search, asked)))
+        later = asyncio.create_task(subscribing_later())
+        started = time.monotonic()
         found = await gateway.query(c.Query.STATS, c.StatsRequest(user_id="u"), c.StatsResponse, 4.0)
+        await later
         assert found == STATS and asked == [{"user_id": "u"}]
+        assert time.monotonic() - started >= RESUBSCRIBE_SECONDS  # the second attempt answered
     finally:
         await gateway.close()
         await search.close()

@@ -64,30 +64,35 @@ async def asked_again(
 ) -> T:
     """`ask(limit)`, a read that may be lost on its way (a NATS node dying under it), asked again
     when `again_after` seconds pass without an answer, or after `pause` when an attempt is `lost`,
-    up to `attempts` in all and `wait` seconds. The first answer of any attempt is taken, a slow one
-    too (an error that is not a loss is an answer); when every attempt is lost, the last one's
-    error. Only for what changes nothing when asked twice."""
+    up to `attempts` in all and `wait` seconds (each attempt is given what is left of `wait` as its
+    limit). The first answer of any attempt is taken, a slow one too (an error that is not a loss is
+    an answer); when every attempt is lost, the last one's error. Only for what changes nothing when
+    asked twice."""
     deadline = time.monotonic() + wait
     asking: set[asyncio.Task[T]] = set()
-    failed: BaseException = TimeoutError(f"no answer within {wait:.1f}s")
+    failed: BaseException = nats.errors.TimeoutError()  # only if `wait` leaves no time to ask at all
     try:
-        for attempt in range(attempts):
-            left = deadline - time.monotonic()
-            if left > pause:
-                asking.add(asyncio.create_task(ask(left)))
-            again_at = time.monotonic() + again_after if attempt + 1 < attempts else deadline + 1
-            while asking and time.monotonic() < again_at:
+        for attempt in range(1, attempts + 1):
+            if deadline - time.monotonic() > pause:
+                task = asyncio.create_task(ask(deadline - time.monotonic()))
+                task.add_done_callback(_retrieved)  # one lost beside an answer is never read below
+                asking.add(task)
+            # The last attempt waits for every one still asking: each ends by its limit.
+            again_at = time.monotonic() + again_after if attempt < attempts else None
+            while asking and (again_at is None or time.monotonic() < again_at):
                 done, asking = await asyncio.wait(
-                    asking, timeout=again_at - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+                    asking,
+                    timeout=None if again_at is None else again_at - time.monotonic(),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in done:
                     error = task.exception()
                     if error is None or not lost(error):
                         return task.result()
                     failed = error
-            if not asking:
-                if deadline - time.monotonic() <= pause or attempt + 1 == attempts:
-                    raise failed
+            if not asking:  # every attempt so far lost: a short pause, then the next one
+                if attempt == attempts or deadline - time.monotonic() <= pause:
+                    break
                 await asyncio.sleep(pause)
         raise failed
     finally:
@@ -95,33 +100,47 @@ async def asked_again(
             task.cancel()
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class Bucket(KeyValue):
     """A KV bucket: nats-py's `KeyValue`, plus what listing its keys needs, and reads that are asked
-    again when a request gets no answer."""
+    again when a request gets no answer. Reads go to the stream's leader (never `allow_direct`,
+    whatever the stream allows): a follower may not yet have a revoked key or a paused app."""
 
-    def __init__(self, name: str, js: JetStreamContext, direct: bool) -> None:
+    def __init__(self, name: str, js: JetStreamContext) -> None:
         self.bucket = name
         self.jetstream = js
         self.stream_name = f"KV_{name}"
         self.subject_prefix = f"$KV.{name}."
-        super().__init__(name=name, stream=self.stream_name, pre=self.subject_prefix, js=js, direct=direct)
+        super().__init__(name=name, stream=self.stream_name, pre=self.subject_prefix, js=js, direct=False)
 
     async def get(self, key: str, revision: int | None = None, validate_keys: bool = True) -> KeyValue.Entry:
         """The key's entry. A read with no answer after `READ_AGAIN_SECONDS` is sent again, and the
-        first answer taken, for up to `READ_SECONDS` in all: when a NATS node dies, a request already
-        on its way to it (or on the connection to it) is lost, while the same read sent a moment
-        later is answered by another replica. nats-py alone would wait 5 s for the lost answer and
-        fail every API-key check made meanwhile."""
+        first answer taken, for up to `READ_SECONDS` in all: when a NATS node dies, a request on its
+        way through it (or on the connection to it) is lost, while the same read sent a moment
+        later gets through. nats-py alone would wait 5 s for the lost answer and fail every API-key
+        check made meanwhile. While the stream elects a leader no attempt is answered, and the
+        caller gets nats-py's timeout error as before."""
         read = super().get
 
         async def attempt(limit: float) -> KeyValue.Entry:
-            return await asyncio.wait_for(read(key, revision, validate_keys), limit)
+            try:
+                return await asyncio.wait_for(read(key, revision, validate_keys), limit)
+            except TimeoutError as exc:
+                if isinstance(exc, nats.errors.TimeoutError):
+                    raise
+                raise nats.errors.TimeoutError from exc  # what callers know as the bus not answering
 
         return await asked_again(attempt, READ_SECONDS, READ_AGAIN_SECONDS, _read_lost, attempts=3)
 
 
 def _read_lost(error: BaseException) -> bool:
-    return isinstance(error, (TimeoutError, nats.errors.NoRespondersError))  # nats-py's timeout is one
+    """No answer in time, or no JetStream to answer (nats-py's word for no responders to an API
+    request)."""
+    return isinstance(error, (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError))
 
 
 async def open_bucket(
@@ -143,7 +162,7 @@ async def open_bucket(
             raise replicas_refused(f"KV_{name}", replicas, exc) from exc
         info = await _made(js, f"KV_{name}")
     await scale_stream(js, info.config, replicas)
-    return Bucket(name, js, bool(info.config.allow_direct))
+    return Bucket(name, js)
 
 
 #: How long a stream just made may stay unknown to the server asked (`_made`).

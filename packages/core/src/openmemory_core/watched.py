@@ -59,7 +59,7 @@ class WatchedBucket(Bucket):
     Writes go straight to the bucket (and clear the entry through the feed)."""
 
     def __init__(self, bucket: Bucket, nc: Nats, ttl: float, remember_missing: bool = False) -> None:
-        super().__init__(bucket.bucket, bucket.jetstream, bucket._direct)
+        super().__init__(bucket.bucket, bucket.jetstream)
         self.nc = nc
         self.ttl = ttl
         self.remember_missing = remember_missing
