@@ -154,31 +154,39 @@ async def open_bucket(
         config = KeyValueConfig(
             bucket=name, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas
         )
-        try:
-            await js.create_key_value(config)
-        except nats.js.errors.BadRequestError:  # a sibling made it meanwhile
-            pass
-        except nats.js.errors.APIError as exc:
-            raise replicas_refused(f"KV_{name}", replicas, exc) from exc
-        info = await _made(js, f"KV_{name}")
+        info = await _made(js, config)
     await scale_stream(js, info.config, replicas)
     return Bucket(name, js)
 
 
-#: How long a stream just made may stay unknown to the server asked (`_made`).
+#: How long a bucket being made may stay unknown to the server asked (`_made`).
 MADE_WAIT_SECONDS = 10.0
 
 
-async def _made(js: JetStreamContext, stream: str) -> StreamInfo:
-    """The info of a stream just made. In a cluster the meta leader makes it and the server asked may
-    learn of it a moment later: "stream not found" right after the create is asked again, 50 ms
-    apart doubling to a second, for at most `MADE_WAIT_SECONDS`."""
+async def _made(js: JetStreamContext, config: KeyValueConfig) -> StreamInfo:
+    """Make the bucket `config` names and return its stream's info. In a cluster the meta leader
+    makes it, and the server asked may learn of it a moment later; a create refused as a bad
+    request is a sibling's create that came first, or a cluster that cannot place it yet (just
+    started, its meta leader not yet knowing what each peer supports). So the create is sent again
+    while the stream stays unknown (making a bucket that exists with the same config is a no-op),
+    50 ms apart doubling to a second, for at most `MADE_WAIT_SECONDS`; then the last refusal is
+    raised, naming the setting."""
+    stream = f"KV_{config.bucket}"
     pause, waited = 0.05, 0.0
+    refused: nats.js.errors.APIError | None = None
     while True:
+        try:
+            await js.create_key_value(config)
+        except nats.js.errors.BadRequestError as exc:
+            refused = exc
+        except nats.js.errors.APIError as exc:
+            raise replicas_refused(stream, config.replicas, exc) from exc
         try:
             return await js.stream_info(stream)
         except nats.js.errors.NotFoundError:
             if waited >= MADE_WAIT_SECONDS:
+                if refused is not None:
+                    raise replicas_refused(stream, config.replicas, refused) from refused
                 raise
         await asyncio.sleep(pause)
         waited += pause
