@@ -62,18 +62,14 @@ class LossyLink:
                 buffer += data
                 while (end := buffer.find(b"\r\n")) >= 0:
                     line = buffer[:end].split()
+                    publish = bool(line) and line[0].upper() in (b"PUB", b"HPUB")
                     size = end + 2
-                    if line and line[0].upper() in (b"PUB", b"HPUB"):
+                    if publish:
                         size += int(line[-1]) + 2
                         if len(buffer) < size:
                             break  # the payload is still coming
                     operation, buffer = buffer[:size], buffer[size:]
-                    if (
-                        self.left > 0
-                        and len(line) > 1
-                        and line[0].upper() in (b"PUB", b"HPUB")
-                        and (line[1].startswith(self.prefix))
-                    ):
+                    if publish and self.left > 0 and len(line) > 1 and line[1].startswith(self.prefix):
                         self.left -= 1
                         self.dropped.append(line[1].decode())
                         continue
