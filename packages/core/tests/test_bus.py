@@ -23,20 +23,14 @@ async def test_a_repeated_request_id_is_stored_once(bus: Bus) -> None:
     assert info.state.messages >= 1
 
 
-async def test_query_without_a_search_service_is_unavailable(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    from openmemory_core.servers import embedded_nats
-
+async def test_query_without_a_search_service_is_unavailable(own_nats_url: str) -> None:
     # A server of its own, so that no search service from another test answers.
-    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("lonely-nats"))
-    lonely = await Bus.connect(url, "lonely", partitions=1)
+    lonely = await Bus.connect(own_nats_url, "lonely", partitions=1)
     try:
         with pytest.raises(Unavailable, match="not running"):
             await lonely.query(c.Query.SEARCH, c.SearchRequest(user_id="u", query="q"), c.SearchResponse, 1)
     finally:
         await lonely.close()
-        await proc.stop()
 
 
 async def test_served_queries_map_errors_back(nats_url: str) -> None:

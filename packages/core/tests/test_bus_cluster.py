@@ -102,14 +102,8 @@ async def connect_during_election(url: str) -> Bus:
 
 
 async def test_more_replicas_than_servers_is_refused_with_a_message_that_names_the_setting(
-    tmp_path_factory: pytest.TempPathFactory,
+    own_nats_url: str,
 ) -> None:
-    from openmemory_core.servers import embedded_nats, start_embedded
-
-    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("single-nats"))
-    try:
-        await (await Bus.connect(url, "one", partitions=1, replicas=1)).close()
-        with pytest.raises(Unavailable, match="OPENMEMORY_NATS_REPLICAS"):
-            await Bus.connect(url, "three", partitions=1, replicas=3)
-    finally:
-        await proc.stop()
+    await (await Bus.connect(own_nats_url, "one", partitions=1, replicas=1)).close()
+    with pytest.raises(Unavailable, match="OPENMEMORY_NATS_REPLICAS"):
+        await Bus.connect(own_nats_url, "three", partitions=1, replicas=3)

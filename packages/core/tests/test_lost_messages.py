@@ -1,6 +1,7 @@
 """A read whose request is lost on its way (a NATS node dying under it) is asked again, within the
 caller's wait: a KV read (the API-key and app checks of every MCP call) and a query to the search
-service. `LossyLink` drops the message between a real client and a real `nats-server`."""
+service. `LossyLink` drops the message between a real client and a real `nats-server`, each test's
+own (`own_nats_url`), so that no search service of another test answers these queries."""
 
 import asyncio
 import time
@@ -17,28 +18,19 @@ from openmemory_core import contracts as c
 from openmemory_core.bus import RESUBSCRIBE_SECONDS, Bus
 from openmemory_core.errors import Unavailable
 from openmemory_core.kv import READ_AGAIN_SECONDS, kv_value, open_bucket
-from openmemory_core.servers import embedded_nats, start_embedded
 from openmemory_testing.lossy import LossyLink
 
 STATS = c.StatsResponse(total=3, by_state={"active": 3}, by_app=[], by_category=[], per_day=[])
 
 
 @pytest_asyncio.fixture
-async def own_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """A server of its own, so that no search service of another test answers these queries."""
-    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("lossy-nats"))
-    yield url
-    await proc.stop()
-
-
-@pytest_asyncio.fixture
-async def link(own_nats: str) -> AsyncIterator[LossyLink]:
-    lossy = LossyLink(own_nats, prefix="", count=0)  # armed by each test once its set-up is done
+async def link(own_nats_url: str) -> AsyncIterator[LossyLink]:
+    lossy = LossyLink(own_nats_url, prefix="", count=0)  # armed by each test once its set-up is done
     yield lossy
     await lossy.close()
 
 
-async def test_a_kv_read_whose_request_is_lost_is_asked_again(own_nats: str, link: LossyLink) -> None:
+async def test_a_kv_read_whose_request_is_lost_is_asked_again(own_nats_url: str, link: LossyLink) -> None:
     nc = await nats.connect(await link.start())
     try:
         bucket = await open_bucket(nc.jetstream(), "lossy", history=1)
@@ -71,9 +63,9 @@ async def _answering(bus: Bus, asked: list[dict[str, Any]], slow: float = 0.0) -
     await bus.nc.flush()
 
 
-async def test_a_query_whose_request_is_lost_is_asked_again(own_nats: str, link: LossyLink) -> None:
+async def test_a_query_whose_request_is_lost_is_asked_again(own_nats_url: str, link: LossyLink) -> None:
     gateway = await Bus.connect(await link.start(), "gateway", partitions=1)
-    search = await Bus.connect(own_nats, "search", partitions=1)
+    search = await Bus.connect(own_nats_url, "search", partitions=1)
     asked: list[dict[str, Any]] = []
     try:
         await _answering(search, asked)
@@ -94,11 +86,11 @@ async def test_a_query_whose_request_is_lost_is_asked_again(own_nats: str, link:
         await search.close()
 
 
-async def test_a_query_sent_while_the_search_service_subscribes_again_is_answered(own_nats: str) -> None:
+async def test_a_query_sent_while_the_search_service_subscribes_again_is_answered(own_nats_url: str) -> None:
     """No one serves the subject at first (a worker subscribing again through another node): asked
     again after the pause, the query is answered by the one request the worker saw."""
-    gateway = await Bus.connect(own_nats, "gateway", partitions=1)
-    search = await Bus.connect(own_nats, "search", partitions=1)
+    gateway = await Bus.connect(own_nats_url, "gateway", partitions=1)
+    search = await Bus.connect(own_nats_url, "search", partitions=1)
     asked: list[dict[str, Any]] = []
 
     async def subscribing_later() -> None:
@@ -117,11 +109,11 @@ async def test_a_query_sent_while_the_search_service_subscribes_again_is_answere
         await search.close()
 
 
-async def test_a_slow_answer_to_the_first_request_still_counts(own_nats: str) -> None:
+async def test_a_slow_answer_to_the_first_request_still_counts(own_nats_url: str) -> None:
     """Asked again at half the wait, the first request's answer (after 0.7 of the wait) is taken:
     waiting for the second alone would run past the wait."""
-    gateway = await Bus.connect(own_nats, "gateway", partitions=1)
-    search = await Bus.connect(own_nats, "search", partitions=1)
+    gateway = await Bus.connect(own_nats_url, "gateway", partitions=1)
+    search = await Bus.connect(own_nats_url, "search", partitions=1)
     asked: list[dict[str, Any]] = []
     try:
         await _answering(search, asked, slow=1.4)

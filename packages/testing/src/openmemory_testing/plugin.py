@@ -35,6 +35,15 @@ async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
     await proc.stop()
 
 
+@pytest_asyncio.fixture
+async def own_nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A nats-server for one test alone: nothing another test serves (a search service, a topology
+    of other replicas) answers there."""
+    proc, url = await start_embedded(embedded_nats, tmp_path_factory.mktemp("own-nats"))
+    yield url
+    await proc.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def graph_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     proc, url = await start_embedded(embedded_falkordb, tmp_path_factory.mktemp("falkordb"))
