@@ -163,7 +163,8 @@ async def test_edit_pause_and_delete_in_the_ui_change_what_mcp_search_returns(
         row = page.locator("#memory-table tbody tr", has_text="violin")
         await row.locator("button.edit").click()
         await row.locator("textarea").fill("I play the cello.")
-        await row.locator("button.save").click()
+        async with page.expect_navigation():  # the page reloads once the edit is saved
+            await row.locator("button.save").click()
 
         async def edited() -> bool:
             found = await cursor.texts("instrument")
@@ -171,7 +172,8 @@ async def test_edit_pause_and_delete_in_the_ui_change_what_mcp_search_returns(
 
         await eventually(edited)
 
-        # Pause with a bulk action: search no longer finds it.
+        # Pause with a bulk action: search no longer finds it. Checked before that reload, a box
+        # would be lost with the page.
         await page.wait_for_selector("#memory-table tbody tr")
         await (
             page.locator("#memory-table tbody tr", has_text="run every morning")
