@@ -138,8 +138,7 @@ async def test_a_memory_added_through_mcp_appears_in_the_feed_and_the_list(
 ) -> None:
     session, _, cursor_key = signed_in
     await session.open("/")
-    await session.page.wait_for_selector("#activity-feed", state="attached")
-    await session.page.wait_for_timeout(300)  # the event stream connects
+    await session.page.wait_for_selector("#activity-feed[data-live]", state="attached")  # stream open
     async with mcp_client(all_in_one.mcp_url, cursor_key) as cursor:
         await cursor.call("add_memories", text="I adopted a cat named Miso.", infer=False)
     item = session.page.locator("#activity-feed li", has_text="I adopted a cat named Miso.")

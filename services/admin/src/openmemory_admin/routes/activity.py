@@ -51,9 +51,10 @@ async def activity(
 
 @router.get("/activity/stream")
 async def activity_stream(principal: Reader, ctx: Ctx, request: Request) -> StreamingResponse:
-    """Server-sent events: one `data:` line (an Activity as JSON) per change, as it happens. The
-    caller is checked again before changes are sent and every few seconds: the stream ends once
-    its key is revoked or expires, its session is signed out, or its app loses read access."""
+    """Server-sent events: a `: connected` comment once every later change will be sent, then one
+    `data:` line (an Activity as JSON) per change, as it happens. The caller is checked again
+    before changes are sent and every few seconds: the stream ends once its key is revoked or
+    expires, its session is signed out, or its app loses read access."""
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
 
     async def on_event(msg: Msg) -> None:
@@ -61,6 +62,8 @@ async def activity_stream(principal: Reader, ctx: Ctx, request: Request) -> Stre
             queue.put_nowait(msg.data)
 
     sub = await ctx.bus.nc.subscribe(c.event_subject(principal.user_id), cb=on_event)
+    with contextlib.suppress(nats.errors.Error):  # the server has it before ": connected" says so
+        await ctx.bus.nc.flush(timeout=2)  # (not flushed, changes still come once it arrives)
 
     async def still_allowed() -> bool:
         try:

@@ -173,6 +173,9 @@ async function renderOverview() {
   content().append(root);
   sizeBars(root);
   const stream = new EventSource(API + "/activity/stream");
+  // data-live: connected, so every later change shows here (the server sends once it listens).
+  stream.onopen = () => { feed.dataset.live = "true"; };
+  stream.onerror = () => { delete feed.dataset.live; };
   stream.onmessage = (message) => {
     const activity = JSON.parse(message.data);
     feed.prepend(feedItem(activity));
