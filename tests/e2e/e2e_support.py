@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
@@ -88,6 +90,13 @@ def all_in_one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSyst
     )
     yield system
     system.stop()
+
+
+async def fresh_minute(needed: float = 15.0) -> None:
+    """Rate limits and failure counts are per clock minute: a test whose burst must stay in one
+    minute starts it with at least `needed` seconds left, waiting for the next minute otherwise."""
+    if time.time() % 60 > 60 - needed:
+        await asyncio.sleep(60.5 - time.time() % 60)
 
 
 def new_key(system: RunningSystem, user: str, app: str = "*", scopes: str = "read,write") -> str:

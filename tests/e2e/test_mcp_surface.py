@@ -3,16 +3,14 @@ answers, short search results, and rate limits a model (and a person) can act on
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from e2e_support import Client, ToolFailed, mcp_client, new_key
+from e2e_support import Client, ToolFailed, fresh_minute, mcp_client, new_key
 from mcp import ClientSession
 from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
@@ -206,8 +204,7 @@ def _metric(text: str, name: str) -> float:
 
 async def test_a_rate_limited_call_tells_the_model_when_to_retry(tight: RunningSystem) -> None:
     key = new_key(tight, unique())
-    if time.time() % 60 > 45:  # the limit counts per clock minute: start in a fresh one
-        await asyncio.sleep(61 - time.time() % 60)
+    await fresh_minute()
     before = _metric(httpx.get(f"{tight.gateway_url}/metrics").text, "openmemory_rate_limited_total")
     async with mcp_client(tight.mcp_url, key) as client:
         for _ in range(LIMIT):  # the session's own requests count too: the limit comes before this ends

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from e2e_support import mcp_client, new_key
+from e2e_support import fresh_minute, mcp_client, new_key
 
 from openmemory_testing import RunningSystem, start_system, unique
 
@@ -270,16 +269,10 @@ async def test_only_allowed_hosts_are_answered(system: RunningSystem) -> None:
                 }
 
 
-async def _fresh_minute() -> None:
-    """The failure counts are per clock minute: start early in one, so a test's burst stays in it."""
-    if time.time() % 60 > 45:
-        await asyncio.sleep(60.5 - time.time() % 60)
-
-
 async def test_failed_authentications_are_throttled_per_address(throttled: RunningSystem) -> None:
     user = unique("thr")
     good, admin_key = new_key(throttled, user), new_key(throttled, user, scopes="read,write,admin")
-    await _fresh_minute()
+    await fresh_minute()
     async with httpx.AsyncClient(timeout=30) as http:
         guesses = [
             await http.post(throttled.mcp_url, json=INIT, headers={**MCP_HEADERS, **auth(BAD_KEY)})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from e2e_support import ToolFailed, mcp_client, new_key
+from e2e_support import ToolFailed, fresh_minute, mcp_client, new_key
 from mcp import MCPError
 
 from openmemory_core.servers import embedded_nats, start_embedded
@@ -134,8 +133,7 @@ async def test_a_revocation_reaches_every_gateway_within_a_second(split: Split) 
 async def test_the_two_gateways_share_each_keys_rate_limit(split: Split) -> None:
     key = split.key(unique())
     auth = {"Authorization": f"Bearer {key}"}
-    if time.time() % 60 > 50:  # the limit counts per clock minute: start in a fresh one
-        await asyncio.sleep(61 - time.time() % 60)
+    await fresh_minute(needed=10)
     async with httpx.AsyncClient(timeout=30) as http:
         statuses = [
             [(await http.post(gateway.mcp_url, json={}, headers=auth)).status_code for _ in range(25)]
