@@ -3,6 +3,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import nats
+import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -43,8 +44,9 @@ async def requests_seen(nc: NatsClient, feed: CommandFeed) -> list[Msg]:
 
 
 async def test_commands_in_a_row_come_in_order_on_one_request_and_each_only_after_the_last_is_acked(
-    nc: NatsClient,
+    nc: NatsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(feed_module, "PULL_EXPIRES", 3.0)  # one request outlasts a slow machine's pauses
     stream, durable, subject = await one_at_a_time(nc)
     for i in range(5):
         await nc.jetstream().publish(subject, f"command {i}".encode())
