@@ -109,6 +109,19 @@ async def test_a_long_ordinary_note_keeps_its_names() -> None:
 
 
 async def test_extraction_does_not_hold_up_the_event_loop() -> None:
+    """A stall the extractor causes comes back every round; a pause of the whole machine (the suite
+    shares two cores) does not. So one round of three with no gap of 0.1 s passes."""
+    rounds = []
+    for _ in range(3):
+        rounds.append(await longest_gap_while_extracting())
+        if rounds[-1] < 0.1:
+            return
+    raise AssertionError(f"the event loop stalled in every round (longest gaps, s): {rounds}")
+
+
+async def longest_gap_while_extracting() -> float:
+    """The longest time the event loop went without running a task, while the hostile texts are
+    extracted (both ways)."""
     gaps: list[float] = []
     done = asyncio.Event()
 
@@ -129,7 +142,8 @@ async def test_extraction_does_not_hold_up_the_event_loop() -> None:
     finally:
         done.set()
         await ticker
-    assert gaps and max(gaps) < 0.1, f"the event loop stalled for {max(gaps):.3f} s"
+    assert gaps
+    return max(gaps)
 
 
 async def test_a_run_on_is_read_for_relations_in_its_first_part_only() -> None:
