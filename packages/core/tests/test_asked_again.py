@@ -61,7 +61,7 @@ async def test_a_slow_first_answer_is_taken_and_the_second_attempt_cancelled() -
     attempts = Attempts(("answer", 0.3, "first"), ("answer", 5.0, "second"))
     started = time.monotonic()
     assert await asked_again(attempts, 2.0, 0.1, lost, attempts=2) == "first"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # not the second's 5 s
     await asyncio.sleep(0)  # the cancellation reaches the attempt
     assert len(attempts.started) == 2 and attempts.cancelled == 1
     assert attempts.started[1] < attempts.started[0]  # the second gets what is left of the wait
@@ -72,15 +72,15 @@ async def test_when_every_attempt_is_lost_the_last_error_comes_within_the_wait()
     started = time.monotonic()
     with pytest.raises(Lost):
         await asked_again(attempts, 0.6, 0.1, lost, attempts=3)
-    assert 0.5 <= time.monotonic() - started < 1.0
+    assert 0.5 <= time.monotonic() - started < 3.0  # not the attempts' 10 s
     assert len(attempts.started) == 3  # never more than `attempts`
 
 
 async def test_a_fast_loss_is_asked_again_after_the_pause_only() -> None:
     attempts = Attempts(("lose", 0.0), ("answer", 0.0, "second"))
     started = time.monotonic()
-    assert await asked_again(attempts, 2.0, 1.0, lost, attempts=2, pause=0.2) == "second"
-    assert 0.2 <= time.monotonic() - started < 0.9  # after the pause, not after `again_after`
+    assert await asked_again(attempts, 6.0, 3.0, lost, attempts=2, pause=0.2) == "second"
+    assert 0.2 <= time.monotonic() - started < 2.5  # after the pause, not after `again_after`
 
 
 async def test_the_callers_cancellation_cancels_every_attempt() -> None:
