@@ -8,7 +8,7 @@ from pathlib import Path
 from openmemory_core import contracts as c
 from openmemory_core.bus import Bus
 from openmemory_core.servers import embedded_nats, start_embedded
-from openmemory_testing import start_system, stop_all, unique
+from openmemory_testing import eventually, start_system, stop_all, unique
 
 USERS = 3
 ADDS_PER_USER = 15
@@ -38,12 +38,13 @@ async def test_two_worker_processes_keep_each_users_order(tmp_path: Path, graph_
                     break
                 await asyncio.sleep(0.1)
             assert seen == ids, f"user {user}: applied out of order"
+
         # A worker logs an add after its event is out and its ack is confirmed: wait for the last.
-        for _ in range(100):
+        async def logged() -> list[int] | None:
             shares = [w.log().count("applied add") for w in workers]
-            if sum(shares) >= USERS * ADDS_PER_USER:
-                break
-            await asyncio.sleep(0.1)
+            return shares if sum(shares) >= USERS * ADDS_PER_USER else None
+
+        shares = await eventually(logged)
         assert sum(shares) == USERS * ADDS_PER_USER
         assert all(share > 0 for share in shares), f"one worker did all the work: {shares}"
     finally:
